@@ -1,0 +1,187 @@
+"""Exactly-once execution of one operation, independent of DRF.
+
+``perform_once(operation, view)`` runs ``view`` at most once per (scope, key): the claim, the
+view and the stored response share one transaction on ``operation.database``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from django.db import transaction
+from django.http import HttpResponseBase
+from django.utils import timezone
+
+from . import store
+from .conf import app_settings
+from .exceptions import IdempotencyError, KeyMismatch, ReferenceConflict, RequestInFlight
+from .models import IdempotencyRecord
+from .responses import StoredResponse
+from .signals import request_conflicted, response_replayed, response_stored
+
+# A claim only loses to an expired record (removed, then retried) a handful of times at most.
+MAX_CLAIM_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One idempotent request, as the engine sees it."""
+
+    database: str
+    scope: str
+    key: str
+    fingerprint: str
+    method: str
+    path: str
+    reference: str | None
+    ttl: timedelta
+    lock_timeout: float
+
+
+def should_store(status: int) -> bool:
+    """Settled outcomes are stored; "nothing happened, fix and retry" ones release the key."""
+    return status < 500 and status not in app_settings.RELEASE_STATUS_CODES
+
+
+def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
+    """Run ``view`` once for the operation's key, or answer from what the first run stored.
+
+    Raises ``IdempotencyError`` subclasses for refusals (mismatch, reference conflict, still in
+    flight, not storable); every other exception from ``view`` propagates after rollback.
+    """
+    existing = store.touch(
+        operation.database,
+        scope=operation.scope,
+        key=operation.key,
+        fingerprint=operation.fingerprint,
+        now=timezone.now(),
+    )
+    if existing is not None:
+        return _answer(operation, existing, by_reference=False)
+
+    for _attempt in range(MAX_CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic(using=operation.database):
+                outcome = _claim_and_run(operation, view)
+        except store.ClaimWaitExpired:
+            _send_conflict(operation, None, "in_flight")
+            raise RequestInFlight() from None
+        if outcome is not None:
+            return _finish(operation, outcome)
+    # Expired records kept reappearing in the way; tell the client to come back shortly.
+    raise RequestInFlight()
+
+
+_Outcome = tuple[IdempotencyRecord, bool] | HttpResponseBase
+
+
+def _claim_and_run(
+    operation: Operation, view: Callable[[], HttpResponseBase]
+) -> _Outcome | None:
+    now = timezone.now()
+    record_id = store.claim(
+        operation.database,
+        scope=operation.scope,
+        key=operation.key,
+        fingerprint=operation.fingerprint,
+        reference=operation.reference,
+        method=operation.method,
+        path=operation.path,
+        now=now,
+        ttl=operation.ttl,
+        lock_timeout=operation.lock_timeout,
+    )
+    if record_id is None:
+        return _find_blocker(operation, now)
+
+    response = view()
+    if not should_store(response.status_code):
+        transaction.set_rollback(True, using=operation.database)
+        return response
+    stored = StoredResponse.capture(response)
+    store.complete(
+        operation.database,
+        record_id=record_id,
+        response=stored,
+        keep_reference=200 <= stored.status < 300,
+        now=timezone.now(),
+        ttl=operation.ttl,
+    )
+    transaction.on_commit(
+        partial(
+            response_stored.send,
+            sender=IdempotencyRecord,
+            operation=operation,
+            record_id=record_id,
+            status=stored.status,
+        ),
+        using=operation.database,
+    )
+    return response
+
+
+def _find_blocker(operation: Operation, now: object) -> tuple[IdempotencyRecord, bool] | None:
+    """The committed record the claim ran into: by key first, then by held reference."""
+    touch = partial(
+        store.touch,
+        operation.database,
+        scope=operation.scope,
+        fingerprint=operation.fingerprint,
+        now=now,
+    )
+    record = touch(key=operation.key)
+    if record is not None:
+        return record, False
+    if operation.reference is not None:
+        record = touch(reference=operation.reference)
+        if record is not None:
+            return record, True
+    store.delete_expired(
+        operation.database,
+        scope=operation.scope,
+        key=operation.key,
+        reference=operation.reference,
+        now=now,  # type: ignore[arg-type]
+    )
+    return None
+
+
+def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:
+    if isinstance(outcome, HttpResponseBase):
+        return outcome
+    record, by_reference = outcome
+    return _answer(operation, record, by_reference=by_reference)
+
+
+def _answer(
+    operation: Operation, record: IdempotencyRecord, *, by_reference: bool
+) -> HttpResponseBase:
+    if record.fingerprint == operation.fingerprint:
+        response_replayed.send(sender=IdempotencyRecord, operation=operation, record=record)
+        return stored_response(record).replay()
+    error: IdempotencyError
+    if by_reference:
+        _send_conflict(operation, record, "reference")
+        error = ReferenceConflict(operation.reference or "")
+    else:
+        _send_conflict(operation, record, "mismatch")
+        error = KeyMismatch()
+    raise error
+
+
+def stored_response(record: IdempotencyRecord) -> StoredResponse:
+    assert record.response_status is not None
+    return StoredResponse(
+        status=record.response_status,
+        headers=[(str(name), str(value)) for name, value in record.response_headers],
+        body=bytes(record.response_body),
+    )
+
+
+def _send_conflict(operation: Operation, record: IdempotencyRecord | None, kind: str) -> None:
+    request_conflicted.send(
+        sender=IdempotencyRecord, operation=operation, record=record, kind=kind
+    )

@@ -1,0 +1,130 @@
+"""The key store: one IdempotencyRecord per (scope, key)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .managers import IdempotencyRecordQuerySet
+
+
+class IdempotencyRecord(models.Model):
+    class State(models.TextChoices):
+        # Only ever seen inside the claiming transaction: the claim, the view and the stored
+        # response commit together, so other connections see a completed record or nothing.
+        IN_FLIGHT = "in_flight", _("in flight")
+        COMPLETED = "completed", _("completed")
+
+    scope = models.CharField(
+        _("scope"),
+        max_length=255,
+        help_text=_("The principal and endpoint the key belongs to."),
+    )
+    key = models.CharField(
+        _("key"), max_length=255, help_text=_("The client's Idempotency-Key.")
+    )
+    fingerprint = models.CharField(
+        _("fingerprint"),
+        max_length=64,
+        help_text=_("SHA-256 of the method, path and canonical body of the first request."),
+    )
+    reference = models.CharField(
+        _("held reference"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_(
+            "The business reference this record holds: set while the request runs and kept "
+            "only when it succeeded (2xx), so no other key can repeat the operation."
+        ),
+    )
+    requested_reference = models.CharField(
+        _("reference"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("The business reference the request declared, whatever its outcome."),
+    )
+    state = models.CharField(
+        _("state"),
+        max_length=16,
+        choices=State.choices,
+        default=State.IN_FLIGHT,
+        help_text=_("Whether the response has been stored."),
+    )
+    request_method = models.CharField(
+        _("method"), max_length=16, help_text=_("HTTP method of the first request.")
+    )
+    request_path = models.TextField(
+        _("path"), help_text=_("Path and query string of the first request.")
+    )
+    response_status = models.PositiveSmallIntegerField(
+        _("response status"),
+        null=True,
+        blank=True,
+        help_text=_("HTTP status of the stored response."),
+    )
+    response_headers = models.JSONField(
+        _("response headers"),
+        default=list,
+        blank=True,
+        help_text=_("The replayable headers of the stored response, as [name, value] pairs."),
+    )
+    response_body = models.BinaryField(
+        _("response body"),
+        default=b"",
+        blank=True,
+        help_text=_("The stored response body, replayed byte for byte."),
+    )
+    created_at = models.DateTimeField(
+        _("created"), default=timezone.now, help_text=_("When the key was first claimed.")
+    )
+    completed_at = models.DateTimeField(
+        _("completed"),
+        null=True,
+        blank=True,
+        help_text=_("When the response was stored."),
+    )
+    expires_at = models.DateTimeField(
+        _("expires"), help_text=_("After this the key counts as unused and may be purged.")
+    )
+    last_seen_at = models.DateTimeField(
+        _("last seen"),
+        null=True,
+        blank=True,
+        help_text=_("When a request last used this key after the first one."),
+    )
+    replay_count = models.PositiveIntegerField(
+        _("replays"), default=0, help_text=_("How often the stored response was replayed.")
+    )
+    conflict_count = models.PositiveIntegerField(
+        _("conflicts"),
+        default=0,
+        help_text=_("How often a request was refused because of this record."),
+    )
+
+    objects = IdempotencyRecordQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_uniq"),
+            models.UniqueConstraint(
+                fields=["scope", "reference"],
+                condition=Q(reference__isnull=False),
+                name="idempotency_scope_reference_uniq",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], name="idempotency_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.scope})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

@@ -1,0 +1,201 @@
+"""The record store's SQL: claim a key, find and count a stored record, save the outcome.
+
+The claim is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: it never raises on a
+duplicate, and a copy that collides with an uncommitted claim waits on the database's own
+unique-index lock until the original commits or rolls back (bounded by ``lock_timeout``).
+PostgreSQL and SQLite both speak this dialect; other vendors are refused by a system check.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .models import IdempotencyRecord
+from .responses import StoredResponse
+
+SUPPORTED_VENDORS = frozenset({"postgresql", "sqlite"})
+
+# SQLSTATEs of "gave up waiting": lock_timeout, deadlock, statement_timeout.
+_WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
+
+
+class ClaimWaitExpired(Exception):
+    """Waiting for a concurrent request holding the same key or reference took too long."""
+
+
+def _meta() -> Any:
+    return IdempotencyRecord._meta
+
+
+def _column(connection: BaseDatabaseWrapper, name: str) -> str:
+    return str(connection.ops.quote_name(_meta().get_field(name).column))
+
+
+def _table(connection: BaseDatabaseWrapper) -> str:
+    return str(connection.ops.quote_name(_meta().db_table))
+
+
+def _prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    return _meta().get_field(name).get_db_prep_save(value, connection)
+
+
+def _returning(connection: BaseDatabaseWrapper) -> str:
+    return ", ".join(
+        connection.ops.quote_name(field.column) for field in _meta().concrete_fields
+    )
+
+
+def touch(
+    database: str,
+    *,
+    scope: str,
+    fingerprint: str,
+    now: datetime,
+    key: str | None = None,
+    reference: str | None = None,
+) -> IdempotencyRecord | None:
+    """Find the live completed record for a key (or a held reference) and count this visit.
+
+    One statement: the replay or conflict counter moves by whether the fingerprint matches,
+    and the record comes back, so a replay costs a single indexed round trip.
+    """
+    connection = connections[database]
+    col = lambda name: _column(connection, name)  # noqa: E731
+    lookup_field, lookup_value = ("key", key) if key is not None else ("reference", reference)
+    sql = (
+        f"UPDATE {_table(connection)} SET "
+        f"{col('replay_count')} = {col('replay_count')} "
+        f"+ CASE WHEN {col('fingerprint')} = %s THEN 1 ELSE 0 END, "
+        f"{col('conflict_count')} = {col('conflict_count')} "
+        f"+ CASE WHEN {col('fingerprint')} = %s THEN 0 ELSE 1 END, "
+        f"{col('last_seen_at')} = %s "
+        f"WHERE {col('scope')} = %s AND {col(lookup_field)} = %s "
+        f"AND {col('expires_at')} > %s AND {col('state')} = %s "
+        f"RETURNING {_returning(connection)}"
+    )
+    params = [
+        fingerprint,
+        fingerprint,
+        _prep(connection, "last_seen_at", now),
+        scope,
+        lookup_value,
+        _prep(connection, "expires_at", now),
+        IdempotencyRecord.State.COMPLETED,
+    ]
+    rows = list(IdempotencyRecord.objects.using(database).raw(sql, params))
+    return rows[0] if rows else None
+
+
+def claim(
+    database: str,
+    *,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    reference: str | None,
+    method: str,
+    path: str,
+    now: datetime,
+    ttl: timedelta,
+    lock_timeout: float,
+) -> int | None:
+    """Insert the in-flight record; its id, or ``None`` when a committed record is in the way.
+
+    Must run inside the caller's transaction. Raises ``ClaimWaitExpired`` when a concurrent
+    holder of the key or reference did not finish within ``lock_timeout`` seconds.
+    """
+    connection = connections[database]
+    values: dict[str, Any] = {
+        "scope": scope,
+        "key": key,
+        "fingerprint": fingerprint,
+        "reference": reference,
+        "requested_reference": reference,
+        "state": IdempotencyRecord.State.IN_FLIGHT,
+        "request_method": method,
+        "request_path": path,
+        "response_headers": [],
+        "response_body": b"",
+        "created_at": now,
+        "expires_at": now + ttl,
+        "replay_count": 0,
+        "conflict_count": 0,
+    }
+    columns = ", ".join(_column(connection, name) for name in values)
+    placeholders = ", ".join(["%s"] * len(values))
+    sql = (
+        f"INSERT INTO {_table(connection)} ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT DO NOTHING RETURNING {_column(connection, 'id')}"
+    )
+    params = [_prep(connection, name, value) for name, value in values.items()]
+    with connection.cursor() as cursor:
+        try:
+            previous = _set_lock_timeout(connection, cursor, lock_timeout)
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if previous is not None:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+        except OperationalError as exc:
+            if _gave_up_waiting(exc):
+                raise ClaimWaitExpired from exc
+            raise
+    return int(row[0]) if row else None
+
+
+def _set_lock_timeout(connection: BaseDatabaseWrapper, cursor: Any, seconds: float) -> str | None:
+    """Bound the claim's wait on PostgreSQL; return the setting to restore for the view."""
+    if connection.vendor != "postgresql":
+        return None  # SQLite waits for its busy timeout (the connection's "timeout" option).
+    cursor.execute(
+        "SELECT s.previous, set_config('lock_timeout', %s, true) "
+        "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS s",
+        [f"{max(1, round(seconds * 1000))}ms"],
+    )
+    return str(cursor.fetchone()[0])
+
+
+def _gave_up_waiting(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if sqlstate in _WAIT_GAVE_UP:
+        return True
+    return "database is locked" in str(exc)  # SQLite's busy timeout
+
+
+def delete_expired(
+    database: str, *, scope: str, key: str, reference: str | None, now: datetime
+) -> int:
+    """Remove expired records that stand in the way of a claim: expired counts as absent."""
+    records = IdempotencyRecord.objects.using(database).filter(scope=scope).expired(now)
+    deleted, _ = records.filter(key=key).delete()
+    if reference is not None:
+        extra, _ = records.filter(reference=reference).delete()
+        deleted += extra
+    return deleted
+
+
+def complete(
+    database: str,
+    *,
+    record_id: int,
+    response: StoredResponse,
+    keep_reference: bool,
+    now: datetime,
+    ttl: timedelta,
+) -> None:
+    """Store the outcome in the claiming transaction; only a success keeps the reference."""
+    updates: dict[str, Any] = {
+        "state": IdempotencyRecord.State.COMPLETED,
+        "response_status": response.status,
+        "response_headers": [list(pair) for pair in response.headers],
+        "response_body": response.body,
+        "completed_at": now,
+        "expires_at": now + ttl,
+    }
+    if not keep_reference:
+        updates["reference"] = None
+    IdempotencyRecord.objects.using(database).filter(pk=record_id).update(**updates)

@@ -1,0 +1,35 @@
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from .models import Note, Order, Payment
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    quantity = serializers.IntegerField(min_value=1)
+
+    class Meta:
+        model = Order
+        fields = ["id", "item", "quantity", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+
+    class Meta:
+        model = Payment
+        fields = ["id", "order", "amount", "charge_id"]
+        read_only_fields = ["id", "charge_id"]
+
+    def validate_order(self, order: Order) -> Order:
+        if order.owner_id != self.context["request"].user.pk:
+            raise serializers.ValidationError("No such order.")
+        return order
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Note
+        fields = ["id", "text", "created_at"]
+        read_only_fields = ["id", "created_at"]

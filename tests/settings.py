@@ -1,0 +1,33 @@
+"""Test settings: the example project's apps plus test-only views. DATABASE_URL picks the DB."""
+
+from __future__ import annotations
+
+import os
+
+import dj_database_url
+
+from example_project import settings as example
+
+SECRET_KEY = "tests-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [*example.INSTALLED_APPS, "tests.testapp"]
+MIDDLEWARE = example.MIDDLEWARE
+TEMPLATES = example.TEMPLATES
+REST_FRAMEWORK = example.REST_FRAMEWORK
+ROOT_URLCONF = "tests.urls"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", "sqlite:///:memory:"), conn_max_age=0
+    )
+}
+SILENCED_SYSTEM_CHECKS = ["django_idempotency.W001"]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+# Fast hashing: the tests authenticate thousands of times.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,8 @@
+from django.db import models
+
+
+class Execution(models.Model):
+    """One row per real run of a test view: counting rows counts executions."""
+
+    label = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -1,0 +1,53 @@
+"""Test-only endpoints that misbehave on request: slow, failing, streaming, huge."""
+
+import time
+
+from django.http import StreamingHttpResponse
+from rest_framework import status, viewsets
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_idempotency.drf import IdempotentCreateMixin
+
+from .models import Execution
+
+
+class Teapot(APIException):
+    status_code = 418
+    default_code = "teapot"
+    default_detail = "I'm a teapot."
+
+
+class ProbeCreate:
+    """``create()`` driven by the JSON body: ``label``, ``sleep``, ``status``, ``raise``, ..."""
+
+    def create(self, request: Request, *args, **kwargs) -> Response | StreamingHttpResponse:  # type: ignore[no-untyped-def]
+        data = request.data
+        Execution.objects.create(label=str(data.get("label", "")))
+        time.sleep(float(data.get("sleep", 0)))
+        raised = data.get("raise")
+        if raised == "validation":
+            raise ValidationError({"label": ["bad label"]})
+        if raised == "teapot":
+            raise Teapot()
+        if raised == "crash":
+            raise RuntimeError("boom")
+        if data.get("stream"):
+            return StreamingHttpResponse(iter([b"a", b"b"]))
+        body = {"label": data.get("label"), "pad": "x" * int(data.get("size", 0))}
+        return Response(
+            body,
+            status=int(data.get("status", status.HTTP_201_CREATED)),
+            headers={"ETag": '"v1"', "X-Not-Replayed": "1"},
+        )
+
+
+
+class ProbeViewSet(IdempotentCreateMixin, ProbeCreate, viewsets.GenericViewSet):
+    queryset = Execution.objects.all()
+    idempotency_reference_field = "ref"
+
+
+class OptionalProbeViewSet(ProbeViewSet):
+    idempotency_key_required = False
