@@ -1,0 +1,130 @@
+"""Copies of one request racing on PostgreSQL with real threads and real connections."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from django_idempotency.models import IdempotencyRecord
+from tests.conftest import client_for
+from tests.testapp.models import Execution
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def race(copies: int, send: Callable[[APIClient, int], Any], client: APIClient) -> list[Any]:
+    """Fire ``copies`` requests at once from as many threads, each on its own connection."""
+    barrier = threading.Barrier(copies)
+
+    def one(index: int) -> Any:
+        try:
+            barrier.wait(timeout=10)
+            return send(client, index)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        return list(pool.map(one, range(copies)))
+
+
+def post_probe(body: dict[str, Any], key: Callable[[int], str]) -> Callable[[APIClient, int], Any]:
+    def send(client: APIClient, index: int) -> Any:
+        return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY=key(index))
+
+    return send
+
+
+def test_copies_of_one_request_run_once_and_get_identical_answers(user: Any) -> None:
+    client = client_for(user)
+    responses = race(12, post_probe({"label": "storm", "sleep": 0.5}, lambda i: "k"), client)
+
+    assert [r.status_code for r in responses] == [201] * 12
+    assert len({r.content for r in responses}) == 1
+    assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == 11
+    assert Execution.objects.count() == 1
+    record = IdempotencyRecord.objects.get()
+    assert record.replay_count == 11
+
+
+def test_different_keys_for_one_reference_run_once(user: Any) -> None:
+    client = client_for(user)
+    body = {"label": "pay", "ref": "order-7", "sleep": 0.5}
+    responses = race(8, post_probe(body, lambda i: f"key-{i}"), client)
+
+    assert [r.status_code for r in responses] == [201] * 8
+    assert len({r.content for r in responses}) == 1
+    assert Execution.objects.count() == 1
+    assert IdempotencyRecord.objects.count() == 1
+
+
+def test_different_bodies_for_one_reference_conflict(user: Any) -> None:
+    client = client_for(user)
+
+    def send(client: APIClient, index: int) -> Any:
+        body = {"label": f"variant-{index}", "ref": "order-8", "sleep": 0.3}
+        return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY=f"k{index}")
+
+    responses = race(6, send, client)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 5
+    assert all(
+        r["Content-Type"] == "application/problem+json" for r in responses if r.status_code == 409
+    )
+    assert Execution.objects.count() == 1
+
+
+@override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.3, IDEMPOTENCY_RETRY_AFTER=2)
+def test_copies_of_a_long_original_get_409_with_retry_after(user: Any) -> None:
+    client = client_for(user)
+    responses = race(5, post_probe({"label": "slow", "sleep": 2}, lambda i: "slow"), client)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409, 409]
+    for refused in (r for r in responses if r.status_code == 409):
+        assert refused["Retry-After"] == "2"
+        assert refused.json()["type"].endswith("idempotency-request-in-flight")
+    assert Execution.objects.count() == 1
+
+
+def test_released_original_lets_a_waiting_copy_run(user: Any) -> None:
+    """A copy that waited behind a 400 (released, rolled back) runs the view itself."""
+    client = client_for(user)
+
+    def send(client: APIClient, index: int) -> Any:
+        # The first copy fails validation; the others are the corrected request.
+        body: dict[str, Any] = {"label": "fixed", "sleep": 0.3}
+        if index == 0:
+            body["raise"] = "validation"
+        return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY="fix")
+
+    responses = race(4, send, client)
+
+    successes = [r for r in responses if r.status_code == 201]
+    assert successes, [r.status_code for r in responses]
+    assert len({r.content for r in successes}) == 1
+    assert Execution.objects.filter(label="fixed").count() == 1
+    assert IdempotencyRecord.objects.count() == 1
+
+
+def test_the_view_does_not_inherit_the_claims_lock_timeout(user: Any) -> None:
+    """lock_timeout bounds only the claim's wait; the view runs under the session's setting."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        (before,) = cursor.fetchone()
+    client = client_for(user)
+    response = client.post(
+        "/test/probe/", {"label": "gucs", "report_lock_timeout": True}, format="json",
+        HTTP_IDEMPOTENCY_KEY="gucs",
+    )
+    assert response.status_code == 201
+    assert response.json()["lock_timeout"] == before
