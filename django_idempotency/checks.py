@@ -48,7 +48,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         release = app_settings.RELEASE_STATUS_CODES
         max_body = app_settings.MAX_STORED_BODY_SIZE
     except (TypeError, ValueError) as exc:
-        return [Error(f"An IDEMPOTENCY_* setting has the wrong type: {exc}", id="django_idempotency.E002")]
+        return [
+            Error(
+                f"An IDEMPOTENCY_* setting has the wrong type: {exc}", id="django_idempotency.E002"
+            )
+        ]
     if ttl.total_seconds() <= 0:
         messages.append(Error("IDEMPOTENCY_TTL must be positive.", id="django_idempotency.E003"))
     if lock_timeout <= 0:
@@ -73,7 +77,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     if max_body <= 0:
         messages.append(
-            Error("IDEMPOTENCY_MAX_STORED_BODY_SIZE must be positive.", id="django_idempotency.E006")
+            Error(
+                "IDEMPOTENCY_MAX_STORED_BODY_SIZE must be positive.",
+                id="django_idempotency.E006",
+            )
         )
     if not getattr(settings, "USE_TZ", True):
         messages.append(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
@@ -78,9 +78,7 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
 _Outcome = tuple[IdempotencyRecord, bool] | HttpResponseBase
 
 
-def _claim_and_run(
-    operation: Operation, view: Callable[[], HttpResponseBase]
-) -> _Outcome | None:
+def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome | None:
     now = timezone.now()
     record_id = store.claim(
         operation.database,
@@ -123,7 +121,7 @@ def _claim_and_run(
     return response
 
 
-def _find_blocker(operation: Operation, now: object) -> tuple[IdempotencyRecord, bool] | None:
+def _find_blocker(operation: Operation, now: datetime) -> tuple[IdempotencyRecord, bool] | None:
     """The committed record the claim ran into: by key first, then by held reference."""
     touch = partial(
         store.touch,
@@ -144,7 +142,7 @@ def _find_blocker(operation: Operation, now: object) -> tuple[IdempotencyRecord,
         scope=operation.scope,
         key=operation.key,
         reference=operation.reference,
-        now=now,  # type: ignore[arg-type]
+        now=now,
     )
     return None
 
@@ -182,6 +180,4 @@ def stored_response(record: IdempotencyRecord) -> StoredResponse:
 
 
 def _send_conflict(operation: Operation, record: IdempotencyRecord | None, kind: str) -> None:
-    request_conflicted.send(
-        sender=IdempotencyRecord, operation=operation, record=record, kind=kind
-    )
+    request_conflicted.send(sender=IdempotencyRecord, operation=operation, record=record, kind=kind)

@@ -30,7 +30,8 @@ class IdempotencyRecord(models.Model):
         max_length=64,
         help_text=_("SHA-256 of the method, path and canonical body of the first request."),
     )
-    reference = models.CharField(
+    # NULL, not "", means "holds nothing": the partial unique constraint skips NULLs.
+    reference = models.CharField(  # noqa: DJ001
         _("held reference"),
         max_length=255,
         null=True,
@@ -40,7 +41,7 @@ class IdempotencyRecord(models.Model):
             "only when it succeeded (2xx), so no other key can repeat the operation."
         ),
     )
-    requested_reference = models.CharField(
+    requested_reference = models.CharField(  # noqa: DJ001
         _("reference"),
         max_length=255,
         null=True,

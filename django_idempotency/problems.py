@@ -37,7 +37,9 @@ def problem_document(
     }
 
 
-def problem_response(document: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
+def problem_response(
+    document: dict[str, Any], headers: dict[str, str] | None = None
+) -> HttpResponse:
     response = HttpResponse(
         json.dumps(document, ensure_ascii=False).encode(),
         status=int(document["status"]),

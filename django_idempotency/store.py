@@ -44,9 +44,7 @@ def _prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
 
 
 def _returning(connection: BaseDatabaseWrapper) -> str:
-    return ", ".join(
-        connection.ops.quote_name(field.column) for field in _meta().concrete_fields
-    )
+    return ", ".join(connection.ops.quote_name(field.column) for field in _meta().concrete_fields)
 
 
 def touch(
@@ -64,7 +62,10 @@ def touch(
     and the record comes back, so a replay costs a single indexed round trip.
     """
     connection = connections[database]
-    col = lambda name: _column(connection, name)  # noqa: E731
+
+    def col(name: str) -> str:
+        return _column(connection, name)
+
     lookup_field, lookup_value = ("key", key) if key is not None else ("reference", reference)
     sql = (
         f"UPDATE {_table(connection)} SET "
@@ -171,10 +172,9 @@ def delete_expired(
 ) -> int:
     """Remove expired records that stand in the way of a claim: expired counts as absent."""
     records = IdempotencyRecord.objects.using(database).filter(scope=scope).expired(now)
-    deleted, _ = records.filter(key=key).delete()
+    deleted: int = records.filter(key=key).delete()[0]
     if reference is not None:
-        extra, _ = records.filter(reference=reference).delete()
-        deleted += extra
+        deleted += records.filter(reference=reference).delete()[0]
     return deleted
 
 
