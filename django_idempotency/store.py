@@ -127,36 +127,56 @@ def claim(
         "conflict_count": 0,
     }
     columns = ", ".join(_column(connection, name) for name in values)
-    placeholders = ", ".join(["%s"] * len(values))
-    sql = (
-        f"INSERT INTO {_table(connection)} ({columns}) VALUES ({placeholders}) "
-        f"ON CONFLICT DO NOTHING RETURNING {_column(connection, 'id')}"
-    )
     params = [_prep(connection, name, value) for name, value in values.items()]
+    returning = _column(connection, "id")
+    if connection.vendor == "postgresql":
+        sql, params = _bounded_claim_sql(connection, values, columns, returning, params)
+        params.insert(0, f"{max(1, round(lock_timeout * 1000))}ms")
+    else:
+        # SQLite waits for its busy timeout (the connection's "timeout" option) instead.
+        placeholders = ", ".join(["%s"] * len(values))
+        sql = (
+            f"INSERT INTO {_table(connection)} ({columns}) VALUES ({placeholders}) "
+            f"ON CONFLICT DO NOTHING RETURNING {returning}"
+        )
     with connection.cursor() as cursor:
         try:
-            previous = _set_lock_timeout(connection, cursor, lock_timeout)
             cursor.execute(sql, params)
             row = cursor.fetchone()
-            if previous is not None:
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
         except OperationalError as exc:
             if _gave_up_waiting(exc):
                 raise ClaimWaitExpired from exc
             raise
-    return int(row[0]) if row else None
+    return int(row[0]) if row and row[0] is not None else None
 
 
-def _set_lock_timeout(connection: BaseDatabaseWrapper, cursor: Any, seconds: float) -> str | None:
-    """Bound the claim's wait on PostgreSQL; return the setting to restore for the view."""
-    if connection.vendor != "postgresql":
-        return None  # SQLite waits for its busy timeout (the connection's "timeout" option).
-    cursor.execute(
-        "SELECT s.previous, set_config('lock_timeout', %s, true) "
-        "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS s",
-        [f"{max(1, round(seconds * 1000))}ms"],
+def _bounded_claim_sql(
+    connection: BaseDatabaseWrapper,
+    values: dict[str, Any],
+    columns: str,
+    returning: str,
+    params: list[Any],
+) -> tuple[str, list[Any]]:
+    """The PostgreSQL claim in one round trip, its wait bounded by a local ``lock_timeout``.
+
+    ``limits`` saves the session's setting and applies ours; the insert reads from ``limits``, so
+    it starts after that; the outer select puts the saved setting back once the insert has
+    returned, so the view runs under the project's own ``lock_timeout``.
+    """
+    casts = ", ".join(
+        f"CAST(%s AS {_meta().get_field(name).db_type(connection)})" for name in values
     )
-    return str(cursor.fetchone()[0])
+    sql = (
+        "WITH limits AS MATERIALIZED ("
+        " SELECT saved.previous, set_config('lock_timeout', %s, true) AS applied"
+        " FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS saved"
+        "), claimed AS ("
+        f" INSERT INTO {_table(connection)} ({columns}) SELECT {casts} FROM limits"
+        f" ON CONFLICT DO NOTHING RETURNING {returning}"
+        ") SELECT (SELECT * FROM claimed),"
+        " set_config('lock_timeout', (SELECT previous FROM limits), true)"
+    )
+    return sql, params
 
 
 def _gave_up_waiting(exc: OperationalError) -> bool:
