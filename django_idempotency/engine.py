@@ -41,6 +41,11 @@ class Operation:
     lock_timeout: float
 
 
+# What a claim attempt ends in: the record in the way (and whether it was found by its
+# reference), or the view's own response.
+_Outcome = tuple[IdempotencyRecord, bool] | HttpResponseBase
+
+
 def should_store(status: int) -> bool:
     """Settled outcomes are stored; "nothing happened, fix and retry" ones release the key."""
     return status < 500 and status not in app_settings.RELEASE_STATUS_CODES
@@ -52,6 +57,16 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     Raises ``IdempotencyError`` subclasses for refusals (mismatch, reference conflict, still in
     flight, not storable); every other exception from ``view`` propagates after rollback.
     """
+    try:
+        outcome = _replay_or_claim(operation, view)
+    except store.WaitExpired:
+        _send_conflict(operation, None, "in_flight")
+        raise RequestInFlight() from None
+    return _finish(operation, outcome)
+
+
+def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome:
+    # The common retry costs one indexed statement, outside any transaction.
     existing = store.touch(
         operation.database,
         scope=operation.scope,
@@ -60,22 +75,14 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
         now=timezone.now(),
     )
     if existing is not None:
-        return _answer(operation, existing, by_reference=False)
-
+        return existing, False
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
-        try:
-            with transaction.atomic(using=operation.database):
-                outcome = _claim_and_run(operation, view)
-        except store.ClaimWaitExpired:
-            _send_conflict(operation, None, "in_flight")
-            raise RequestInFlight() from None
+        with transaction.atomic(using=operation.database):
+            outcome = _claim_and_run(operation, view)
         if outcome is not None:
-            return _finish(operation, outcome)
+            return outcome
     # Expired records kept reappearing in the way; tell the client to come back shortly.
-    raise RequestInFlight()
-
-
-_Outcome = tuple[IdempotencyRecord, bool] | HttpResponseBase
+    raise store.WaitExpired
 
 
 def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome | None:

@@ -8,6 +8,8 @@ PostgreSQL and SQLite both speak this dialect; other vendors are refused by a sy
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +25,18 @@ SUPPORTED_VENDORS = frozenset({"postgresql", "sqlite"})
 _WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
 
 
-class ClaimWaitExpired(Exception):
+class WaitExpired(Exception):
     """Waiting for a concurrent request holding the same key or reference took too long."""
+
+
+@contextmanager
+def _bounded_wait() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        if _gave_up_waiting(exc):
+            raise WaitExpired from exc
+        raise
 
 
 def _meta() -> Any:
@@ -87,7 +99,8 @@ def touch(
         _prep(connection, "expires_at", now),
         IdempotencyRecord.State.COMPLETED,
     ]
-    rows = list(IdempotencyRecord.objects.using(database).raw(sql, params))
+    with _bounded_wait():
+        rows = list(IdempotencyRecord.objects.using(database).raw(sql, params))
     return rows[0] if rows else None
 
 
@@ -106,7 +119,7 @@ def claim(
 ) -> int | None:
     """Insert the in-flight record; its id, or ``None`` when a committed record is in the way.
 
-    Must run inside the caller's transaction. Raises ``ClaimWaitExpired`` when a concurrent
+    Must run inside the caller's transaction. Raises ``WaitExpired`` when a concurrent
     holder of the key or reference did not finish within ``lock_timeout`` seconds.
     """
     connection = connections[database]
@@ -139,14 +152,9 @@ def claim(
             f"INSERT INTO {_table(connection)} ({columns}) VALUES ({placeholders}) "
             f"ON CONFLICT DO NOTHING RETURNING {returning}"
         )
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        except OperationalError as exc:
-            if _gave_up_waiting(exc):
-                raise ClaimWaitExpired from exc
-            raise
+    with connection.cursor() as cursor, _bounded_wait():
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
 
