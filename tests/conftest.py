@@ -3,6 +3,7 @@ fail under CI (CI=true) when it does not, and are skipped only on a developer's 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -14,20 +15,16 @@ from rest_framework.test import APIClient
 from tests.factories import TokenFactory, UserFactory
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    on_postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
-    if on_postgres:
+def _on_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "postgres" not in item.keywords or _on_postgres():
         return
-    for item in items:
-        if "postgres" in item.keywords:
-            if os.environ.get("CI"):
-                item.add_marker(
-                    pytest.mark.xfail(
-                        reason="PostgreSQL is required in CI", strict=True, run=False
-                    )
-                )
-            else:
-                item.add_marker(pytest.mark.skip(reason="needs DATABASE_URL=postgres://..."))
+    if os.environ.get("CI"):
+        pytest.fail("This test needs PostgreSQL: set DATABASE_URL=postgres://... (CI=true)")
+    pytest.skip("needs DATABASE_URL=postgres://...")
 
 
 @pytest.fixture
@@ -76,3 +73,34 @@ def post(api: APIClient) -> Post:
 @pytest.fixture
 def vendor() -> str:
     return connection.vendor
+
+
+ProblemCheck = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def assert_problem() -> ProblemCheck:
+    """``assert_problem(response, status, code)``: an RFC 9457 answer; returns its document.
+
+    ``code`` is the end of the problem's ``type`` URI (the error's stable ``default_code``).
+    """
+
+    def _check(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+        assert response.status_code == status, response.content
+        assert response["Content-Type"] == "application/problem+json", response["Content-Type"]
+        document: dict[str, Any] = json.loads(response.content)
+        assert {"type", "title", "status", "detail"} <= document.keys(), document
+        assert document["status"] == status
+        assert document["title"]
+        assert document["detail"]
+        if code is not None:
+            assert document["type"].endswith(f"#{code}"), document["type"]
+        return document
+
+    return _check
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    """A client with no credentials at all."""
+    return APIClient()

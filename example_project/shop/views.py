@@ -2,6 +2,7 @@
 
 from django.db.models import QuerySet
 from rest_framework import mixins, viewsets
+from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 
 from django_idempotency.drf import IdempotentCreateMixin
@@ -11,9 +12,13 @@ from .models import Note, Order, Payment
 from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer
 
 
-class OwnedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+class OwnedMixin:
+    """Each user sees and creates only their own rows. Listed before DRF's mixins."""
+
+    request: Request
+
     def get_queryset(self) -> QuerySet:  # type: ignore[type-arg]
-        return super().get_queryset().filter(owner=self.request.user)
+        return super().get_queryset().filter(owner=self.request.user)  # type: ignore[misc]
 
     def perform_create(self, serializer: BaseSerializer) -> None:  # type: ignore[type-arg]
         serializer.save(owner=self.request.user)
@@ -21,10 +26,11 @@ class OwnedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
 
 class OrderViewSet(
     IdempotentCreateMixin,
+    OwnedMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    OwnedViewSet,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
 ):
     queryset = Order.objects.order_by("id")
     serializer_class = OrderSerializer
@@ -34,7 +40,11 @@ class OrderViewSet(
 
 
 class PaymentViewSet(
-    IdempotentCreateMixin, mixins.CreateModelMixin, mixins.ListModelMixin, OwnedViewSet
+    IdempotentCreateMixin,
+    OwnedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
 ):
     queryset = Payment.objects.order_by("id")
     serializer_class = PaymentSerializer
@@ -52,7 +62,11 @@ class PaymentViewSet(
 
 
 class NoteViewSet(
-    IdempotentCreateMixin, mixins.CreateModelMixin, mixins.ListModelMixin, OwnedViewSet
+    IdempotentCreateMixin,
+    OwnedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
 ):
     queryset = Note.objects.order_by("id")
     serializer_class = NoteSerializer
