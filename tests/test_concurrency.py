@@ -123,7 +123,9 @@ def test_the_view_does_not_inherit_the_claims_lock_timeout(user: Any) -> None:
         (before,) = cursor.fetchone()
     client = client_for(user)
     response = client.post(
-        "/test/probe/", {"label": "gucs", "report_lock_timeout": True}, format="json",
+        "/test/probe/",
+        {"label": "gucs", "report_lock_timeout": True},
+        format="json",
         HTTP_IDEMPOTENCY_KEY="gucs",
     )
     assert response.status_code == 201

@@ -1,10 +1,13 @@
 """Test-only endpoints that misbehave on request: slow, failing, streaming, huge."""
 
 import time
+from datetime import timedelta
 
+from django.db import connection
 from django.http import StreamingHttpResponse
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,7 +23,11 @@ class Teapot(APIException):
 
 
 class ProbeCreate:
-    """``create()`` driven by the JSON body: ``label``, ``sleep``, ``status``, ``raise``, ..."""
+    """``create()`` driven by the JSON body: ``label``, ``sleep``, ``status``, ``raise``, ...
+
+    ``headers`` (an object) adds response headers verbatim and ``cookie`` sets a cookie, so the
+    tests can see which headers a replay carries.
+    """
 
     def create(self, request: Request, *args, **kwargs) -> Response | StreamingHttpResponse:  # type: ignore[no-untyped-def]
         data = request.data
@@ -36,12 +43,21 @@ class ProbeCreate:
         if data.get("stream"):
             return StreamingHttpResponse(iter([b"a", b"b"]))
         body = {"label": data.get("label"), "pad": "x" * int(data.get("size", 0))}
-        return Response(
+        if data.get("report_atomic_depth"):
+            # How many atomic blocks wrap the view: ATOMIC_REQUESTS adds the outermost one.
+            body["atomic_depth"] = len(connection.atomic_blocks)
+        if data.get("report_lock_timeout"):
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW lock_timeout")
+                body["lock_timeout"] = cursor.fetchone()[0]
+        response = Response(
             body,
             status=int(data.get("status", status.HTTP_201_CREATED)),
-            headers={"ETag": '"v1"', "X-Not-Replayed": "1"},
+            headers={"ETag": '"v1"', "X-Not-Replayed": "1", **data.get("headers", {})},
         )
-
+        if data.get("cookie"):
+            response.set_cookie("probe", str(data["cookie"]))
+        return response
 
 
 class ProbeViewSet(IdempotentCreateMixin, ProbeCreate, viewsets.GenericViewSet):
@@ -51,3 +67,18 @@ class ProbeViewSet(IdempotentCreateMixin, ProbeCreate, viewsets.GenericViewSet):
 
 class OptionalProbeViewSet(ProbeViewSet):
     idempotency_key_required = False
+
+
+class AnonymousProbeViewSet(ProbeViewSet):
+    """Open to anonymous clients, so the mixin (not DRF's permissions) answers them."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+
+class OptionalAnonymousProbeViewSet(AnonymousProbeViewSet):
+    idempotency_key_required = False
+
+
+class ShortTtlProbeViewSet(ProbeViewSet):
+    idempotency_ttl = timedelta(milliseconds=500)

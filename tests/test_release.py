@@ -1,0 +1,92 @@
+"""Which outcomes are stored (they settle the operation) and which release the key."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_idempotency.models import IdempotencyRecord
+from tests.testapp.models import Execution
+
+pytestmark = pytest.mark.django_db
+
+# The documented default, spelled out so that a change to it fails here.
+RELEASED_BY_DEFAULT = [400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429]
+
+
+def assert_released(post) -> None:
+    """Nothing of the failed attempt is left, and a corrected retry under its key runs."""
+    assert Execution.objects.count() == 0
+    assert IdempotencyRecord.objects.count() == 0
+    retry = post("/test/probe/", {"label": "fixed"}, key="k")
+    assert retry.status_code == 201
+    assert not retry.has_header("Idempotent-Replayed")
+    assert list(Execution.objects.values_list("label", flat=True)) == ["fixed"]
+    assert IdempotencyRecord.objects.get().response_status == 201
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 402, 410, 418, 451])
+def test_settled_outcomes_are_stored_and_replayed(post, status: int) -> None:
+    first = post("/test/probe/", {"status": status}, key="k")
+    again = post("/test/probe/", {"status": status}, key="k")
+    assert first.status_code == again.status_code == status
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert Execution.objects.count() == 1
+    assert IdempotencyRecord.objects.get().response_status == status
+
+
+def test_a_raised_api_error_outside_the_release_list_is_stored(post) -> None:
+    first = post("/test/probe/", {"raise": "teapot"}, key="k")
+    again = post("/test/probe/", {"raise": "teapot"}, key="k")
+    assert first.status_code == again.status_code == 418
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    # The view's savepoint undid its writes; the refusal itself is what was stored.
+    assert Execution.objects.count() == 0
+    assert IdempotencyRecord.objects.get().response_status == 418
+
+
+@pytest.mark.parametrize("status", [*RELEASED_BY_DEFAULT, 500, 502, 503, 599])
+def test_release_statuses_roll_back_and_free_the_key(post, status: int) -> None:
+    response = post("/test/probe/", {"label": "bad", "status": status}, key="k")
+    assert response.status_code == status
+    assert_released(post)
+
+
+def test_validation_error_then_corrected_body_under_the_same_key(post, assert_problem) -> None:
+    refused = post("/test/probe/", {"label": "bad", "raise": "validation"}, key="k")
+    assert_problem(refused, 400)
+    assert_released(post)
+
+
+def test_raised_exception_rolls_back_and_frees_the_key(post, api) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        post("/test/probe/", {"label": "bad", "raise": "crash"}, key="k")
+    api.raise_request_exception = False
+    assert post("/test/probe/", {"label": "bad", "raise": "crash"}, key="k").status_code == 500
+    assert_released(post)
+
+
+@override_settings(IDEMPOTENCY_RELEASE_STATUS_CODES=[402])
+def test_the_release_list_is_a_setting(post) -> None:
+    post("/test/probe/", {"status": 409}, key="stored")
+    assert post("/test/probe/", {"status": 409}, key="stored")["Idempotent-Replayed"] == "true"
+    assert post("/test/probe/", {"label": "bad", "status": 402}, key="k").status_code == 402
+    assert IdempotencyRecord.objects.filter(key="k").count() == 0
+    assert Execution.objects.filter(label="bad").count() == 0
+    assert post("/test/probe/", {"status": 201}, key="k").status_code == 201
+    assert IdempotencyRecord.objects.get(key="k").response_status == 201
+
+
+@override_settings(IDEMPOTENCY_RELEASE_STATUS_CODES=[])
+def test_5xx_is_released_whatever_the_setting(post) -> None:
+    assert post("/test/probe/", {"label": "bad", "status": 503}, key="k").status_code == 503
+    assert_released(post)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_release_is_a_real_rollback(post) -> None:
+    """Outside the test's own transaction: the release undoes committed-looking work too."""
+    assert post("/test/probe/", {"label": "bad", "status": 500}, key="k").status_code == 500
+    assert_released(post)
