@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 
 from .exceptions import PayloadTooLarge
 
@@ -43,7 +44,10 @@ def _body_identity(request: HttpRequest) -> bytes:
             return b"json:" + canonical
     elif media_type == "multipart/form-data" and body:
         # Clients pick a fresh boundary for every attempt, so the parts are compared instead.
-        return b"multipart:" + _multipart_identity(request)
+        try:
+            return b"multipart:" + _multipart_identity(request)
+        except MultiPartParserError:
+            pass  # DRF's parser will refuse it with a 400; the bytes identify it meanwhile.
     return b"raw:" + body
 
 
@@ -55,9 +59,9 @@ def canonical_json(body: bytes) -> bytes | None:
     """Equal JSON documents give equal bytes (key order, spacing and number spelling aside)."""
     try:
         document = json.loads(body, parse_float=Decimal, parse_int=Decimal)
+        return _canonical(document).encode()
     except (ValueError, InvalidOperation, RecursionError):
-        return None
-    return _canonical(document).encode()
+        return None  # not JSON we can canonicalise: its bytes identify it
 
 
 def _canonical(value: Any) -> str:
@@ -74,15 +78,20 @@ def _canonical(value: Any) -> str:
 
 
 def _string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    # ASCII escapes: equal strings, equal bytes, and lone surrogates cannot break the encoding.
+    return json.dumps(value)
 
 
 def _number(value: Decimal) -> str:
-    if not value.is_finite():
-        return str(value)
-    if value == value.to_integral_value():
-        return str(int(value))
-    return str(value.normalize())
+    """Exact and cheap: 1, 1.0 and 10E-1 agree; 1e999999999 is never expanded to digits."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return str(value)  # NaN or Infinity
+    significant = "".join(map(str, digits)).rstrip("0")
+    if not significant:
+        return "0"
+    exponent += len(digits) - len(significant)
+    return f"{'-' if sign else ''}{significant}e{exponent}"
 
 
 def _multipart_identity(request: HttpRequest) -> bytes:
