@@ -20,11 +20,19 @@ TEMPLATES = example.TEMPLATES
 REST_FRAMEWORK = example.REST_FRAMEWORK
 ROOT_URLCONF = "tests.urls"
 
+def _other_name(name: str) -> str:
+    return name if name in ("", ":memory:") else f"{name}_other"
+
+
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "sqlite:///:memory:"), conn_max_age=0
     )
 }
+# A second alias for the multi-database tests: same server, its own database.
+DATABASES["other"] = {**DATABASES["default"], "NAME": _other_name(DATABASES["default"]["NAME"])}
+DATABASE_ROUTERS = ["tests.routers.OtherDatabaseRouter"]
+
 SILENCED_SYSTEM_CHECKS = ["django_idempotency.W001"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -5,6 +5,7 @@ from tests.testapp.views import (
     AnonymousProbeViewSet,
     OptionalAnonymousProbeViewSet,
     OptionalProbeViewSet,
+    OtherDatabaseProbeViewSet,
     ProbeViewSet,
     ShortTtlProbeViewSet,
 )
@@ -17,6 +18,7 @@ router.register(
     "optional-anon-probe", OptionalAnonymousProbeViewSet, basename="optional-anon-probe"
 )
 router.register("ttl-probe", ShortTtlProbeViewSet, basename="ttl-probe")
+router.register("other-db-probe", OtherDatabaseProbeViewSet, basename="other-db-probe")
 
 urlpatterns = [
     path("", include("example_project.urls")),

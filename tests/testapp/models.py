@@ -6,3 +6,10 @@ class Execution(models.Model):
 
     label = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class OtherDatabaseExecution(Execution):
+    """Routed to the ``other`` database alias by ``tests.routers.OtherDatabaseRouter``."""
+
+    class Meta:
+        proxy = True

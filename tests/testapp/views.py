@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from django_idempotency.drf import IdempotentCreateMixin
 
-from .models import Execution
+from .models import Execution, OtherDatabaseExecution
 
 
 class Teapot(APIException):
@@ -31,7 +31,8 @@ class ProbeCreate:
 
     def create(self, request: Request, *args, **kwargs) -> Response | StreamingHttpResponse:  # type: ignore[no-untyped-def]
         data = request.data
-        Execution.objects.create(label=str(data.get("label", "")))
+        # Through the view's model, so a routed proxy writes to its own database.
+        self.get_queryset().model.objects.create(label=str(data.get("label", "")))  # type: ignore[attr-defined]
         time.sleep(float(data.get("sleep", 0)))
         raised = data.get("raise")
         if raised == "validation":
@@ -82,3 +83,9 @@ class OptionalAnonymousProbeViewSet(AnonymousProbeViewSet):
 
 class ShortTtlProbeViewSet(ProbeViewSet):
     idempotency_ttl = timedelta(milliseconds=500)
+
+
+class OtherDatabaseProbeViewSet(ProbeViewSet):
+    """Writes to the ``other`` alias (see tests/routers.py): the record must live there too."""
+
+    queryset = OtherDatabaseExecution.objects.all()
