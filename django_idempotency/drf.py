@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.permissions import SAFE_METHODS
@@ -60,8 +61,9 @@ class IdempotentCreateMixin:
         key = self.get_idempotency_key(request)
         if key is None:
             return super().create(request, *args, **kwargs)  # type: ignore[misc,no-any-return]
+        database = self.get_idempotency_database()
         operation = Operation(
-            database=self.get_idempotency_database(),
+            database=database,
             scope=self.get_idempotency_scope(request),
             key=key,
             fingerprint=request_fingerprint(request._request),
@@ -71,7 +73,9 @@ class IdempotentCreateMixin:
             ttl=self.get_idempotency_ttl(),
             lock_timeout=app_settings.LOCK_TIMEOUT,
         )
-        return perform_once(operation, lambda: self._create_rendered(request, *args, **kwargs))
+        return perform_once(
+            operation, lambda: self._create_rendered(database, request, *args, **kwargs)
+        )
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, RequestDataTooBig):
@@ -130,18 +134,25 @@ class IdempotentCreateMixin:
         value = request.META.get(meta_name)
         return None if value is None else str(value)
 
-    def _create_rendered(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """Run the real ``create()`` and render it, so its bytes can be stored."""
-        database = self.get_idempotency_database()
+    def _create_rendered(
+        self, database: str, request: Request, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        """Run the real ``create()`` and render it, so its bytes can be stored.
+
+        An exception DRF answers is treated as DRF treats it: under ``ATOMIC_REQUESTS`` the
+        view's writes are rolled back (a savepoint inside the claim's transaction), otherwise
+        they stay. Whether the answer is stored or released is the engine's decision.
+        """
+        atomic_requests = bool(connections[database].settings_dict.get("ATOMIC_REQUESTS"))
         try:
-            with transaction.atomic(using=database):
+            with transaction.atomic(using=database) if atomic_requests else nullcontext():
                 response = super().create(request, *args, **kwargs)  # type: ignore[misc]
         except Exception as exc:
-            # The view's savepoint has undone its writes. DRF answers the exception (a 402
-            # decline, a 400 ...) and, under ATOMIC_REQUESTS, marks the claim's transaction for
-            # rollback; the engine decides whether this answer is stored, so clear that mark.
-            response = self.handle_exception(exc)
-            transaction.set_rollback(False, using=database)
+            response = self.handle_exception(exc)  # re-raises what DRF does not answer
+            if atomic_requests:
+                # DRF marked the claim's transaction for rollback; the savepoint already undid
+                # the view's writes, and the engine decides the rest.
+                transaction.set_rollback(False, using=database)
         response = self.finalize_response(request, response, *args, **kwargs)  # type: ignore[attr-defined]
         if isinstance(response, Response):
             response.render()

@@ -79,14 +79,23 @@ def touch(
         return _column(connection, name)
 
     lookup_field, lookup_value = ("key", key) if key is not None else ("reference", reference)
+    # Outside a transaction the statement commits by itself; what it writes is bookkeeping
+    # (counters, last seen), so on PostgreSQL that commit need not wait for the WAL flush.
+    relaxed = connection.vendor == "postgresql" and not connection.in_atomic_block
     sql = (
-        f"UPDATE {_table(connection)} SET "
+        (
+            "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
+            if relaxed
+            else ""
+        )
+        + f"UPDATE {_table(connection)} SET "
         f"{col('replay_count')} = {col('replay_count')} "
         f"+ CASE WHEN {col('fingerprint')} = %s THEN 1 ELSE 0 END, "
         f"{col('conflict_count')} = {col('conflict_count')} "
         f"+ CASE WHEN {col('fingerprint')} = %s THEN 0 ELSE 1 END, "
         f"{col('last_seen_at')} = %s "
-        f"WHERE {col('scope')} = %s AND {col(lookup_field)} = %s "
+        + ("FROM relaxed " if relaxed else "")
+        + f"WHERE {col('scope')} = %s AND {col(lookup_field)} = %s "
         f"AND {col('expires_at')} > %s AND {col('state')} = %s "
         f"RETURNING {_returning(connection)}"
     )

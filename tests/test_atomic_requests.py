@@ -65,6 +65,16 @@ def test_a_crash_rolls_everything_back(post, api) -> None:
     assert IdempotencyRecord.objects.count() == 0
 
 
+def test_a_raised_api_error_that_is_stored_rolls_back_the_views_writes(post) -> None:
+    first = post("/test/probe/", {"raise": "teapot"}, key="k")
+    again = post("/test/probe/", {"raise": "teapot"}, key="k")
+    assert first.status_code == again.status_code == 418
+    assert again["Idempotent-Replayed"] == "true"
+    # As DRF does under ATOMIC_REQUESTS: the view's writes go, the stored answer stays.
+    assert Execution.objects.count() == 0
+    assert IdempotencyRecord.objects.get().response_status == 418
+
+
 def test_a_declined_payment_is_stored_although_drf_marks_a_rollback(post, user) -> None:
     order = OrderFactory(owner=user)
     body = {"order": order.pk, "amount": "20000.00"}
