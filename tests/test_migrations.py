@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(databases=["default", "other"])
 def test_no_migrations_are_missing() -> None:
     out = StringIO()
     # --check exits non-zero (SystemExit) when a model change has no migration.
