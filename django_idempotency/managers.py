@@ -1,20 +1,209 @@
-"""Query logic for idempotency records."""
+"""Query logic for idempotency records and events, and the one purge routine."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from django.db import models
+from django.db import connections, models, router, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from .models import IdempotencyRecord  # noqa: F401
+    from .models import IdempotencyEvent, IdempotencyRecord  # noqa: F401
+
+DEFAULT_PURGE_BATCH_SIZE = 1000
+
+_AGE_PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(text: str) -> timedelta:
+    """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90m"``, ``"30s"``, ``"2w"`` as a timedelta."""
+    compact = text.strip().replace(" ", "")
+    parts = _AGE_PART.findall(compact)
+    if not compact or "".join(f"{n}{u}" for n, u in parts).lower() != compact.lower():
+        raise ValueError(
+            f"{text!r} is not an age: use a number and a unit (s, m, h, d, w), e.g. 7d or 12h."
+        )
+    age = timedelta()
+    for number, unit in parts:
+        age += timedelta(**{_AGE_UNITS[unit.lower()]: int(number)})
+    if age <= timedelta():
+        raise ValueError(f"{text!r} is not a positive age.")
+    return age
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What a purge did (or, on a dry run, would do). Progress callbacks get running totals."""
+
+    database: str
+    #: Records deleted; on a dry run, records that would be.
+    deleted: int = 0
+    #: Events deleted with their records or swept after them; on a dry run, that would be.
+    events_deleted: int = 0
+    #: Short transactions that deleted something (none on a dry run).
+    batches: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.deleted / self.seconds if self.seconds > 0 else 0.0
+
+
+Progress = Callable[[PurgeResult], None]
 
 
 class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
     def live(self, now: datetime | None = None) -> IdempotencyRecordQuerySet:
-        return self.filter(expires_at__gt=now or timezone.now())
+        return self.filter(expires_at__gt=now or timezone.now())  # type: ignore[no-any-return]
 
     def expired(self, now: datetime | None = None) -> IdempotencyRecordQuerySet:
-        return self.filter(expires_at__lte=now or timezone.now())
+        return self.filter(expires_at__lte=now or timezone.now())  # type: ignore[no-any-return]
+
+    def purge_expired(
+        self,
+        *,
+        batch_size: int = DEFAULT_PURGE_BATCH_SIZE,
+        older_than: timedelta | None = None,
+        scope: str | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> PurgeResult:
+        """Delete the expired records of this queryset, and their events, in short batches.
+
+        Each batch is its own transaction on this queryset's write alias: it picks at most
+        ``batch_size`` primary keys above the last batch's, then deletes their events and
+        them. On PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED``, so a concurrent purge takes
+        other rows instead of waiting or deleting twice, and a row a live request is changing
+        is left for the next run. An in-flight claim is never touched: it is invisible outside
+        its own transaction, and records in the in-flight state are excluded anyway.
+
+        ``older_than`` also removes records created longer ago than that, whatever their TTL;
+        ``scope`` restricts the purge to scopes starting with that prefix. Run it outside a
+        transaction: inside one, every batch would be held until the outer block commits.
+        """
+        from .models import IdempotencyEvent, IdempotencyRecord
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1.")
+        alias = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
+        now = now or timezone.now()
+        started = time.monotonic()
+
+        record_due = Q(expires_at__lte=now)
+        event_due = Q(expires_at__lte=now)
+        if older_than is not None:
+            cutoff = now - older_than
+            record_due |= Q(created_at__lt=cutoff)
+            event_due |= Q(at__lt=cutoff)
+        records = self.using(alias).filter(record_due, state=IdempotencyRecord.State.COMPLETED)
+        events = IdempotencyEvent.objects.using(alias).all()
+        if scope:
+            records = records.filter(scope__startswith=scope)
+            events = events.filter(scope__startswith=scope)
+        # Events left without a record: in-flight refusals (never linked) and the rare event
+        # written just after its record was purged. They go once their own expiry passes.
+        orphans = events.filter(event_due).filter(
+            Q(record__isnull=True)
+            | ~Exists(IdempotencyRecord.objects.using(alias).filter(pk=OuterRef("record_id")))
+        )
+        result = PurgeResult(database=alias, dry_run=dry_run)
+
+        if dry_run:
+            return replace(
+                result,
+                deleted=records.count(),
+                events_deleted=events.filter(record__in=records.values("pk")).count()
+                + orphans.count(),
+                seconds=time.monotonic() - started,
+            )
+
+        def report(**counts: int) -> None:
+            nonlocal result
+            result = replace(
+                result,
+                deleted=result.deleted + counts.get("deleted", 0),
+                events_deleted=result.events_deleted + counts.get("events_deleted", 0),
+                batches=result.batches + 1,
+                seconds=time.monotonic() - started,
+            )
+            if progress is not None:
+                progress(result)
+
+        def delete_records(ids: list[int]) -> None:
+            events_gone = _raw_delete(IdempotencyEvent.objects.filter(record_id__in=ids), alias)
+            records_gone = _raw_delete(IdempotencyRecord.objects.filter(pk__in=ids), alias)
+            report(deleted=records_gone, events_deleted=events_gone)
+
+        def delete_orphans(ids: list[int]) -> None:
+            report(events_deleted=_raw_delete(IdempotencyEvent.objects.filter(pk__in=ids), alias))
+
+        _in_batches(records, alias, batch_size, delete_records)
+        _in_batches(orphans, alias, batch_size, delete_orphans)
+        return replace(result, seconds=time.monotonic() - started)
+
+
+class IdempotencyEventQuerySet(models.QuerySet["IdempotencyEvent"]):
+    def about(self, record: IdempotencyRecord) -> IdempotencyEventQuerySet:
+        """The events of one record, in-flight refusals (which carry no link) included."""
+        return self.filter(  # type: ignore[no-any-return]
+            about_record(
+                pk=record.pk,
+                scope=record.scope,
+                key=record.key,
+                reference=record.requested_reference,
+                created_at=record.created_at,
+            )
+        )
+
+
+def about_record(*, pk: Any, scope: Any, key: Any, reference: Any, created_at: Any) -> Q:
+    """Events about a record, given its values or ``OuterRef``\\ s to them.
+
+    An in-flight refusal waited for a claim that was not committed yet, so it has no link; it
+    belongs to the record with its scope and key (or the reference it waited for), created
+    before it.
+    """
+    waited_for = Q(key=key)
+    if reference is not None:
+        waited_for |= Q(reference=reference)
+    in_flight = Q(record__isnull=True, kind="in_flight", scope=scope, at__gte=created_at)
+    return Q(record=pk) | (in_flight & waited_for)
+
+
+def _in_batches(
+    queryset: models.QuerySet[Any],
+    alias: str,
+    batch_size: int,
+    delete: Callable[[list[int]], None],
+) -> None:
+    """Call ``delete`` with successive primary-key batches, each in its own transaction."""
+    skip_locked = connections[alias].features.has_select_for_update_skip_locked
+    last_pk = 0
+    while True:
+        with transaction.atomic(using=alias):
+            batch = queryset.filter(pk__gt=last_pk).order_by("pk")
+            if skip_locked:
+                batch = batch.select_for_update(skip_locked=True)
+            ids = list(batch.values_list("pk", flat=True)[:batch_size])
+            if ids:
+                delete(ids)
+        if len(ids) < batch_size:
+            return  # nothing left above this batch (or only rows someone else holds)
+        # Keyset paging: the next batch starts after this one instead of rescanning rows
+        # that were skipped (locked by someone else) or kept.
+        last_pk = ids[-1]
+
+
+def _raw_delete(queryset: models.QuerySet[Any], alias: str) -> int:
+    # One DELETE ... WHERE id IN (...): QuerySet.delete() would fall back to fetching every
+    # row (response bodies included) as soon as any delete signal receiver is connected.
+    return int(queryset._raw_delete(alias))

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .managers import IdempotencyRecordQuerySet
+from .managers import IdempotencyEventQuerySet, IdempotencyRecordQuerySet
 
 
 class IdempotencyRecord(models.Model):
@@ -129,3 +129,86 @@ class IdempotencyRecord(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+    @property
+    def status_class(self) -> str:
+        """``"2xx"`` .. ``"5xx"`` for the stored status, ``""`` while none is stored."""
+        if self.response_status is None:
+            return ""
+        return f"{self.response_status // 100}xx"
+
+
+class IdempotencyEvent(models.Model):
+    """One thing that happened to a key after its first request: a replay or a refusal.
+
+    Written by the receivers in ``events.py`` with a single INSERT. The link to the record is
+    a plain column, not a database foreign key: the insert takes no lock on the record row and
+    cannot fail because a purge removed the record a moment earlier, and the purge removes a
+    batch of records and their events with one set-based DELETE each, with no per-row
+    constraint checks or cascades. An event whose record is gone is swept by its own
+    ``expires_at``.
+    """
+
+    class Kind(models.TextChoices):
+        REPLAYED = "replayed", _("replayed")
+        MISMATCH = "mismatch", _("payload mismatch")
+        IN_FLIGHT = "in_flight", _("in flight (409)")
+        REFERENCE = "reference", _("reference conflict")
+
+    at = models.DateTimeField(
+        _("time"), default=timezone.now, help_text=_("When the request arrived.")
+    )
+    kind = models.CharField(
+        _("kind"),
+        max_length=16,
+        choices=Kind.choices,
+        help_text=_("Replayed, or why the request was refused."),
+    )
+    scope = models.CharField(
+        _("scope"), max_length=255, help_text=_("The principal and endpoint of the request.")
+    )
+    key = models.CharField(
+        _("key"), max_length=255, help_text=_("The Idempotency-Key the request carried.")
+    )
+    reference = models.CharField(  # noqa: DJ001  (NULL: none declared, as on the record)
+        _("reference"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("The business reference the request declared, if any."),
+    )
+    fingerprint = models.CharField(
+        _("fingerprint"),
+        max_length=64,
+        help_text=_("SHA-256 of the method, path and canonical body of this request."),
+    )
+    record = models.ForeignKey(
+        IdempotencyRecord,
+        verbose_name=_("record"),
+        null=True,
+        blank=True,
+        # No database constraint and no cascade: see the class docstring.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="events",
+        help_text=_(
+            "The stored record the request met; empty for an in-flight refusal, whose record "
+            "was not committed yet."
+        ),
+    )
+    expires_at = models.DateTimeField(
+        _("expires"),
+        help_text=_("Kept until then: the expiry of the record the request met."),
+    )
+
+    objects = IdempotencyEventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("idempotency event")
+        verbose_name_plural = _("idempotency events")
+        indexes = [
+            models.Index(fields=["expires_at"], name="idempotency_event_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.key} ({self.scope})"

@@ -1,0 +1,568 @@
+"""Read-only admin for records and the event log, with a purge that uses the one routine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, cast
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import Combinable
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .managers import PurgeResult, about_record
+from .models import IdempotencyEvent, IdempotencyRecord
+
+#: Characters of a stored body shown on the detail page; the rest is summarised.
+BODY_PREVIEW_LIMIT = 8 * 1024
+#: Events shown inline on a record; the full, filterable list is one link away.
+INLINE_EVENT_LIMIT = 50
+
+_STATUS_COLOURS = {"2": "#1a7f37", "3": "#0969da", "4": "#bc4c00", "5": "#cf222e"}
+_KIND_COLOURS = {
+    IdempotencyEvent.Kind.REPLAYED: "#0969da",
+    IdempotencyEvent.Kind.MISMATCH: "#cf222e",
+    IdempotencyEvent.Kind.IN_FLIGHT: "#9a6700",
+    IdempotencyEvent.Kind.REFERENCE: "#8250df",
+}
+
+
+def _badge(text: Any, colour: str) -> SafeString:
+    return format_html('<span class="idem-badge" style="background:{}">{}</span>', colour, text)
+
+
+def _kind_badge(kind: str) -> SafeString:
+    return _badge(IdempotencyEvent.Kind(kind).label, _KIND_COLOURS[IdempotencyEvent.Kind(kind)])
+
+
+# -- list filters -------------------------------------------------------------------------
+
+
+class _ConditionFilter(admin.SimpleListFilter):
+    """A filter whose choices each map to one condition on the queryset."""
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        raise NotImplementedError
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        condition = self.condition(value) if value else None
+        return queryset if condition is None else cast("QuerySet[Any]", queryset.filter(condition))
+
+
+class ReplayedFilter(_ConditionFilter):
+    title = _("replayed")
+    parameter_name = "replayed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        return {"yes": Q(replay_count__gt=0), "no": Q(replay_count=0)}.get(value)
+
+
+class ConflictFilter(_ConditionFilter):
+    title = _("conflicted")
+    parameter_name = "conflicted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("any", _("Any refusal")),
+            ("mismatch", _("Payload mismatch")),
+            ("in_flight", _("Concurrent request (409)")),
+            ("reference", _("Reference conflict")),
+            ("no", _("Never")),
+        ]
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        # A 409 while the original was in flight found no committed row to count on, so it is
+        # only in the event log; the counter covers the refusals by a stored record.
+        in_flight = Exists(_events_about_outer_record("in_flight"))
+        if value == "any":
+            return Q(conflict_count__gt=0) | in_flight
+        if value == "no":
+            return Q(conflict_count=0) & ~in_flight
+        if value in IdempotencyEvent.Kind.values:
+            # The kinds live in the event log; the counter alone cannot tell them apart.
+            return Exists(_events_about_outer_record(value))
+        return None
+
+
+def _events_about_outer_record(kind: str) -> QuerySet[IdempotencyEvent]:
+    events = IdempotencyEvent.objects.filter(
+        about_record(
+            pk=OuterRef("pk"),
+            scope=OuterRef("scope"),
+            key=OuterRef("key"),
+            reference=OuterRef("requested_reference"),
+            created_at=OuterRef("created_at"),
+        ),
+        kind=kind,
+    )
+    return cast("QuerySet[IdempotencyEvent]", events)
+
+
+class ExpiredFilter(_ConditionFilter):
+    title = _("expired")
+    parameter_name = "expired"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Expired (purgeable)")), ("no", _("Live"))]
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        now = timezone.now()
+        return {"yes": Q(expires_at__lte=now), "no": Q(expires_at__gt=now)}.get(value)
+
+
+class StatusClassFilter(_ConditionFilter):
+    title = _("response status")
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("2xx", _("2xx success")),
+            ("3xx", _("3xx redirect")),
+            ("4xx", _("4xx client error")),
+            ("5xx", _("5xx server error")),
+            ("none", _("No response stored")),
+        ]
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        if value == "none":
+            return Q(response_status__isnull=True)
+        if value in {"2xx", "3xx", "4xx", "5xx"}:
+            low = int(value[0]) * 100
+            return Q(response_status__gte=low, response_status__lt=low + 100)
+        return None
+
+
+class AboutRecordFilter(_ConditionFilter):
+    """The events of one record (in-flight refusals included); shown only while in use."""
+
+    title = _("record")
+    parameter_name = "about"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        value = self.value()
+        if not value or not value.isdigit():
+            return []
+        record = _record(value)
+        # A purged record's id still names its leftover events until they are swept.
+        label = str(record) if record is not None else _("#%(id)s (purged)") % {"id": value}
+        return [(value, label)]
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        if not value.isdigit():
+            return None
+        record = _record(value)
+        if record is None:
+            return Q(record_id=int(value))
+        return Q(pk__in=IdempotencyEvent.objects.about(record).values("pk"))
+
+
+def _record(pk: str) -> IdempotencyRecord | None:
+    record = IdempotencyRecord.objects.filter(pk=pk).defer("response_body").first()
+    return cast("IdempotencyRecord | None", record)
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+class EventInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
+    """The record's latest events, including in-flight refusals, which carry no link."""
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if not hasattr(self, "_about"):
+            events = IdempotencyEvent.objects.using(self.instance._state.db)
+            about = events.about(self.instance).order_by("-pk")
+            self._about = cast("QuerySet[Any]", about[:INLINE_EVENT_LIMIT])
+        return self._about
+
+
+class EventInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = IdempotencyEvent
+    fk_name = "record"
+    formset = EventInlineFormSet
+    fields = ("time", "kind_badge", "key", "reference", "fingerprint")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = _("event")
+    verbose_name_plural = _("events (latest %(limit)d)") % {"limit": INLINE_EVENT_LIMIT}
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("time"))
+    def time(self, event: IdempotencyEvent) -> str:
+        return _when(event.at)
+
+    @admin.display(description=_("kind"))
+    def kind_badge(self, event: IdempotencyEvent) -> SafeString:
+        return _kind_badge(event.kind)
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "key",
+        "scope",
+        "reference_display",
+        "state",
+        "status_display",
+        "created_display",
+        "expires_display",
+        "replay_count",
+        "conflict_count",
+        "last_seen_display",
+    )
+    list_filter = (
+        ReplayedFilter,
+        ConflictFilter,
+        "state",
+        ExpiredFilter,
+        StatusClassFilter,
+    )
+    search_fields = ("key", "reference", "requested_reference")
+    search_help_text = _("Search by key or business reference.")
+    date_hierarchy = "created_at"
+    ordering = ("-pk",)
+    # Counting a big table on every page view is the slow part of a changelist.
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ("purge_selected",)
+    inlines = (EventInline,)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "key",
+                    "scope",
+                    "state",
+                    "fingerprint",
+                    ("request_method", "request_path"),
+                    "requested_reference",
+                    "reference",
+                )
+            },
+        ),
+        (
+            _("Stored response"),
+            {"fields": ("status_display", "headers_display", "body_display")},
+        ),
+        (
+            _("Lifetime"),
+            {
+                "fields": (
+                    "created_display",
+                    "completed_display",
+                    "expires_display",
+                    "last_seen_display",
+                ),
+                "description": _(
+                    "Claimed when the first request arrived, completed when its response was "
+                    "stored, replayed until it expires; last seen is the latest request after "
+                    "the first."
+                ),
+            },
+        ),
+        (
+            _("After the first request"),
+            {"fields": ("replay_count", "conflict_count", "events_link")},
+        ),
+    )
+    readonly_fields = (
+        "key",
+        "scope",
+        "state",
+        "fingerprint",
+        "request_method",
+        "request_path",
+        "requested_reference",
+        "reference",
+        "status_display",
+        "headers_display",
+        "body_display",
+        "created_display",
+        "completed_display",
+        "expires_display",
+        "last_seen_display",
+        "replay_count",
+        "conflict_count",
+        "events_link",
+    )
+
+    # Inspection only: rows are written by the engine and removed by the purge.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_purge_permission(self, request: HttpRequest) -> bool:
+        """Purging needs the model's delete permission, though single deletes stay off."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Bodies can be a MiB each: the list never shows them, the detail page loads its one.
+        return cast("QuerySet[Any]", super().get_queryset(request).defer("response_body"))
+
+    # -- columns and fields -------------------------------------------------------------
+
+    @admin.display(description=_("reference"), ordering="requested_reference")
+    def reference_display(self, record: IdempotencyRecord) -> str:
+        return record.requested_reference or "-"
+
+    @admin.display(description=_("response status"), ordering="response_status")
+    def status_display(self, record: IdempotencyRecord) -> SafeString | str:
+        if record.response_status is None:
+            return "-"
+        colour = _STATUS_COLOURS.get(str(record.response_status)[0], "#59636e")
+        return _badge(record.response_status, colour)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, record: IdempotencyRecord) -> str:
+        return _when(record.created_at)
+
+    @admin.display(description=_("completed"), ordering="completed_at")
+    def completed_display(self, record: IdempotencyRecord) -> str:
+        return _when(record.completed_at)
+
+    @admin.display(description=_("last seen"), ordering="last_seen_at")
+    def last_seen_display(self, record: IdempotencyRecord) -> str:
+        return _when(record.last_seen_at)
+
+    @admin.display(description=_("expires"), ordering="expires_at")
+    def expires_display(self, record: IdempotencyRecord) -> SafeString:
+        when = _when(record.expires_at)
+        if record.is_expired:
+            return format_html(
+                '<span class="idem-expired" title="{}">{} <b>{}</b></span>',
+                _("Replays stopped; the next purge removes this record."),
+                when,
+                _("expired"),
+            )
+        return format_html("<span>{}</span>", when)
+
+    @admin.display(description=_("headers"))
+    def headers_display(self, record: IdempotencyRecord) -> SafeString | str:
+        if not record.response_headers:
+            return "-"
+        return format_html(
+            '<pre class="idem-pre">{}</pre>',
+            format_html_join("\n", "{}: {}", ((n, v) for n, v in record.response_headers)),
+        )
+
+    @admin.display(description=_("body"))
+    def body_display(self, record: IdempotencyRecord) -> SafeString | str:
+        body = bytes(record.response_body)
+        if not body:
+            return "-"
+        text, kind = _readable_body(body, _content_type(record.response_headers))
+        note = _("%(size)d bytes, %(kind)s") % {"size": len(body), "kind": kind}
+        if len(text) > BODY_PREVIEW_LIMIT:
+            note += ", " + str(
+                _("first %(shown)d of %(total)d characters shown")
+                % {"shown": BODY_PREVIEW_LIMIT, "total": len(text)}
+            )
+        shown = text[:BODY_PREVIEW_LIMIT]
+        return format_html(
+            '<pre class="idem-pre idem-body">{}</pre><div class="idem-note">{}</div>', shown, note
+        )
+
+    @admin.display(description=_("event log"))
+    def events_link(self, record: IdempotencyRecord) -> SafeString:
+        url = reverse("admin:django_idempotency_idempotencyevent_changelist")
+        count = IdempotencyEvent.objects.using(record._state.db).about(record).count()
+        label = ngettext("%(count)d event", "%(count)d events", count) % {"count": count}
+        return format_html('<a href="{}?about={}">{} &rarr;</a>', url, record.pk, label)
+
+    # -- purge ------------------------------------------------------------------------
+
+    @admin.action(
+        description=_("Purge the selected records that have expired"), permissions=["purge"]
+    )
+    def purge_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        selected = queryset.count()
+        result = queryset.purge_expired()  # type: ignore[attr-defined]
+        self._report(request, result)
+        kept = selected - result.deleted
+        if kept:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d selected record has not expired (or is in use) and was kept.",
+                    "%(count)d selected records have not expired (or are in use) and were kept.",
+                    kept,
+                )
+                % {"count": kept},
+                messages.WARNING,
+            )
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.opts
+        purge = path(
+            "purge/",
+            self.admin_site.admin_view(self.purge_view),
+            name=f"{opts.app_label}_{opts.model_name}_purge",
+        )
+        return [purge, *super().get_urls()]
+
+    def purge_view(self, request: HttpRequest) -> HttpResponse:
+        """Purge every expired record: a dry run to confirm, then the real thing on POST."""
+        if not self.has_purge_permission(request):
+            raise PermissionDenied
+        records = self.get_queryset(request)
+        changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        if request.method == "POST":
+            self._report(request, records.purge_expired())  # type: ignore[attr-defined]
+            return HttpResponseRedirect(changelist)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Purge expired idempotency records"),
+            "opts": self.opts,
+            "preview": records.purge_expired(dry_run=True),  # type: ignore[attr-defined]
+            "changelist_url": changelist,
+        }
+        return TemplateResponse(
+            request, "admin/django_idempotency/idempotencyrecord/purge.html", context
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = {
+            "has_purge_permission": self.has_purge_permission(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra)
+
+    def _report(self, request: HttpRequest, result: PurgeResult) -> None:
+        self.message_user(
+            request,
+            _(
+                "Purged %(deleted)d expired records and %(events)d events "
+                "in %(batches)d batches (%(seconds).2f s)."
+            )
+            % {
+                "deleted": result.deleted,
+                "events": result.events_deleted,
+                "batches": result.batches,
+                "seconds": result.seconds,
+            },
+            messages.SUCCESS,
+        )
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@admin.register(IdempotencyEvent)
+class IdempotencyEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "at_display",
+        "kind_badge",
+        "key",
+        "scope",
+        "reference",
+        "short_fingerprint",
+        "record_link",
+    )
+    list_filter = ("kind", AboutRecordFilter)
+    search_fields = ("key", "reference", "scope", "fingerprint")
+    search_help_text = _("Search by key, reference, scope or fingerprint.")
+    date_hierarchy = "at"
+    ordering = ("-pk",)
+    show_full_result_count = False
+    list_per_page = 100
+    fields = (
+        "at",
+        "kind_badge",
+        "scope",
+        "key",
+        "reference",
+        "fingerprint",
+        "record_link",
+        "expires_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("time"), ordering="at")
+    def at_display(self, event: IdempotencyEvent) -> str:
+        return _when(event.at)
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def kind_badge(self, event: IdempotencyEvent) -> SafeString:
+        return _kind_badge(event.kind)
+
+    @admin.display(description=_("fingerprint"), ordering="fingerprint")
+    def short_fingerprint(self, event: IdempotencyEvent) -> SafeString:
+        return format_html('<code title="{}">{}…</code>', event.fingerprint, event.fingerprint[:12])
+
+    @admin.display(description=_("record"))
+    def record_link(self, event: IdempotencyEvent) -> SafeString | str:
+        # The id alone: no join, and a purged record simply shows as a number without a link.
+        if event.record_id is None:
+            return "-"
+        url = reverse("admin:django_idempotency_idempotencyrecord_change", args=[event.record_id])
+        return format_html('<a href="{}">#{}</a>', url, event.record_id)
+
+
+def _when(moment: datetime | None) -> str:
+    """Compact, sortable local time: operators compare these across columns at a glance."""
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _content_type(headers: Iterable[Any]) -> str:
+    for name, value in headers:
+        if str(name).lower() == "content-type":
+            return str(value)
+    return ""
+
+
+def _readable_body(body: bytes, content_type: str) -> tuple[str, str]:
+    """The body as text for a human: pretty JSON, plain text, or a hex dump of binary."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Three characters per byte; one more byte than fits, so the preview says it is cut.
+        return body[: BODY_PREVIEW_LIMIT // 3 + 1].hex(" "), str(_("binary, shown as hex"))
+    if "json" in content_type or text.lstrip().startswith(("{", "[")):
+        try:
+            return json.dumps(json.loads(text), indent=2, ensure_ascii=False), "JSON"
+        except ValueError:
+            pass
+    return text, content_type.split(";")[0] or str(_("text"))

@@ -1,0 +1,218 @@
+"""The event log: one row per replay or refusal, one INSERT each, and a switch to turn it off."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from tests.conftest import client_for
+
+Kind = IdempotencyEvent.Kind
+EVENT_TABLE = IdempotencyEvent._meta.db_table
+RECORD_TABLE = IdempotencyRecord._meta.db_table
+
+
+def probe(client: APIClient, key: str, **body: Any) -> Any:
+    return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+@pytest.mark.django_db
+def test_a_replay_is_logged_with_its_request_and_record(api: APIClient) -> None:
+    assert probe(api, "k1", label="a").status_code == 201
+    assert not IdempotencyEvent.objects.exists()  # the first request is the record itself
+
+    before = timezone.now()
+    assert probe(api, "k1", label="a")["Idempotent-Replayed"] == "true"
+
+    record = IdempotencyRecord.objects.get()
+    event = IdempotencyEvent.objects.get()
+    assert event.kind == Kind.REPLAYED
+    assert event.record_id == record.pk
+    assert (event.scope, event.key, event.reference) == (record.scope, "k1", None)
+    assert event.fingerprint == record.fingerprint
+    assert event.expires_at == record.expires_at
+    assert before <= event.at <= timezone.now()
+    assert list(record.events.all()) == [event]
+
+
+@pytest.mark.django_db
+def test_a_mismatch_is_logged_with_the_offending_fingerprint(api: APIClient) -> None:
+    probe(api, "k1", label="a")
+    assert probe(api, "k1", label="b").status_code == 422
+
+    record = IdempotencyRecord.objects.get()
+    event = IdempotencyEvent.objects.get()
+    assert event.kind == Kind.MISMATCH
+    assert event.record_id == record.pk
+    assert len(event.fingerprint) == 64
+    assert event.fingerprint != record.fingerprint
+    assert (record.replay_count, record.conflict_count) == (0, 1)
+
+
+@pytest.mark.django_db
+def test_a_reference_conflict_is_logged_against_the_holder(api: APIClient) -> None:
+    assert probe(api, "first", label="pay", ref="order-1").status_code == 201
+    assert probe(api, "second", label="pay again", ref="order-1").status_code == 409
+
+    holder = IdempotencyRecord.objects.get()
+    event = IdempotencyEvent.objects.get()
+    assert event.kind == Kind.REFERENCE
+    assert event.record_id == holder.pk
+    assert (event.key, event.reference) == ("second", "ref:order-1")
+    assert event.fingerprint != holder.fingerprint
+    assert holder.conflict_count == 1
+
+
+@pytest.mark.django_db
+def test_every_visit_after_the_first_is_one_event_in_order(api: APIClient) -> None:
+    probe(api, "k1", label="a")
+    for body in ({"label": "a"}, {"label": "x"}, {"label": "a"}, {"label": "y"}):
+        probe(api, "k1", **body)
+
+    kinds = list(IdempotencyEvent.objects.order_by("pk").values_list("kind", flat=True))
+    assert kinds == [Kind.REPLAYED, Kind.MISMATCH, Kind.REPLAYED, Kind.MISMATCH]
+    record = IdempotencyRecord.objects.get()
+    assert (record.replay_count, record.conflict_count) == (2, 2)
+
+
+def _idempotency_statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "django_idempotency_" in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_logging_costs_one_insert_on_the_hot_path(api: APIClient) -> None:
+    probe(api, "k1", label="a")
+
+    seen = []
+    for label in ("a", "b"):  # a replay, then a mismatch
+        with CaptureQueriesContext(connection) as queries:
+            probe(api, "k1", label=label)
+        seen.append(_idempotency_statements(queries))
+
+    for statements in seen:
+        # The counting lookup, then the event: nothing else touches the app's tables.
+        assert len(statements) == 2, statements
+        assert statements[0].startswith(f'UPDATE "{RECORD_TABLE}"')
+        assert statements[1].startswith(f'INSERT INTO "{EVENT_TABLE}"')
+
+
+@pytest.mark.django_db
+@override_settings(IDEMPOTENCY_RECORD_EVENTS=False)
+def test_switched_off_nothing_is_written_and_the_counters_still_move(api: APIClient) -> None:
+    probe(api, "k1", label="a", ref="order-1")
+
+    with CaptureQueriesContext(connection) as replay:
+        probe(api, "k1", label="a", ref="order-1")
+    # Read now: the next request through the test client clears the query log.
+    statements = _idempotency_statements(replay)
+    probe(api, "k1", label="b", ref="order-1")
+    probe(api, "k2", label="c", ref="order-1")
+
+    assert len(statements) == 1, statements
+    assert statements[0].startswith(f'UPDATE "{RECORD_TABLE}"')
+    assert not IdempotencyEvent.objects.exists()
+    record = IdempotencyRecord.objects.get()
+    assert (record.replay_count, record.conflict_count) == (1, 2)
+
+
+@pytest.mark.django_db
+def test_events_are_written_to_the_operations_database(api: APIClient) -> None:
+    from django_idempotency.engine import Operation
+    from django_idempotency.events import record_event
+
+    operation = Operation(
+        database="default",
+        scope="s",
+        key="k",
+        fingerprint="f" * 64,
+        method="POST",
+        path="/",
+        reference="ref:1",
+        ttl=timedelta(minutes=5),
+        lock_timeout=1,
+    )
+    before = timezone.now()
+    record_event(operation, Kind.IN_FLIGHT, None)
+
+    event = IdempotencyEvent.objects.using("default").get()
+    assert (event.kind, event.record_id, event.reference) == (Kind.IN_FLIGHT, None, "ref:1")
+    # An in-flight refusal is kept at least as long as the record it waited for.
+    assert (
+        before + timedelta(minutes=5) <= event.expires_at <= timezone.now() + timedelta(minutes=5)
+    )
+
+
+# -- PostgreSQL: real concurrency ---------------------------------------------------------
+
+
+def _race(copies: int, send: Callable[[int], Any]) -> list[Any]:
+    barrier = threading.Barrier(copies)
+
+    def one(index: int) -> Any:
+        try:
+            barrier.wait(timeout=10)
+            return send(index)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        return list(pool.map(one, range(copies)))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("log_events", [True, False])
+def test_counters_and_log_agree_under_concurrency(user: Any, log_events: bool) -> None:
+    client = client_for(user)
+    assert probe(client, "hot", label="a").status_code == 201
+
+    with override_settings(IDEMPOTENCY_RECORD_EVENTS=log_events):
+        # Even copies replay, odd ones reuse the key with another payload.
+        responses = _race(
+            16, lambda i: probe(client, "hot", label="a" if i % 2 == 0 else f"other-{i}")
+        )
+
+    assert sorted(r.status_code for r in responses) == [201] * 8 + [422] * 8
+    record = IdempotencyRecord.objects.get()
+    assert (record.replay_count, record.conflict_count) == (8, 8)
+    kinds = list(IdempotencyEvent.objects.values_list("kind", flat=True))
+    if log_events:
+        assert sorted(kinds) == [Kind.MISMATCH] * 8 + [Kind.REPLAYED] * 8
+        assert IdempotencyEvent.objects.filter(record=record).count() == 16
+    else:
+        assert kinds == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
+def test_an_in_flight_refusal_is_logged_and_found_from_its_record(user: Any) -> None:
+    client = client_for(user)
+
+    def send(index: int) -> Any:
+        if index == 1:
+            time.sleep(0.3)  # let the slow original claim the key first
+        return probe(client, "slow", label="a", sleep=1.5 if index == 0 else 0)
+
+    first, copy = _race(2, send)
+
+    assert (first.status_code, copy.status_code) == (201, 409)
+    event = IdempotencyEvent.objects.get()
+    assert (event.kind, event.record_id, event.key) == (Kind.IN_FLIGHT, None, "slow")
+    record = IdempotencyRecord.objects.get()
+    assert list(IdempotencyEvent.objects.about(record)) == [event]
+    # A new record under the same key later does not inherit the old refusal.
+    record.created_at = event.at + timedelta(seconds=1)
+    assert not IdempotencyEvent.objects.about(record).exists()
