@@ -9,6 +9,7 @@ from django.utils import timezone
 from .conf import app_settings
 from .models import IdempotencyEvent, IdempotencyRecord
 from .signals import request_conflicted, response_replayed
+from .store import insert_bookkeeping
 
 if TYPE_CHECKING:
     from .engine import Operation
@@ -50,15 +51,19 @@ def record_event(operation: Operation, kind: str, record: IdempotencyRecord | No
     if not app_settings.RECORD_EVENTS:
         return
     now = timezone.now()
-    IdempotencyEvent.objects.using(operation.database).create(
-        at=now,
-        kind=kind,
-        scope=operation.scope,
-        key=operation.key,
-        reference=operation.reference,
-        fingerprint=operation.fingerprint,
-        record_id=record.pk if record is not None else None,
-        # An in-flight refusal does not know its record yet; the record it waited for will
-        # expire a TTL after it completes, which is later than this.
-        expires_at=record.expires_at if record is not None else now + operation.ttl,
+    insert_bookkeeping(
+        operation.database,
+        IdempotencyEvent,
+        {
+            "at": now,
+            "kind": kind,
+            "scope": operation.scope,
+            "key": operation.key,
+            "reference": operation.reference,
+            "fingerprint": operation.fingerprint,
+            "record_id": record.pk if record is not None else None,
+            # An in-flight refusal does not know its record yet; the record it waited for
+            # will expire a TTL after it completes, which is later than this.
+            "expires_at": record.expires_at if record is not None else now + operation.ttl,
+        },
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
 
 from .models import IdempotencyRecord
 from .responses import StoredResponse
@@ -81,14 +82,9 @@ def touch(
     lookup_field, lookup_value = ("key", key) if key is not None else ("reference", reference)
     # Outside a transaction the statement commits by itself; what it writes is bookkeeping
     # (counters, last seen), so on PostgreSQL that commit need not wait for the WAL flush.
-    relaxed = connection.vendor == "postgresql" and not connection.in_atomic_block
+    relaxed = commits_alone(connection)
     sql = (
-        (
-            "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
-            if relaxed
-            else ""
-        )
-        + f"UPDATE {_table(connection)} SET "
+        (_RELAXED_COMMIT if relaxed else "") + f"UPDATE {_table(connection)} SET "
         f"{col('replay_count')} = {col('replay_count')} "
         f"+ CASE WHEN {col('fingerprint')} = %s THEN 1 ELSE 0 END, "
         f"{col('conflict_count')} = {col('conflict_count')} "
@@ -180,9 +176,7 @@ def _bounded_claim_sql(
     it starts after that; the outer select puts the saved setting back once the insert has
     returned, so the view runs under the project's own ``lock_timeout``.
     """
-    casts = ", ".join(
-        f"CAST(%s AS {_meta().get_field(name).db_type(connection)})" for name in values
-    )
+    casts = _typed_placeholders(connection, IdempotencyRecord, values)
     sql = (
         "WITH limits AS MATERIALIZED ("
         " SELECT saved.previous, set_config('lock_timeout', %s, true) AS applied"
@@ -194,6 +188,44 @@ def _bounded_claim_sql(
         " set_config('lock_timeout', (SELECT previous FROM limits), true)"
     )
     return sql, params
+
+
+def _typed_placeholders(connection: BaseDatabaseWrapper, model: Any, names: Any) -> str:
+    """``%s`` placeholders cast to their columns' types, for ``INSERT ... SELECT``."""
+    return ", ".join(
+        f"CAST(%s AS {model._meta.get_field(name).db_type(connection)})" for name in names
+    )
+
+
+_RELAXED_COMMIT = (
+    "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
+)
+
+
+def commits_alone(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a statement here is its own transaction on PostgreSQL, so it may relax its commit."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def insert_bookkeeping(database: str, model: type[Model], values: dict[str, Any]) -> None:
+    """Insert a log row; outside a transaction on PostgreSQL, without waiting for the WAL flush.
+
+    For rows that are telemetry, not results (the event log): a crash may lose the last few.
+    """
+    connection = connections[database]
+    if not commits_alone(connection):
+        model._default_manager.using(database).create(**values)
+        return
+    fields: dict[str, Any] = {name: model._meta.get_field(name) for name in values}
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields.values())
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    table = connection.ops.quote_name(model._meta.db_table)
+    sql = (
+        f"{_RELAXED_COMMIT}INSERT INTO {table} ({columns}) "
+        f"SELECT {_typed_placeholders(connection, model, values)} FROM relaxed"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _gave_up_waiting(exc: OperationalError) -> bool:
