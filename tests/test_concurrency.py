@@ -130,3 +130,17 @@ def test_the_view_does_not_inherit_the_claims_lock_timeout(user: Any) -> None:
     )
     assert response.status_code == 201
     assert response.json()["lock_timeout"] == before
+
+
+def test_relaxed_bookkeeping_commits_do_not_leak_into_the_session(user: Any) -> None:
+    """The replay's counter update and event row relax only their own commit."""
+    from django.db import connection
+
+    client = client_for(user)
+    for _ in range(3):
+        client.post("/test/probe/", {"label": "r"}, format="json", HTTP_IDEMPOTENCY_KEY="r")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        (setting,) = cursor.fetchone()
+    assert setting == "on"
+    assert IdempotencyRecord.objects.get().replay_count == 2
