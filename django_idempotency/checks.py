@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
+from . import checks_pooling
 from .conf import app_settings
 from .store import SUPPORTED_VENDORS
 
@@ -90,3 +91,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+register(*checks_pooling.TAGS)(checks_pooling.check_pooling)

@@ -10,10 +10,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import connections, router, transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.permissions import SAFE_METHODS
+from rest_framework.relations import RelatedField
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,7 +23,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
-from .exceptions import AuthenticationRequired, IdempotencyError, MissingKey, PayloadTooLarge
+from .exceptions import (
+    AuthenticationRequired,
+    DatabaseUnavailable,
+    IdempotencyError,
+    MissingKey,
+    PayloadTooLarge,
+)
 from .fingerprint import read_body, request_fingerprint
 from .keys import parse_key
 from .models import IdempotencyRecord
@@ -108,13 +116,19 @@ class IdempotentCreateMixin:
         return _bounded(f"{endpoint}|{self.get_idempotency_principal(request)}") or ""
 
     def get_idempotency_reference(self, request: Request) -> str | None:
-        field = self.idempotency_reference_field
-        if field is None or not isinstance(request.data, Mapping):
+        """``"<field>:<value>"``, the value in the form the serializer would save it.
+
+        ``1``, ``1.0``, ``"01"`` and ``" 1"`` all name order 1 to the serializer, so they must
+        name one reference too; a value the serializer refuses is kept as sent (the request
+        fails validation and releases its key anyway).
+        """
+        name = self.idempotency_reference_field
+        if name is None or not isinstance(request.data, Mapping):
             return None
-        value = request.data.get(field)
+        value = request.data.get(name)
         if value is None or value == "":
             return None
-        return f"{field}:{value}"
+        return f"{name}:{self._normalised_reference(name, value)}"
 
     def get_idempotency_ttl(self) -> timedelta:
         if self.idempotency_ttl is None:
@@ -128,6 +142,33 @@ class IdempotentCreateMixin:
         return router.db_for_write(model) or "default"
 
     # -- internals -----------------------------------------------------------------------
+
+    def _normalised_reference(self, name: str, value: Any) -> Any:
+        field = self._serializer_field(name)
+        queryset: Any = getattr(field, "queryset", None)
+        try:
+            if isinstance(field, RelatedField) and queryset is not None:
+                # The primary key's own conversion: no query to load the related row.
+                pk_field = getattr(field, "pk_field", None)
+                if pk_field is not None:
+                    value = pk_field.to_internal_value(value)
+                if isinstance(value, bool):
+                    return value  # DRF refuses booleans as keys; so does validation later
+                return queryset.model._meta.pk.to_python(value)
+            if field is not None:
+                return field.to_internal_value(value)
+        except (DjangoValidationError, drf_exceptions.ValidationError, TypeError, ValueError):
+            pass
+        return value
+
+    def _serializer_field(self, name: str) -> Any:
+        get_serializer = getattr(self, "get_serializer", None)
+        if get_serializer is None:
+            return None
+        try:
+            return get_serializer().fields.get(name)
+        except AssertionError:  # DRF's way of saying the view has no serializer_class
+            return None
 
     def _key_header(self, request: Request) -> str | None:
         meta_name = "HTTP_" + app_settings.HEADER.upper().replace("-", "_")
@@ -172,6 +213,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRe
         exc = PayloadTooLarge(str(exc))
     if isinstance(exc, IdempotencyError):
         return error_response(exc)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return error_response(DatabaseUnavailable())
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

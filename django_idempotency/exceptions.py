@@ -96,3 +96,18 @@ class ResponseNotStorable(IdempotencyError):
     status_code = 500
     default_code = "idempotency-response-not-storable"
     title = "Response could not be stored"
+
+
+class DatabaseUnavailable(IdempotencyError):
+    """The database went away mid-request; nothing was stored, so the retry runs afresh."""
+
+    status_code = 503
+    default_code = "database-unavailable"
+    title = "Database unavailable"
+    default_detail = (
+        "The database connection failed while handling the request; nothing was stored. "
+        "Retry the same request with the same Idempotency-Key."
+    )
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail, headers={"Retry-After": str(app_settings.RETRY_AFTER)})

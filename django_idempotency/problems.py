@@ -6,7 +6,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from .conf import app_settings
 from .exceptions import IdempotencyError
@@ -58,3 +58,14 @@ def error_response(error: IdempotencyError) -> HttpResponse:
         detail=error.detail,
     )
     return problem_response(document, error.headers)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """A ``handler500`` that answers in problem+json, for APIs that never want an HTML page."""
+    document = problem_document(
+        status=500,
+        code="server-error",
+        title=status_title(500),
+        detail="The server failed to handle the request; nothing was stored for its key.",
+    )
+    return problem_response(document)

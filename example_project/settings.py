@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "django_idempotency",
     "example_project.shop",
 ]
@@ -78,4 +79,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "django_idempotency.drf.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # The OpenAPI schema at /api/schema/ documents the Idempotency-Key header and its answers.
+    "DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema",
 }
+
+SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "1.0.0"}

@@ -85,3 +85,11 @@ def test_database_vendors_are_checked(
     handler = ConnectionHandler({"default": {"ENGINE": engine, "NAME": "app"}})
     monkeypatch.setattr(checks, "connections", handler)
     assert [message.id for message in checks.check_databases()] == expected
+
+
+def test_the_pooling_check_is_registered() -> None:
+    from django.core.checks.registry import registry
+
+    from django_idempotency.checks_pooling import check_pooling
+
+    assert check_pooling in registry.get_checks()

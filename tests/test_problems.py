@@ -121,3 +121,12 @@ def test_layer_errors_are_problems_under_drfs_own_handler(post, settings, assert
     # The app's own errors are DRF's business then: plain JSON, no problem document.
     validation = post("/test/probe/", {"raise": "validation"}, key="k2")
     assert validation["Content-Type"] == "application/json"
+
+
+def test_the_server_error_handler_answers_in_problem_json(api, assert_problem) -> None:
+    api.raise_request_exception = False
+    response = api.post(
+        "/test/probe/", {"raise": "crash"}, format="json", HTTP_IDEMPOTENCY_KEY="crash"
+    )
+    document = assert_problem(response, 500, "server-error")
+    assert "nothing was stored" in document["detail"]

@@ -24,3 +24,5 @@ urlpatterns = [
     path("", include("example_project.urls")),
     path("test/", include(router.urls)),
 ]
+
+handler500 = "django_idempotency.problems.server_error"

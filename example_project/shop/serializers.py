@@ -6,7 +6,8 @@ from .models import Note, Order, Payment
 
 
 class OrderSerializer(serializers.ModelSerializer):
-    quantity = serializers.IntegerField(min_value=1)
+    # Bounded by the column: a larger number is a 400, not a database error.
+    quantity = serializers.IntegerField(min_value=1, max_value=2_147_483_647)
 
     class Meta:
         model = Order

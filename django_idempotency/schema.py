@@ -1,0 +1,133 @@
+"""OpenAPI documentation of idempotent operations for drf-spectacular (optional).
+
+Import this module only where drf-spectacular is installed, e.g.::
+
+    REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema"}
+
+Every ``create()`` of a view using ``IdempotentCreateMixin`` then documents the
+``Idempotency-Key`` request header, the ``Idempotent-Replayed`` response header, and the
+problem+json answers the layer gives (400, 409 with ``Retry-After``, 422).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import get_doc
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+
+from .conf import app_settings
+from .drf import IdempotentCreateMixin
+from .keys import MAX_KEY_LENGTH
+from .problems import PROBLEM_CONTENT_TYPE
+from .responses import REPLAYED_HEADER
+
+#: The recommended (unquoted) form: printable ASCII, no space at either end. The quoted
+#: RFC 8941 form (``"abc"``) is accepted too and names the same key.
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+
+
+class ProblemSerializer(serializers.Serializer[Any]):
+    """An RFC 9457 problem document, as every refusal of the layer is rendered."""
+
+    type = serializers.CharField(help_text="URI naming the problem; ends with its stable code.")
+    title = serializers.CharField(help_text="Short summary of the problem type.")
+    status = serializers.IntegerField(help_text="The HTTP status of the answer.")
+    detail = serializers.CharField(help_text="What went wrong with this request.")
+    # The metaclass pops declared fields, so this does not shadow ``Serializer.errors``.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text="Field messages, for validation errors only."
+    )
+
+    class Meta:
+        ref_name = "Problem"
+
+
+def idempotency_key_parameter(*, required: bool) -> OpenApiParameter:
+    """The ``Idempotency-Key`` request header, for ``extend_schema(parameters=...)``."""
+    return OpenApiParameter(
+        name=app_settings.HEADER,
+        type={
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_KEY_LENGTH,
+            "pattern": KEY_PATTERN,
+        },
+        location=OpenApiParameter.HEADER,
+        required=required,
+        description=(
+            f"Up to {MAX_KEY_LENGTH} printable ASCII characters naming this operation; the "
+            "RFC 8941 quoted form is accepted too. Retries with the same key and request get "
+            "the first response again instead of a second execution. Keys are scoped to the "
+            "authenticated client and this endpoint."
+        ),
+    )
+
+
+class IdempotentAutoSchema(AutoSchema):
+    """drf-spectacular's ``AutoSchema`` plus the idempotency layer's header and answers."""
+
+    def is_idempotent_operation(self) -> bool:
+        return (
+            isinstance(self.view, IdempotentCreateMixin)
+            and self.method == "POST"
+            and self._is_create_operation()
+        )
+
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        if self.is_idempotent_operation():
+            required = bool(getattr(self.view, "idempotency_key_required", True))
+            parameters.append(idempotency_key_parameter(required=required))
+        return parameters
+
+    def get_description(self) -> str:  # type: ignore[override]  # as drf-spectacular's
+        description = str(super().get_description())
+        # A view without a docstring of its own inherits the mixin's, which is about the code,
+        # not about the API.
+        return "" if description == get_doc(IdempotentCreateMixin) else description
+
+    def get_operation(
+        self, path: str, path_regex: str, path_prefix: str, method: str, registry: Any
+    ) -> dict[str, Any] | None:
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        # Added after the fact, so an ``extend_schema(responses=...)`` on the view, which
+        # replaces ``get_response_serializers()``, still gets them.
+        if operation is not None and self.is_idempotent_operation():
+            self._document_answers(operation["responses"])
+        return operation
+
+    def _document_answers(self, responses: dict[str, Any]) -> None:
+        for code, response in responses.items():
+            if code.startswith("2"):
+                response.setdefault("headers", {})[REPLAYED_HEADER] = {
+                    "schema": {"type": "string", "enum": ["true"]},
+                    "description": "Present when this is the stored response of an earlier "
+                    "request with the same key, replayed byte for byte.",
+                }
+        answers: dict[str, list[str]] = {
+            "400": [
+                "The Idempotency-Key header is missing (where required) or invalid, or the "
+                "request itself is invalid. Nothing was stored: fix the request and retry."
+            ],
+            "409": [
+                "The original request with this key is still running (retry after "
+                "Retry-After seconds), or another key already performed this operation."
+            ],
+        }
+        answers.setdefault(str(app_settings.MISMATCH_STATUS), []).append(
+            "The key was used before with a different method, path or body."
+        )
+        problem = self.resolve_serializer(ProblemSerializer, "response").ref
+        for code, texts in answers.items():
+            description = " ".join(texts)
+            response = responses.setdefault(code, {"description": description})
+            response.setdefault("content", {})[PROBLEM_CONTENT_TYPE] = {"schema": problem}
+            if not response.get("description"):
+                response["description"] = description
+        responses["409"].setdefault("headers", {})["Retry-After"] = {
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Seconds to wait before retrying, when the original is still running.",
+        }

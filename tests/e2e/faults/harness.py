@@ -1,0 +1,340 @@
+"""Helpers of the fault tests: gunicorn instances whose workers can be found and killed, clients
+that retry like a careful payment client, and the database checks every test ends with."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+import requests
+
+from tests.e2e.conftest import (
+    REPO_ROOT,
+    Server,
+    _free_port,
+    _no_control_socket,
+    _project_env,
+    _stop,
+    _wait_until_ready,
+)
+
+T = TypeVar("T")
+REQUEST_TIMEOUT = 30.0
+RECORDS = "django_idempotency_idempotencyrecord"
+PROBLEM = "application/problem+json"
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    """One gunicorn master and its workers: an "app server" of the example project."""
+
+    name: str
+    server: Server
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def worker_pids(self) -> list[int]:
+        return children(self.process.pid)
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_instance(
+    *,
+    name: str,
+    database_url: str,
+    token: str,
+    log_dir: Path,
+    delay_ms: int = 0,
+    workers: int = 4,
+    env: dict[str, str] | None = None,
+) -> Instance:
+    """Start the example project under gunicorn and wait until a worker answers."""
+    port = _free_port()
+    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=database_url)
+    log_path = log_dir / f"gunicorn-{name}-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "example_project.wsgi:application",
+                f"--workers={workers}",
+                "--worker-class=sync",
+                f"--bind=127.0.0.1:{port}",
+                "--timeout=30",
+                "--graceful-timeout=5",
+                "--backlog=512",
+                *_no_control_socket(),
+            ],
+            cwd=REPO_ROOT,
+            env=_project_env(database_url, EXAMPLE_GATEWAY_DELAY_MS=str(delay_ms), **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    instance = Instance(name=name, server=server, process=process, log_path=log_path)
+    try:
+        _wait_until_ready(process, server, log_path)
+    except BaseException:
+        instance.stop()
+        raise
+    return instance
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def pid_with_local_port(port: int, candidates: Iterable[int]) -> int | None:
+    """Which of ``candidates`` owns the TCP socket bound locally to ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            columns = line.split()
+            local_port = int(columns[1].rsplit(":", 1)[1], 16)
+            if local_port == port:
+                inodes.add(f"socket:[{columns[9]}]")
+    for pid in candidates:
+        try:
+            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(descriptor) in inodes:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+# -- clients -------------------------------------------------------------------------------
+
+
+def post(url: str, token: str, path: str, body: Any, key: str) -> requests.Response:
+    return requests.post(
+        f"{url}{path}",
+        json=body,
+        headers={"Authorization": f"Token {token}", "Idempotency-Key": key},
+        timeout=REQUEST_TIMEOUT,
+    )
+
+
+def fire_together(calls: list[Callable[[], T]]) -> list[T]:
+    """Run every call in its own thread, all released at once by a barrier."""
+    barrier = threading.Barrier(len(calls), timeout=REQUEST_TIMEOUT)
+
+    def run(call: Callable[[], T]) -> T:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        return [future.result(timeout=3 * REQUEST_TIMEOUT) for future in futures]
+
+
+def is_problem(response: requests.Response) -> bool:
+    if not response.headers.get("Content-Type", "").startswith(PROBLEM):
+        return False
+    try:
+        document = response.json()
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("status") == response.status_code
+
+
+def is_replayed(response: requests.Response) -> bool:
+    return response.headers.get("Idempotent-Replayed") == "true"
+
+
+@dataclass
+class Tally:
+    """Every answer (or dropped connection) clients saw during a test."""
+
+    requests: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    server_errors: int = 0
+    unclean_server_errors: int = 0
+    dropped: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def saw(self, response: requests.Response | None, error: BaseException | None = None) -> None:
+        with self.lock:
+            self.requests += 1
+            if response is None:
+                self.dropped += 1
+                label = f"no answer ({type(error).__name__})"
+            else:
+                label = str(response.status_code)
+                if is_replayed(response):
+                    label += " replayed"
+                elif is_problem(response):
+                    label += " " + str(response.json().get("type", "")).rpartition("#")[2]
+                if response.status_code >= 500:
+                    self.server_errors += 1
+                    if not is_problem(response):
+                        self.unclean_server_errors += 1
+                        label += " not problem+json"
+            self.statuses[label] = self.statuses.get(label, 0) + 1
+
+
+def settle(
+    urls: list[str],
+    token: str,
+    path: str,
+    body: Any,
+    key: str,
+    *,
+    tally: Tally,
+    deadline: float,
+) -> requests.Response | None:
+    """Send one operation until it gets a final answer, as a careful client would: the same
+    key and body every time, another server after a dropped connection or a 5xx, and the
+    Retry-After pause after a 409. ``None`` if the deadline passes first."""
+    attempt = 0
+    while time.monotonic() < deadline:
+        url = urls[attempt % len(urls)]
+        attempt += 1
+        try:
+            response = post(url, token, path, body, key)
+        except requests.RequestException as exc:
+            tally.saw(None, exc)
+            time.sleep(0.2)
+            continue
+        tally.saw(response)
+        if response.status_code >= 500:
+            time.sleep(0.2)
+            continue
+        if response.status_code == 409 and "Retry-After" in response.headers:
+            time.sleep(min(float(response.headers["Retry-After"]), 1.0))
+            continue
+        return response
+    return None
+
+
+# -- waiting, in the background and for the database --------------------------------------
+
+FIND_TIMEOUT = 10.0
+
+
+class Background:
+    """One request on its own thread; its answer or its error once it ends."""
+
+    def __init__(self, call: Any) -> None:
+        self.response: requests.Response | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Any) -> None:
+        try:
+            self.response = call()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float = 60.0) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the request never ended"
+
+
+def busy_backends(conn: psycopg.Connection[Any], state: str) -> list[tuple[int, int]]:
+    """``(backend pid, client port)`` of the sessions on this database in ``state``."""
+    rows = conn.execute(
+        "SELECT pid, client_port FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = %s",
+        [state],
+    ).fetchall()
+    return [(int(pid), int(port)) for pid, port in rows]
+
+
+def wait_for(condition: Any, timeout: float = FIND_TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {condition}")
+
+
+def session_exists(conn: psycopg.Connection[Any], backend: int) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone()
+        is not None
+    )
+
+
+def lock_waiters(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()
+    return row is not None
+
+
+# -- the database afterwards ---------------------------------------------------------------
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Iterable[Any] = ()) -> Any:
+    row = conn.execute(query, list(params)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def in_flight_records(conn: psycopg.Connection[Any]) -> int:
+    """Records not completed: must be none once every request has ended, crashed or not."""
+    return int(scalar(conn, f"SELECT count(*) FROM {RECORDS} WHERE state <> 'completed'"))
+
+
+def stored_server_errors(conn: psycopg.Connection[Any]) -> int:
+    """Stored 5xx answers: a half-result that a retry would get replayed. Must be none."""
+    return int(scalar(conn, f"SELECT count(*) FROM {RECORDS} WHERE response_status >= 500"))
+
+
+def rows_by(conn: psycopg.Connection[Any], query: str) -> dict[Any, int]:
+    """``SELECT name, count(*) ... GROUP BY name`` as a dict."""
+    return {name: int(count) for name, count in conn.execute(query).fetchall()}
+
+
+def json_id(response: requests.Response) -> int:
+    return int(json.loads(response.content)["id"])

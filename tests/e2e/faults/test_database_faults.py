@@ -1,0 +1,202 @@
+"""Database faults under the example project: the request's backend is terminated mid-request,
+and PostgreSQL itself is restarted under load. Clients get a clean 5xx, nothing half-done is
+stored, and retries after recovery run exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from .conftest import Launch, PrivateCluster
+from .figures import FAULTS, measure
+from .harness import (
+    Background,
+    Tally,
+    busy_backends,
+    in_flight_records,
+    is_problem,
+    is_replayed,
+    json_id,
+    post,
+    rows_by,
+    session_exists,
+    settle,
+    stored_server_errors,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+ROUNDS = 3
+GATEWAY_DELAY_MS = 1500
+
+
+def test_the_requests_backend_terminated_mid_request(
+    e2e_database_url: str, e2e_token: str, launch: Launch
+) -> None:
+    app = launch(e2e_database_url, name="app", delay_ms=GATEWAY_DELAY_MS)
+    tally = Tally()
+    with (
+        measure(
+            "Backend terminated mid-request",
+            section=FAULTS,
+            what=f"{ROUNDS} rounds: while a payment waits {GATEWAY_DELAY_MS} ms on the gateway "
+            "inside its transaction, pg_terminate_backend() kills its PostgreSQL session; the "
+            "client then retries with the same key.",
+        ) as sheet,
+        psycopg.connect(e2e_database_url, autocommit=True) as conn,
+    ):
+        outcomes = []
+        for round_ in range(ROUNDS):
+            order = post(
+                app.url, e2e_token, "/api/orders/", {"item": "x", "quantity": 1}, f"o{round_}"
+            )
+            assert order.status_code == 201
+            tally.requests += 1
+            body, key = {"order": json_id(order), "amount": "25.00"}, f"terminated-{round_}"
+
+            def pay(body: dict[str, Any] = body, key: str = key) -> requests.Response:
+                return post(app.url, e2e_token, "/api/payments/", body, key)
+
+            first = Background(pay)
+            [(backend, _)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
+            conn.execute("SELECT pg_terminate_backend(%s)", [backend])
+            sheet.faults_injected += 1
+            wait_for(lambda b=backend: not session_exists(conn, b))
+            first.join()
+            tally.saw(first.response, first.error)
+            retry = settle(
+                [app.url],
+                e2e_token,
+                "/api/payments/",
+                body,
+                key,
+                tally=tally,
+                deadline=time.monotonic() + 30,
+            )
+            again = pay()
+            tally.saw(again)
+            outcomes.append((first, retry, again, json_id(order)))
+
+        payments = rows_by(conn, "SELECT order_id, count(*) FROM shop_payment GROUP BY order_id")
+        sheet.stuck_records = in_flight_records(conn)
+        stored_errors = stored_server_errors(conn)
+        sheet.requests = tally.requests
+        sheet.operations = ROUNDS
+        sheet.lost = sum(1 for *_, order in outcomes if payments.get(order, 0) == 0)
+        sheet.duplicated = sum(max(0, count - 1) for count in payments.values())
+        sheet.server_errors = tally.server_errors
+        sheet.unclean_server_errors = tally.unclean_server_errors
+        sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+
+        for first, retry, again, order in outcomes:
+            # The worker survived and answered: a 5xx, as problem+json.
+            assert first.response is not None, first.error
+            assert first.response.status_code >= 500
+            assert is_problem(first.response), first.response.text[:300]
+            assert retry is not None
+            assert retry.status_code == 201, retry.text
+            assert not is_replayed(retry)  # the terminated attempt left nothing to replay
+            assert again.content == retry.content
+            assert is_replayed(again)
+            assert payments[order] == 1
+        assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
+        assert stored_errors == 0
+
+
+CLIENTS = 8
+OPERATIONS_PER_CLIENT = 20
+RESTARTS = 2
+LOAD_DEADLINE = 90.0
+
+
+def test_postgresql_restarted_under_load(
+    private_postgres: PrivateCluster, private_database: tuple[str, str], launch: Launch
+) -> None:
+    url, token = private_database
+    apps = [launch(url, name=f"app-{n}", token=token, delay_ms=50) for n in (1, 2)]
+    urls = [app.url for app in apps]
+    operations = [
+        (f"load-{client}-{n}", {"item": f"load {client}-{n}", "quantity": 1})
+        for client in range(CLIENTS)
+        for n in range(OPERATIONS_PER_CLIENT)
+    ]
+    tally = Tally()
+    finals: dict[str, requests.Response | None] = {}
+    started = threading.Event()
+
+    def client(index: int) -> None:
+        started.set()
+        deadline = time.monotonic() + LOAD_DEADLINE
+        mine = operations[index * OPERATIONS_PER_CLIENT : (index + 1) * OPERATIONS_PER_CLIENT]
+        for key, body in mine:
+            # Each client starts on its own server and moves on after a failure.
+            order = urls[index % 2 :] + urls[: index % 2]
+            finals[key] = settle(
+                order, token, "/api/orders/", body, key, tally=tally, deadline=deadline
+            )
+
+    with measure(
+        "PostgreSQL restarted under load",
+        section=FAULTS,
+        what=f"{CLIENTS} clients each create {OPERATIONS_PER_CLIENT} orders (one key each) "
+        f"on two gunicorn instances against a private PostgreSQL cluster, which is restarted "
+        f"{RESTARTS} times (fast shutdown: sessions terminated, open transactions rolled back) "
+        "while they run; every client retries its key until it gets an answer.",
+    ) as sheet:
+        with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+            futures = [pool.submit(client, index) for index in range(CLIENTS)]
+            started.wait(10)
+            for _ in range(RESTARTS):
+                time.sleep(0.5)
+                # A restart after the clients finished would prove nothing.
+                assert not all(future.done() for future in futures), "load ended too soon"
+                private_postgres.restart()
+                sheet.faults_injected += 1
+            for future in futures:
+                future.result(timeout=LOAD_DEADLINE + 30)
+
+        # Every key once more, after recovery: each must replay its final answer.
+        replays = {
+            key: post(urls[n % 2], token, "/api/orders/", body, key)
+            for n, (key, body) in enumerate(operations)
+        }
+        for response in replays.values():
+            tally.saw(response)
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = rows_by(conn, "SELECT item, count(*) FROM shop_order GROUP BY item")
+            order_of = dict(conn.execute("SELECT item, id FROM shop_order").fetchall())
+            sheet.stuck_records = in_flight_records(conn)
+            stored_errors = stored_server_errors(conn)
+        unanswered = [key for key, _ in operations if finals.get(key) is None]
+        sheet.requests = tally.requests
+        sheet.operations = len(operations)
+        sheet.lost = sum(1 for _, body in operations if rows.get(body["item"], 0) == 0)
+        sheet.duplicated = sum(max(0, count - 1) for count in rows.values())
+        sheet.server_errors = tally.server_errors
+        sheet.unclean_server_errors = tally.unclean_server_errors
+        sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+        sheet.notes["unanswered operations"] = len(unanswered)
+
+        assert unanswered == []
+        for key, body in operations:
+            final = finals[key]
+            assert final is not None
+            assert final.status_code == 201, (key, final.text)
+            assert json_id(final) == order_of[body["item"]]
+            assert replays[key].status_code == 201
+            assert is_replayed(replays[key])
+            assert replays[key].content == final.content
+        assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
+        assert stored_errors == 0
+        # The restarts must have hit requests, or this test proved nothing.
+        assert tally.server_errors + tally.dropped > 0, tally.statuses
+        # Where a worker could still answer, the 5xx is a problem document.
+        assert tally.unclean_server_errors == 0, tally.statuses
