@@ -10,7 +10,17 @@ from django.conf import settings
 #: Statuses that mean "nothing happened, fix and retry": the key is released and the
 #: transaction, the view's own writes included, is rolled back. Every 5xx is released too.
 DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
-    400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429,
+    400,
+    401,
+    403,
+    404,
+    405,
+    408,
+    409,
+    413,
+    415,
+    422,
+    429,
 )
 
 #: Response headers worth replaying. Set-Cookie and Date are never stored, whatever this says.

@@ -95,9 +95,7 @@ def _number(value: Decimal) -> str:
 
 
 def _multipart_identity(request: HttpRequest) -> bytes:
-    parts: list[Any] = sorted(
-        (name, request.POST.getlist(name)) for name in request.POST
-    )
+    parts: list[Any] = sorted((name, request.POST.getlist(name)) for name in request.POST)
     for name in sorted(request.FILES):
         for upload in request.FILES.getlist(name):
             file_digest = hashlib.sha256()

@@ -32,7 +32,7 @@ def _unquote(raw: str) -> str:
     for position, char in enumerate(raw[1:], start=1):
         if escaped:
             if char not in '"\\':
-                raise InvalidKey("Only \\\" and \\\\ may be escaped in a quoted Idempotency-Key.")
+                raise InvalidKey('Only \\" and \\\\ may be escaped in a quoted Idempotency-Key.')
             chars.append(char)
             escaped = False
         elif char == "\\":

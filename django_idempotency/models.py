@@ -22,9 +22,7 @@ class IdempotencyRecord(models.Model):
         max_length=255,
         help_text=_("The principal and endpoint the key belongs to."),
     )
-    key = models.CharField(
-        _("key"), max_length=255, help_text=_("The client's Idempotency-Key.")
-    )
+    key = models.CharField(_("key"), max_length=255, help_text=_("The client's Idempotency-Key."))
     fingerprint = models.CharField(
         _("fingerprint"),
         max_length=64,

@@ -61,7 +61,13 @@ Post = Callable[..., Any]
 def post(api: APIClient) -> Post:
     """``post(path, data, key=...)``: a JSON POST as alice, with an Idempotency-Key if given."""
 
-    def _post(path: str, data: Any = None, key: str | None = None, client: APIClient | None = None, **extra: Any) -> Any:
+    def _post(
+        path: str,
+        data: Any = None,
+        key: str | None = None,
+        client: APIClient | None = None,
+        **extra: Any,
+    ) -> Any:
         headers = dict(extra)
         if key is not None:
             headers["HTTP_IDEMPOTENCY_KEY"] = key

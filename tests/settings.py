@@ -20,6 +20,7 @@ TEMPLATES = example.TEMPLATES
 REST_FRAMEWORK = example.REST_FRAMEWORK
 ROOT_URLCONF = "tests.urls"
 
+
 def _other_name(name: str) -> str:
     return name if name in ("", ":memory:") else f"{name}_other"
 

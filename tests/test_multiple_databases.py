@@ -32,4 +32,3 @@ def test_a_released_answer_rolls_back_on_the_views_database(post) -> None:
     assert "Idempotent-Replayed" not in retried
     assert Execution.objects.using("other").count() == 1
     assert IdempotencyRecord.objects.using("other").count() == 1
-

@@ -5,40 +5,179 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(help_text='The principal and endpoint the key belongs to.', max_length=255, verbose_name='scope')),
-                ('key', models.CharField(help_text="The client's Idempotency-Key.", max_length=255, verbose_name='key')),
-                ('fingerprint', models.CharField(help_text='SHA-256 of the method, path and canonical body of the first request.', max_length=64, verbose_name='fingerprint')),
-                ('reference', models.CharField(blank=True, help_text='The business reference this record holds: set while the request runs and kept only when it succeeded (2xx), so no other key can repeat the operation.', max_length=255, null=True, verbose_name='held reference')),
-                ('requested_reference', models.CharField(blank=True, help_text='The business reference the request declared, whatever its outcome.', max_length=255, null=True, verbose_name='reference')),
-                ('state', models.CharField(choices=[('in_flight', 'in flight'), ('completed', 'completed')], default='in_flight', help_text='Whether the response has been stored.', max_length=16, verbose_name='state')),
-                ('request_method', models.CharField(help_text='HTTP method of the first request.', max_length=16, verbose_name='method')),
-                ('request_path', models.TextField(help_text='Path and query string of the first request.', verbose_name='path')),
-                ('response_status', models.PositiveSmallIntegerField(blank=True, help_text='HTTP status of the stored response.', null=True, verbose_name='response status')),
-                ('response_headers', models.JSONField(blank=True, default=list, help_text='The replayable headers of the stored response, as [name, value] pairs.', verbose_name='response headers')),
-                ('response_body', models.BinaryField(blank=True, default=b'', help_text='The stored response body, replayed byte for byte.', verbose_name='response body')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, help_text='When the key was first claimed.', verbose_name='created')),
-                ('completed_at', models.DateTimeField(blank=True, help_text='When the response was stored.', null=True, verbose_name='completed')),
-                ('expires_at', models.DateTimeField(help_text='After this the key counts as unused and may be purged.', verbose_name='expires')),
-                ('last_seen_at', models.DateTimeField(blank=True, help_text='When a request last used this key after the first one.', null=True, verbose_name='last seen')),
-                ('replay_count', models.PositiveIntegerField(default=0, help_text='How often the stored response was replayed.', verbose_name='replays')),
-                ('conflict_count', models.PositiveIntegerField(default=0, help_text='How often a request was refused because of this record.', verbose_name='conflicts')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        help_text="The principal and endpoint the key belongs to.",
+                        max_length=255,
+                        verbose_name="scope",
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="The client's Idempotency-Key.",
+                        max_length=255,
+                        verbose_name="key",
+                    ),
+                ),
+                (
+                    "fingerprint",
+                    models.CharField(
+                        help_text="SHA-256 of the method, path and canonical body of the first request.",
+                        max_length=64,
+                        verbose_name="fingerprint",
+                    ),
+                ),
+                (
+                    "reference",
+                    models.CharField(
+                        blank=True,
+                        help_text="The business reference this record holds: set while the request runs and kept only when it succeeded (2xx), so no other key can repeat the operation.",
+                        max_length=255,
+                        null=True,
+                        verbose_name="held reference",
+                    ),
+                ),
+                (
+                    "requested_reference",
+                    models.CharField(
+                        blank=True,
+                        help_text="The business reference the request declared, whatever its outcome.",
+                        max_length=255,
+                        null=True,
+                        verbose_name="reference",
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("in_flight", "in flight"), ("completed", "completed")],
+                        default="in_flight",
+                        help_text="Whether the response has been stored.",
+                        max_length=16,
+                        verbose_name="state",
+                    ),
+                ),
+                (
+                    "request_method",
+                    models.CharField(
+                        help_text="HTTP method of the first request.",
+                        max_length=16,
+                        verbose_name="method",
+                    ),
+                ),
+                (
+                    "request_path",
+                    models.TextField(
+                        help_text="Path and query string of the first request.", verbose_name="path"
+                    ),
+                ),
+                (
+                    "response_status",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="HTTP status of the stored response.",
+                        null=True,
+                        verbose_name="response status",
+                    ),
+                ),
+                (
+                    "response_headers",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="The replayable headers of the stored response, as [name, value] pairs.",
+                        verbose_name="response headers",
+                    ),
+                ),
+                (
+                    "response_body",
+                    models.BinaryField(
+                        blank=True,
+                        default=b"",
+                        help_text="The stored response body, replayed byte for byte.",
+                        verbose_name="response body",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="When the key was first claimed.",
+                        verbose_name="created",
+                    ),
+                ),
+                (
+                    "completed_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When the response was stored.",
+                        null=True,
+                        verbose_name="completed",
+                    ),
+                ),
+                (
+                    "expires_at",
+                    models.DateTimeField(
+                        help_text="After this the key counts as unused and may be purged.",
+                        verbose_name="expires",
+                    ),
+                ),
+                (
+                    "last_seen_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When a request last used this key after the first one.",
+                        null=True,
+                        verbose_name="last seen",
+                    ),
+                ),
+                (
+                    "replay_count",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="How often the stored response was replayed.",
+                        verbose_name="replays",
+                    ),
+                ),
+                (
+                    "conflict_count",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="How often a request was refused because of this record.",
+                        verbose_name="conflicts",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'idempotency record',
-                'verbose_name_plural': 'idempotency records',
-                'indexes': [models.Index(fields=['expires_at'], name='idempotency_expires_idx')],
-                'constraints': [models.UniqueConstraint(fields=('scope', 'key'), name='idempotency_scope_key_uniq'), models.UniqueConstraint(condition=models.Q(('reference__isnull', False)), fields=('scope', 'reference'), name='idempotency_scope_reference_uniq')],
+                "verbose_name": "idempotency record",
+                "verbose_name_plural": "idempotency records",
+                "indexes": [models.Index(fields=["expires_at"], name="idempotency_expires_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("scope", "key"), name="idempotency_scope_key_uniq"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("reference__isnull", False)),
+                        fields=("scope", "reference"),
+                        name="idempotency_scope_reference_uniq",
+                    ),
+                ],
             },
         ),
     ]

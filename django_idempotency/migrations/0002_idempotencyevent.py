@@ -6,29 +6,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_idempotency', '0001_initial'),
+        ("django_idempotency", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyEvent',
+            name="IdempotencyEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(default=django.utils.timezone.now, help_text='When the request arrived.', verbose_name='time')),
-                ('kind', models.CharField(choices=[('replayed', 'replayed'), ('mismatch', 'payload mismatch'), ('in_flight', 'in flight (409)'), ('reference', 'reference conflict')], help_text='Replayed, or why the request was refused.', max_length=16, verbose_name='kind')),
-                ('scope', models.CharField(help_text='The principal and endpoint of the request.', max_length=255, verbose_name='scope')),
-                ('key', models.CharField(help_text='The Idempotency-Key the request carried.', max_length=255, verbose_name='key')),
-                ('reference', models.CharField(blank=True, help_text='The business reference the request declared, if any.', max_length=255, null=True, verbose_name='reference')),
-                ('fingerprint', models.CharField(help_text='SHA-256 of the method, path and canonical body of this request.', max_length=64, verbose_name='fingerprint')),
-                ('expires_at', models.DateTimeField(help_text='Kept until then: the expiry of the record the request met.', verbose_name='expires')),
-                ('record', models.ForeignKey(blank=True, db_constraint=False, help_text='The stored record the request met; empty for an in-flight refusal, whose record was not committed yet.', null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='django_idempotency.idempotencyrecord', verbose_name='record')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="When the request arrived.",
+                        verbose_name="time",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("replayed", "replayed"),
+                            ("mismatch", "payload mismatch"),
+                            ("in_flight", "in flight (409)"),
+                            ("reference", "reference conflict"),
+                        ],
+                        help_text="Replayed, or why the request was refused.",
+                        max_length=16,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        help_text="The principal and endpoint of the request.",
+                        max_length=255,
+                        verbose_name="scope",
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="The Idempotency-Key the request carried.",
+                        max_length=255,
+                        verbose_name="key",
+                    ),
+                ),
+                (
+                    "reference",
+                    models.CharField(
+                        blank=True,
+                        help_text="The business reference the request declared, if any.",
+                        max_length=255,
+                        null=True,
+                        verbose_name="reference",
+                    ),
+                ),
+                (
+                    "fingerprint",
+                    models.CharField(
+                        help_text="SHA-256 of the method, path and canonical body of this request.",
+                        max_length=64,
+                        verbose_name="fingerprint",
+                    ),
+                ),
+                (
+                    "expires_at",
+                    models.DateTimeField(
+                        help_text="Kept until then: the expiry of the record the request met.",
+                        verbose_name="expires",
+                    ),
+                ),
+                (
+                    "record",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        help_text="The stored record the request met; empty for an in-flight refusal, whose record was not committed yet.",
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="events",
+                        to="django_idempotency.idempotencyrecord",
+                        verbose_name="record",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'idempotency event',
-                'verbose_name_plural': 'idempotency events',
-                'indexes': [models.Index(fields=['expires_at'], name='idempotency_event_expires_idx')],
+                "verbose_name": "idempotency event",
+                "verbose_name_plural": "idempotency events",
+                "indexes": [
+                    models.Index(fields=["expires_at"], name="idempotency_event_expires_idx")
+                ],
             },
         ),
     ]

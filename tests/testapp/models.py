@@ -7,6 +7,9 @@ class Execution(models.Model):
     label = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.label
+
 
 class OtherDatabaseExecution(Execution):
     """Routed to the ``other`` database alias by ``tests.routers.OtherDatabaseRouter``."""
