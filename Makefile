@@ -10,13 +10,15 @@ TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/tes
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint
+.PHONY: help demo test lint bench
 
 help:
 	@echo "make demo   migrate and run the example project on http://127.0.0.1:$(PORT)/ (PORT=...)"
 	@echo "            SQLite by default, DATABASE_URL respected; prints curl commands to try it"
 	@echo "make test   the whole suite on PostgreSQL ($(TEST_DATABASE_URL)), then on SQLite"
 	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make bench  benchmarks against the bare create and other packages (docs/benchmarks.md);"
+	@echo "            ARGS=--quick for a 2-minute run (benchmarks/README.md)"
 
 # .venv/.installed-example, -test, -dev: the package in editable mode with that extra.
 $(VENV)/.installed-%: pyproject.toml
@@ -50,4 +52,8 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy django_idempotency
 
-# bench: added with the benchmarks (a later issue).
+# make bench: the benchmark against the bare create and the other packages, in its own
+# benchmarks/.venv, on a scratch PostgreSQL database (docs/benchmarks.md; ARGS=--quick: ~2 min).
+.PHONY: bench
+bench:
+	$(PYTHON) benchmarks/run.py $(ARGS)

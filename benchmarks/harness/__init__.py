@@ -1,0 +1,1 @@
+"""The benchmark harness: variants, clients, measurements and the report (see ../run.py)."""

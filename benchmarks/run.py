@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Benchmark django-idempotency against the bare DRF create and the other Django packages.
+
+    make bench                        # or: python3 benchmarks/run.py
+    python3 benchmarks/run.py --quick # small counts, about 2 minutes; writes benchmarks/out/
+    python3 benchmarks/run.py --help  # the other options
+
+Creates benchmarks/.venv (the competitors live only there), a scratch PostgreSQL database that
+it drops at the end, and gunicorn servers on 127.0.0.1 that it stops by PID. Writes
+docs/benchmarks.md (a quick or partial run writes benchmarks/out/benchmarks-partial.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.measure import Results, Series
+    from harness.report import Run
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+VENV = BENCH_DIR / ".venv"
+REQUIREMENTS = BENCH_DIR / "requirements.txt"
+OUT_DIR = BENCH_DIR / "out"
+LAST_RUN = OUT_DIR / "last-run.pickle"
+PARTS = ["sql", "inprocess", "nosync", "profile", "http", "storm", "growth"]
+
+
+def _bootstrap() -> None:
+    """Re-run this script inside benchmarks/.venv, creating or updating it first."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    stamp = VENV / ".requirements.sha256"
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        print("installing the benchmark's requirements ...", flush=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS),
+             "-e", str(REPO)],
+            check=True,
+        )  # fmt: skip
+        stamp.write_text(wanted)
+    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def _in_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (about 2 minutes)")
+    parser.add_argument(
+        "--no-ten-million",
+        action="store_true",
+        help="skip the 10-million-record row (it takes ~3 minutes and ~6 GB of disk)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL role allowed to CREATE DATABASE (default: %(default)s)",
+    )
+    parser.add_argument("--output", type=Path, help="the Markdown report to write")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help=f"rewrite the report from the last run's results ({LAST_RUN.name}), measuring nothing",
+    )
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="run only these parts (repeatable); the default runs everything",
+    )
+    return parser.parse_args()
+
+
+class Plan:
+    def __init__(self, quick: bool, ten_million: bool) -> None:
+        self.rounds = 100 if quick else 1000
+        self.warmup = 20 if quick else 100
+        self.http_rounds = 100 if quick else 800
+        self.storm_keys = 5 if quick else 20
+        self.storm_copies = 50
+        self.growth_sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
+        if not quick and ten_million:
+            self.growth_sizes.append(10_000_000)
+        self.growth_rounds = 100 if quick else 400
+        self.body_rounds = 100 if quick else 400
+        self.profile_requests = 200 if quick else 1500
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "in-process rounds": f"{self.rounds} (+{self.warmup} warm-up)",
+            "HTTP rounds": f"{self.http_rounds} (+{self.warmup} warm-up)",
+            "storm": f"{self.storm_keys} keys x {self.storm_copies} copies",
+            "growth rounds": str(self.growth_rounds),
+            "body-size rounds": str(self.body_rounds),
+            "profiled requests": f"{self.profile_requests} per path",
+        }
+
+
+def main() -> int:
+    arguments = _arguments()
+    started = time.monotonic()
+    sys.path.insert(0, str(BENCH_DIR))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
+    from harness import database
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
+
+    plan = Plan(arguments.quick, not arguments.no_ten_million)
+    parts = set(arguments.only or PARTS)
+    # Only a full run of every part may replace the published report.
+    partial = arguments.quick or arguments.only
+    output = arguments.output or (
+        OUT_DIR / "benchmarks-partial.md" if partial else REPO / "docs" / "benchmarks.md"
+    )
+    if arguments.render_only:
+        import django
+
+        django.setup()
+        run = pickle.loads(LAST_RUN.read_bytes())
+        output = arguments.output or run.output
+    else:
+        with database.scratch_database(arguments.database_url) as database_url:
+            os.environ["BENCH_DATABASE_URL"] = database_url
+            import django
+
+            django.setup()
+            run = _measure(arguments, plan, parts, database_url, log)
+            run.seconds = time.monotonic() - started
+            run.load_after = os.getloadavg()
+        run.output = output
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        # Kept so the report's wording can change without measuring again (--render-only).
+        LAST_RUN.write_bytes(pickle.dumps(run))
+    from harness.report import headline, markdown
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(markdown(run))
+    log(f"wrote {output}")
+    for line in headline(run):
+        print("  " + line)
+    return 0
+
+
+def _measure(
+    arguments: argparse.Namespace,
+    plan: Plan,
+    parts: set[str],
+    database_url: str,
+    log: Callable[[str], None],
+) -> Run:
+    from harness import database, environment, growth, profiling, queries, server, storm
+    from harness.clients import InProcess, OverHttp
+    from harness.measure import CREATE, FIRST, REPLAY, Series, interleaved
+    from harness.report import Run
+    from harness.variants import ALL, BARE, FLOOR, IDEMPOTENT, OURS, VARIANTS_SHOWN
+
+    token = database.prepare_schema_and_user()
+    given = " ".join(sys.argv[1:])
+    command = "make bench" + (f" ARGS='{given}'" if given else "")
+    run = Run(
+        command=command,
+        quick=arguments.quick,
+        machine=environment.machine(),
+        versions=environment.versions(),
+        postgres=database.server_version(),
+        plan=plan.describe(),
+        floor=database.probe_floor(),
+        load_before=os.getloadavg(),
+    )
+    log("floor: " + ", ".join(f"{name} {value:.3f} ms" for name, value in run.floor.items()))
+    client = InProcess(token)
+    series = [Series(BARE, CREATE), Series(FLOOR, CREATE)]
+    for variant in IDEMPOTENT:
+        series += [Series(variant, FIRST), Series(variant, REPLAY)]
+
+    run.inprocess_series = run.http_series = series
+
+    if "sql" in parts:
+        log("tracing the SQL of each path ...")
+        run.traces = queries.trace_paths(client, VARIANTS_SHOWN)
+        for trace in run.traces:
+            log(
+                f"  {trace.variant.label:38} {trace.path:9} {trace.status}: "
+                f"{len(trace.statements)} statements, {len(trace.round_trips)} round trips, "
+                f"{trace.durable_commits} durable commits"
+            )
+    if "inprocess" in parts:
+        log(f"in-process: {len(series)} series x {plan.rounds} rounds ...")
+        database.settle()
+        run.inprocess = interleaved(
+            client, series, rounds=plan.rounds, warmup=plan.warmup, tag="inproc"
+        )
+        _print_table(log, run.inprocess, series)
+    if "nosync" in parts:
+        log(f"in-process, synchronous_commit=off: {len(series)} series x {plan.rounds} rounds ...")
+        database.settle()
+        database.set_synchronous_commit(False)
+        try:
+            run.nosync = interleaved(
+                client, series, rounds=plan.rounds, warmup=plan.warmup, tag="nosync"
+            )
+        finally:
+            database.set_synchronous_commit(True)
+        _print_table(log, run.nosync, series)
+    if "profile" in parts:
+        for mode in (FIRST, REPLAY):
+            log(f"profiling django-idempotency's {mode} ({plan.profile_requests} requests) ...")
+            run.profiles.append(
+                profiling.profile_mode(client, OURS, mode, plan.profile_requests, OUT_DIR)
+            )
+    if "http" in parts:
+        log(f"HTTP: gunicorn (4 gthread workers), {len(series)} series x {plan.http_rounds} rounds")
+        database.settle()
+        with server.gunicorn(
+            database_url=database_url, workers=4, worker_class="gthread",
+            log_path=OUT_DIR / "gunicorn.log",
+        ) as base_url:  # fmt: skip
+            sender = OverHttp(base_url, token)
+            run.http = interleaved(
+                sender, series, rounds=plan.http_rounds, warmup=plan.warmup, tag="http"
+            )
+            sender.close()
+        _print_table(log, run.http, series)
+    if "storm" in parts:
+        log(f"storm: {plan.storm_keys} keys x {plan.storm_copies} copies, 4 sync workers")
+        with server.gunicorn(
+            database_url=database_url, workers=4, worker_class="sync",
+            log_path=OUT_DIR / "gunicorn.log",
+        ) as base_url:  # fmt: skip
+            for variant in ALL:
+                result = storm.run_storm(
+                    base_url, token, variant, keys=plan.storm_keys, copies=plan.storm_copies
+                )
+                run.storms.append(result)
+                log(
+                    f"  {variant.label:38} duplicates {result.duplicates:4}  "
+                    f"replayed {result.replayed_share:6.1%}  409 {result.statuses[409]:4}  "
+                    f"p50 {result.latency.median_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
+                    f"statuses {dict(result.statuses)}"
+                )
+    if "growth" in parts:
+        log("stored body sizes ...")
+        database.settle()
+        run.bodies = growth.body_sizes(
+            client, [("1 KiB", 1024), ("100 KiB", 100 * 1024)],
+            rounds=plan.body_rounds, warmup=plan.warmup // 2,
+        )  # fmt: skip
+        log("growth with live records ...")
+        run.growth = growth.table_growth(
+            client, plan.growth_sizes, rounds=plan.growth_rounds, warmup=plan.warmup // 2, log=log
+        )
+        if 10_000_000 not in plan.growth_sizes:
+            run.growth_note = (
+                "10 million records: skipped in this run (quick, or `--no-ten-million`); a full "
+                "run fills them in about 3 minutes and ~6 GB of disk."
+            )
+        for row in run.bodies + run.growth:
+            log(
+                f"  {row.label:>10}: bare {row.create.median_ms:.2f} ms, new key "
+                f"{row.first.median_ms:.2f} ms ({row.first.ratio_to(row.create):.2f}x), replay "
+                f"{row.replay.median_ms:.2f} ms ({row.replay.ratio_to(row.create):.2f}x)"
+            )
+    return run
+
+
+def _print_table(log: Callable[[str], None], results: Results, series_list: list[Series]) -> None:
+    from harness.measure import CREATE, Series
+    from harness.variants import BARE
+
+    bare = results.summary(Series(BARE, CREATE))
+    for series in series_list:
+        summary = results.summary(series)
+        log(
+            f"  {series.variant.label:38} {series.mode:7} median {summary.median_ms:6.2f} ms  "
+            f"p99 {summary.p99_ms:6.2f} ms  {summary.ratio_to(bare):5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    if not _in_venv():
+        _bootstrap()
+    sys.exit(main())
