@@ -1,4 +1,4 @@
-"""App configuration: registers the system checks and connects the event log."""
+"""App configuration: registers the system checks."""
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
@@ -10,9 +10,4 @@ class IdempotencyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import (
-            checks,  # noqa: F401  (registers the checks)
-            events,
-        )
-
-        events.connect()
+        from . import checks  # noqa: F401  (registers the checks)

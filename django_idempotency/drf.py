@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError, connections, router, transaction
+from django.db.models import Model
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.permissions import SAFE_METHODS
@@ -137,9 +138,7 @@ class IdempotentCreateMixin:
 
     def get_idempotency_database(self) -> str:
         """The alias the view writes to; the record lives beside the business rows."""
-        get_queryset = getattr(self, "get_queryset", None)
-        model = get_queryset().model if get_queryset is not None else IdempotencyRecord
-        return router.db_for_write(model) or "default"
+        return router.db_for_write(self._business_model()) or "default"
 
     # -- internals -----------------------------------------------------------------------
 
@@ -160,6 +159,14 @@ class IdempotentCreateMixin:
         except (DjangoValidationError, drf_exceptions.ValidationError, TypeError, ValueError):
             pass
         return value
+
+    def _business_model(self) -> type[Model]:
+        # The class attribute names the model without building a filtered queryset per request.
+        queryset = getattr(self, "queryset", None)
+        if queryset is not None:
+            return queryset.model  # type: ignore[no-any-return]
+        get_queryset = getattr(self, "get_queryset", None)
+        return get_queryset().model if get_queryset is not None else IdempotencyRecord
 
     def _serializer_field(self, name: str) -> Any:
         get_serializer = getattr(self, "get_serializer", None)

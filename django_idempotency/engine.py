@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from . import store
 from .conf import app_settings
+from .events import record_event
 from .exceptions import IdempotencyError, KeyMismatch, ReferenceConflict, RequestInFlight
 from .models import IdempotencyRecord
 from .responses import StoredResponse
@@ -60,19 +61,22 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     try:
         outcome = _replay_or_claim(operation, view)
     except store.WaitExpired:
+        if app_settings.RECORD_EVENTS:
+            record_event(operation, "in_flight", None)
         _send_conflict(operation, None, "in_flight")
         raise RequestInFlight() from None
     return _finish(operation, outcome)
 
 
 def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome:
-    # The common retry costs one indexed statement, outside any transaction.
+    # The common retry costs one indexed statement, outside any transaction, its event included.
     existing = store.touch(
         operation.database,
         scope=operation.scope,
         key=operation.key,
         fingerprint=operation.fingerprint,
         now=timezone.now(),
+        log_as=_visitor(operation, "mismatch"),
     )
     if existing is not None:
         return existing, False
@@ -137,11 +141,14 @@ def _find_blocker(operation: Operation, now: datetime) -> tuple[IdempotencyRecor
         fingerprint=operation.fingerprint,
         now=now,
     )
-    record = touch(key=operation.key)
+    record = touch(key=operation.key, log_as=_visitor(operation, "mismatch"))
     if record is not None:
         return record, False
     if operation.reference is not None:
-        record = touch(reference=operation.reference)
+        record = touch(
+            reference=operation.reference,
+            log_as=_visitor(operation, "reference"),
+        )
         if record is not None:
             return record, True
     store.delete_expired(
@@ -152,6 +159,13 @@ def _find_blocker(operation: Operation, now: datetime) -> tuple[IdempotencyRecor
         now=now,
     )
     return None
+
+
+def _visitor(operation: Operation, refusal: str) -> store.Visitor | None:
+    """How the lookup logs this request's visit; ``None`` with the event log switched off."""
+    if not app_settings.RECORD_EVENTS:
+        return None
+    return store.Visitor(key=operation.key, reference=operation.reference, refusal=str(refusal))
 
 
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:

@@ -139,12 +139,13 @@ class IdempotencyRecord(models.Model):
 class IdempotencyEvent(models.Model):
     """One thing that happened to a key after its first request: a replay or a refusal.
 
-    Written by the receivers in ``events.py`` with a single INSERT. The link to the record is
-    a plain column, not a database foreign key: the insert takes no lock on the record row and
-    cannot fail because a purge removed the record a moment earlier, and the purge removes a
-    batch of records and their events with one set-based DELETE each, with no per-row
-    constraint checks or cascades. An event whose record is gone is swept by its own
-    ``expires_at``.
+    Written with a single INSERT by the lookup that met the record (``store.touch``; on
+    PostgreSQL inside that lookup's own statement), or by ``events.record_event`` for an
+    in-flight refusal. The link to the record is a plain column, not a database foreign key:
+    the insert takes no lock on the record row and cannot fail because a purge removed the
+    record a moment earlier, and the purge removes a batch of records and their events with one
+    set-based DELETE each, with no per-row constraint checks or cascades. An event whose record
+    is gone is swept by its own ``expires_at``.
     """
 
     class Kind(models.TextChoices):

@@ -8,16 +8,17 @@ PostgreSQL and SQLite both speak this dialect; other vendors are refused by a sy
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from django.db import OperationalError, connections
+from django.db import OperationalError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
 
-from .models import IdempotencyRecord
+from .models import IdempotencyEvent, IdempotencyRecord
 from .responses import StoredResponse
 
 SUPPORTED_VENDORS = frozenset({"postgresql", "sqlite"})
@@ -44,20 +45,66 @@ def _meta() -> Any:
     return IdempotencyRecord._meta
 
 
+# Statements by (alias, vendor, name, variant): built once, since table names, quoting and
+# column types never change while a process runs, and building them costs more than sending them.
+_statements: dict[tuple[Hashable, ...], str] = {}
+
+
+def _statement(
+    connection: BaseDatabaseWrapper, name: str, variant: Hashable, build: Callable[[], str]
+) -> str:
+    cache_key = (connection.alias, connection.vendor, name, variant)
+    sql = _statements.get(cache_key)
+    if sql is None:
+        sql = _statements[cache_key] = build()
+    return sql
+
+
+def _quoted(connection: BaseDatabaseWrapper, model: Any, name: str) -> str:
+    return str(connection.ops.quote_name(model._meta.get_field(name).column))
+
+
 def _column(connection: BaseDatabaseWrapper, name: str) -> str:
-    return str(connection.ops.quote_name(_meta().get_field(name).column))
+    return _quoted(connection, IdempotencyRecord, name)
 
 
-def _table(connection: BaseDatabaseWrapper) -> str:
-    return str(connection.ops.quote_name(_meta().db_table))
+def _table(connection: BaseDatabaseWrapper, model: Any = IdempotencyRecord) -> str:
+    return str(connection.ops.quote_name(model._meta.db_table))
 
 
 def _prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
-    return _meta().get_field(name).get_db_prep_save(value, connection)
+    field = _meta().get_field(name)
+    if value is None or (type(value) in _PLAIN_VALUES and isinstance(field, _PLAIN_FIELDS)):
+        return value  # what the field's own preparation would return, minus its cost
+    return field.get_db_prep_save(value, connection)
 
 
-def _returning(connection: BaseDatabaseWrapper) -> str:
-    return ", ".join(connection.ops.quote_name(field.column) for field in _meta().concrete_fields)
+_PLAIN_VALUES = frozenset({str, int})
+_PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField)
+
+
+def _typed_placeholders(connection: BaseDatabaseWrapper, model: Any, names: Any) -> str:
+    """``%s`` placeholders cast to their columns' types, for ``INSERT ... SELECT``."""
+    return ", ".join(
+        f"CAST(%s AS {model._meta.get_field(name).db_type(connection)})" for name in names
+    )
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """The request that looks a record up, as the event log records its visit.
+
+    Its event is ``replayed`` when its fingerprint matches the record's, else ``refusal``
+    (``mismatch`` for a key lookup, ``reference`` for a reference lookup).
+    """
+
+    key: str
+    reference: str | None
+    refusal: str
+
+
+_REPLAYED = "replayed"
+_EVENT_COLUMNS = ("at", "kind", "scope", "key", "reference", "fingerprint", "record", "expires_at")
 
 
 def touch(
@@ -68,45 +115,162 @@ def touch(
     now: datetime,
     key: str | None = None,
     reference: str | None = None,
+    log_as: Visitor | None = None,
 ) -> IdempotencyRecord | None:
     """Find the live completed record for a key (or a held reference) and count this visit.
 
     One statement: the replay or conflict counter moves by whether the fingerprint matches,
-    and the record comes back, so a replay costs a single indexed round trip.
+    and the record comes back, so a replay costs a single indexed round trip. With ``log_as``
+    the visit is also written to the event log; on PostgreSQL by the same statement.
     """
     connection = connections[database]
-
-    def col(name: str) -> str:
-        return _column(connection, name)
-
-    lookup_field, lookup_value = ("key", key) if key is not None else ("reference", reference)
+    lookup = "key" if key is not None else "reference"
     # Outside a transaction the statement commits by itself; what it writes is bookkeeping
-    # (counters, last seen), so on PostgreSQL that commit need not wait for the WAL flush.
+    # (counters, last seen, the event), so on PostgreSQL that commit need not wait for the
+    # WAL flush.
     relaxed = commits_alone(connection)
-    sql = (
-        (_RELAXED_COMMIT if relaxed else "") + f"UPDATE {_table(connection)} SET "
-        f"{col('replay_count')} = {col('replay_count')} "
-        f"+ CASE WHEN {col('fingerprint')} = %s THEN 1 ELSE 0 END, "
-        f"{col('conflict_count')} = {col('conflict_count')} "
-        f"+ CASE WHEN {col('fingerprint')} = %s THEN 0 ELSE 1 END, "
-        f"{col('last_seen_at')} = %s "
-        + ("FROM relaxed " if relaxed else "")
-        + f"WHERE {col('scope')} = %s AND {col(lookup_field)} = %s "
-        f"AND {col('expires_at')} > %s AND {col('state')} = %s "
-        f"RETURNING {_returning(connection)}"
+    folds_event = log_as is not None and connection.vendor == "postgresql"
+    sql = _statement(
+        connection,
+        "touch",
+        (lookup, relaxed, folds_event),
+        partial(_touch_sql, connection, lookup, relaxed=relaxed, folds_event=folds_event),
     )
     params = [
         fingerprint,
         fingerprint,
         _prep(connection, "last_seen_at", now),
         scope,
-        lookup_value,
+        key if key is not None else reference,
         _prep(connection, "expires_at", now),
         IdempotencyRecord.State.COMPLETED,
     ]
-    with _bounded_wait():
-        rows = list(IdempotencyRecord.objects.using(database).raw(sql, params))
-    return rows[0] if rows else None
+    if folds_event:
+        assert log_as is not None
+        params += [
+            _event_prep(connection, "at", now),
+            fingerprint,
+            log_as.refusal,
+            scope,
+            log_as.key,
+            log_as.reference,
+            fingerprint,
+        ]
+    with connection.cursor() as cursor, _bounded_wait():
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    record = _record_from_row(connection, row)
+    if log_as is not None and not folds_event:
+        kind = _REPLAYED if record.fingerprint == fingerprint else log_as.refusal
+        log_event(
+            database,
+            at=now,
+            kind=kind,
+            scope=scope,
+            key=log_as.key,
+            reference=log_as.reference,
+            fingerprint=fingerprint,
+            record_id=record.pk,
+            expires_at=record.expires_at,
+        )
+    return record
+
+
+def _touch_sql(
+    connection: BaseDatabaseWrapper, lookup: str, *, relaxed: bool, folds_event: bool
+) -> str:
+    def col(name: str) -> str:
+        return _column(connection, name)
+
+    returning = ", ".join(connection.ops.quote_name(f.column) for f in _meta().concrete_fields)
+    update = (
+        f"UPDATE {_table(connection)} SET "
+        f"{col('replay_count')} = {col('replay_count')} "
+        f"+ CASE WHEN {col('fingerprint')} = %s THEN 1 ELSE 0 END, "
+        f"{col('conflict_count')} = {col('conflict_count')} "
+        f"+ CASE WHEN {col('fingerprint')} = %s THEN 0 ELSE 1 END, "
+        f"{col('last_seen_at')} = %s "
+        + ("FROM relaxed " if relaxed else "")
+        + f"WHERE {col('scope')} = %s AND {col(lookup)} = %s "
+        f"AND {col('expires_at')} > %s AND {col('state')} = %s "
+        f"RETURNING {returning}"
+    )
+    if not relaxed and not folds_event:
+        return update
+    parts = [_RELAXED_CTE] if relaxed else []
+    parts.append(f"touched AS ({update})")
+    if folds_event:
+        # The visit's event row, written by the same statement from the record it found.
+        event = IdempotencyEvent._meta
+        columns = ", ".join(_quoted(connection, IdempotencyEvent, name) for name in _EVENT_COLUMNS)
+        at, kind, scope, key, reference, fingerprint = (
+            f"CAST(%s AS {event.get_field(name).db_type(connection)})"
+            for name in _EVENT_COLUMNS[:6]
+        )
+        parts.append(
+            f"logged AS (INSERT INTO {_table(connection, IdempotencyEvent)} ({columns}) "
+            f"SELECT {at}, CASE WHEN touched.{col('fingerprint')} = %s "
+            f"THEN '{_REPLAYED}' ELSE {kind} END, {scope}, {key}, {reference}, {fingerprint}, "
+            f"touched.{col('id')}, touched.{col('expires_at')} FROM touched)"
+        )
+    return f"WITH {', '.join(parts)} SELECT {returning} FROM touched"
+
+
+def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> IdempotencyRecord:
+    """The record from a ``RETURNING`` row, through the fields' own database converters."""
+    converters = _converters.get(connection.alias)
+    if converters is None:
+        converters = _converters[connection.alias] = [
+            [
+                partial(convert, expression=field.cached_col, connection=connection)
+                for convert in connection.ops.get_db_converters(field.cached_col)
+                + field.get_db_converters(connection)
+            ]
+            for field in _meta().concrete_fields
+        ]
+    values = list(row)
+    for index, field_converters in enumerate(converters):
+        for convert in field_converters:
+            if values[index] is not None:
+                values[index] = convert(values[index])
+    names = [field.attname for field in _meta().concrete_fields]
+    record: IdempotencyRecord = IdempotencyRecord.from_db(connection.alias, names, values)
+    return record
+
+
+_converters: dict[str, list[list[Callable[[Any], Any]]]] = {}
+
+
+def log_event(database: str, **values: Any) -> None:
+    """One event row; outside a transaction on PostgreSQL, without waiting for the WAL flush.
+
+    Events are telemetry, not results: a crash may lose the last few, never a stored response.
+    """
+    connection = connections[database]
+    relaxed = commits_alone(connection)
+    names = tuple(values)
+    sql = _statement(
+        connection, "event", (names, relaxed), partial(_event_sql, connection, names, relaxed)
+    )
+    params = [_event_prep(connection, name, value) for name, value in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _event_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...], relaxed: bool) -> str:
+    columns = ", ".join(_quoted(connection, IdempotencyEvent, name) for name in names)
+    insert = f"INSERT INTO {_table(connection, IdempotencyEvent)} ({columns}) "
+    if not relaxed:
+        return insert + f"VALUES ({', '.join(['%s'] * len(names))})"
+    casts = _typed_placeholders(connection, IdempotencyEvent, names)
+    return f"{_RELAXED_PREFIX}{insert}SELECT {casts} FROM relaxed"
+
+
+def _event_prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    field: Any = IdempotencyEvent._meta.get_field(name)
+    return field.get_db_prep_save(value, connection)
 
 
 def claim(
@@ -144,88 +308,57 @@ def claim(
         "replay_count": 0,
         "conflict_count": 0,
     }
-    columns = ", ".join(_column(connection, name) for name in values)
     params = [_prep(connection, name, value) for name, value in values.items()]
-    returning = _column(connection, "id")
+    names = tuple(values)
     if connection.vendor == "postgresql":
-        sql, params = _bounded_claim_sql(connection, values, columns, returning, params)
+        sql = _statement(connection, "claim", None, partial(_bounded_claim_sql, connection, names))
         params.insert(0, f"{max(1, round(lock_timeout * 1000))}ms")
     else:
         # SQLite waits for its busy timeout (the connection's "timeout" option) instead.
-        placeholders = ", ".join(["%s"] * len(values))
-        sql = (
-            f"INSERT INTO {_table(connection)} ({columns}) VALUES ({placeholders}) "
-            f"ON CONFLICT DO NOTHING RETURNING {returning}"
-        )
+        sql = _statement(connection, "claim", None, partial(_plain_claim_sql, connection, names))
     with connection.cursor() as cursor, _bounded_wait():
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
 
-def _bounded_claim_sql(
-    connection: BaseDatabaseWrapper,
-    values: dict[str, Any],
-    columns: str,
-    returning: str,
-    params: list[Any],
-) -> tuple[str, list[Any]]:
+def _plain_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) -> str:
+    columns = ", ".join(_column(connection, name) for name in names)
+    placeholders = ", ".join(["%s"] * len(names))
+    return (
+        f"INSERT INTO {_table(connection)} ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT DO NOTHING RETURNING {_column(connection, 'id')}"
+    )
+
+
+def _bounded_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) -> str:
     """The PostgreSQL claim in one round trip, its wait bounded by a local ``lock_timeout``.
 
     ``limits`` saves the session's setting and applies ours; the insert reads from ``limits``, so
     it starts after that; the outer select puts the saved setting back once the insert has
     returned, so the view runs under the project's own ``lock_timeout``.
     """
-    casts = _typed_placeholders(connection, IdempotencyRecord, values)
-    sql = (
+    columns = ", ".join(_column(connection, name) for name in names)
+    casts = _typed_placeholders(connection, IdempotencyRecord, names)
+    return (
         "WITH limits AS MATERIALIZED ("
         " SELECT saved.previous, set_config('lock_timeout', %s, true) AS applied"
         " FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS saved"
         "), claimed AS ("
         f" INSERT INTO {_table(connection)} ({columns}) SELECT {casts} FROM limits"
-        f" ON CONFLICT DO NOTHING RETURNING {returning}"
+        f" ON CONFLICT DO NOTHING RETURNING {_column(connection, 'id')}"
         ") SELECT (SELECT * FROM claimed),"
         " set_config('lock_timeout', (SELECT previous FROM limits), true)"
     )
-    return sql, params
 
 
-def _typed_placeholders(connection: BaseDatabaseWrapper, model: Any, names: Any) -> str:
-    """``%s`` placeholders cast to their columns' types, for ``INSERT ... SELECT``."""
-    return ", ".join(
-        f"CAST(%s AS {model._meta.get_field(name).db_type(connection)})" for name in names
-    )
-
-
-_RELAXED_COMMIT = (
-    "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
-)
+_RELAXED_CTE = "relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))"
+_RELAXED_PREFIX = f"WITH {_RELAXED_CTE} "
 
 
 def commits_alone(connection: BaseDatabaseWrapper) -> bool:
     """Whether a statement here is its own transaction on PostgreSQL, so it may relax its commit."""
     return connection.vendor == "postgresql" and not connection.in_atomic_block
-
-
-def insert_bookkeeping(database: str, model: type[Model], values: dict[str, Any]) -> None:
-    """Insert a log row; outside a transaction on PostgreSQL, without waiting for the WAL flush.
-
-    For rows that are telemetry, not results (the event log): a crash may lose the last few.
-    """
-    connection = connections[database]
-    if not commits_alone(connection):
-        model._default_manager.using(database).create(**values)
-        return
-    fields: dict[str, Any] = {name: model._meta.get_field(name) for name in values}
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields.values())
-    params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
-    table = connection.ops.quote_name(model._meta.db_table)
-    sql = (
-        f"{_RELAXED_COMMIT}INSERT INTO {table} ({columns}) "
-        f"SELECT {_typed_placeholders(connection, model, values)} FROM relaxed"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _gave_up_waiting(exc: OperationalError) -> bool:
@@ -257,6 +390,7 @@ def complete(
     ttl: timedelta,
 ) -> None:
     """Store the outcome in the claiming transaction; only a success keeps the reference."""
+    connection = connections[database]
     updates: dict[str, Any] = {
         "state": IdempotencyRecord.State.COMPLETED,
         "response_status": response.status,
@@ -267,4 +401,13 @@ def complete(
     }
     if not keep_reference:
         updates["reference"] = None
-    IdempotencyRecord.objects.using(database).filter(pk=record_id).update(**updates)
+    names = tuple(updates)
+    sql = _statement(connection, "complete", names, partial(_complete_sql, connection, names))
+    params = [_prep(connection, name, value) for name, value in updates.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, record_id])
+
+
+def _complete_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{_column(connection, name)} = %s" for name in names)
+    return f"UPDATE {_table(connection)} SET {assignments} WHERE {_column(connection, 'id')} = %s"
