@@ -115,6 +115,16 @@ def reading(run: Run) -> list[str]:
                 "bare create: a replay that authenticates first cannot go below that, whatever "
                 "it does after."
             )
+        replay = results.summary(Series(OURS, REPLAY))
+        first = results.summary(Series(OURS, FIRST))
+        if floor.count and replay.count and first.count:
+            lines.append(
+                f"django-idempotency ({name}): the replay costs "
+                f"{_ms(replay.median_ms - floor.median_ms)} ms over that no-op (the fingerprint "
+                "and its one statement), the new key "
+                f"{_ms(first.median_ms - bare.median_ms)} ms over the bare create (its extra "
+                "round trips: the lookup, BEGIN, the claim, the stored response, COMMIT)."
+            )
     return lines
 
 
