@@ -120,8 +120,8 @@ def reading(run: Run) -> list[str]:
         if floor.count and replay.count and first.count:
             lines.append(
                 f"django-idempotency ({name}): the replay costs "
-                f"{_ms(replay.median_ms - floor.median_ms)} ms over that no-op (the fingerprint "
-                "and its one statement), the new key "
+                f"{_ms(replay.median_ms - floor.median_ms)} ms over that no-op (its own work: "
+                "key, scope, fingerprint, one statement), the new key "
                 f"{_ms(first.median_ms - bare.median_ms)} ms over the bare create (its extra "
                 "round trips: the lookup, BEGIN, the claim, the stored response, COMMIT)."
             )
