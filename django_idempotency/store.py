@@ -220,9 +220,10 @@ def _touch_sql(
 
 def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> IdempotencyRecord:
     """The record from a ``RETURNING`` row, through the fields' own database converters."""
-    converters = _converters.get(connection.alias)
+    cache_key = (connection.alias, connection.vendor)
+    converters = _converters.get(cache_key)
     if converters is None:
-        converters = _converters[connection.alias] = [
+        converters = _converters[cache_key] = [
             [
                 partial(convert, expression=field.cached_col, connection=connection)
                 for convert in connection.ops.get_db_converters(field.cached_col)
@@ -240,7 +241,7 @@ def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> Ide
     return record
 
 
-_converters: dict[str, list[list[Callable[[Any], Any]]]] = {}
+_converters: dict[tuple[str, str], list[list[Callable[[Any], Any]]]] = {}
 
 
 def log_event(database: str, **values: Any) -> None:
