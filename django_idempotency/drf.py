@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError, connections, router, tra
 from django.db.models import Model
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.relations import RelatedField
 from rest_framework.renderers import JSONRenderer
@@ -161,12 +162,17 @@ class IdempotentCreateMixin:
         return value
 
     def _business_model(self) -> type[Model]:
-        # The class attribute names the model without building a filtered queryset per request.
-        queryset = getattr(self, "queryset", None)
-        if queryset is not None:
-            return queryset.model  # type: ignore[no-any-return]
         get_queryset = getattr(self, "get_queryset", None)
-        return get_queryset().model if get_queryset is not None else IdempotencyRecord
+        if get_queryset is None:
+            return IdempotencyRecord
+        queryset = getattr(self, "queryset", None)
+        if (
+            queryset is not None
+            and getattr(type(self), "get_queryset", None) is GenericAPIView.get_queryset
+        ):
+            # DRF's own get_queryset() returns this attribute's model: skip building a queryset.
+            return queryset.model  # type: ignore[no-any-return]
+        return get_queryset().model  # type: ignore[no-any-return]
 
     def _serializer_field(self, name: str) -> Any:
         get_serializer = getattr(self, "get_serializer", None)

@@ -61,8 +61,7 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     try:
         outcome = _replay_or_claim(operation, view)
     except store.WaitExpired:
-        if app_settings.RECORD_EVENTS:
-            record_event(operation, "in_flight", None)
+        record_event(operation, "in_flight", None)
         _send_conflict(operation, None, "in_flight")
         raise RequestInFlight() from None
     return _finish(operation, outcome)

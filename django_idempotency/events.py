@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
+from .conf import app_settings
 from .models import IdempotencyRecord
 from .store import log_event
 
@@ -18,11 +19,13 @@ if TYPE_CHECKING:
 
 
 def record_event(operation: Operation, kind: str, record: IdempotencyRecord | None) -> None:
-    """One INSERT on the operation's database.
+    """One INSERT on the operation's database, unless ``IDEMPOTENCY_RECORD_EVENTS`` is off.
 
     The counters are not touched here: ``store.touch()`` already moved them in the statement
     that found the record, so they stay right with the log switched off.
     """
+    if not app_settings.RECORD_EVENTS:
+        return
     now = timezone.now()
     log_event(
         operation.database,

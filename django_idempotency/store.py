@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.db import OperationalError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -220,10 +221,9 @@ def _touch_sql(
 
 def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> IdempotencyRecord:
     """The record from a ``RETURNING`` row, through the fields' own database converters."""
-    cache_key = (connection.alias, connection.vendor)
-    converters = _converters.get(cache_key)
+    converters = _converters.get(connection)
     if converters is None:
-        converters = _converters[cache_key] = [
+        converters = _converters[connection] = [
             [
                 partial(convert, expression=field.cached_col, connection=connection)
                 for convert in connection.ops.get_db_converters(field.cached_col)
@@ -241,7 +241,11 @@ def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> Ide
     return record
 
 
-_converters: dict[tuple[str, str], list[list[Callable[[Any], Any]]]] = {}
+# Per connection object (one per thread and alias): Django's converters are bound to it, and it
+# holds the time zone they apply.
+_converters: WeakKeyDictionary[BaseDatabaseWrapper, list[list[Callable[[Any], Any]]]] = (
+    WeakKeyDictionary()
+)
 
 
 def log_event(database: str, **values: Any) -> None:
@@ -312,11 +316,11 @@ def claim(
     params = [_prep(connection, name, value) for name, value in values.items()]
     names = tuple(values)
     if connection.vendor == "postgresql":
-        sql = _statement(connection, "claim", None, partial(_bounded_claim_sql, connection, names))
+        sql = _statement(connection, "claim", names, partial(_bounded_claim_sql, connection, names))
         params.insert(0, f"{max(1, round(lock_timeout * 1000))}ms")
     else:
         # SQLite waits for its busy timeout (the connection's "timeout" option) instead.
-        sql = _statement(connection, "claim", None, partial(_plain_claim_sql, connection, names))
+        sql = _statement(connection, "claim", names, partial(_plain_claim_sql, connection, names))
     with connection.cursor() as cursor, _bounded_wait():
         cursor.execute(sql, params)
         row = cursor.fetchone()

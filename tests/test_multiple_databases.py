@@ -32,3 +32,14 @@ def test_a_released_answer_rolls_back_on_the_views_database(post) -> None:
     assert "Idempotent-Replayed" not in retried
     assert Execution.objects.using("other").count() == 1
     assert IdempotencyRecord.objects.using("other").count() == 1
+
+
+def test_an_overridden_get_queryset_decides_the_database(post) -> None:
+    first = post("/test/overridden-queryset-probe/", {"label": "routed"}, key="k")
+    replay = post("/test/overridden-queryset-probe/", {"label": "routed"}, key="k")
+
+    assert first.status_code == 201
+    assert replay["Idempotent-Replayed"] == "true"
+    assert Execution.objects.using("default").count() == 0
+    assert IdempotencyRecord.objects.using("other").count() == 1
+    assert IdempotencyRecord.objects.using("default").count() == 0

@@ -6,6 +6,7 @@ from tests.testapp.views import (
     OptionalAnonymousProbeViewSet,
     OptionalProbeViewSet,
     OtherDatabaseProbeViewSet,
+    OverriddenQuerysetProbeViewSet,
     ProbeViewSet,
     ShortTtlProbeViewSet,
 )
@@ -19,6 +20,11 @@ router.register(
 )
 router.register("ttl-probe", ShortTtlProbeViewSet, basename="ttl-probe")
 router.register("other-db-probe", OtherDatabaseProbeViewSet, basename="other-db-probe")
+router.register(
+    "overridden-queryset-probe",
+    OverriddenQuerysetProbeViewSet,
+    basename="overridden-queryset-probe",
+)
 
 urlpatterns = [
     path("", include("example_project.urls")),

@@ -4,6 +4,7 @@ import time
 from datetime import timedelta
 
 from django.db import connection
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException, ValidationError
@@ -89,3 +90,10 @@ class OtherDatabaseProbeViewSet(ProbeViewSet):
     """Writes to the ``other`` alias (see tests/routers.py): the record must live there too."""
 
     queryset = OtherDatabaseExecution.objects.all()
+
+
+class OverriddenQuerysetProbeViewSet(ProbeViewSet):
+    """``queryset`` names a model on ``default``; ``get_queryset()`` (it wins) one on ``other``."""
+
+    def get_queryset(self) -> QuerySet[OtherDatabaseExecution]:
+        return OtherDatabaseExecution.objects.all()
