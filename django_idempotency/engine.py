@@ -164,7 +164,7 @@ def _visitor(operation: Operation, refusal: str) -> store.Visitor | None:
     """How the lookup logs this request's visit; ``None`` with the event log switched off."""
     if not app_settings.RECORD_EVENTS:
         return None
-    return store.Visitor(key=operation.key, reference=operation.reference, refusal=str(refusal))
+    return store.Visitor(key=operation.key, reference=operation.reference, refusal=refusal)
 
 
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:

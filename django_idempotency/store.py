@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from django.db import OperationalError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -84,11 +83,13 @@ _PLAIN_VALUES = frozenset({str, int})
 _PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField)
 
 
+def _cast(connection: BaseDatabaseWrapper, model: Any, name: str) -> str:
+    """A ``%s`` placeholder cast to its column's type, for ``INSERT ... SELECT``."""
+    return f"CAST(%s AS {model._meta.get_field(name).db_type(connection)})"
+
+
 def _typed_placeholders(connection: BaseDatabaseWrapper, model: Any, names: Any) -> str:
-    """``%s`` placeholders cast to their columns' types, for ``INSERT ... SELECT``."""
-    return ", ".join(
-        f"CAST(%s AS {model._meta.get_field(name).db_type(connection)})" for name in names
-    )
+    return ", ".join(_cast(connection, model, name) for name in names)
 
 
 @dataclass(frozen=True)
@@ -204,11 +205,9 @@ def _touch_sql(
     parts.append(f"touched AS ({update})")
     if folds_event:
         # The visit's event row, written by the same statement from the record it found.
-        event = IdempotencyEvent._meta
         columns = ", ".join(_quoted(connection, IdempotencyEvent, name) for name in _EVENT_COLUMNS)
         at, kind, scope, key, reference, fingerprint = (
-            f"CAST(%s AS {event.get_field(name).db_type(connection)})"
-            for name in _EVENT_COLUMNS[:6]
+            _cast(connection, IdempotencyEvent, name) for name in _EVENT_COLUMNS[:6]
         )
         parts.append(
             f"logged AS (INSERT INTO {_table(connection, IdempotencyEvent)} ({columns}) "
@@ -221,31 +220,18 @@ def _touch_sql(
 
 def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> IdempotencyRecord:
     """The record from a ``RETURNING`` row, through the fields' own database converters."""
-    converters = _converters.get(connection)
-    if converters is None:
-        converters = _converters[connection] = [
-            [
-                partial(convert, expression=field.cached_col, connection=connection)
-                for convert in connection.ops.get_db_converters(field.cached_col)
-                + field.get_db_converters(connection)
-            ]
-            for field in _meta().concrete_fields
-        ]
     values = list(row)
-    for index, field_converters in enumerate(converters):
-        for convert in field_converters:
-            if values[index] is not None:
-                values[index] = convert(values[index])
+    for index, field in enumerate(_meta().concrete_fields):
+        if values[index] is None:
+            continue
+        column = field.cached_col
+        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(
+            connection
+        ):
+            values[index] = convert(values[index], column, connection)
     names = [field.attname for field in _meta().concrete_fields]
     record: IdempotencyRecord = IdempotencyRecord.from_db(connection.alias, names, values)
     return record
-
-
-# Per connection object (one per thread and alias): Django's converters are bound to it, and it
-# holds the time zone they apply.
-_converters: WeakKeyDictionary[BaseDatabaseWrapper, list[list[Callable[[Any], Any]]]] = (
-    WeakKeyDictionary()
-)
 
 
 def log_event(database: str, **values: Any) -> None:
