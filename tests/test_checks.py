@@ -15,6 +15,10 @@ from django.test import override_settings
 
 from django_idempotency import checks
 
+# Django 6.1 runs the model checks against every database alias (a JSONField asks SQLite
+# whether it supports JSON), so the checks need database access like `manage.py check` has.
+pytestmark = pytest.mark.django_db(databases="__all__")
+
 
 def idempotency_ids() -> list[str]:
     return sorted(
