@@ -462,9 +462,12 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _report(self, request: HttpRequest, result: PurgeResult) -> None:
         self.message_user(
             request,
-            _(
+            ngettext(
                 "Purged %(deleted)d expired records and %(events)d events "
-                "in %(batches)d batches (%(seconds).2f s)."
+                "in %(batches)d batch (%(seconds).2f s).",
+                "Purged %(deleted)d expired records and %(events)d events "
+                "in %(batches)d batches (%(seconds).2f s).",
+                result.batches,
             )
             % {
                 "deleted": result.deleted,

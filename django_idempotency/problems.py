@@ -37,11 +37,16 @@ def problem_document(
     }
 
 
+def render_json(document: dict[str, Any]) -> bytes:
+    """JSON spelled as DRF's ``JSONRenderer`` spells it by default (compact, UTF-8), so the
+    layer's own problems and the API's look alike byte for byte."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def problem_response(
     document: dict[str, Any], headers: dict[str, str] | None = None
 ) -> HttpResponse:
-    response = HttpResponse(
-        json.dumps(document, ensure_ascii=False).encode(),
+    response = HttpResponse(render_json(document),
         status=int(document["status"]),
         content_type=PROBLEM_CONTENT_TYPE,
     )

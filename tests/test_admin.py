@@ -398,7 +398,7 @@ def test_purge_action_deletes_only_expired_selected_rows(
     )
     assert response.status_code == 200
     messages = [str(m) for m in response.context["messages"]]
-    assert any(m.startswith("Purged 1 expired records and 1 events in 1 batch") for m in messages)
+    assert any(m.startswith("Purged 1 expired records and 1 events in 1 batch (") for m in messages)
     assert any("1 selected record has not expired" in m for m in messages)
     assert not IdempotencyRecord.objects.filter(pk=seeded.expired.pk).exists()
     assert IdempotencyRecord.objects.filter(pk=seeded.paid.pk).exists()
