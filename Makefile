@@ -1,51 +1,82 @@
-# Developer entry points. Each target builds the virtualenv it needs in .venv on first use;
-# a stamp per extra (rebuilt when pyproject.toml changes) keeps later runs quick.
+# Developer entry points. Each target builds the virtualenv it needs in .venv on first use
+# (pip >= 25.1 installs the PEP 735 dependency groups of pyproject.toml); a stamp per group,
+# rebuilt when pyproject.toml changes, keeps later runs quick.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-# PostgreSQL for the first test run; an exported DATABASE_URL wins.
-TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/test)
+# PostgreSQL of the test run, created by scripts/bootstrap.sh if missing; DATABASE_URL wins.
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/django_idempotency)
 PYTEST_ARGS ?=
+# The oldest supported stack (README, "Supported versions"), run by `make test-oldest` and CI.
+OLDEST_ENV ?= py310-django42-lowest
+# tox finds python3.10 ... python3.13 on PATH; pyenv keeps them out of it unless asked.
+PYENV_PATH := $(shell for d in $$(pyenv root 2>/dev/null)/versions/3.1[0-9]*/bin; do \
+	[ -d "$$d" ] && printf '%s:' "$$d"; done)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint bench
+.PHONY: help demo bootstrap test test-oldest tox lint bench clean
 
 help:
-	@echo "make demo   migrate and run the example project on http://127.0.0.1:$(PORT)/ (PORT=...)"
-	@echo "            SQLite by default, DATABASE_URL respected; prints curl commands to try it"
-	@echo "make test   the whole suite on PostgreSQL ($(TEST_DATABASE_URL)), then on SQLite"
-	@echo "make lint   ruff check, ruff format --check, mypy"
-	@echo "make bench  benchmarks against the bare create and other packages (docs/benchmarks.md);"
-	@echo "            ARGS=--quick for a 2-minute run (benchmarks/README.md)"
+	@echo "make demo         migrate and run the example project on http://127.0.0.1:$(PORT)/"
+	@echo "                  (PORT=...; SQLite by default, DATABASE_URL respected)"
+	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
+	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
+	@echo "make test-oldest  the suite on the oldest supported stack (tox -e $(OLDEST_ENV))"
+	@echo "make tox          the whole tox matrix (README, Supported versions)"
+	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
+	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
 
-# .venv/.installed-example, -test, -dev: the package in editable mode with that extra.
+# .venv/.installed-example, -test, -dev: the package in editable mode with that group.
 $(VENV)/.installed-%: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$*]"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . --group $*
 	@touch $@
 
+# The demo's admin login and the curl commands are printed by seed_demo; --insecure serves the
+# admin's static files although DEBUG is off (fine for a demo, never for production).
 demo: $(VENV)/.installed-example
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	$(BIN)/python manage.py runserver --insecure 127.0.0.1:$(PORT)
+
+# Packages, services and the test database: silent when everything is there.
+bootstrap:
+	@DATABASE_URL='$(TEST_DATABASE_URL)' scripts/bootstrap.sh
 
 # Both runs always happen, so one report shows every failure; the target fails if either
 # does. Exit code 5 ("no tests collected") is a failure too: a suite that ran nothing
-# must never look green.
-test: $(VENV)/.installed-test
-	@status=0; \
+# must never look green. Coverage of both runs is combined and must reach fail_under.
+test: bootstrap $(VENV)/.installed-test
+	@status=0; started=$$(date +%s); rm -f .coverage .coverage.*; \
 	echo "== pytest on PostgreSQL: $(TEST_DATABASE_URL)"; \
-	DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS) \
+		|| status=$$?; \
 	if [ $$status -eq 5 ]; then echo "!! PostgreSQL run collected no tests"; fi; \
 	pg=$$status; status=0; \
 	echo "== pytest on SQLite (in memory), without the postgres and e2e tests"; \
-	env -u DATABASE_URL $(BIN)/python -m pytest -m "not postgres and not e2e" $(PYTEST_ARGS) \
-		|| status=$$?; \
+	env -u DATABASE_URL $(BIN)/python -m coverage run -m pytest -m "not postgres and not e2e" \
+		$(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "!! SQLite run collected no tests"; fi; \
-	echo "== PostgreSQL run: exit $$pg; SQLite run: exit $$status"; \
-	[ $$pg -eq 0 ] && [ $$status -eq 0 ]
+	lite=$$status; status=0; \
+	$(BIN)/python -m coverage combine -q && $(BIN)/python -m coverage report || status=$$?; \
+	cov=$$status; status=0; \
+	if [ -f mkdocs.yml ]; then echo "== make docs"; $(MAKE) --no-print-directory docs || status=$$?; fi; \
+	echo "== PostgreSQL run: exit $$pg; SQLite run: exit $$lite; coverage: exit $$cov;" \
+		"docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
+	[ $$pg -eq 0 ] && [ $$lite -eq 0 ] && [ $$cov -eq 0 ] && [ $$status -eq 0 ]
+
+# tox with tox-uv (the tox group); the same services as `make test`.
+TOX := PATH="$(PYENV_PATH)$$PATH" DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/tox
+
+test-oldest: bootstrap $(VENV)/.installed-tox
+	$(TOX) -e $(OLDEST_ENV)
+
+tox: bootstrap $(VENV)/.installed-tox
+	$(TOX) $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -54,6 +85,11 @@ lint: $(VENV)/.installed-dev
 
 # make bench: the benchmark against the bare create and the other packages, in its own
 # benchmarks/.venv, on a scratch PostgreSQL database (docs/benchmarks.md; ARGS=--quick: ~2 min).
-.PHONY: bench
 bench:
 	$(PYTHON) benchmarks/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .tox build dist site *.egg-info benchmarks/.venv benchmarks/out \
+		.coverage .coverage.* htmlcov .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		.schemathesis example_project/db.sqlite3
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -46,7 +46,8 @@ def render_json(document: dict[str, Any]) -> bytes:
 def problem_response(
     document: dict[str, Any], headers: dict[str, str] | None = None
 ) -> HttpResponse:
-    response = HttpResponse(render_json(document),
+    response = HttpResponse(
+        render_json(document),
         status=int(document["status"]),
         content_type=PROBLEM_CONTENT_TYPE,
     )

@@ -19,6 +19,19 @@ def _on_postgres() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """IDEMPOTENCY_TEST_DB_NAME names the test database (default ``test_<DATABASE_URL's
+    name>``; the second alias gets ``_other`` appended), so two runs can share one server."""
+    from django.conf import settings
+
+    name = os.environ.get("IDEMPOTENCY_TEST_DB_NAME")
+    if not name or not _on_postgres():
+        return
+    for alias, suffix in (("default", ""), ("other", "_other")):
+        settings.DATABASES[alias].setdefault("TEST", {})["NAME"] = f"{name}{suffix}"
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if "postgres" not in item.keywords or _on_postgres():
         return

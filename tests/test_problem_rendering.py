@@ -26,4 +26,3 @@ def test_a_layer_problem_and_an_api_problem_are_spelled_alike(post: Any) -> None
     for response in (refused, invalid):
         assert response["Content-Type"] == "application/problem+json"
         assert response.content == drf_spelling(response.content)
-

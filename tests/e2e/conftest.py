@@ -27,6 +27,9 @@ from psycopg import sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 E2E_USERNAME = "e2e"
+# Databases made by these tests are named <prefix>tpl_<random> (the migrated template) and
+# <prefix><random> (one per test), on DATABASE_URL's server.
+E2E_DB_PREFIX = os.environ.get("IDEMPOTENCY_E2E_DB_PREFIX", "e2e_")
 # Generous: on a loaded CI machine a worker needs seconds to import Django.
 STARTUP_TIMEOUT = 60.0
 PROBE_TIMEOUT = 5.0
@@ -98,10 +101,30 @@ def _manage(database_url: str, *args: str) -> None:
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
 
 
+# Ports handed out by _free_port(), each still bound by the socket that found it.
+_HELD_PORTS: list[socket.socket] = []
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that no other program is handed until this test run ends.
+
+    Not bind-then-close, which races: the port stays bound here (SO_REUSEADDR, never
+    listening), so the kernel gives it to nobody else asking for a free port (another test run
+    included), while the server we start, which also sets SO_REUSEADDR (gunicorn, uvicorn,
+    PostgreSQL, PgBouncer), can still bind and listen on it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(sock)
+    return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_ports() -> Iterator[None]:
+    yield
+    while _HELD_PORTS:
+        _HELD_PORTS.pop().close()
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +140,7 @@ def e2e_admin_url() -> str:
 @pytest.fixture(scope="session")
 def e2e_template(e2e_admin_url: str) -> Iterator[tuple[str, str]]:
     """A migrated database with a user and its token: ``(database name, token)``."""
-    name = f"e2e_tpl_{secrets.token_hex(4)}"
+    name = f"{E2E_DB_PREFIX}tpl_{secrets.token_hex(4)}"
     url = _with_database(e2e_admin_url, name)
     _create_database(e2e_admin_url, name)
     try:
@@ -146,7 +169,7 @@ _CREATE_USER = (
 def e2e_database_url(e2e_admin_url: str, e2e_template: tuple[str, str]) -> Iterator[str]:
     """A fresh copy of the template database for one test; dropped afterwards."""
     template, _ = e2e_template
-    name = f"e2e_{secrets.token_hex(6)}"
+    name = f"{E2E_DB_PREFIX}{secrets.token_hex(6)}"
     _create_database(e2e_admin_url, name, template=template)
     try:
         yield _with_database(e2e_admin_url, name)
