@@ -42,7 +42,7 @@ WSGI_APPLICATION = "example_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "templates"],  # the landing page at /
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -34,6 +34,8 @@ class Command(BaseCommand):
             user, created = get_user_model().objects.get_or_create(username=DEMO_USERNAME)
             # Reset the password on every run, so "demo/demo" holds even after someone changed it.
             user.set_password(DEMO_PASSWORD)
+            # The demo's admin shows the stored keys: the demo user may log in there.
+            user.is_staff = user.is_superuser = True
             user.save()
             token, _ = Token.objects.get_or_create(user=user)
             order = (
@@ -45,6 +47,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{'Created' if created else 'Reusing'} user {DEMO_USERNAME!r} "
             f"(password {DEMO_PASSWORD!r}), API token: {token.key}"
+        )
+        self.stdout.write(
+            f"Admin: {base_url}/admin/ (log in as {DEMO_USERNAME} / {DEMO_PASSWORD}); "
+            f"endpoints and examples: {base_url}/"
         )
         self.stdout.write("")
         # Fresh keys per run: pasting a command twice is a retry, re-seeding starts afresh.
