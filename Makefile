@@ -17,6 +17,7 @@ help:
 	@echo "            SQLite by default, DATABASE_URL respected; prints curl commands to try it"
 	@echo "make test   the whole suite on PostgreSQL ($(TEST_DATABASE_URL)), then on SQLite"
 	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make docs   the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
 	@echo "make bench  benchmarks against the bare create and other packages (docs/benchmarks.md);"
 	@echo "            ARGS=--quick for a 2-minute run (benchmarks/README.md)"
 
@@ -57,3 +58,14 @@ lint: $(VENV)/.installed-dev
 .PHONY: bench
 bench:
 	$(PYTHON) benchmarks/run.py $(ARGS)
+
+# make docs: the docs site from docs/ into site/ with mkdocs.yml, strict (a broken link or
+# anchor fails); docs/requirements.txt is also what Read the Docs installs.
+.PHONY: docs
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m mkdocs build --strict
+
+$(VENV)/.installed-docs: pyproject.toml docs/requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . -r docs/requirements.txt
+	@touch $@
