@@ -42,7 +42,9 @@ def settings_reference() -> str:
     for name, member in inspect.getmembers(Settings, lambda m: isinstance(m, property)):
         if not name.isupper():
             continue
-        doc = inspect.cleandoc(member.__doc__ or "Undocumented.")
+        if not member.__doc__:
+            raise ValueError(f"Settings.{name} has no docstring: the settings page needs one")
+        doc = inspect.cleandoc(member.__doc__)
         sections.append(
             f"### `IDEMPOTENCY_{name}` {{#idempotency_{name.lower()}}}\n\n"
             f"Default: {_shown(getattr(current, name))}\n\n{doc}\n"
@@ -84,11 +86,15 @@ def mixin_reference() -> str:
             while line >= 0 and source[line].strip().startswith("#:"):
                 comment.insert(0, source[line].strip()[2:].strip())
                 line -= 1
+            if not comment:
+                raise ValueError(f"{name} has no '#:' comment: the DRF page needs one")
             default = ast.unparse(node.value) if node.value is not None else ""
             attributes.append(f"| `{name} = {default}` | {' '.join(comment)} |")
         elif isinstance(node, ast.FunctionDef) and node.name.startswith("get_idempotency_"):
             arguments = ", ".join(a.arg for a in node.args.args[1:])
-            doc = ast.get_docstring(node) or ""
+            doc = ast.get_docstring(node)
+            if not doc:
+                raise ValueError(f"{node.name} has no docstring: the DRF page needs one")
             summary = " ".join(doc.split("\n\n")[0].split())
             hooks.append(f"| `{node.name}({arguments})` | {summary} |")
     return (
