@@ -28,6 +28,7 @@ help:
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
 	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
+	@echo "make docs         the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
 
 # .venv/.installed-example, -test, -dev: the package in editable mode with that group.
 $(VENV)/.installed-%: pyproject.toml
@@ -93,3 +94,14 @@ clean:
 		.coverage .coverage.* htmlcov .pytest_cache .mypy_cache .ruff_cache .hypothesis \
 		.schemathesis example_project/db.sqlite3
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# make docs: the docs site from docs/ into site/ with mkdocs.yml, strict (a broken link or
+# anchor fails); docs/requirements.txt is also what Read the Docs installs.
+.PHONY: docs
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m mkdocs build --strict
+
+$(VENV)/.installed-docs: pyproject.toml docs/requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . -r docs/requirements.txt
+	@touch $@

@@ -97,6 +97,7 @@ class IdempotentCreateMixin:
     # -- overridable hooks ---------------------------------------------------------------
 
     def get_idempotency_key(self, request: Request) -> str | None:
+        """The key from the header, ``None`` without one (a 400 while a key is required)."""
         key = parse_key(self._key_header(request))
         if key is None and self.idempotency_key_required:
             raise MissingKey(f"This endpoint requires an {app_settings.HEADER} header.")
@@ -133,6 +134,7 @@ class IdempotentCreateMixin:
         return f"{name}:{self._normalised_reference(name, value)}"
 
     def get_idempotency_ttl(self) -> timedelta:
+        """How long the response is replayed: ``idempotency_ttl``, else ``IDEMPOTENCY_TTL``."""
         if self.idempotency_ttl is None:
             return app_settings.TTL
         return as_timedelta(self.idempotency_ttl)

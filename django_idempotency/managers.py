@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -13,29 +12,13 @@ from django.db import connections, models, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+# Argument parsing lives in purge_args, shared by the command and the Celery task; the names
+# stay importable from here.
+from .purge_args import DEFAULT_PURGE_BATCH_SIZE as DEFAULT_PURGE_BATCH_SIZE
+from .purge_args import parse_age as parse_age
+
 if TYPE_CHECKING:
     from .models import IdempotencyEvent, IdempotencyRecord  # noqa: F401
-
-DEFAULT_PURGE_BATCH_SIZE = 1000
-
-_AGE_PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_age(text: str) -> timedelta:
-    """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90m"``, ``"30s"``, ``"2w"`` as a timedelta."""
-    compact = text.strip().replace(" ", "")
-    parts = _AGE_PART.findall(compact)
-    if not compact or "".join(f"{n}{u}" for n, u in parts).lower() != compact.lower():
-        raise ValueError(
-            f"{text!r} is not an age: use a number and a unit (s, m, h, d, w), e.g. 7d or 12h."
-        )
-    age = timedelta()
-    for number, unit in parts:
-        age += timedelta(**{_AGE_UNITS[unit.lower()]: int(number)})
-    if age <= timedelta():
-        raise ValueError(f"{text!r} is not a positive age.")
-    return age
 
 
 @dataclass(frozen=True)

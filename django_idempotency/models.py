@@ -119,6 +119,20 @@ class IdempotencyRecord(models.Model):
         ]
         indexes = [
             models.Index(fields=["expires_at"], name="idempotency_expires_idx"),
+            # The admin's searches and filters (docs/operating.md, "The admin"). The partial
+            # ones hold only the rare rows they serve, so the hot path seldom writes them.
+            models.Index(fields=["key"], name="idempotency_key_idx"),
+            models.Index(
+                fields=["requested_reference"],
+                condition=Q(requested_reference__isnull=False),
+                name="idempotency_req_reference_idx",
+            ),
+            models.Index(
+                fields=["id"], condition=Q(conflict_count__gt=0), name="idempotency_refused_idx"
+            ),
+            models.Index(
+                fields=["id"], condition=Q(response_status__gte=400), name="idempotency_error_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -207,6 +221,14 @@ class IdempotencyEvent(models.Model):
         verbose_name_plural = _("idempotency events")
         indexes = [
             models.Index(fields=["expires_at"], name="idempotency_event_expires_idx"),
+            # The admin: the kind filter in id order, and the in-flight refusals of a record
+            # (no link; found by scope and key).
+            models.Index(fields=["kind", "id"], name="idempotency_event_kind_idx"),
+            models.Index(
+                fields=["scope", "key"],
+                condition=Q(record__isnull=True),
+                name="idempotency_event_unlinked_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -148,24 +148,19 @@ def test_the_list_shows_every_record_with_its_columns(admin_client: Client, seed
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("replayed=yes", {"replayed"}),
-        # The in-flight 409 found no committed record to count on: only the log knows it.
-        ("conflicted=any", {"mismatched", "paid", "waited_for"}),
-        ("conflicted=mismatch", {"mismatched"}),
-        ("conflicted=in_flight", {"waited_for"}),
-        ("conflicted=reference", {"paid"}),
-        ("state__exact=in_flight", {"in_flight"}),
+        # The in-flight 409 found no committed record to count on: only the log knows it
+        # (the event list's kind filter).
+        ("conflicted=yes", {"mismatched", "paid"}),
         ("expired=yes", {"expired"}),
-        ("status=2xx", {"replayed", "mismatched", "paid", "waited_for", "expired", "last_year"}),
-        ("status=3xx", {"redirect"}),
         ("status=4xx", {"teapot"}),
         ("status=5xx", set()),
-        ("status=none", {"in_flight"}),
         ("q=pay-1", {"paid"}),
-        ("q=order-9", {"paid"}),
+        ("q=+pay-1+", {"paid"}),
+        ("q=pay", set()),  # exact matches only: an index lookup, never a scan
+        ("q=ref:order-9", {"paid"}),
         # A refused or failed request keeps the reference it asked for, but does not hold it.
-        ("q=order-10", {"teapot"}),
-        ("conflicted=reference&status=2xx", {"paid"}),
+        ("q=ref:order-10", {"teapot"}),
+        ("conflicted=yes&expired=no", {"mismatched", "paid"}),
     ],
 )
 def test_each_filter_shows_its_rows(
@@ -179,9 +174,6 @@ def test_each_filter_shows_its_rows(
 @pytest.mark.parametrize(
     ("query", "excluded"),
     [
-        ("replayed=no", {"replayed"}),
-        ("conflicted=no", {"mismatched", "paid", "waited_for"}),
-        ("state__exact=completed", {"in_flight"}),
         ("expired=no", {"expired"}),
     ],
 )
@@ -195,35 +187,30 @@ def test_each_negative_filter_shows_the_rest(
 def test_every_filter_choice_offered_renders(admin_client: Client, seeded: Seeded) -> None:
     response = admin_client.get(RECORDS)
     specs = response.context["cl"].filter_specs
-    assert [spec.title for spec in specs] == [
-        "replayed",
-        "conflicted",
-        "state",
-        "expired",
-        "response status",
-    ]
+    assert [spec.title for spec in specs] == ["expired", "refused a request", "response status"]
     offered = [
         choice["query_string"] for spec in specs for choice in spec.choices(response.context["cl"])
     ]
-    assert len(offered) == 3 + 6 + 3 + 3 + 6
+    assert len(offered) == 3 + 2 + 3
     for query in offered:
         keys = shown(admin_client, f"{RECORDS}{query}")
         assert keys <= seeded.keys()
 
 
-def test_the_date_hierarchy_drills_down(admin_client: Client, seeded: Seeded) -> None:
-    today = timezone.now()
-    last_year = seeded.last_year.created_at
-    this_year = shown(admin_client, f"{RECORDS}?created_at__year={today.year}")
-    assert seeded.last_year.key not in this_year
-    assert seeded.replayed.key in this_year
-    day = (
-        f"created_at__year={today.year}&created_at__month={today.month}&created_at__day={today.day}"
-    )
-    assert seeded.replayed.key in shown(admin_client, f"{RECORDS}?{day}")
-    assert shown(admin_client, f"{RECORDS}?created_at__year={last_year.year}") >= {
-        seeded.last_year.key
-    }
+@pytest.mark.parametrize(
+    "query",
+    [
+        "replayed=yes",
+        "state__exact=in_flight",
+        "created_at__year=2026",
+        "replay_count__gt=0",
+        "response_body__contains=x",
+        "fingerprint__icontains=f",
+    ],
+)
+def test_lookups_that_would_scan_the_table_are_refused(admin_client: Client, query: str) -> None:
+    # Django accepts any local-field lookup from the URL; here only the filters offered.
+    assert admin_client.get(f"{RECORDS}?{query}").status_code == 400
 
 
 def test_the_detail_page_shows_the_stored_response_and_fingerprint(
@@ -341,12 +328,9 @@ def test_the_event_list_and_its_filters(admin_client: Client, seeded: Seeded) ->
         assert events_shown(admin_client, f"kind__exact={kind}") == [
             e for e in everything if e[0] == kind
         ]
-    assert events_shown(admin_client, "q=pay-2") == [(Kind.REFERENCE, "pay-2")]
-    assert events_shown(admin_client, "q=order-9") == [(Kind.REFERENCE, "pay-2")]
-    offending = IdempotencyEvent.objects.get(kind=Kind.MISMATCH).fingerprint
-    assert events_shown(admin_client, f"q={offending}") == [(Kind.MISMATCH, "mismatched-1")]
-    year = timezone.now().year
-    assert len(events_shown(admin_client, f"at__year={year}")) == len(everything)
+    # No search and no date hierarchy on the log: a record's events are one link away.
+    assert events_shown(admin_client, "q=pay-2") == everything
+    assert admin_client.get(f"{EVENTS}?at__year=2026").status_code == 400
 
 
 def test_the_event_list_of_one_record(admin_client: Client, seeded: Seeded) -> None:

@@ -7,7 +7,6 @@ Needs the ``celery`` extra. Nothing else in the package imports this module: lis
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -24,24 +23,21 @@ def purge_expired(
 ) -> dict[str, Any]:
     """Run ``IdempotencyRecord.objects.purge_expired()``; return what it did as a dict.
 
-    ``older_than`` is an age like ``"7d"`` or a number of seconds; arguments stay JSON-friendly
-    so the task can be scheduled from settings or django-celery-beat.
+    ``older_than`` is an age like ``"7d"`` or a positive number of seconds; arguments stay
+    JSON-friendly so the task can be scheduled from settings or django-celery-beat. They are
+    checked by the same parser as ``idempotency_purge``'s: a bad one (``older_than=0``, ``True``,
+    ``batch_size=0``) raises ``PurgeArgumentError`` and nothing is deleted.
     """
     # Imported here: a Celery app module may import this one before Django is set up.
-    from django.db import router
-
-    from django_idempotency.managers import DEFAULT_PURGE_BATCH_SIZE, parse_age
     from django_idempotency.models import IdempotencyRecord
+    from django_idempotency.purge_args import parse_purge_args
 
-    age: timedelta | None = None
-    if isinstance(older_than, str):
-        age = parse_age(older_than)
-    elif older_than is not None:
-        age = timedelta(seconds=float(older_than))
-    alias = database or router.db_for_write(IdempotencyRecord)
-    result = IdempotencyRecord.objects.using(alias).purge_expired(
-        batch_size=batch_size or DEFAULT_PURGE_BATCH_SIZE,
-        older_than=age,
-        scope=scope,
+    args = parse_purge_args(
+        batch_size=batch_size, older_than=older_than, scope=scope, database=database
+    )
+    result = IdempotencyRecord.objects.using(args.database).purge_expired(
+        batch_size=args.batch_size,
+        older_than=args.older_than,
+        scope=args.scope,
     )
     return {**asdict(result), "rows_per_second": result.rows_per_second}

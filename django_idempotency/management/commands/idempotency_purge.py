@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections, router
 
-from django_idempotency.managers import DEFAULT_PURGE_BATCH_SIZE, PurgeResult, parse_age
+from django_idempotency.managers import PurgeResult
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.purge_args import (
+    DEFAULT_PURGE_BATCH_SIZE,
+    MAX_PURGE_BATCH_SIZE,
+    PurgeArgumentError,
+    parse_purge_args,
+)
 
 
 class Command(BaseCommand):
@@ -25,9 +30,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=int,
-            default=DEFAULT_PURGE_BATCH_SIZE,
-            help=f"Records per transaction (default {DEFAULT_PURGE_BATCH_SIZE}).",
+            help=f"Records per transaction, 1 to {MAX_PURGE_BATCH_SIZE} "
+            f"(default {DEFAULT_PURGE_BATCH_SIZE}).",
         )
         parser.add_argument(
             "--older-than",
@@ -46,28 +50,23 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        batch_size = _positive_int(options["batch_size"])
-        older_than = None
-        if options["older_than"] is not None:
-            try:
-                older_than = parse_age(str(options["older_than"]))
-            except ValueError as exc:
-                raise CommandError(f"--older-than: {exc}") from None
-        database = options["database"] or router.db_for_write(IdempotencyRecord) or DEFAULT_DB_ALIAS
-        if database not in connections:
-            raise CommandError(
-                f"--database: unknown database {database!r}; configured: {', '.join(connections)}."
+        # The same parser as the Celery task's: the two doors cannot disagree on what is valid.
+        try:
+            purge = parse_purge_args(
+                batch_size=options["batch_size"],
+                older_than=options["older_than"],
+                scope=options["scope"],
+                database=options["database"],
             )
-        scope = options["scope"]
-        if scope is not None and not str(scope).strip():
-            raise CommandError("--scope: give a non-empty prefix, or leave the option out.")
+        except PurgeArgumentError as exc:
+            raise CommandError(str(exc)) from None
         verbosity = int(options["verbosity"])
         progress = _ProgressPrinter(self, every_batch=verbosity >= 2) if verbosity else None
 
-        result = IdempotencyRecord.objects.using(database).purge_expired(
-            batch_size=batch_size,
-            older_than=older_than,
-            scope=scope,
+        result = IdempotencyRecord.objects.using(purge.database).purge_expired(
+            batch_size=purge.batch_size,
+            older_than=purge.older_than,
+            scope=purge.scope,
             dry_run=options["dry_run"],
             progress=progress,
         )
@@ -99,16 +98,6 @@ class _ProgressPrinter:
             f"batch {result.batches}: {result.deleted} records and {result.events_deleted} "
             f"events deleted so far ({result.seconds:.1f}s)"
         )
-
-
-def _positive_int(value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise CommandError(f"--batch-size: {value!r} is not a whole number.") from None
-    if number < 1:
-        raise CommandError(f"--batch-size: must be at least 1, not {number}.")
-    return number
 
 
 def _summary(result: PurgeResult) -> str:

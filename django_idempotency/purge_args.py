@@ -1,0 +1,150 @@
+"""The one parser for purge arguments, shared by ``idempotency_purge`` and the Celery task.
+
+Both doors take loosely typed input (command-line strings, JSON task arguments from a beat
+schedule); a value that would widen the purge (an age of zero, ``True``, a negative number) or
+crash it (an age past the calendar) is refused here, before anything is deleted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import DEFAULT_DB_ALIAS, connections, router
+
+DEFAULT_PURGE_BATCH_SIZE = 1000
+#: Ids per DELETE ... IN (...): PostgreSQL's protocol allows at most 65535 parameters.
+MAX_PURGE_BATCH_SIZE = 50_000
+#: Longest age accepted (100 years): anything longer purges nothing more and only risks
+#: running the cutoff off the calendar.
+MAX_AGE = timedelta(days=36_525)
+
+_AGE_PART = re.compile(r"([0-9]+)\s*([smhdw])", re.IGNORECASE)
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+class PurgeArgumentError(ValueError):
+    """A purge argument that is refused; ``option`` names it as the command spells it."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PurgeArgs:
+    """Validated purge arguments, ready for ``IdempotencyRecord.objects.purge_expired()``."""
+
+    batch_size: int = DEFAULT_PURGE_BATCH_SIZE
+    older_than: timedelta | None = None
+    scope: str | None = None
+    database: str = DEFAULT_DB_ALIAS
+
+
+def parse_age(text: str) -> timedelta:
+    """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90m"``, ``"30s"``, ``"2w"`` as a timedelta.
+
+    Raises ``ValueError`` for anything else, for zero, and for more than :data:`MAX_AGE`.
+    """
+    compact = text.strip().replace(" ", "")
+    parts = _AGE_PART.findall(compact)
+    if not compact or "".join(f"{n}{u}" for n, u in parts).lower() != compact.lower():
+        raise ValueError(
+            f"{text!r} is not an age: use a number and a unit (s, m, h, d, w), e.g. 7d or 12h."
+        )
+    # Whole seconds as a Python int first: no timedelta overflow however many digits.
+    seconds = sum(int(number) * _AGE_UNITS[unit.lower()] for number, unit in parts)
+    return _bounded_age(seconds, text)
+
+
+def _bounded_age(seconds: float, shown: object) -> timedelta:
+    if seconds <= 0:
+        raise ValueError(f"{shown!r} is not a positive age.")
+    if seconds > MAX_AGE.total_seconds():
+        raise ValueError(f"{shown!r} is longer than the longest accepted age, {MAX_AGE.days}d.")
+    return timedelta(seconds=seconds)
+
+
+def parse_older_than(value: object) -> timedelta | None:
+    """An age string (``"7d"``) or a positive number of seconds; ``None`` means not given."""
+    if value is None:
+        return None
+    # bool is an int: True would otherwise be a one-second age that purges every live key.
+    if isinstance(value, bool):
+        raise PurgeArgumentError("--older-than", f"{value!r} is not an age.")
+    try:
+        if isinstance(value, str):
+            return parse_age(value)
+        if isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a positive age.")
+            return _bounded_age(value, value)
+    except ValueError as exc:
+        raise PurgeArgumentError("--older-than", str(exc)) from None
+    raise PurgeArgumentError(
+        "--older-than", f"{value!r} is not an age: give a string like '7d' or seconds."
+    )
+
+
+def parse_batch_size(value: object) -> int:
+    """Records per transaction: a whole number from 1 to :data:`MAX_PURGE_BATCH_SIZE`."""
+    if value is None:
+        return DEFAULT_PURGE_BATCH_SIZE
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]{1,12}\s*", value):
+        number = int(value)
+    if number is None:
+        raise PurgeArgumentError("--batch-size", f"{value!r} is not a whole number.")
+    if number < 1:
+        raise PurgeArgumentError("--batch-size", f"must be at least 1, not {number}.")
+    if number > MAX_PURGE_BATCH_SIZE:
+        raise PurgeArgumentError(
+            "--batch-size", f"must be at most {MAX_PURGE_BATCH_SIZE}, not {number}."
+        )
+    return number
+
+
+def parse_scope(value: object) -> str | None:
+    """A scope prefix; ``None`` purges every scope, an empty one is refused as a likely slip."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise PurgeArgumentError("--scope", "give a non-empty prefix, or leave the option out.")
+    if "\x00" in value:
+        raise PurgeArgumentError("--scope", "a prefix cannot contain a NUL character.")
+    return value
+
+
+def parse_database(value: object) -> str:
+    """A configured alias; ``None`` means where the router writes records."""
+    from .models import IdempotencyRecord
+
+    if value is None or value == "":
+        return router.db_for_write(IdempotencyRecord) or DEFAULT_DB_ALIAS
+    if not isinstance(value, str) or value not in connections:
+        raise PurgeArgumentError(
+            "--database",
+            f"unknown database {value!r}; configured: {', '.join(connections)}.",
+        )
+    return value
+
+
+def parse_purge_args(
+    *,
+    batch_size: object = None,
+    older_than: object = None,
+    scope: object = None,
+    database: object = None,
+) -> PurgeArgs:
+    """Check every argument; raise :class:`PurgeArgumentError` on the first bad one."""
+    return PurgeArgs(
+        batch_size=parse_batch_size(batch_size),
+        older_than=parse_older_than(older_than),
+        scope=parse_scope(scope),
+        database=parse_database(database),
+    )

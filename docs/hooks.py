@@ -1,0 +1,107 @@
+"""MkDocs hooks: reference pages generated from the code, so they cannot fall behind it.
+
+``<!-- settings -->`` becomes every ``Settings`` property of ``conf.py`` with its real default;
+``<!-- drf-hooks -->`` the ``IdempotentCreateMixin`` attributes and ``get_idempotency_*`` hooks
+(read from the source, no Django set-up); ``<!-- changelog -->`` the repository's CHANGELOG.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "django_idempotency"
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    if "<!-- settings -->" in markdown:
+        markdown = markdown.replace("<!-- settings -->", settings_reference())
+    if "<!-- drf-hooks -->" in markdown:
+        markdown = markdown.replace("<!-- drf-hooks -->", mixin_reference())
+    if "<!-- changelog -->" in markdown:
+        text = (ROOT / "CHANGELOG.md").read_text()
+        # The page has its own title; the file's is dropped, its sections kept.
+        body = text.split("\n", 1)[1] if text.startswith("# ") else text
+        markdown = markdown.replace("<!-- changelog -->", body)
+    return markdown
+
+
+def settings_reference() -> str:
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure()  # Django's defaults: the defaults shown are the real ones
+    from django_idempotency.conf import Settings
+
+    sections = []
+    current = Settings()
+    for name, member in inspect.getmembers(Settings, lambda m: isinstance(m, property)):
+        if not name.isupper():
+            continue
+        if not member.__doc__:
+            raise ValueError(f"Settings.{name} has no docstring: the settings page needs one")
+        doc = inspect.cleandoc(member.__doc__)
+        sections.append(
+            f"### `IDEMPOTENCY_{name}` {{#idempotency_{name.lower()}}}\n\n"
+            f"Default: {_shown(getattr(current, name))}\n\n{doc}\n"
+        )
+    return "\n".join(sections)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        for unit, size in (("days", 86_400), ("hours", 3600), ("minutes", 60)):
+            if seconds % size == 0 and seconds >= size:
+                return f"`timedelta({unit}={seconds // size})`"
+        return f"`timedelta(seconds={value.total_seconds():g})`"
+    if isinstance(value, frozenset | set):
+        value = tuple(sorted(value))
+    if isinstance(value, tuple | list):
+        return " ".join(f"`{item}`" for item in value) or "empty"
+    return f"`{value!r}`"
+
+
+def mixin_reference() -> str:
+    tree = ast.parse((PACKAGE / "drf.py").read_text())
+    source = (PACKAGE / "drf.py").read_text().splitlines()
+    mixin = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == "IdempotentCreateMixin"
+    )
+    attributes, hooks = [], []
+    for node in mixin.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            name = node.target.id
+            if not name.startswith("idempotency_"):
+                continue
+            # The "#:" comment lines right above the attribute are its documentation.
+            comment = []
+            line = node.lineno - 2
+            while line >= 0 and source[line].strip().startswith("#:"):
+                comment.insert(0, source[line].strip()[2:].strip())
+                line -= 1
+            if not comment:
+                raise ValueError(f"{name} has no '#:' comment: the DRF page needs one")
+            default = ast.unparse(node.value) if node.value is not None else ""
+            attributes.append(f"| `{name} = {default}` | {' '.join(comment)} |")
+        elif isinstance(node, ast.FunctionDef) and node.name.startswith("get_idempotency_"):
+            arguments = ", ".join(a.arg for a in node.args.args[1:])
+            doc = ast.get_docstring(node)
+            if not doc:
+                raise ValueError(f"{node.name} has no docstring: the DRF page needs one")
+            summary = " ".join(doc.split("\n\n")[0].split())
+            hooks.append(f"| `{node.name}({arguments})` | {summary} |")
+    return (
+        "### Attributes\n\n| attribute | meaning |\n|---|---|\n"
+        + "\n".join(attributes)
+        + "\n\n### Hooks\n\nOverride them on the view for anything computed from the request.\n\n"
+        + "| hook | what it returns |\n|---|---|\n"
+        + "\n".join(hooks)
+        + "\n"
+    )
