@@ -19,8 +19,8 @@ from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
 
-# Printable ASCII without the quote, so the unquoted form is valid.
-KEY_ALPHABET = "".join(c for c in string.printable[:95] if c not in '" ')
+# Printable ASCII without the quote and the comma (a list), so the unquoted form is valid.
+KEY_ALPHABET = "".join(c for c in string.printable[:95] if c not in '" ,')
 
 
 def key_of(length: int) -> str:
