@@ -26,7 +26,6 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
 from .exceptions import (
-    AuthenticationRequired,
     DatabaseUnavailable,
     IdempotencyError,
     MissingKey,
@@ -35,6 +34,7 @@ from .exceptions import (
 from .fingerprint import read_body, request_fingerprint
 from .keys import parse_key
 from .models import IdempotencyRecord
+from .principals import request_principal
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
 
 _MAX_SCOPE_LENGTH = 255
@@ -103,11 +103,13 @@ class IdempotentCreateMixin:
         return key
 
     def get_idempotency_principal(self, request: Request) -> str:
-        """Whose keys these are. Anonymous clients are refused unless this is overridden."""
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
-            raise AuthenticationRequired()
-        return f"{user._meta.label_lower}:{user.pk}"
+        """Whose keys these are: the user (``app_label.model:pk``, stateless JWT users too).
+
+        Anonymous clients are refused, unless the view sets ``idempotency_guest_sessions =
+        True``: then a guest's keys are bound to its established session.
+        """
+        guest_sessions = bool(getattr(self, "idempotency_guest_sessions", False))
+        return request_principal(request, guest_sessions=guest_sessions)
 
     def get_idempotency_scope(self, request: Request) -> str:
         """The principal plus the endpoint: one key, two users or endpoints, two operations."""
