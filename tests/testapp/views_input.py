@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import serializers, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
@@ -133,3 +133,18 @@ class CustomReferenceViewSet(ReferencedCreate):
 class AnonymousCharViewSet(CharViewSet):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
+
+
+class PlainCreate:
+    """``create()`` answering a plain Django response: its Content-Type is the view's own."""
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        Execution.objects.create(label="plain")
+        headers = dict(request.data.get("headers", {}))
+        content_type = headers.pop("Content-Type", "text/plain; charset=iso-8859-1")
+        body = str(request.data.get("text", "café")).encode("latin-1", "replace")
+        return HttpResponse(body, status=201, content_type=content_type, headers=headers)
+
+
+class PlainResponseViewSet(IdempotentCreateMixin, PlainCreate, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    queryset = Execution.objects.all()
