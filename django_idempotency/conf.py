@@ -23,7 +23,7 @@ DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
     429,
 )
 
-#: Response headers worth replaying. Set-Cookie and Date are never stored, whatever this says.
+#: The allow-list of the 0.x releases, kept for projects that set IDEMPOTENCY_REPLAY_HEADERS.
 DEFAULT_REPLAY_HEADERS: tuple[str, ...] = (
     "Content-Type",
     "Content-Language",
@@ -34,7 +34,52 @@ DEFAULT_REPLAY_HEADERS: tuple[str, ...] = (
     "Link",
 )
 
-NEVER_STORED_HEADERS = frozenset({"set-cookie", "date"})
+#: Response headers never stored or replayed, whatever the settings say: hop-by-hop headers
+#: (they describe one connection), the ones the server sets for each response, and the ones
+#: that carry credentials or secrets of one client or session.
+NEVER_STORED_HEADERS = frozenset(
+    {
+        # hop-by-hop (RFC 9110 7.6.1) and framing
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        # set afresh for every response
+        "date",
+        "server",
+        "idempotent-replayed",
+        # credentials and per-client secrets
+        "set-cookie",
+        "set-cookie2",
+        "authorization",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "authentication-info",
+        "proxy-authentication-info",
+    }
+)
+#: Any header whose name contains one of these carries a CSRF token or a session secret.
+NEVER_STORED_NAME_PARTS: tuple[str, ...] = ("csrf", "xsrf", "session", "cookie", "token")
+
+
+def is_never_stored(name: str) -> bool:
+    """Whether a response header is left out of the stored response (see the README)."""
+    lowered = name.lower()
+    return (
+        lowered in NEVER_STORED_HEADERS
+        or any(part in lowered for part in NEVER_STORED_NAME_PARTS)
+        or lowered in {extra.lower() for extra in app_settings.NEVER_REPLAYED_HEADERS}
+    )
+
+
+def _default_max_stored_body_size() -> int:
+    """Twice the largest request body Django accepts plus 1 MiB: an echo always fits."""
+    upload_limit = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440) or 2621440
+    return 2 * int(upload_limit) + 1024 * 1024
 
 
 class Settings:
@@ -74,17 +119,28 @@ class Settings:
         return frozenset(int(code) for code in codes)
 
     @property
-    def REPLAY_HEADERS(self) -> tuple[str, ...]:
-        """Response headers stored and replayed with the body."""
-        names: Sequence[str] = getattr(
-            settings, "IDEMPOTENCY_REPLAY_HEADERS", DEFAULT_REPLAY_HEADERS
-        )
-        return tuple(name for name in names if name.lower() not in NEVER_STORED_HEADERS)
+    def REPLAY_HEADERS(self) -> tuple[str, ...] | None:
+        """``None`` (default): every response header is stored except the never-stored ones.
+
+        A list (the 0.x allow-list) stores only those headers, never-stored ones still left out.
+        """
+        names: Sequence[str] | None = getattr(settings, "IDEMPOTENCY_REPLAY_HEADERS", None)
+        if names is None:
+            return None
+        return tuple(name for name in names if not is_never_stored(name))
+
+    @property
+    def NEVER_REPLAYED_HEADERS(self) -> tuple[str, ...]:
+        """More response headers never stored, added to the built-in deny-list. Default none."""
+        names: Sequence[str] = getattr(settings, "IDEMPOTENCY_NEVER_REPLAYED_HEADERS", ())
+        return tuple(str(name) for name in names)
 
     @property
     def MAX_STORED_BODY_SIZE(self) -> int:
-        """Largest response body (bytes) that is stored; a larger one is refused. Default 1 MiB."""
-        return int(getattr(settings, "IDEMPOTENCY_MAX_STORED_BODY_SIZE", 1024 * 1024))
+        """Largest response body (bytes) stored whole; a larger success is stored as a problem
+        pointing to its resource. Default ``2 * DATA_UPLOAD_MAX_MEMORY_SIZE + 1 MiB`` (6 MiB)."""
+        size = getattr(settings, "IDEMPOTENCY_MAX_STORED_BODY_SIZE", None)
+        return _default_max_stored_body_size() if size is None else int(size)
 
     @property
     def PROBLEM_TYPE_BASE(self) -> str:

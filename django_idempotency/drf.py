@@ -10,14 +10,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.db.models import Model
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import SAFE_METHODS
-from rest_framework.relations import RelatedField
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,7 +24,6 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
 from .exceptions import (
-    AuthenticationRequired,
     DatabaseUnavailable,
     IdempotencyError,
     MissingKey,
@@ -35,7 +32,9 @@ from .exceptions import (
 from .fingerprint import read_body, request_fingerprint
 from .keys import parse_key
 from .models import IdempotencyRecord
+from .principals import request_principal
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
+from .references import identity, reference_for
 
 _MAX_SCOPE_LENGTH = 255
 
@@ -104,11 +103,13 @@ class IdempotentCreateMixin:
         return key
 
     def get_idempotency_principal(self, request: Request) -> str:
-        """Whose keys these are. Anonymous clients are refused unless this is overridden."""
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
-            raise AuthenticationRequired()
-        return f"{user._meta.label_lower}:{user.pk}"
+        """Whose keys these are: the user (``app_label.model:pk``, stateless JWT users too).
+
+        Anonymous clients are refused, unless the view sets ``idempotency_guest_sessions =
+        True``: then a guest's keys are bound to its established session.
+        """
+        guest_sessions = bool(getattr(self, "idempotency_guest_sessions", False))
+        return request_principal(request, guest_sessions=guest_sessions)
 
     def get_idempotency_scope(self, request: Request) -> str:
         """The principal plus the endpoint: one key, two users or endpoints, two operations."""
@@ -119,19 +120,17 @@ class IdempotentCreateMixin:
         return _bounded(f"{endpoint}|{self.get_idempotency_principal(request)}") or ""
 
     def get_idempotency_reference(self, request: Request) -> str | None:
-        """``"<field>:<value>"``, the value in the form the serializer would save it.
+        """``"<field>:<identity>"``: what the serializer's field resolves the value to.
 
-        ``1``, ``1.0``, ``"01"`` and ``" 1"`` all name order 1 to the serializer, so they must
-        name one reference too; a value the serializer refuses is kept as sent (the request
-        fails validation and releases its key anyway).
+        Any related field (primary key, hyperlinked, slug, custom) names the related object's
+        primary key, so every spelling of one order is one reference; other fields name their
+        internal value. A value the field refuses is a 400 before any lookup (see
+        ``references.reference_for``).
         """
         name = self.idempotency_reference_field
-        if name is None or not isinstance(request.data, Mapping):
+        if name is None:
             return None
-        value = request.data.get(name)
-        if value is None or value == "":
-            return None
-        return f"{name}:{self._normalised_reference(name, value)}"
+        return reference_for(name, request.data, self._serializer_field(name))
 
     def get_idempotency_ttl(self) -> timedelta:
         """How long the response is replayed: ``idempotency_ttl``, else ``IDEMPOTENCY_TTL``."""
@@ -146,22 +145,7 @@ class IdempotentCreateMixin:
     # -- internals -----------------------------------------------------------------------
 
     def _normalised_reference(self, name: str, value: Any) -> Any:
-        field = self._serializer_field(name)
-        queryset: Any = getattr(field, "queryset", None)
-        try:
-            if isinstance(field, RelatedField) and queryset is not None:
-                # The primary key's own conversion: no query to load the related row.
-                pk_field = getattr(field, "pk_field", None)
-                if pk_field is not None:
-                    value = pk_field.to_internal_value(value)
-                if isinstance(value, bool):
-                    return value  # DRF refuses booleans as keys; so does validation later
-                return queryset.model._meta.pk.to_python(value)
-            if field is not None:
-                return field.to_internal_value(value)
-        except (DjangoValidationError, drf_exceptions.ValidationError, TypeError, ValueError):
-            pass
-        return value
+        return identity(name, value, self._serializer_field(name))
 
     def _business_model(self) -> type[Model]:
         get_queryset = getattr(self, "get_queryset", None)

@@ -13,6 +13,11 @@ def parse_key(raw: str | None) -> str | None:
 
     The value is either the key itself or an RFC 8941 sf-string (``"abc"``, the IETF draft's
     form) that denotes it, so ``abc`` and ``"abc"`` are the same key. Raises ``InvalidKey``.
+
+    Two ``Idempotency-Key`` headers reach the application joined by a comma (RFC 9110 5.3), and
+    the draft defines the field as a single sf-string, never a list. So a comma outside quotes
+    means a list, which is refused: guessing one of its members could pair a retry with the
+    wrong operation. A key that really contains a comma is sent quoted (``"a,b"``).
     """
     if raw is None:
         return None
@@ -20,6 +25,11 @@ def parse_key(raw: str | None) -> str | None:
         key = _unquote(raw)
     elif '"' in raw:
         raise InvalidKey("Quotes are only allowed around the whole Idempotency-Key.")
+    elif "," in raw:
+        raise InvalidKey(
+            "The Idempotency-Key header holds a list (several headers, or a comma outside "
+            'quotes); send exactly one key, quoted as an sf-string ("a,b") if it has a comma.'
+        )
     else:
         key = raw
     _validate(key)

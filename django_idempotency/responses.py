@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from .conf import NEVER_STORED_HEADERS, app_settings
+from .conf import app_settings, is_never_stored
 from .exceptions import ResponseNotStorable
+from .problems import PROBLEM_CONTENT_TYPE, problem_document
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+TOO_LARGE_CODE = "idempotency-response-too-large"
+
+# Headers that describe the body: an oversized body's substitute must not carry them.
+_REPRESENTATION_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-language",
+        "content-disposition",
+        "content-encoding",
+        "content-range",
+        "content-md5",
+        "digest",
+        "content-digest",
+        "repr-digest",
+        "etag",
+        "last-modified",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -20,27 +40,54 @@ class StoredResponse:
 
     @classmethod
     def capture(cls, response: HttpResponseBase) -> StoredResponse:
-        """What a replay needs of a rendered response; refuses what cannot be stored whole."""
+        """What a replay needs of a rendered response.
+
+        Every header is kept except the never-stored ones (``conf.is_never_stored``). A body over
+        ``IDEMPOTENCY_MAX_STORED_BODY_SIZE`` is replaced by a problem document pointing to the
+        resource (``too_large``), so the effect still commits and a retry never runs it again.
+        A streaming response is refused: the view chose a shape that cannot be replayed.
+        """
         if isinstance(response, StreamingHttpResponse) or response.streaming:
             raise ResponseNotStorable(
                 "The view returned a streaming response, which cannot be stored for replay; "
                 "its effects were rolled back."
             )
         assert isinstance(response, HttpResponse)
+        headers = _storable_headers(response)
         body = response.content
-        limit = app_settings.MAX_STORED_BODY_SIZE
-        if len(body) > limit:
-            raise ResponseNotStorable(
-                f"The response body ({len(body)} bytes) is larger than "
-                f"IDEMPOTENCY_MAX_STORED_BODY_SIZE ({limit} bytes); its effects were rolled back."
-            )
-        wanted = {name.lower() for name in app_settings.REPLAY_HEADERS}
-        headers = [
-            (name, value)
-            for name, value in response.items()
-            if name.lower() in wanted and name.lower() not in NEVER_STORED_HEADERS
-        ]
+        if len(body) > app_settings.MAX_STORED_BODY_SIZE:
+            return cls.too_large(response.status_code, headers, len(body))
         return cls(status=response.status_code, headers=headers, body=body)
+
+    @classmethod
+    def too_large(cls, status: int, headers: list[tuple[str, str]], size: int) -> StoredResponse:
+        """The stored stand-in for an oversized answer: same status, same ``Location``.
+
+        The status stays the original one: a retry learns that the operation happened (a 4xx
+        or 5xx here would invite a second attempt under a new key, that is a duplicate).
+        """
+        kept = [
+            (name, value) for name, value in headers if name.lower() not in _REPRESENTATION_HEADERS
+        ]
+        location = next((value for name, value in kept if name.lower() == "location"), None)
+        where = f" The resource it created is at {location}." if location else ""
+        document = problem_document(
+            status=status,
+            code=TOO_LARGE_CODE,
+            title="Response too large to replay",
+            detail=(
+                f"The original request was performed (status {status}), but its response "
+                f"({size} bytes) was larger than IDEMPOTENCY_MAX_STORED_BODY_SIZE, so this "
+                f"replay cannot repeat it.{where}"
+            ),
+            **({"location": location} if location else {}),
+        )
+        body = json.dumps(document, ensure_ascii=False).encode()
+        return cls(
+            status=status,
+            headers=[*kept, ("Content-Type", PROBLEM_CONTENT_TYPE)],
+            body=body,
+        )
 
     def replay(self) -> HttpResponse:
         response = HttpResponse(self.body, status=self.status)
@@ -50,3 +97,16 @@ class StoredResponse:
             response[name] = value
         response[REPLAYED_HEADER] = "true"
         return response
+
+
+def _storable_headers(response: HttpResponse) -> list[tuple[str, str]]:
+    wanted = app_settings.REPLAY_HEADERS
+    allowed = None if wanted is None else {name.lower() for name in wanted}
+    return [
+        (name, value)
+        for name, value in response.items()
+        if not is_never_stored(name)
+        and (allowed is None or name.lower() in allowed)
+        # JSON columns (jsonb) cannot hold a NUL; a header with one is not replayable anyway.
+        and "\x00" not in value
+    ]

@@ -9,6 +9,7 @@ import dj_database_url
 from example_project import settings as example
 
 SECRET_KEY = "tests-not-secret"
+SIMPLE_JWT = {"SIGNING_KEY": "tests-not-secret-" * 4}  # PyJWT warns below 32 bytes
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True

@@ -1,4 +1,5 @@
-"""The fingerprint: method, path with query string, and body (JSON in canonical form)."""
+"""The fingerprint: method, path with query string, media type, charset and body (JSON with only
+member order and whitespace canonicalised)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,105 @@ def fingerprint(method: str, path: str, body: str, content_type: str = JSON) -> 
     return request_fingerprint(request)
 
 
-def test_equal_json_documents_fingerprint_alike() -> None:
+def test_member_order_whitespace_and_string_escapes_do_not_count() -> None:
     compact = fingerprint("POST", "/p/", '{"a":1,"b":[1,2],"c":{"x":"é","y":null}}')
     spaced = fingerprint(
-        "POST", "/p/", '{ "c": {"y": null, "x": "\\u00e9"},\n "b": [1, 2], "a": 1.0 }'
+        "POST", "/p/", '{ "c": {"y": null, "x": "\\u00e9"},\n "b": [1, 2], "a": 1 }'
     )
     assert compact == spaced
+
+
+# The old rule made these pairs one request; a CharField stores "1" and "1.0", a DecimalField
+# with max_digits refuses one and not the other: a replay across them is someone else's answer.
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("1", "1.0"),
+        ("100", "1E2"),
+        ("1e2", "1E2"),
+        ("0.0", "-0.0"),
+        ("0", "-0"),
+        ("1.50", "1.5"),
+        ("10", "1e1"),
+    ],
+)
+def test_number_lexemes_are_kept_as_sent(one: str, other: str) -> None:
+    one_body, other_body = f'{{"a": {one}}}'.encode(), f'{{"a": {other}}}'.encode()
+    assert canonical_json(one_body) != canonical_json(other_body)
+    assert fingerprint("POST", "/p/", f'{{"a": {one}}}') != fingerprint(
+        "POST", "/p/", f'{{"a": {other}}}'
+    )
+    # Spacing around a number still does not count.
+    assert fingerprint("POST", "/p/", f'{{"a": {one}}}') == fingerprint(
+        "POST", "/p/", f'{{ "a" :  {one} }}'
+    )
+
+
+def test_duplicate_member_names_keep_their_order() -> None:
+    # Python's parser (and DRF's) keeps the last one: {"a":1,"a":2} means a=2.
+    assert canonical_json(b'{"a": 1, "a": 2}') != canonical_json(b'{"a": 2, "a": 1}')
+    reordered = canonical_json(b'{"b": 0, "a": 1, "a": 2}')
+    assert reordered == canonical_json(b'{"a": 1, "a": 2, "b": 0}')
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("application/json", "application/merge-patch+json"),
+        ("application/json", "application/json; charset=latin-1"),
+        ("application/json; charset=utf-8", "application/json; charset=latin-1"),
+        ("text/plain; charset=utf-8", "text/plain; charset=iso-8859-1"),
+        ("text/plain", "application/octet-stream"),
+    ],
+)
+def test_media_type_and_charset_count(one: str, other: str) -> None:
+    body = '{"text": "caf\u00e9"}'
+    assert fingerprint("POST", "/p/", body, one) != fingerprint("POST", "/p/", body, other)
+
+
+def test_media_type_and_charset_names_are_case_blind() -> None:
+    body = '{"a": 1}'
+    assert fingerprint("POST", "/p/", body, "application/json; charset=UTF-8") == fingerprint(
+        "POST", "/p/", body, "Application/JSON; charset=utf-8"
+    )
+
+
+def test_latin1_bytes_do_not_replay_a_utf8_answer(api, assert_problem) -> None:
+    """The same bytes mean "cafÃ©" in latin-1 and "café" in UTF-8: two requests."""
+    body = '{"label": "café"}'.encode()
+    first = api.generic(
+        "POST",
+        "/test/probe/",
+        body,
+        content_type="application/json; charset=utf-8",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    again = api.generic(
+        "POST",
+        "/test/probe/",
+        body,
+        content_type="application/json; charset=latin-1",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    assert first.status_code == 201
+    assert_problem(again, 422, "idempotency-key-mismatch")
+    assert Execution.objects.count() == 1
+
+
+@pytest.mark.parametrize(("one", "other"), [("1", "1.0"), ("100", "1E2")])
+def test_another_number_spelling_under_one_key_is_a_mismatch(
+    api, assert_problem, one: str, other: str
+) -> None:
+    first = api.post(
+        "/test/probe/", f'{{"label": {one}}}', content_type=JSON, HTTP_IDEMPOTENCY_KEY="k"
+    )
+    again = api.post(
+        "/test/probe/", f'{{"label": {other}}}', content_type=JSON, HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert first.status_code == 201
+    assert first.json()["label"] == int(one)
+    assert_problem(again, 422, "idempotency-key-mismatch")
+    assert Execution.objects.get().label == one
 
 
 @pytest.mark.parametrize(

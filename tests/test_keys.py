@@ -21,7 +21,9 @@ from tests.testapp.models import Execution
         ('"' + "x" * 255 + '"', "x" * 255),  # the length counts after unquoting
         ('"a\\"b"', 'a"b'),
         ('"a\\\\b"', "a\\b"),
-        ("~!#$%&'()*+,-./:;<=>?@[]^_`{|}", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"),
+        ("~!#$%&'()*+-./:;<=>?@[]^_`{|}", "~!#$%&'()*+-./:;<=>?@[]^_`{|}"),
+        ('"a,b"', "a,b"),  # a comma inside an sf-string is part of the key
+        ('"a, b"', "a, b"),
     ],
 )
 def test_valid_keys(raw: str, key: str) -> None:

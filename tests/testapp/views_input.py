@@ -1,0 +1,150 @@
+"""Test-only views for client input: JWT users, guest sessions, serializer references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework import serializers, viewsets
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework_simplejwt.authentication import (
+    JWTAuthentication,
+    JWTStatelessUserAuthentication,
+)
+
+from django_idempotency.drf import IdempotentCreateMixin
+from example_project.shop.models import Order
+
+from .models import Execution
+from .views import ProbeViewSet
+
+
+class StatelessJwtProbeViewSet(ProbeViewSet):
+    """simplejwt's ``TokenUser`` (no database hit, no ``_meta``) or a session user."""
+
+    authentication_classes = [JWTStatelessUserAuthentication, SessionAuthentication]
+
+
+class JwtProbeViewSet(ProbeViewSet):
+    """simplejwt's usual setup: the token's user loaded from the database."""
+
+    authentication_classes = [JWTAuthentication, SessionAuthentication]
+
+
+class GuestProbeViewSet(ProbeViewSet):
+    """A guest checkout: anonymous clients allowed, their keys bound to their session."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = [SessionAuthentication]
+    idempotency_guest_sessions = True
+
+
+def start_session(request: HttpRequest) -> JsonResponse:
+    """Put something in the session (a basket), as a shop does before checkout."""
+    request.session["basket"] = request.GET.get("basket", "book")
+    return JsonResponse({"basket": request.session["basket"]})
+
+
+def cycle_session(request: HttpRequest) -> JsonResponse:
+    request.session.cycle_key()
+    return JsonResponse({})
+
+
+class PayCreate:
+    """Pays ``order`` (any kind of field): one Execution per run, labelled with the order."""
+
+    get_serializer: Any
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        value = serializer.validated_data["order"]
+        label = str(getattr(value, "pk", value))
+        Execution.objects.create(label=label)
+        return Response({"paid": label}, status=201)
+
+
+class ReferencedCreate(IdempotentCreateMixin, PayCreate, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """The mixin before the view's own ``create()``, so the mixin wraps it."""
+
+    idempotency_reference_field = "order"
+
+
+class HyperlinkedPayment(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.HyperlinkedRelatedField(
+        view_name="order-detail", queryset=Order.objects.all()
+    )
+
+
+class SlugPayment(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.SlugRelatedField(slug_field="item", queryset=Order.objects.all())
+
+
+class PkPayment(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.PrimaryKeyRelatedField(queryset=Order.objects.all())
+
+
+class CharPayment(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.CharField(max_length=10)
+
+
+class DecimalPayment(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.DecimalField(max_digits=10, decimal_places=2)
+
+
+class HyperlinkedViewSet(ReferencedCreate):
+    serializer_class = HyperlinkedPayment
+    queryset = Execution.objects.all()
+
+
+class SlugViewSet(ReferencedCreate):
+    serializer_class = SlugPayment
+    queryset = Execution.objects.all()
+
+
+class PkViewSet(ReferencedCreate):
+    serializer_class = PkPayment
+    queryset = Execution.objects.all()
+
+
+class CharViewSet(ReferencedCreate):
+    serializer_class = CharPayment
+    queryset = Execution.objects.all()
+
+
+class DecimalViewSet(ReferencedCreate):
+    serializer_class = DecimalPayment
+    queryset = Execution.objects.all()
+
+
+class CustomReferenceViewSet(ReferencedCreate):
+    """A view that names its reference itself: the hook wins over the field."""
+
+    serializer_class = CharPayment
+    queryset = Execution.objects.all()
+
+    def get_idempotency_reference(self, request: Request) -> str | None:
+        return f"invoice:{str(request.data.get('order', '')).strip().upper()}"
+
+
+class AnonymousCharViewSet(CharViewSet):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+
+class PlainCreate:
+    """``create()`` answering a plain Django response: its Content-Type is the view's own."""
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        Execution.objects.create(label="plain")
+        headers = dict(request.data.get("headers", {}))
+        content_type = headers.pop("Content-Type", "text/plain; charset=iso-8859-1")
+        body = str(request.data.get("text", "café")).encode("latin-1", "replace")
+        return HttpResponse(body, status=201, content_type=content_type, headers=headers)
+
+
+class PlainResponseViewSet(IdempotentCreateMixin, PlainCreate, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    queryset = Execution.objects.all()
