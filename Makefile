@@ -17,6 +17,7 @@ help:
 	@echo "            SQLite by default, DATABASE_URL respected; prints curl commands to try it"
 	@echo "make test   the whole suite on PostgreSQL ($(TEST_DATABASE_URL)), then on SQLite"
 	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make soak   10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s)"
 	@echo "make bench  benchmarks against the bare create and other packages (docs/benchmarks.md);"
 	@echo "            ARGS=--quick for a 2-minute run (benchmarks/README.md)"
 
@@ -57,3 +58,10 @@ lint: $(VENV)/.installed-dev
 .PHONY: bench
 bench:
 	$(PYTHON) benchmarks/run.py $(ARGS)
+
+# make soak: randomized faults against two gunicorn instances (one through PgBouncer) on a private
+# PostgreSQL cluster, every operation checked from the history (tests/soak/, issue 13); updates
+# its section of docs/reliability.md. ARGS=--quick for 90 s, ARGS=--seed=N to replay a run.
+.PHONY: soak
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m tests.soak --write-docs $(ARGS)

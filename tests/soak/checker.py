@@ -18,6 +18,7 @@ Rules, for every operation:
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -86,138 +87,185 @@ def stored(status: int) -> bool:
 
 
 def check(ops: list[Op], snapshot: Snapshot, doors: Iterable[Door], ttl: float) -> Verdict:
-    verdict = Verdict()
-    flag = verdict.violations.append
-    doors_by_name = {door.name: door for door in doors}
-    rows: dict[tuple[str, str], list[Effect]] = defaultdict(list)
-    by_id: dict[tuple[str, int], Effect] = {}
-    for name, effects in snapshot.effects.items():
-        for effect in effects:
-            rows[(name, effect.token)].append(effect)
-            by_id[(name, effect.id)] = effect
+    """Every rule over the whole history and the final state; the verdict lists what broke."""
+    return _Check(ops, snapshot, doors, ttl).run()
 
-    # Rows per request token: at most one, unless the first record expired before the next.
-    allowed_reruns = 0
-    for (door, token), found in rows.items():
-        if len(found) > 1:
-            if _a_ttl_apart(found, ttl):
-                allowed_reruns += len(found) - 1
+
+class _Check:
+    def __init__(self, ops: list[Op], snapshot: Snapshot, doors: Iterable[Door], ttl: float):
+        self.ops, self.snapshot, self.ttl = ops, snapshot, ttl
+        self.doors = {door.name: door for door in doors}
+        self.verdict = Verdict()
+        self.allowed_reruns = 0
+        #: Rows by (door, token) and by (door, id).
+        self.rows: dict[tuple[str, str], list[Effect]] = defaultdict(list)
+        self.by_id: dict[tuple[str, int], Effect] = {}
+        for name, effects in snapshot.effects.items():
+            for effect in effects:
+                self.rows[(name, effect.token)].append(effect)
+                self.by_id[(name, effect.id)] = effect
+
+    def flag(self, rule: str, message: str, *ops: int) -> None:
+        self.verdict.violations.append(Violation(rule, message, ops))
+
+    def run(self) -> Verdict:
+        self.one_row_per_request()
+        self.answers_name_own_rows()
+        self.stored_answers_identical()
+        self.one_body_per_key()
+        self.one_success_per_reference()
+        self.server_errors_are_problems()
+        self.records_settled()
+        self.verdict.counts = self.counts()
+        return self.verdict
+
+    def one_row_per_request(self) -> None:
+        """At most one row per request token, unless the first record expired before the next."""
+        for (door, token), found in self.rows.items():
+            if len(found) < 2:
+                continue
+            if _a_ttl_apart(found, self.ttl):
+                self.allowed_reruns += len(found) - 1
                 continue
             ids = ", ".join(str(effect.id) for effect in found)
-            culprits = tuple(op.id for op in ops if op.door == door and op.token == token)
-            flag(Violation("duplicated", f"{door} {token!r}: {len(found)} rows ({ids})", culprits))
+            culprits = [op.id for op in self.ops if op.door == door and op.token == token]
+            self.flag("duplicated", f"{door} {token!r}: {len(found)} rows ({ids})", *culprits)
 
-    # Every 2xx answer names a row that exists, is the principal's own, and is this request's.
-    acknowledged = 0
-    for op in ops:
-        if op.answered is not None and 200 <= (op.answered.status or 0) < 300:
-            acknowledged += 1
-        for attempt in op.attempts:
-            if attempt.status is None or not 200 <= attempt.status < 300:
-                continue
-            door = doors_by_name[op.door]
-            body = _json(attempt.body)
-            row_id = body.get("id")
-            effect = by_id.get((op.door, int(row_id))) if isinstance(row_id, int) else None
-            if effect is None:
-                # Business rows are never purged: a missing row is lost, whatever its record.
-                flag(Violation("lost", f"{op.door} {op.token!r}: answered id {row_id}, no such row", (op.id,)))
-                continue
-            if effect.owner != op.user:
-                flag(Violation("misdelivered", f"user {op.user} got user {effect.owner}'s {op.door} {effect.id}", (op.id,)))
-            elif door.answer_token(body) != op.token or effect.token != op.token:
-                flag(Violation("misdelivered", f"{op.door} {op.token!r} answered with {effect.token!r} ({effect.id})", (op.id,)))
-
-    # Answers stored for one request (one principal, door and body) are all the same bytes.
-    groups: dict[tuple[int, str, str], list[tuple[Op, Attempt]]] = defaultdict(list)
-    for op in ops:
-        if op.key is None:
-            continue
-        for attempt in op.attempts:
-            if attempt.status is not None and stored(attempt.status):
-                groups[(op.user, op.door, op.token)].append((op, attempt))
-    for (_user, door_name, token), answers in groups.items():
-        first_op, first = answers[0]
-        for op, attempt in answers[1:]:
-            if (attempt.status, attempt.body) != (first.status, first.body):
-                if attempt.sent - (first_op.finished or first.done) >= ttl:
+    def answers_name_own_rows(self) -> None:
+        """Every 2xx answer names a row that exists, is the principal's own and this request's."""
+        for op in self.ops:
+            for attempt in op.attempts:
+                if attempt.status is None or not 200 <= attempt.status < 300:
                     continue
-                flag(Violation("replay-differs", f"{door_name} {token!r}: {first.status} {first.body[:80]!r} then {attempt.status} {attempt.body[:80]!r}", (first_op.id, op.id)))
+                body = _json(attempt.body)
+                row_id = body.get("id")
+                effect = self.by_id.get((op.door, row_id)) if isinstance(row_id, int) else None
+                if effect is None:
+                    # Business rows are never purged: a missing row is lost, whatever its record.
+                    self.flag(
+                        "lost", f"{op.door} {op.token!r}: answered id {row_id}, no row", op.id
+                    )
+                elif effect.owner != op.user:
+                    message = f"user {op.user} got user {effect.owner}'s {op.door} {effect.id}"
+                    self.flag("misdelivered", message, op.id)
+                elif self.doors[op.door].answer_token(body) != op.token or effect.token != op.token:
+                    message = f"{op.door} {op.token!r} answered with {effect.token!r}"
+                    self.flag("misdelivered", message, op.id)
+
+    def stored_answers_identical(self) -> None:
+        """Answers stored for one request (principal, door, body) are all the same bytes."""
+        groups: dict[tuple[int, str, str], list[tuple[Op, Attempt]]] = defaultdict(list)
+        for op in self.ops:
+            for attempt in op.attempts:
+                if op.key is not None and attempt.status is not None and stored(attempt.status):
+                    groups[(op.user, op.door, op.token)].append((op, attempt))
+        for (_user, door, token), answers in groups.items():
+            first_op, first = answers[0]
+            for op, attempt in answers[1:]:
+                if (attempt.status, attempt.body) == (first.status, first.body):
+                    continue
+                if attempt.sent - (first_op.finished or first.done) >= self.ttl:
+                    continue  # the stored answer had expired: a new run is by design
+                message = (
+                    f"{door} {token!r}: {first.status} {first.body[:80]!r}, "
+                    f"then {attempt.status} {attempt.body[:80]!r}"
+                )
+                self.flag("replay-differs", message, first_op.id, op.id)
                 break
 
-    # One key (per principal and door) ran for at most one body.
-    by_key: dict[tuple[int, str, str], set[str]] = defaultdict(set)
-    key_ops: dict[tuple[int, str, str], list[int]] = defaultdict(list)
-    for op in ops:
-        if op.key is not None:
-            by_key[(op.user, op.door, op.key)].add(op.token)
-            key_ops[(op.user, op.door, op.key)].append(op.id)
-    for group, tokens in by_key.items():
-        ran = sorted(token for token in tokens if rows.get((group[1], token)))
-        if len(ran) > 1 and not _a_ttl_apart([e for t in ran for e in rows[(group[1], t)]], ttl):
-            flag(Violation("key-ran-twice", f"{group[1]} key {group[2]!r}: bodies {ran} all ran", tuple(key_ops[group])))
-    ops_by_id = {op.id: op for op in ops}
-    for op in ops:
-        origin = ops_by_id.get(op.origin) if op.origin is not None else None
-        answer = op.answered
-        if op.kind != "key-reuse" or origin is None or answer is None or answer.status is None:
-            continue
-        first = origin.answered
-        if first is None or first.status is None or not stored(first.status):
-            continue
-        if 200 <= answer.status < 300 and op.started - (origin.finished or 0) < ttl:
-            flag(Violation("key-ran-twice", f"{op.door} key {op.key!r} reused with another body got {answer.status}", (origin.id, op.id)))
+    def one_body_per_key(self) -> None:
+        """One key (per principal and door) ran for at most one body; a key reused with another
+        body while the first answer was stored never got a 2xx."""
+        tokens: dict[tuple[int, str, str], set[str]] = defaultdict(set)
+        users: dict[tuple[int, str, str], list[int]] = defaultdict(list)
+        for op in self.ops:
+            if op.key is not None:
+                tokens[(op.user, op.door, op.key)].add(op.token)
+                users[(op.user, op.door, op.key)].append(op.id)
+        for group, seen in tokens.items():
+            door, key = group[1], group[2]
+            ran = sorted(token for token in seen if self.rows.get((door, token)))
+            effects = [effect for token in ran for effect in self.rows[(door, token)]]
+            if len(ran) > 1 and not _a_ttl_apart(effects, self.ttl):
+                self.flag(
+                    "key-ran-twice", f"{door} key {key!r}: bodies {ran} all ran", *users[group]
+                )
+        by_id = {op.id: op for op in self.ops}
+        for op in self.ops:
+            origin = by_id.get(op.origin) if op.origin is not None else None
+            if op.kind != "key-reuse" or origin is None:
+                continue
+            first, answer = origin.answered, op.answered
+            if first is None or first.status is None or not stored(first.status):
+                continue
+            if answer is None or answer.status is None or not 200 <= answer.status < 300:
+                continue
+            if op.started - (origin.finished or 0.0) < self.ttl:
+                message = f"{op.door} key {op.key!r} reused with another body got {answer.status}"
+                self.flag("key-ran-twice", message, origin.id, op.id)
 
-    # One success per business reference.
-    for name, door in doors_by_name.items():
-        if not door.unique_reference:
-            continue
-        per_reference: dict[str, list[Effect]] = defaultdict(list)
-        for effect in snapshot.effects.get(name, []):
-            if effect.reference is not None:
-                per_reference[effect.reference].append(effect)
-        for reference, found in per_reference.items():
-            if len(found) > 1 and not _a_ttl_apart(found, ttl):
-                culprits = tuple(op.id for op in ops if op.door == name and op.reference == reference)
-                flag(Violation("reference-twice", f"{name} {reference}: {len(found)} successes", culprits))
+    def one_success_per_reference(self) -> None:
+        for name, door in self.doors.items():
+            if not door.unique_reference:
+                continue
+            per_reference: dict[str, list[Effect]] = defaultdict(list)
+            for effect in self.snapshot.effects.get(name, []):
+                if effect.reference is not None:
+                    per_reference[effect.reference].append(effect)
+            for reference, found in per_reference.items():
+                if len(found) > 1 and not _a_ttl_apart(found, self.ttl):
+                    culprits = [
+                        op.id for op in self.ops if op.door == name and op.reference == reference
+                    ]
+                    message = f"{name} {reference}: {len(found)} successes"
+                    self.flag("reference-twice", message, *culprits)
 
-    # Every 5xx is problem+json.
-    server_errors = 0
-    for op in ops:
-        for attempt in op.attempts:
-            if attempt.status is not None and attempt.status >= 500:
-                server_errors += 1
-                if not _is_problem(attempt):
-                    flag(Violation("unclean-5xx", f"{attempt.status} {attempt.content_type!r} {attempt.body[:120]!r}", (op.id,)))
+    def server_errors_are_problems(self) -> None:
+        for op in self.ops:
+            for attempt in op.attempts:
+                if (attempt.status or 0) < 500 or _is_problem(attempt):
+                    continue
+                message = f"{attempt.status} {attempt.content_type!r} {attempt.body[:120]!r}"
+                self.flag("unclean-5xx", message, op.id)
 
-    # The records after the run: none in flight, counters equal to their events.
-    for record in snapshot.records:
-        if record.state != "completed":
-            flag(Violation("in-flight", f"record {record.id} left {record.state}"))
-        if (record.replay_count, record.conflict_count) != (record.replay_events, record.conflict_events):
-            flag(Violation("counters", f"record {record.id}: counters {record.replay_count}/{record.conflict_count}, events {record.replay_events}/{record.conflict_events}"))
+    def records_settled(self) -> None:
+        """After the run: no record in flight, and counters equal to their events."""
+        for record in self.snapshot.records:
+            if record.state != "completed":
+                self.flag("in-flight", f"record {record.id} left {record.state}")
+            counters = (record.replay_count, record.conflict_count)
+            events = (record.replay_events, record.conflict_events)
+            if counters != events:
+                message = f"record {record.id}: counters {counters}, events {events}"
+                self.flag("counters", message)
 
-    attempts = [attempt for op in ops for attempt in op.attempts]
-    verdict.counts = {
-        "operations": len(ops),
-        "acknowledged": acknowledged,
-        "definite": sum(op.answer is not None for op in ops),
-        "gave up": sum(op.answer is None for op in ops),
-        "attempts": len(attempts),
-        "no answer": sum(attempt.status is None for attempt in attempts),
-        "replayed answers": sum(attempt.replayed for attempt in attempts),
-        "5xx answers": server_errors,
-        "rows checked": sum(len(effects) for effects in snapshot.effects.values()),
-        "records checked": len(snapshot.records),
-        "re-runs after expiry (allowed)": allowed_reruns,
-        **{f"violations: {rule}": verdict.by_rule()[rule] for rule in RULES},
-    }
-    return verdict
+    def counts(self) -> dict[str, int]:
+        attempts = [attempt for op in self.ops for attempt in op.attempts]
+        rules = self.verdict.by_rule()
+        return {
+            "operations": len(self.ops),
+            "acknowledged (2xx)": sum(
+                op.answered is not None and 200 <= (op.answered.status or 0) < 300
+                for op in self.ops
+            ),
+            "definite answers": sum(op.answer is not None for op in self.ops),
+            "gave up (no definite answer before the deadline)": sum(
+                op.answer is None for op in self.ops
+            ),
+            "requests": len(attempts),
+            "requests without an answer": sum(attempt.status is None for attempt in attempts),
+            "replayed answers": sum(attempt.replayed for attempt in attempts),
+            "5xx answers": sum((attempt.status or 0) >= 500 for attempt in attempts),
+            "business rows checked": sum(len(rows) for rows in self.snapshot.effects.values()),
+            "records checked": len(self.snapshot.records),
+            "re-runs after expiry (allowed)": self.allowed_reruns,
+            **{f"violations: {rule}": rules[rule] for rule in RULES},
+        }
 
 
 def _a_ttl_apart(found: list[Effect], ttl: float) -> bool:
     times = sorted(effect.created_at for effect in found)
-    return all(later - earlier >= ttl for earlier, later in zip(times, times[1:]))
+    return all(later - earlier >= ttl for earlier, later in itertools.pairwise(times))
 
 
 def _is_problem(attempt: Attempt) -> bool:
@@ -252,12 +300,15 @@ def describe(verdict: Verdict, ops: list[Op], *, limit: int = 20) -> str:
                 f"key={op.key!r} token={op.token!r} ref={op.reference} body={op.body!r}"
             )
             for attempt in op.attempts:
+                replayed = "replayed " if attempt.replayed else ""
                 answer = (
-                    f"{attempt.status} {'replayed ' if attempt.replayed else ''}{attempt.body[:100]!r}"
+                    f"{attempt.status} {replayed}{attempt.body[:100]!r}"
                     if attempt.status is not None
                     else f"no answer ({attempt.error})"
                 )
-                lines.append(f"      {attempt.sent:8.3f}-{attempt.done:8.3f}s {attempt.server}: {answer}")
+                lines.append(
+                    f"      {attempt.sent:8.3f}-{attempt.done:8.3f}s {attempt.server}: {answer}"
+                )
     if len(verdict.violations) > limit:
         lines.append(f"... and {len(verdict.violations) - limit} more")
     return "\n".join(lines)

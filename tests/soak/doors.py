@@ -163,7 +163,9 @@ PAYMENTS = Door(
 
 NOTES = Door(
     name="notes",
-    build=lambda ctx, number: Request("/api/notes/", _json({"text": f"soak n{number}"}), f"n{number}"),
+    build=lambda ctx, number: Request(
+        "/api/notes/", _json({"text": f"soak n{number}"}), f"n{number}"
+    ),
     answer_token=lambda body: str(body["text"]).removeprefix("soak "),
     effects_sql=(
         "SELECT id, owner_id, substr(text, 6), NULL, extract(epoch FROM created_at)"

@@ -96,9 +96,9 @@ class Nemesis:
         self.faults.append(fault)
         try:
             fault.detail = await action()
-        except Exception as exc:  # a fault that failed to apply is reported, not fatal
-            fault.detail = f"failed: {type(exc).__name__}: {exc}"
-            self.errors.append(f"{kind}: {fault.detail}")
+        except Exception as exc:  # a fault that failed to apply is reported, not counted
+            self.faults.remove(fault)
+            self.errors.append(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0])
         finally:
             fault.end = self.now() + (0.0 if kind in ("latency", "jitter", "stall") else AFTERMATH)
 

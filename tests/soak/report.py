@@ -76,7 +76,9 @@ def summary(run: Run) -> dict[str, Any]:
     attempts = sum(len(op.attempts) for op in run.ops)
     calm_seconds = _calm_seconds(run)
     calm_ops = sum(
-        1 for op in run.ops if op.finished is not None and not _overlaps(op.finished, op.finished, run.faults)
+        1
+        for op in run.ops
+        if op.finished is not None and not _overlaps(op.finished, op.finished, run.faults)
     )
     return {
         "seed": run.seed,
@@ -123,7 +125,9 @@ def markdown(run: Run) -> str:
         "database."
     )
     out.append("")
-    verdict = "**no violation**" if run.verdict.ok else f"**{len(run.verdict.violations)} violations**"
+    verdict = (
+        "**no violation**" if run.verdict.ok else f"**{len(run.verdict.violations)} violations**"
+    )
     out.append(
         f"{facts['operations']:,} operations ({facts['attempts']:,} requests), "
         f"{facts['faults']:,} faults: {verdict}. Throughput {facts['ops_per_second']:.0f} "
@@ -132,7 +136,13 @@ def markdown(run: Run) -> str:
     )
     out += ["", "### Checker", "", "| | count |", "|---|---:|"]
     out += [f"| {name} | {value:,} |" for name, value in run.verdict.counts.items()]
-    out += ["", "### Faults by kind", "", "| fault | injected | skipped (target busy) |", "|---|---:|---:|"]
+    out += [
+        "",
+        "### Faults by kind",
+        "",
+        "| fault | injected | skipped (target busy) |",
+        "|---|---:|---:|",
+    ]
     kinds = Counter(fault.kind for fault in run.faults)
     for kind in sorted(set(kinds) | set(run.skipped)):
         out.append(f"| {kind} | {kinds[kind]} | {run.skipped[kind]} |")
@@ -144,7 +154,8 @@ def markdown(run: Run) -> str:
         "|---|---|---:|---:|---:|",
     ]
     for door, calm, count, p50, p99 in latency_rows(run):
-        out.append(f"| {door} | {'yes' if calm == 'faults' else 'no'} | {count:,} | {p50:.0f} | {p99:.0f} |")
+        during = "yes" if calm == "faults" else "no"
+        out.append(f"| {door} | {during} | {count:,} | {p50:.0f} | {p99:.0f} |")
     step = 10.0 if run.duration <= 120 else 30.0
     out += [
         "",

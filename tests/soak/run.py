@@ -65,7 +65,9 @@ while time.monotonic() < deadline:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.soak", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="90 s instead of 10 minutes")
     parser.add_argument("--duration", type=float, help="seconds of load (overrides --quick)")
     parser.add_argument("--clients", type=int, default=32)
@@ -81,13 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
     duration = args.duration or (90.0 if args.quick else 600.0)
     ttl = args.ttl or (45.0 if duration <= 120 else 60.0)
-    print(f"soak: seed {seed}, {duration:.0f} s, {args.clients} clients, TTL {ttl:.0f} s", flush=True)
+    print(
+        f"soak: seed {seed}, {duration:.0f} s, {args.clients} clients, TTL {ttl:.0f} s", flush=True
+    )
     services = Services()
     try:
         with _terminate_as_interrupt():
             return asyncio.run(soak(args, seed, duration, ttl, services))
     except KeyboardInterrupt:
-        print(f"soak: interrupted (seed {seed}); everything it started is being stopped", flush=True)
+        print(
+            f"soak: interrupted (seed {seed}); everything it started is being stopped", flush=True
+        )
         return 2
     finally:
         services.close()
@@ -107,7 +113,9 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-async def soak(args: argparse.Namespace, seed: int, duration: float, ttl: float, services: Services) -> int:
+async def soak(
+    args: argparse.Namespace, seed: int, duration: float, ttl: float, services: Services
+) -> int:
     setup_started = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "logs"
@@ -119,20 +127,41 @@ async def soak(args: argparse.Namespace, seed: int, duration: float, ttl: float,
         conn.execute("CREATE DATABASE shop")
     direct = cluster.url("shop")
     await asyncio.to_thread(manage, direct, "migrate", "--noinput")
-    users = json.loads((await asyncio.to_thread(manage, direct, "shell", "-c", _USERS.format(n=PRINCIPALS))).strip().splitlines()[-1])
+    users = json.loads(
+        (await asyncio.to_thread(manage, direct, "shell", "-c", _USERS.format(n=PRINCIPALS)))
+        .strip()
+        .splitlines()[-1]
+    )
     principals = [Principal(user_id=int(pk), token=str(token)) for pk, token in users]
 
-    bouncer = services.bouncer = Bouncer(root=services.root, port=free_port(), upstream_port=cluster.port)
+    bouncer = services.bouncer = Bouncer(
+        root=services.root, port=free_port(), upstream_port=cluster.port
+    )
     await asyncio.to_thread(bouncer.start)
-    proxies = [FaultProxy("127.0.0.1", cluster.port, seed=seed), FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1)]
+    proxies = [
+        FaultProxy("127.0.0.1", cluster.port, seed=seed),
+        FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1),
+    ]
     try:
         for proxy in proxies:
             await proxy.start()
         env = {"IDEMPOTENCY_TTL": str(ttl)}
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         services.apps = [
-            AppServer("direct", free_port(), cluster.url("shop", proxies[0].port), logs / f"{stamp}-direct.log", env),
-            AppServer("pgbouncer", free_port(), cluster.url("shop", proxies[1].port), logs / f"{stamp}-pgbouncer.log", env),
+            AppServer(
+                "direct",
+                free_port(),
+                cluster.url("shop", proxies[0].port),
+                logs / f"{stamp}-direct.log",
+                env,
+            ),
+            AppServer(
+                "pgbouncer",
+                free_port(),
+                cluster.url("shop", proxies[1].port),
+                logs / f"{stamp}-pgbouncer.log",
+                env,
+            ),
         ]
         for app in services.apps:
             app.start()
@@ -156,9 +185,18 @@ async def soak(args: argparse.Namespace, seed: int, duration: float, ttl: float,
             Client(i, principals[i % len(principals)], targets, history, plan, seed)
             for i in range(args.clients)
         ]
-        nemesis = Nemesis(seed=seed, services=services, proxies=proxies, now=history.now, wait_ready=wait_ready, interval=args.interval)
+        nemesis = Nemesis(
+            seed=seed,
+            services=services,
+            proxies=proxies,
+            now=history.now,
+            wait_ready=wait_ready,
+            interval=args.interval,
+        )
         progress = asyncio.create_task(_progress(history, nemesis, duration))
-        await asyncio.gather(nemesis.run(until=duration), *(client.run(until=duration) for client in clients))
+        await asyncio.gather(
+            nemesis.run(until=duration), *(client.run(until=duration) for client in clients)
+        )
         progress.cancel()
         ran_for = history.now()
         await nemesis.settle()
@@ -227,7 +265,11 @@ async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
 async def _progress(history: History, nemesis: Nemesis, duration: float) -> None:
     while True:
         await asyncio.sleep(15)
-        print(f"soak: {history.now():5.0f}/{duration:.0f} s, {len(history.ops):,} operations, {len(nemesis.faults)} faults", flush=True)
+        print(
+            f"soak: {history.now():5.0f}/{duration:.0f} s, {len(history.ops):,} operations, "
+            f"{len(nemesis.faults)} faults",
+            flush=True,
+        )
 
 
 def read_snapshot(url: str) -> Snapshot:
@@ -270,7 +312,11 @@ def _purged(log: Path) -> int:
 def _commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

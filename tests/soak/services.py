@@ -104,8 +104,10 @@ class Cluster:
 
     def init(self) -> None:
         subprocess.run(
-            [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-A", "trust"]
-            + ["-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"],
+            [
+                *(str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-A", "trust"),
+                *("-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"),
+            ],
             capture_output=True,
             check=True,
             timeout=120,
@@ -114,8 +116,10 @@ class Cluster:
 
     def ctl(self, *args: str) -> None:
         result = subprocess.run(
-            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir)]
-            + ["-l", str(self.root / "server.log"), "-w", "-t", "90", *args],
+            [
+                *(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir)),
+                *("-l", str(self.root / "server.log"), "-w", "-t", "90", *args),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -245,10 +249,12 @@ class AppServer:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "example_project.wsgi:application"]
-                + [f"--workers={self.workers}", "--worker-class=sync"]
-                + [f"--bind=127.0.0.1:{self.port}", "--timeout=30", "--graceful-timeout=5"]
-                + ["--backlog=512", *_no_control_socket()],
+                [
+                    *(sys.executable, "-m", "gunicorn", "example_project.wsgi:application"),
+                    *(f"--workers={self.workers}", "--worker-class=sync"),
+                    *(f"--bind=127.0.0.1:{self.port}", "--timeout=30", "--graceful-timeout=5"),
+                    *("--backlog=512", *_no_control_socket()),
+                ],
                 cwd=REPO_ROOT,
                 env=project_env(self.database_url, **self.env),
                 stdout=log,

@@ -188,7 +188,11 @@ class Client:
             if other is not None:
                 reuse = self._op(door, other, kind="key-reuse", key=key, origin=op.id)
                 await self._settle(door, reuse)
-        if door.unique_reference and 200 <= answer.status < 300 and rng.random() < plan.ref_reuse_rate:
+        if (
+            door.unique_reference
+            and 200 <= answer.status < 300
+            and rng.random() < plan.ref_reuse_rate
+        ):
             same = rng.random() < 0.5
             other = request if same else door.another(self.ctx, request, next(self.history.numbers))
             if other is not None:
