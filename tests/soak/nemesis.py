@@ -15,7 +15,7 @@ import os
 import random
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,20 @@ WEIGHTS: dict[str, float] = {
 }
 #: How long after an instant fault its effects count as "during a fault" for the figures.
 AFTERMATH = 2.0
+
+
+Step = tuple[float, str, float, float, int]
+
+
+def schedule(seed: int, interval: float) -> Iterator[Step]:
+    """The seed's endless fault schedule: (pause before it, kind, target pick in [0, 1),
+    length in [0, 1), count 1-3). The same seed gives the same schedule."""
+    rng = random.Random(f"{seed}-nemesis")
+    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+    while True:
+        pause = min(rng.expovariate(1 / interval), 4 * interval)
+        kind = rng.choices(kinds, weights)[0]
+        yield pause, kind, rng.random(), rng.random(), 1 + rng.randrange(3)
 
 
 @dataclass
@@ -64,12 +78,7 @@ class Nemesis:
     _busy: set[str] = field(default_factory=set)
 
     async def run(self, until: float) -> None:
-        rng = random.Random(f"{self.seed}-nemesis")
-        kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
-        while True:
-            pause = min(rng.expovariate(1 / self.interval), 4 * self.interval)
-            kind = rng.choices(kinds, weights)[0]
-            pick, length, count = rng.random(), rng.random(), 1 + rng.randrange(3)
+        for pause, kind, pick, length, count in schedule(self.seed, self.interval):
             if self.now() + pause >= until:
                 break
             await asyncio.sleep(pause)
