@@ -70,7 +70,8 @@ class Nemesis:
     now: Callable[[], float]
     wait_ready: Callable[[AppServer], Awaitable[None]]
     #: Mean seconds between faults.
-    interval: float = 2.4
+    interval: float = 2.0
+    stopping: Callable[[], bool] = lambda: False
     faults: list[Fault] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -79,7 +80,7 @@ class Nemesis:
 
     async def run(self, until: float) -> None:
         for pause, kind, pick, length, count in schedule(self.seed, self.interval):
-            if self.now() + pause >= until:
+            if self.now() + pause >= until or self.stopping():
                 break
             await asyncio.sleep(pause)
             action = self._action(kind, pick, length, count)

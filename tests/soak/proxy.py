@@ -72,6 +72,7 @@ class FaultProxy:
             for task in link.tasks:
                 task.cancel()
         self._links.clear()
+        await asyncio.sleep(0.1)  # let the pumps and their handlers see the end
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
@@ -128,7 +129,8 @@ class FaultProxy:
             asyncio.create_task(self._pump(reader, up_writer, link)),
             asyncio.create_task(self._pump(up_reader, writer, link)),
         ]
-        await asyncio.gather(*link.tasks, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing: end quietly
+            await asyncio.gather(*link.tasks, return_exceptions=True)
         self._links.discard(link)
         for end in (writer, up_writer):
             with contextlib.suppress(Exception):
@@ -153,8 +155,9 @@ class FaultProxy:
             pass
         finally:
             # One side ended: end the other too, so neither waits forever on a dead link.
+            current = asyncio.current_task()
             for task in link.tasks:
-                if task is not asyncio.current_task():
+                if task is not current:
                     task.cancel()
             with contextlib.suppress(Exception):
                 writer.close()

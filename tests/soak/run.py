@@ -73,7 +73,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, help="replay a run (printed at its start)")
     parser.add_argument("--ttl", type=float, help="IDEMPOTENCY_TTL seconds (45 quick, 60 full)")
-    parser.add_argument("--interval", type=float, default=2.4, help="mean seconds between faults")
+    parser.add_argument("--interval", type=float, default=2.0, help="mean seconds between faults")
     parser.add_argument("--write-docs", action="store_true", help="update docs/reliability.md")
     return parser.parse_args(argv)
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _terminate_as_interrupt():
             return asyncio.run(soak(args, seed, duration, ttl, services))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print(
             f"soak: interrupted (seed {seed}); everything it started is being stopped", flush=True
         )
@@ -116,6 +116,18 @@ def _terminate_as_interrupt() -> Iterator[None]:
 async def soak(
     args: argparse.Namespace, seed: int, duration: float, ttl: float, services: Services
 ) -> int:
+    # Inside the loop, a signal cancels the run: every ``finally`` below runs in order.
+    loop, run_task = asyncio.get_running_loop(), asyncio.current_task()
+    assert run_task is not None
+    history: History | None = None
+
+    def stop() -> None:
+        if history is not None:
+            history.stopping = True
+        run_task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
     setup_started = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "logs"
@@ -192,12 +204,15 @@ async def soak(
             now=history.now,
             wait_ready=wait_ready,
             interval=args.interval,
+            stopping=lambda: history is not None and history.stopping,
         )
         progress = asyncio.create_task(_progress(history, nemesis, duration))
         await asyncio.gather(
             nemesis.run(until=duration), *(client.run(until=duration) for client in clients)
         )
         progress.cancel()
+        if history.stopping:
+            raise asyncio.CancelledError
         ran_for = history.now()
         await nemesis.settle()
     finally:

@@ -110,6 +110,9 @@ class History:
         self.numbers = itertools.count(1)
         #: (door, key, user) of recent keyed operations, for keys shared across principals.
         self.recent_keys: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=200)
+        #: Set on SIGINT/SIGTERM. Python 3.11's ``wait_for`` can swallow a cancellation that
+        #: races a completed request, so the loops also check this flag.
+        self.stopping = False
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -148,7 +151,7 @@ class Client:
     async def run(self, until: float) -> None:
         doors = DOORS
         weights = [door.weight for door in doors]
-        while self.history.now() < until:
+        while self.history.now() < until and not self.history.stopping:
             door = self.rng.choices(doors, weights)[0]
             request = door.build(self.ctx, next(self.history.numbers))
             if request is None:
@@ -224,7 +227,7 @@ class Client:
         if self.rng.random() < self.plan.copies_rate:
             copies = 2 + self.rng.randrange(2)
             await asyncio.gather(*(self._attempt(door, op, rotate=True) for _ in range(copies)))
-        while op.answer is None and self.history.now() < deadline:
+        while op.answer is None and self.history.now() < deadline and not self.history.stopping:
             attempt = await self._attempt(door, op)
             if op.answer is not None:
                 break
