@@ -3,8 +3,29 @@ the final database, and which answers are definite.
 
 A door names its business rows by a *token* the request carries (an order's item, a note's
 text, a payment's amount), so the checker can tell which operation a row came from. To add a
-door, write a ``Door`` and append it to ``DOORS`` (or call ``register``); the workload picks
-doors by their ``weight`` and the checker reads ``effects_sql``.
+door, write a ``Door`` and ``register`` it; the workload picks doors by their ``weight`` and the
+checker reads ``effects_sql``. A door that builds on another's rows takes one of the 2xx answer
+bodies that door remembered (``remember=True``). For example, a refund of a payment (one per
+payment, whatever the key)::
+
+    def _refund(ctx: Context, number: int) -> Request | None:
+        payment = ctx.take("payments")
+        if payment is None:
+            return None
+        amount = amount_token(payment["amount"])
+        return Request(
+            f"/api/payments/{payment['id']}/refund/", _json({"amount": amount}),
+            f"{payment['id']}:{amount}", reference=f"payment:{payment['id']}",
+        )
+
+    register(Door(
+        name="refunds", build=_refund, unique_reference=True,
+        answer_token=lambda body: f"{body['payment']}:{amount_token(body['amount'])}",
+        effects_sql="SELECT r.id, p.owner_id, r.payment_id || ':' || r.amount::text,"
+        " 'payment:' || r.payment_id, extract(epoch FROM r.created_at)"
+        " FROM shop_refund r JOIN shop_payment p ON p.id = r.payment_id",
+        variant=lambda ctx, request, number: ...,  # the same payment, amount 0.01
+    ))
 """
 
 from __future__ import annotations
@@ -41,13 +62,25 @@ class Effect:
 
 
 class Context:
-    """What a client knows when it builds a request: its principal and its own orders."""
+    """What a client knows when it builds a request: its principal, its RNG, and the 2xx answer
+    bodies of what it created, by door, for doors that build on them (a payment on an order)."""
+
+    KEEP = 50
 
     def __init__(self, user_id: int, rng: random.Random) -> None:
         self.user_id = user_id
         self.rng = rng
-        #: Orders this client created and got acknowledged, not yet paid.
-        self.unpaid_orders: list[int] = []
+        self.owned: dict[str, list[dict[str, Any]]] = {}
+
+    def remember(self, door: str, body: dict[str, Any]) -> None:
+        kept = self.owned.setdefault(door, [])
+        if len(kept) < self.KEEP:
+            kept.append(body)
+
+    def take(self, door: str) -> dict[str, Any] | None:
+        """One of the remembered bodies, forgotten: each is built on once."""
+        kept = self.owned.get(door)
+        return kept.pop(self.rng.randrange(len(kept))) if kept else None
 
 
 def definite(status: int, headers: dict[str, str]) -> bool:
@@ -71,8 +104,8 @@ class Door:
     key_required: bool = True
     #: Whether the effect's ``reference`` must be unique among successes (payments: per order).
     unique_reference: bool = False
-    #: Called with the 2xx answer's body, to let the client build on it (a payment on an order).
-    on_success: Callable[[Context, dict[str, Any]], None] | None = None
+    #: Whether 2xx answer bodies are remembered (``Context.take(name)``) for other doors.
+    remember: bool = False
     is_definite: Callable[[int, dict[str, str]], bool] = definite
     #: Another body for the same target (a key or a reference reused with a different
     #: request); by default simply another request.
@@ -97,11 +130,6 @@ def _order(ctx: Context, number: int) -> Request:
     return Request("/api/orders/", _json(body), token)
 
 
-def _remember_order(ctx: Context, body: dict[str, Any]) -> None:
-    if len(ctx.unpaid_orders) < 50:
-        ctx.unpaid_orders.append(int(body["id"]))
-
-
 ORDERS = Door(
     name="orders",
     build=_order,
@@ -111,7 +139,7 @@ ORDERS = Door(
         " FROM shop_order WHERE item LIKE 'soak %'"
     ),
     weight=3.0,
-    on_success=_remember_order,
+    remember=True,
 )
 
 #: Amounts above the example gateway's limit (10,000) are declined with a stored 402.
@@ -132,10 +160,8 @@ def _amount(ctx: Context, number: int) -> str:
 
 
 def _payment(ctx: Context, number: int) -> Request | None:
-    if not ctx.unpaid_orders:
-        return None
-    order = ctx.unpaid_orders.pop(ctx.rng.randrange(len(ctx.unpaid_orders)))
-    return payment_request(order, _amount(ctx, number))
+    order = ctx.take("orders")
+    return None if order is None else payment_request(int(order["id"]), _amount(ctx, number))
 
 
 def _same_order(ctx: Context, request: Request, number: int) -> Request:
@@ -157,6 +183,7 @@ PAYMENTS = Door(
         " FROM shop_payment"
     ),
     weight=2.0,
+    remember=True,
     unique_reference=True,
     variant=_same_order,
 )

@@ -182,8 +182,8 @@ class Client:
         answer = op.answered
         if answer is None or answer.status is None:
             return
-        if 200 <= answer.status < 300 and door.on_success is not None:
-            door.on_success(self.ctx, _json(answer.body))
+        if 200 <= answer.status < 300 and door.remember:
+            self.ctx.remember(door.name, _json(answer.body))
         if rng.random() < plan.replay_rate:
             await self._attempt(door, op)  # the same key and body once more: a replay
         if rng.random() < plan.key_reuse_rate:
