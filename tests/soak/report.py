@@ -134,6 +134,15 @@ def markdown(run: Run) -> str:
         f"operations/s over the run, {facts['calm_ops_per_second']:.0f}/s in the seconds "
         "without a fault (the ceiling of this machine with its load at the time)."
     )
+    out.append("")
+    found = (
+        "no defect in the package on this run"
+        if run.verdict.ok
+        else f"{len(run.verdict.violations)} violations, listed by `make soak` with the history "
+        f"of each offending operation (`build/soak/history-{run.seed}.jsonl`)"
+    )
+    doors = ", ".join(f"`{door}`" for door in sorted({op.door for op in run.ops}))
+    out.append(f"Found by the soak: {found}. Doors driven: {doors}.")
     out += ["", "### Checker", "", "| | count |", "|---|---:|"]
     out += [f"| {name} | {value:,} |" for name, value in run.verdict.counts.items()]
     out += [
