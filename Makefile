@@ -29,6 +29,7 @@ help:
 	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
 	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
 	@echo "make docs         the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
+	@echo "make soak         10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s)"
 
 # .venv/.installed-example, -test, -dev: the package in editable mode with that group.
 $(VENV)/.installed-%: pyproject.toml
@@ -105,3 +106,10 @@ $(VENV)/.installed-docs: pyproject.toml docs/requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . -r docs/requirements.txt
 	@touch $@
+
+# make soak: randomized faults against two gunicorn instances (one through PgBouncer) on a private
+# PostgreSQL cluster, every operation checked from the history (tests/soak/, issue 13); updates
+# its section of docs/reliability.md. ARGS=--quick for 90 s, ARGS=--seed=N to replay a run.
+.PHONY: soak
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m tests.soak --write-docs $(ARGS)

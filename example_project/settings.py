@@ -84,3 +84,6 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "1.0.0"}
+
+# Seconds a stored response is replayed; the soak (tests/soak/) shortens it to see keys expire.
+IDEMPOTENCY_TTL = float(os.environ.get("IDEMPOTENCY_TTL", 24 * 3600))

@@ -148,6 +148,20 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
+# Sections other tools generate into the same file (the soak's: make soak), carried over as is.
+KEPT_SECTIONS = [("<!-- soak:begin", "<!-- soak:end -->")]
+
+
+def kept_sections(path: Path) -> str:
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    kept = ""
+    for begin, end in KEPT_SECTIONS:
+        start, stop = old.find(begin), old.find(end)
+        if 0 <= start < stop:
+            kept += "\n" + old[start : stop + len(end)] + "\n"
+    return kept
+
+
 def git_commit() -> str | None:
     try:
         result = subprocess.run(
@@ -180,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = set(SECTIONS) - {entry["section"] for entry in entries}
     if missing:
         print(f"warning: the latest run has no figures for: {sorted(missing)}", file=sys.stderr)
-    text = render(entries, git_commit())
+    text = render(entries, git_commit()) + kept_sections(args.output)
     if args.stdout:
         sys.stdout.write(text)
     else:

@@ -1,0 +1,314 @@
+"""The checker: reads the whole history and the final database state, and lists every
+operation that broke a rule. Pure functions over plain data, so its rules are unit-tested with
+hand-made histories (tests/soak/test_checker.py).
+
+Rules, for every operation:
+- lost: an acknowledged operation (2xx) whose row is missing;
+- duplicated: more than one row for one request (unless the rows are a TTL apart: the first
+  record had expired, and an expired key counts as absent by design);
+- misdelivered: a 2xx answer naming another principal's row or another request's token;
+- replay-differs: an answer stored for a request differs from another answer to it;
+- key-ran-twice: one key, two bodies, both with effects; or a key reused with another body that
+  got a 2xx while the first answer was still stored;
+- reference-twice: more than one success for one business reference;
+- unclean-5xx: a 5xx that is not application/problem+json;
+- in-flight: a record left in flight after the run;
+- counters: a record whose replay or conflict counter disagrees with its events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .doors import Door, Effect
+from .workload import Attempt, Op
+
+PROBLEM = "application/problem+json"
+#: The package's default ``IDEMPOTENCY_RELEASE_STATUS_CODES``: answers that are not stored.
+RELEASED = frozenset({400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429})
+RULES = (
+    "lost",
+    "duplicated",
+    "misdelivered",
+    "replay-differs",
+    "key-ran-twice",
+    "reference-twice",
+    "unclean-5xx",
+    "in-flight",
+    "counters",
+)
+
+
+@dataclass(frozen=True)
+class RecordState:
+    id: int
+    state: str
+    replay_count: int
+    conflict_count: int
+    replay_events: int
+    conflict_events: int
+
+
+@dataclass
+class Snapshot:
+    """The database after the run: business rows by door, and the idempotency records."""
+
+    effects: dict[str, list[Effect]]
+    records: list[RecordState]
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    message: str
+    ops: tuple[int, ...] = ()
+
+
+@dataclass
+class Verdict:
+    counts: dict[str, int] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def by_rule(self) -> Counter[str]:
+        return Counter(violation.rule for violation in self.violations)
+
+
+def stored(status: int) -> bool:
+    return status < 500 and status not in RELEASED
+
+
+def check(ops: list[Op], snapshot: Snapshot, doors: Iterable[Door], ttl: float) -> Verdict:
+    """Every rule over the whole history and the final state; the verdict lists what broke."""
+    return _Check(ops, snapshot, doors, ttl).run()
+
+
+class _Check:
+    def __init__(self, ops: list[Op], snapshot: Snapshot, doors: Iterable[Door], ttl: float):
+        self.ops, self.snapshot, self.ttl = ops, snapshot, ttl
+        self.doors = {door.name: door for door in doors}
+        self.verdict = Verdict()
+        self.allowed_reruns = 0
+        #: Rows by (door, token) and by (door, id).
+        self.rows: dict[tuple[str, str], list[Effect]] = defaultdict(list)
+        self.by_id: dict[tuple[str, int], Effect] = {}
+        for name, effects in snapshot.effects.items():
+            for effect in effects:
+                self.rows[(name, effect.token)].append(effect)
+                self.by_id[(name, effect.id)] = effect
+
+    def flag(self, rule: str, message: str, *ops: int) -> None:
+        self.verdict.violations.append(Violation(rule, message, ops))
+
+    def run(self) -> Verdict:
+        self.one_row_per_request()
+        self.answers_name_own_rows()
+        self.stored_answers_identical()
+        self.one_body_per_key()
+        self.one_success_per_reference()
+        self.server_errors_are_problems()
+        self.records_settled()
+        self.verdict.counts = self.counts()
+        return self.verdict
+
+    def one_row_per_request(self) -> None:
+        """At most one row per request token, unless the first record expired before the next."""
+        for (door, token), found in self.rows.items():
+            if len(found) < 2:
+                continue
+            if _a_ttl_apart(found, self.ttl):
+                self.allowed_reruns += len(found) - 1
+                continue
+            ids = ", ".join(str(effect.id) for effect in found)
+            culprits = [op.id for op in self.ops if op.door == door and op.token == token]
+            self.flag("duplicated", f"{door} {token!r}: {len(found)} rows ({ids})", *culprits)
+
+    def answers_name_own_rows(self) -> None:
+        """Every 2xx answer names a row that exists, is the principal's own and this request's."""
+        for op in self.ops:
+            for attempt in op.attempts:
+                if attempt.status is None or not 200 <= attempt.status < 300:
+                    continue
+                body = _json(attempt.body)
+                row_id = body.get("id")
+                effect = self.by_id.get((op.door, row_id)) if isinstance(row_id, int) else None
+                if effect is None:
+                    # Business rows are never purged: a missing row is lost, whatever its record.
+                    self.flag(
+                        "lost", f"{op.door} {op.token!r}: answered id {row_id}, no row", op.id
+                    )
+                elif effect.owner != op.user:
+                    message = f"user {op.user} got user {effect.owner}'s {op.door} {effect.id}"
+                    self.flag("misdelivered", message, op.id)
+                elif self.doors[op.door].answer_token(body) != op.token or effect.token != op.token:
+                    message = f"{op.door} {op.token!r} answered with {effect.token!r}"
+                    self.flag("misdelivered", message, op.id)
+
+    def stored_answers_identical(self) -> None:
+        """Answers stored for one request (principal, door, body) are all the same bytes."""
+        groups: dict[tuple[int, str, str], list[tuple[Op, Attempt]]] = defaultdict(list)
+        for op in self.ops:
+            for attempt in op.attempts:
+                if op.key is not None and attempt.status is not None and stored(attempt.status):
+                    groups[(op.user, op.door, op.token)].append((op, attempt))
+        for (_user, door, token), answers in groups.items():
+            first_op, first = answers[0]
+            for op, attempt in answers[1:]:
+                if (attempt.status, attempt.body) == (first.status, first.body):
+                    continue
+                if attempt.sent - (first_op.finished or first.done) >= self.ttl:
+                    continue  # the stored answer had expired: a new run is by design
+                message = (
+                    f"{door} {token!r}: {first.status} {first.body[:80]!r}, "
+                    f"then {attempt.status} {attempt.body[:80]!r}"
+                )
+                self.flag("replay-differs", message, first_op.id, op.id)
+                break
+
+    def one_body_per_key(self) -> None:
+        """One key (per principal and door) ran for at most one body; a key reused with another
+        body while the first answer was stored never got a 2xx."""
+        tokens: dict[tuple[int, str, str], set[str]] = defaultdict(set)
+        users: dict[tuple[int, str, str], list[int]] = defaultdict(list)
+        for op in self.ops:
+            if op.key is not None:
+                tokens[(op.user, op.door, op.key)].add(op.token)
+                users[(op.user, op.door, op.key)].append(op.id)
+        for group, seen in tokens.items():
+            door, key = group[1], group[2]
+            ran = sorted(token for token in seen if self.rows.get((door, token)))
+            effects = [effect for token in ran for effect in self.rows[(door, token)]]
+            if len(ran) > 1 and not _a_ttl_apart(effects, self.ttl):
+                self.flag(
+                    "key-ran-twice", f"{door} key {key!r}: bodies {ran} all ran", *users[group]
+                )
+        by_id = {op.id: op for op in self.ops}
+        for op in self.ops:
+            origin = by_id.get(op.origin) if op.origin is not None else None
+            if op.kind != "key-reuse" or origin is None:
+                continue
+            first, answer = origin.answered, op.answered
+            if first is None or first.status is None or not stored(first.status):
+                continue
+            if answer is None or answer.status is None or not 200 <= answer.status < 300:
+                continue
+            if op.started - (origin.finished or 0.0) < self.ttl:
+                message = f"{op.door} key {op.key!r} reused with another body got {answer.status}"
+                self.flag("key-ran-twice", message, origin.id, op.id)
+
+    def one_success_per_reference(self) -> None:
+        for name, door in self.doors.items():
+            if not door.unique_reference:
+                continue
+            per_reference: dict[str, list[Effect]] = defaultdict(list)
+            for effect in self.snapshot.effects.get(name, []):
+                if effect.reference is not None:
+                    per_reference[effect.reference].append(effect)
+            for reference, found in per_reference.items():
+                if len(found) > 1 and not _a_ttl_apart(found, self.ttl):
+                    culprits = [
+                        op.id for op in self.ops if op.door == name and op.reference == reference
+                    ]
+                    message = f"{name} {reference}: {len(found)} successes"
+                    self.flag("reference-twice", message, *culprits)
+
+    def server_errors_are_problems(self) -> None:
+        for op in self.ops:
+            for attempt in op.attempts:
+                if (attempt.status or 0) < 500 or _is_problem(attempt):
+                    continue
+                message = f"{attempt.status} {attempt.content_type!r} {attempt.body[:120]!r}"
+                self.flag("unclean-5xx", message, op.id)
+
+    def records_settled(self) -> None:
+        """After the run: no record in flight, and counters equal to their events."""
+        for record in self.snapshot.records:
+            if record.state != "completed":
+                self.flag("in-flight", f"record {record.id} left {record.state}")
+            counters = (record.replay_count, record.conflict_count)
+            events = (record.replay_events, record.conflict_events)
+            if counters != events:
+                message = f"record {record.id}: counters {counters}, events {events}"
+                self.flag("counters", message)
+
+    def counts(self) -> dict[str, int]:
+        attempts = [attempt for op in self.ops for attempt in op.attempts]
+        rules = self.verdict.by_rule()
+        return {
+            "operations": len(self.ops),
+            "acknowledged (2xx)": sum(
+                op.answered is not None and 200 <= (op.answered.status or 0) < 300
+                for op in self.ops
+            ),
+            "definite answers": sum(op.answer is not None for op in self.ops),
+            "gave up (no definite answer before the deadline)": sum(
+                op.answer is None for op in self.ops
+            ),
+            "requests": len(attempts),
+            "requests without an answer": sum(attempt.status is None for attempt in attempts),
+            "replayed answers": sum(attempt.replayed for attempt in attempts),
+            "5xx answers": sum((attempt.status or 0) >= 500 for attempt in attempts),
+            "business rows checked": sum(len(rows) for rows in self.snapshot.effects.values()),
+            "records checked": len(self.snapshot.records),
+            "re-runs after expiry (allowed)": self.allowed_reruns,
+            **{f"violations: {rule}": rules[rule] for rule in RULES},
+        }
+
+
+def _a_ttl_apart(found: list[Effect], ttl: float) -> bool:
+    times = sorted(effect.created_at for effect in found)
+    return all(later - earlier >= ttl for earlier, later in itertools.pairwise(times))
+
+
+def _is_problem(attempt: Attempt) -> bool:
+    if not attempt.content_type.startswith(PROBLEM):
+        return False
+    return _json(attempt.body).get("status") == attempt.status
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def describe(verdict: Verdict, ops: list[Op], *, limit: int = 20) -> str:
+    """The summary, then each violation with the full history of the operations involved."""
+    lines = ["checker:"]
+    lines += [f"  {name}: {value:,}" for name, value in verdict.counts.items()]
+    if verdict.ok:
+        lines.append("  verdict: OK, no violation")
+        return "\n".join(lines)
+    lines.append(f"  verdict: {len(verdict.violations)} VIOLATIONS")
+    ops_by_id = {op.id: op for op in ops}
+    for violation in verdict.violations[:limit]:
+        lines.append(f"- [{violation.rule}] {violation.message}")
+        for op_id in violation.ops[:6]:
+            op = ops_by_id[op_id]
+            lines.append(
+                f"    op {op.id} ({op.kind}, client {op.client}, user {op.user}) {op.door} "
+                f"key={op.key!r} token={op.token!r} ref={op.reference} body={op.body!r}"
+            )
+            for attempt in op.attempts:
+                replayed = "replayed " if attempt.replayed else ""
+                answer = (
+                    f"{attempt.status} {replayed}{attempt.body[:100]!r}"
+                    if attempt.status is not None
+                    else f"no answer ({attempt.error})"
+                )
+                lines.append(
+                    f"      {attempt.sent:8.3f}-{attempt.done:8.3f}s {attempt.server}: {answer}"
+                )
+    if len(verdict.violations) > limit:
+        lines.append(f"... and {len(verdict.violations) - limit} more")
+    return "\n".join(lines)

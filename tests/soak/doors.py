@@ -1,0 +1,219 @@
+"""The doors the soak drives, as a registry: how to build a request, how to find its effect in
+the final database, and which answers are definite.
+
+A door names its business rows by a *token* the request carries (an order's item, a note's
+text, a payment's amount), so the checker can tell which operation a row came from. To add a
+door, write a ``Door`` and ``register`` it; the workload picks doors by their ``weight`` and the
+checker reads ``effects_sql``. A door that builds on another's rows takes one of the 2xx answer
+bodies that door remembered (``remember=True``). For example, a refund of a payment (one per
+payment, whatever the key)::
+
+    def _refund(ctx: Context, number: int) -> Request | None:
+        payment = ctx.take("payments")
+        if payment is None:
+            return None
+        amount = amount_token(payment["amount"])
+        return Request(
+            f"/api/payments/{payment['id']}/refund/", _json({"amount": amount}),
+            f"{payment['id']}:{amount}", reference=f"payment:{payment['id']}",
+        )
+
+    register(Door(
+        name="refunds", build=_refund, unique_reference=True,
+        answer_token=lambda body: f"{body['payment']}:{amount_token(body['amount'])}",
+        effects_sql="SELECT r.id, p.owner_id, r.payment_id || ':' || r.amount::text,"
+        " 'payment:' || r.payment_id, extract(epoch FROM r.created_at)"
+        " FROM shop_refund r JOIN shop_payment p ON p.id = r.payment_id",
+        variant=lambda ctx, request, number: ...,  # the same payment, amount 0.01
+    ))
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes
+    #: What names this request's effect in the database and in a 2xx answer.
+    token: str
+    content_type: str = "application/json"
+    #: The business reference the request declares, as the checker groups it ("order:12").
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A business row as the checker sees it."""
+
+    door: str
+    id: int
+    owner: int
+    token: str
+    reference: str | None
+    created_at: float  # epoch seconds
+
+
+class Context:
+    """What a client knows when it builds a request: its principal, its RNG, and the 2xx answer
+    bodies of what it created, by door, for doors that build on them (a payment on an order)."""
+
+    KEEP = 50
+
+    def __init__(self, user_id: int, rng: random.Random) -> None:
+        self.user_id = user_id
+        self.rng = rng
+        self.owned: dict[str, list[dict[str, Any]]] = {}
+
+    def remember(self, door: str, body: dict[str, Any]) -> None:
+        kept = self.owned.setdefault(door, [])
+        if len(kept) < self.KEEP:
+            kept.append(body)
+
+    def take(self, door: str) -> dict[str, Any] | None:
+        """One of the remembered bodies, forgotten: each is built on once."""
+        kept = self.owned.get(door)
+        return kept.pop(self.rng.randrange(len(kept))) if kept else None
+
+
+def definite(status: int, headers: dict[str, str]) -> bool:
+    """An answer a careful client stops retrying on: anything but a 5xx and the in-flight 409
+    (it carries Retry-After). A dropped connection is never definite."""
+    if status >= 500:
+        return False
+    return not (status == 409 and "retry-after" in headers)
+
+
+@dataclass(frozen=True)
+class Door:
+    name: str
+    #: Builds a request from a fresh number; ``None`` when the client cannot use it right now.
+    build: Callable[[Context, int], Request | None]
+    #: The token a 2xx answer's body names (the checker compares it with the request's).
+    answer_token: Callable[[dict[str, Any]], str]
+    #: ``SELECT id, owner_id, token, reference, created_at`` of every row this door created.
+    effects_sql: str
+    weight: float = 1.0
+    key_required: bool = True
+    #: Whether the effect's ``reference`` must be unique among successes (payments: per order).
+    unique_reference: bool = False
+    #: Whether 2xx answer bodies are remembered (``Context.take(name)``) for other doors.
+    remember: bool = False
+    is_definite: Callable[[int, dict[str, str]], bool] = definite
+    #: Another body for the same target (a key or a reference reused with a different
+    #: request); by default simply another request.
+    variant: Callable[[Context, Request, int], Request] | None = None
+
+    def another(self, ctx: Context, request: Request, number: int) -> Request | None:
+        if self.variant is not None:
+            return self.variant(ctx, request, number)
+        return self.build(ctx, number)
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+# -- the example project's doors -------------------------------------------------------------
+
+
+def _order(ctx: Context, number: int) -> Request:
+    token = f"o{number}"
+    body = {"item": f"soak {token}", "quantity": 1 + ctx.rng.randrange(9)}
+    return Request("/api/orders/", _json(body), token)
+
+
+ORDERS = Door(
+    name="orders",
+    build=_order,
+    answer_token=lambda body: str(body["item"]).removeprefix("soak "),
+    effects_sql=(
+        "SELECT id, owner_id, substr(item, 6), NULL, extract(epoch FROM created_at)"
+        " FROM shop_order WHERE item LIKE 'soak %'"
+    ),
+    weight=3.0,
+    remember=True,
+)
+
+#: Amounts above the example gateway's limit (10,000) are declined with a stored 402.
+DECLINED_FROM = 1_000_000_00
+DECLINE_RATE = 0.03
+
+
+def amount_token(amount: Any) -> str:
+    return str(Decimal(str(amount)).quantize(Decimal("0.01")))
+
+
+def _amount(ctx: Context, number: int) -> str:
+    # A payment's amount is its token: unique per request, in cents, accepted below 10,000.
+    cents = number % 999_999 + 1
+    if ctx.rng.random() < DECLINE_RATE:
+        cents += DECLINED_FROM
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _payment(ctx: Context, number: int) -> Request | None:
+    order = ctx.take("orders")
+    return None if order is None else payment_request(int(order["id"]), _amount(ctx, number))
+
+
+def _same_order(ctx: Context, request: Request, number: int) -> Request:
+    assert request.reference is not None
+    return payment_request(int(request.reference.removeprefix("order:")), _amount(ctx, number))
+
+
+def payment_request(order: int, amount: str) -> Request:
+    body = _json({"order": order, "amount": amount})
+    return Request("/api/payments/", body, amount_token(amount), reference=f"order:{order}")
+
+
+PAYMENTS = Door(
+    name="payments",
+    build=_payment,
+    answer_token=lambda body: amount_token(body["amount"]),
+    effects_sql=(
+        "SELECT id, owner_id, amount::text, 'order:' || order_id, extract(epoch FROM created_at)"
+        " FROM shop_payment"
+    ),
+    weight=2.0,
+    remember=True,
+    unique_reference=True,
+    variant=_same_order,
+)
+
+NOTES = Door(
+    name="notes",
+    build=lambda ctx, number: Request(
+        "/api/notes/", _json({"text": f"soak n{number}"}), f"n{number}"
+    ),
+    answer_token=lambda body: str(body["text"]).removeprefix("soak "),
+    effects_sql=(
+        "SELECT id, owner_id, substr(text, 6), NULL, extract(epoch FROM created_at)"
+        " FROM shop_note WHERE text LIKE 'soak %'"
+    ),
+    weight=1.0,
+    key_required=False,
+)
+
+DOORS: list[Door] = [ORDERS, PAYMENTS, NOTES]
+
+
+def register(door: Door) -> None:
+    """Add a door (e.g. after merging a branch that adds one to the example project)."""
+    if any(existing.name == door.name for existing in DOORS):
+        raise ValueError(f"door {door.name!r} is already registered")
+    DOORS.append(door)
+
+
+def by_name(name: str) -> Door:
+    for door in DOORS:
+        if door.name == name:
+            return door
+    raise KeyError(name)

@@ -1,0 +1,225 @@
+"""The nemesis: faults at random moments, drawn from a seeded RNG so a run's schedule can be
+replayed with ``--seed``.
+
+Every decision (when, which fault, which target, how long) is drawn in the scheduling loop, in
+order, before the fault's task starts; the tasks themselves draw nothing, so concurrent faults
+cannot reorder the draws. A fault whose target is busy (a server still restarting) is skipped
+and counted, never queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .proxy import FaultProxy
+from .services import AppServer, Services, connect
+
+# Kind -> weight. Window faults (latency, jitter, stall) last seconds; the others are instants
+# whose effects (a restart, reconnections) last until the target is back.
+WEIGHTS: dict[str, float] = {
+    "kill-worker": 18,
+    "kill-server": 4,
+    "terminate-backend": 18,
+    "postgres-restart-fast": 3,
+    "postgres-restart-immediate": 3,
+    "pgbouncer-restart": 5,
+    "latency": 10,
+    "jitter": 10,
+    "stall": 8,
+    "reset": 21,
+}
+#: How long after an instant fault its effects count as "during a fault" for the figures.
+AFTERMATH = 2.0
+
+
+Step = tuple[float, str, float, float, int]
+
+
+def schedule(seed: int, interval: float) -> Iterator[Step]:
+    """The seed's endless fault schedule: (pause before it, kind, target pick in [0, 1),
+    length in [0, 1), count 1-3). The same seed gives the same schedule."""
+    rng = random.Random(f"{seed}-nemesis")
+    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+    while True:
+        pause = min(rng.expovariate(1 / interval), 4 * interval)
+        kind = rng.choices(kinds, weights)[0]
+        yield pause, kind, rng.random(), rng.random(), 1 + rng.randrange(3)
+
+
+@dataclass
+class Fault:
+    kind: str
+    start: float
+    end: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Nemesis:
+    seed: int
+    services: Services
+    proxies: list[FaultProxy]
+    now: Callable[[], float]
+    wait_ready: Callable[[AppServer], Awaitable[None]]
+    #: Mean seconds between faults.
+    interval: float = 2.0
+    stopping: Callable[[], bool] = lambda: False
+    faults: list[Fault] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _busy: set[str] = field(default_factory=set)
+
+    async def run(self, until: float) -> None:
+        for pause, kind, pick, length, count in schedule(self.seed, self.interval):
+            if self.now() + pause >= until or self.stopping():
+                break
+            await asyncio.sleep(pause)
+            action = self._action(kind, pick, length, count)
+            if action is None:
+                self.skipped[kind] += 1
+                continue
+            task = asyncio.create_task(self._record(kind, action))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Let running faults end (restarts finish, windows close), then heal every proxy."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=180)
+        for task in list(self._tasks):
+            task.cancel()
+        for proxy in self.proxies:
+            proxy.heal()
+
+    async def _record(self, kind: str, action: Callable[[], Awaitable[str]]) -> None:
+        fault = Fault(kind=kind, start=self.now())
+        self.faults.append(fault)
+        try:
+            fault.detail = await action()
+        except Exception as exc:  # a fault that failed to apply is reported, not counted
+            self.faults.remove(fault)
+            self.errors.append(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0])
+        finally:
+            fault.end = self.now() + (0.0 if kind in ("latency", "jitter", "stall") else AFTERMATH)
+
+    def _claim(self, name: str) -> bool:
+        if name in self._busy:
+            return False
+        self._busy.add(name)
+        return True
+
+    def _action(
+        self, kind: str, pick: float, length: float, count: int
+    ) -> Callable[[], Awaitable[str]] | None:
+        apps = self.services.apps
+        if kind == "kill-worker":
+            app = apps[int(pick * len(apps))]
+            return None if app.name in self._busy else lambda: self._kill_worker(app, length)
+        if kind == "kill-server":
+            app = apps[int(pick * len(apps))]
+            # One server down at a time: the other keeps serving while this one restarts.
+            if any(other.name in self._busy for other in apps) or not self._claim(app.name):
+                return None
+            return lambda: self._restart_server(app)
+        if kind == "terminate-backend":
+            return lambda: self._terminate(pick, count)
+        if kind.startswith("postgres-restart"):
+            if not self._claim("postgres"):
+                return None
+            return lambda: self._restart_postgres(kind.rsplit("-", 1)[1])
+        if kind == "pgbouncer-restart":
+            if self.services.bouncer is None or not self._claim("pgbouncer"):
+                return None
+            return self._restart_bouncer
+        proxy = self.proxies[int(pick * len(self.proxies))]
+        if kind == "reset":
+            return lambda: self._reset(proxy, count)
+        if not self._claim(f"proxy{proxy.port}"):
+            return None
+        if kind == "latency":
+            return lambda: self._window(proxy, 1.5 + 4 * length, latency=0.005 + 0.045 * pick)
+        if kind == "jitter":
+            return lambda: self._window(proxy, 1.5 + 4 * length, jitter=0.02 + 0.15 * pick)
+        return lambda: self._window(proxy, 0.5 + 2.5 * length, stall=True)
+
+    # -- the faults ---------------------------------------------------------------------------
+
+    async def _kill_worker(self, app: AppServer, pick: float) -> str:
+        workers = app.worker_pids()
+        if not workers:
+            return f"{app.name}: no worker"
+        pid = workers[int(pick * len(workers))]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        return f"{app.name} worker {pid}"
+
+    async def _restart_server(self, app: AppServer) -> str:
+        try:
+            await asyncio.to_thread(app.kill)
+            app.start()
+            app.restarts += 1
+            await self.wait_ready(app)
+            return f"{app.name} killed and restarted"
+        finally:
+            self._busy.discard(app.name)
+
+    async def _terminate(self, pick: float, count: int) -> str:
+        def terminate() -> list[int]:
+            with connect(self.services.cluster.url()) as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = 'shop'"
+                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                    " ORDER BY pid"
+                ).fetchall()
+                pids = [int(row[0]) for row in rows]
+                start = int(pick * len(pids)) if pids else 0
+                chosen = (pids[start:] + pids[:start])[:count]
+                for pid in chosen:
+                    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+                return chosen
+
+        chosen = await asyncio.to_thread(terminate)
+        return f"{len(chosen)} sessions"
+
+    async def _restart_postgres(self, mode: str) -> str:
+        try:
+            await asyncio.to_thread(self.services.cluster.restart, mode)
+            return mode
+        finally:
+            self._busy.discard("postgres")
+
+    async def _restart_bouncer(self) -> str:
+        bouncer = self.services.bouncer
+        assert bouncer is not None
+        try:
+            await asyncio.to_thread(bouncer.kill)
+            await asyncio.to_thread(bouncer.start)
+            return "killed and restarted"
+        finally:
+            self._busy.discard("pgbouncer")
+
+    async def _reset(self, proxy: FaultProxy, count: int) -> str:
+        return f"{proxy.reset(count)} connections on :{proxy.port}"
+
+    async def _window(self, proxy: FaultProxy, seconds: float, **fault: Any) -> str:
+        try:
+            if fault.get("stall"):
+                proxy.stall()
+            else:
+                proxy.set_delay(fault.get("latency", 0.0), fault.get("jitter", 0.0))
+            await asyncio.sleep(seconds)
+            described = ", ".join(f"{k}={v:.3f}" for k, v in fault.items() if k != "stall")
+            return f":{proxy.port} {seconds:.1f}s {described}".rstrip()
+        finally:
+            proxy.heal()
+            self._busy.discard(f"proxy{proxy.port}")

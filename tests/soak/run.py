@@ -1,0 +1,337 @@
+"""Run the soak: start the services, let the clients and the nemesis loose, check everything.
+
+    python -m tests.soak              # 10 minutes, 32 clients
+    python -m tests.soak --quick      # 90 seconds
+    python -m tests.soak --seed 1234  # replay a run's fault schedule and workload choices
+
+Exit status 0 when the checker found no violation, 1 when it did, 2 when the run itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import http
+from .checker import RecordState, Snapshot, check, describe
+from .doors import DOORS, Effect
+from .nemesis import Nemesis
+from .proxy import FaultProxy
+from .report import Run, markdown, summary, write_section
+from .services import REPO_ROOT, AppServer, Bouncer, Services, connect, free_port, manage
+from .workload import Client, History, Plan, Principal, Target
+
+OUT = REPO_ROOT / "build" / "soak"
+DOCS = REPO_ROOT / "docs" / "reliability.md"
+PRINCIPALS = 4
+RECORDS = "django_idempotency_idempotencyrecord"
+EVENTS = "django_idempotency_idempotencyevent"
+
+_USERS = """
+import json
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+users = [get_user_model().objects.create_user("soak%d" % i, password="soak") for i in range({n})]
+print(json.dumps([[user.pk, Token.objects.create(user=user).key] for user in users]))
+"""
+
+# The purge, continuously: one process, a pass a second, until stopped or the deadline.
+_PURGE = """
+import time
+from django.db import connection
+from django_idempotency.models import IdempotencyRecord
+deadline = time.monotonic() + {seconds}
+while time.monotonic() < deadline:
+    try:
+        result = IdempotencyRecord.objects.purge_expired(batch_size=500)
+        print("purged", result.deleted, result.events_deleted, flush=True)
+    except Exception as exc:
+        print("failed", type(exc).__name__, flush=True)
+        connection.close()
+    time.sleep(1)
+"""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.soak", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="90 s instead of 10 minutes")
+    parser.add_argument("--duration", type=float, help="seconds of load (overrides --quick)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seed", type=int, help="replay a run (printed at its start)")
+    parser.add_argument("--ttl", type=float, help="IDEMPOTENCY_TTL seconds (45 quick, 60 full)")
+    parser.add_argument("--interval", type=float, default=2.0, help="mean seconds between faults")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/reliability.md")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
+    duration = args.duration or (90.0 if args.quick else 600.0)
+    ttl = args.ttl or (45.0 if duration <= 120 else 60.0)
+    print(
+        f"soak: seed {seed}, {duration:.0f} s, {args.clients} clients, TTL {ttl:.0f} s", flush=True
+    )
+    services = Services()
+    try:
+        with _terminate_as_interrupt():
+            return asyncio.run(soak(args, seed, duration, ttl, services))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(
+            f"soak: interrupted (seed {seed}); everything it started is being stopped", flush=True
+        )
+        return 2
+    finally:
+        services.close()
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (CI timeouts, ``kill``) ends the run like Ctrl-C, so every ``finally`` runs."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def soak(
+    args: argparse.Namespace, seed: int, duration: float, ttl: float, services: Services
+) -> int:
+    # Inside the loop, a signal cancels the run: every ``finally`` below runs in order.
+    loop, run_task = asyncio.get_running_loop(), asyncio.current_task()
+    assert run_task is not None
+    history: History | None = None
+
+    def stop() -> None:
+        if history is not None:
+            history.stopping = True
+        run_task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    setup_started = time.monotonic()
+    OUT.mkdir(parents=True, exist_ok=True)
+    logs = OUT / "logs"
+    logs.mkdir(exist_ok=True)
+    cluster = services.cluster
+    await asyncio.to_thread(cluster.init)
+    await asyncio.to_thread(cluster.start)
+    with connect(cluster.url()) as conn:
+        conn.execute("CREATE DATABASE shop")
+    direct = cluster.url("shop")
+    await asyncio.to_thread(manage, direct, "migrate", "--noinput")
+    users = json.loads(
+        (await asyncio.to_thread(manage, direct, "shell", "-c", _USERS.format(n=PRINCIPALS)))
+        .strip()
+        .splitlines()[-1]
+    )
+    principals = [Principal(user_id=int(pk), token=str(token)) for pk, token in users]
+
+    bouncer = services.bouncer = Bouncer(
+        root=services.root, port=free_port(), upstream_port=cluster.port
+    )
+    await asyncio.to_thread(bouncer.start)
+    proxies = [
+        FaultProxy("127.0.0.1", cluster.port, seed=seed),
+        FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1),
+    ]
+    try:
+        for proxy in proxies:
+            await proxy.start()
+        env = {"IDEMPOTENCY_TTL": str(ttl)}
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        services.apps = [
+            AppServer(
+                "direct",
+                free_port(),
+                cluster.url("shop", proxies[0].port),
+                logs / f"{stamp}-direct.log",
+                env,
+            ),
+            AppServer(
+                "pgbouncer",
+                free_port(),
+                cluster.url("shop", proxies[1].port),
+                logs / f"{stamp}-pgbouncer.log",
+                env,
+            ),
+        ]
+        for app in services.apps:
+            app.start()
+        await asyncio.gather(*(wait_ready(app) for app in services.apps))
+        purge_log = logs / f"{stamp}-purge.log"
+        with purge_log.open("wb") as out:
+            services.purge = subprocess.Popen(
+                [sys.executable, "manage.py", "shell", "-c", _PURGE.format(seconds=duration + 60)],
+                cwd=REPO_ROOT,
+                env=_env(cluster.url("shop", proxies[0].port), env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        setup_seconds = time.monotonic() - setup_started
+        print(f"soak: services up in {setup_seconds:.0f} s; load for {duration:.0f} s", flush=True)
+
+        history = History(time.monotonic())
+        targets = [Target(app.name, app.port) for app in services.apps]
+        plan = Plan(clients=args.clients)
+        clients = [
+            Client(i, principals[i % len(principals)], targets, history, plan, seed)
+            for i in range(args.clients)
+        ]
+        nemesis = Nemesis(
+            seed=seed,
+            services=services,
+            proxies=proxies,
+            now=history.now,
+            wait_ready=wait_ready,
+            interval=args.interval,
+            stopping=lambda: history is not None and history.stopping,
+        )
+        progress = asyncio.create_task(_progress(history, nemesis, duration))
+        await asyncio.gather(
+            nemesis.run(until=duration), *(client.run(until=duration) for client in clients)
+        )
+        progress.cancel()
+        if history.stopping:
+            raise asyncio.CancelledError
+        ran_for = history.now()
+        await nemesis.settle()
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+
+    # Everything stops before the database is read: no request may still be running.
+    if services.purge is not None:
+        services.purge.terminate()
+        services.purge.wait(timeout=30)
+    for app in services.apps:
+        await asyncio.to_thread(app.stop)
+    snapshot = await asyncio.to_thread(read_snapshot, direct)
+    verdict = check(history.ops, snapshot, DOORS, ttl)
+    history.dump(OUT / f"history-{seed}.jsonl")
+    run = Run(
+        seed=seed,
+        commit=_commit(),
+        started_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        duration=ran_for,
+        clients=args.clients,
+        ttl=ttl,
+        cpus=os.cpu_count() or 0,
+        ops=history.ops,
+        faults=nemesis.faults,
+        skipped=nemesis.skipped,
+        verdict=verdict,
+        purged=_purged(purge_log),
+        setup_seconds=setup_seconds,
+    )
+    facts = summary(run)
+    (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
+    section = markdown(run)
+    (OUT / f"report-{seed}.md").write_text(section)
+    print(describe(verdict, history.ops))
+    print(f"soak: faults {facts['faults_by_kind']}; skipped {dict(nemesis.skipped)}")
+    if nemesis.errors:
+        print("soak: faults that failed to apply:\n  " + "\n  ".join(nemesis.errors[:20]))
+    print(
+        f"soak: {facts['operations']:,} operations, {facts['attempts']:,} requests, "
+        f"{facts['faults']} faults in {ran_for:.0f} s ({facts['ops_per_second']:.0f} ops/s; "
+        f"{facts['calm_ops_per_second']:.0f} ops/s without faults); seed {seed}; "
+        f"history in {OUT / f'history-{seed}.jsonl'}"
+    )
+    if args.write_docs:
+        write_section(DOCS, section)
+        print(f"soak: wrote its section of {DOCS}")
+    return 0 if verdict.ok else 1
+
+
+async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
+    """Until a worker answers (any status: it has imported the project)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not app.alive():
+            raise RuntimeError(f"gunicorn {app.name} exited; see {app.log_path}")
+        try:
+            await http.request(app.port, "GET", "/admin/login/", headers={}, timeout=5)
+            return
+        except http.NoAnswer:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"gunicorn {app.name} did not answer within {timeout}s")
+
+
+async def _progress(history: History, nemesis: Nemesis, duration: float) -> None:
+    while True:
+        await asyncio.sleep(15)
+        print(
+            f"soak: {history.now():5.0f}/{duration:.0f} s, {len(history.ops):,} operations, "
+            f"{len(nemesis.faults)} faults",
+            flush=True,
+        )
+
+
+def read_snapshot(url: str) -> Snapshot:
+    with connect(url) as conn:
+        effects = {
+            door.name: [
+                Effect(door.name, int(row[0]), int(row[1]), str(row[2]), row[3], float(row[4]))
+                for row in conn.execute(door.effects_sql).fetchall()
+            ]
+            for door in DOORS
+        }
+        rows = conn.execute(
+            f"SELECT r.id, r.state, r.replay_count, r.conflict_count,"
+            f" count(e.id) FILTER (WHERE e.kind = 'replayed'),"
+            f" count(e.id) FILTER (WHERE e.kind IN ('mismatch', 'reference'))"
+            f" FROM {RECORDS} r LEFT JOIN {EVENTS} e ON e.record_id = r.id GROUP BY r.id"
+        ).fetchall()
+    return Snapshot(effects=effects, records=[RecordState(*map(_plain, row)) for row in rows])
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str) else int(value)
+
+
+def _env(database_url: str, extra: dict[str, str]) -> dict[str, str]:
+    from .services import project_env
+
+    return project_env(database_url, **extra)
+
+
+def _purged(log: Path) -> int:
+    total = 0
+    for line in log.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "purged":
+            total += int(parts[1])
+    return total
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,0 +1,147 @@
+"""The soak's checker on hand-made histories: each rule catches the fault it names."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .checker import RecordState, Snapshot, Verdict, check, describe
+from .doors import DOORS, Effect
+from .workload import Attempt, Op
+
+TTL = 60.0
+PROBLEM = "application/problem+json"
+
+
+def _order_body(row_id: int, token: str) -> bytes:
+    return json.dumps({"id": row_id, "item": f"soak {token}", "quantity": 1}).encode()
+
+
+def _op(op_id: int, *answers: Attempt, user: int = 1, door: str = "orders", **fields: Any) -> Op:
+    values: dict[str, Any] = {
+        "kind": "new",
+        "key": f"k{op_id}",
+        "token": f"o{op_id}",
+        "reference": None,
+        "path": f"/api/{door}/",
+        "body": b"{}",
+        "origin": None,
+    }
+    values.update(fields)
+    op = Op(id=op_id, client=0, user=user, door=door, started=1.0, **values)
+    op.attempts = list(answers)
+    for index, attempt in enumerate(op.attempts):
+        if attempt.status is not None and attempt.status < 500:
+            op.answer, op.finished = index, attempt.done
+            break
+    return op
+
+
+def _answer(
+    status: int, body: bytes, *, at: float = 2.0, content_type: str = "application/json"
+) -> Attempt:
+    return Attempt(
+        server="a", sent=at, done=at + 0.1, status=status, body=body, content_type=content_type
+    )
+
+
+def _row(
+    row_id: int,
+    token: str,
+    *,
+    user: int = 1,
+    door: str = "orders",
+    at: float = 0.0,
+    reference: str | None = None,
+) -> Effect:
+    return Effect(door, row_id, user, token, reference, at)
+
+
+def _check(ops: list[Op], rows: list[Effect], records: list[RecordState] | None = None) -> Verdict:
+    effects: dict[str, list[Effect]] = {door.name: [] for door in DOORS}
+    for row in rows:
+        effects[row.door].append(row)
+    return check(ops, Snapshot(effects=effects, records=records or []), DOORS, TTL)
+
+
+def test_a_clean_history_passes() -> None:
+    first = _answer(201, _order_body(10, "o1"))
+    replay = _answer(201, _order_body(10, "o1"), at=3.0)
+    verdict = _check(
+        [_op(1, first, replay)], [_row(10, "o1")], [RecordState(1, "completed", 1, 0, 1, 0)]
+    )
+    assert verdict.ok, describe(verdict, [])
+    assert verdict.counts["acknowledged (2xx)"] == 1
+
+
+def test_an_acknowledged_operation_without_its_row_is_lost() -> None:
+    verdict = _check([_op(1, _answer(201, _order_body(10, "o1")))], [])
+    assert verdict.by_rule() == {"lost": 1}
+
+
+def test_two_rows_for_one_request_are_a_duplicate_unless_a_ttl_apart() -> None:
+    op = _op(1, Attempt(server="a", sent=1.0, done=2.0, error="TimeoutError"))
+    assert _check([op], [_row(10, "o1"), _row(11, "o1", at=5.0)]).by_rule() == {"duplicated": 1}
+    assert _check([op], [_row(10, "o1"), _row(11, "o1", at=TTL + 1)]).ok
+
+
+def test_an_answer_naming_someone_elses_row_is_misdelivered() -> None:
+    op = _op(1, _answer(201, _order_body(10, "o1")), user=1)
+    assert _check([op], [_row(10, "o1", user=2)]).by_rule() == {"misdelivered": 1}
+    other = _op(2, _answer(201, _order_body(10, "o1")), user=1, token="o2")
+    assert _check([other], [_row(10, "o1")]).by_rule() == {"misdelivered": 1}
+
+
+def test_a_replay_that_differs_from_the_first_answer() -> None:
+    first = _answer(201, _order_body(10, "o1"))
+    replay = _answer(201, _order_body(10, "o1") + b" ", at=3.0)
+    assert _check([_op(1, first, replay)], [_row(10, "o1")]).by_rule() == {"replay-differs": 1}
+
+
+def test_a_key_reused_with_another_body_must_not_run() -> None:
+    first = _op(1, _answer(201, _order_body(10, "o1")))
+    reuse = _op(
+        2, _answer(201, _order_body(11, "o2")), key="k1", token="o2", kind="key-reuse", origin=1
+    )
+    verdict = _check([first, reuse], [_row(10, "o1"), _row(11, "o2")])
+    assert verdict.by_rule() == {"key-ran-twice": 2}
+    refused = _op(
+        2,
+        _answer(422, b"{}", content_type=PROBLEM),
+        key="k1",
+        token="o2",
+        kind="key-reuse",
+        origin=1,
+    )
+    assert _check([first, refused], [_row(10, "o1")]).ok
+
+
+def test_one_success_per_reference() -> None:
+    def pay(op_id: int, row_id: int, amount: str) -> Op:
+        body = json.dumps({"id": row_id, "order": 7, "amount": amount}).encode()
+        return _op(op_id, _answer(201, body), door="payments", token=amount, reference="order:7")
+
+    ops = [pay(1, 20, "1.00"), pay(2, 21, "2.00")]
+    rows = [
+        _row(20, "1.00", door="payments", reference="order:7"),
+        _row(21, "2.00", door="payments", reference="order:7"),
+    ]
+    assert _check(ops, rows).by_rule() == {"reference-twice": 1}
+
+
+def test_every_5xx_is_problem_json() -> None:
+    html = _answer(500, b"<h1>Server Error</h1>", content_type="text/html")
+    clean = _answer(503, json.dumps({"status": 503}).encode(), content_type=PROBLEM)
+    assert _check([_op(1, html, clean)], []).by_rule() == {"unclean-5xx": 1}
+
+
+def test_records_left_in_flight_and_counters_that_disagree_with_events() -> None:
+    records = [RecordState(1, "in_flight", 0, 0, 0, 0), RecordState(2, "completed", 3, 1, 2, 1)]
+    assert _check([], [], records).by_rule() == {"in-flight": 1, "counters": 1}
+
+
+def test_describe_names_the_offending_operations() -> None:
+    ops = [_op(1, _answer(201, _order_body(10, "o1")))]
+    text = describe(_check(ops, []), ops)
+    assert "[lost]" in text
+    assert "op 1 (new" in text
