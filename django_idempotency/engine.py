@@ -18,7 +18,13 @@ from django.utils import timezone
 from . import store
 from .conf import app_settings
 from .events import record_event
-from .exceptions import IdempotencyError, KeyMismatch, ReferenceConflict, RequestInFlight
+from .exceptions import (
+    IdempotencyError,
+    KeyMismatch,
+    ReferenceConflict,
+    ReferenceHeld,
+    RequestInFlight,
+)
 from .models import IdempotencyRecord
 from .responses import StoredResponse
 from .signals import request_conflicted, response_replayed, response_stored
@@ -42,9 +48,17 @@ class Operation:
     lock_timeout: float
 
 
-# What a claim attempt ends in: the record in the way (and whether it was found by its
-# reference), or the view's own response.
-_Outcome = tuple[IdempotencyRecord, bool] | HttpResponseBase
+@dataclass(frozen=True)
+class _Blocker:
+    """The committed record in the way of a claim, how it was found, and if it can replay."""
+
+    record: IdempotencyRecord
+    by_reference: bool
+    replayable: bool
+
+
+# What a claim attempt ends in: the record in the way, or the view's own response.
+_Outcome = _Blocker | HttpResponseBase
 
 
 def should_store(status: int) -> bool:
@@ -78,7 +92,7 @@ def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase])
         log_as=_visitor(operation, "mismatch"),
     )
     if existing is not None:
-        return existing, False
+        return _Blocker(existing[0], by_reference=False, replayable=existing[1])
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
         with transaction.atomic(using=operation.database):
             outcome = _claim_and_run(operation, view)
@@ -117,6 +131,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         keep_reference=200 <= stored.status < 300,
         now=timezone.now(),
         ttl=operation.ttl,
+        reference_ttl=app_settings.REFERENCE_TTL,
     )
     transaction.on_commit(
         partial(
@@ -131,8 +146,13 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
     return response
 
 
-def _find_blocker(operation: Operation, now: datetime) -> tuple[IdempotencyRecord, bool] | None:
-    """The committed record the claim ran into: by key first, then by held reference."""
+def _find_blocker(operation: Operation, now: datetime) -> _Blocker | None:
+    """The committed record the claim ran into: by key first, then by held reference.
+
+    A reference is held past its record's expiry (``IDEMPOTENCY_REFERENCE_TTL``), so the
+    reference lookup also finds records that can no longer replay; only then is what expired
+    cleared away, and the key (never the reference) freed for the next attempt.
+    """
     touch = partial(
         store.touch,
         operation.database,
@@ -140,17 +160,17 @@ def _find_blocker(operation: Operation, now: datetime) -> tuple[IdempotencyRecor
         fingerprint=operation.fingerprint,
         now=now,
     )
-    record = touch(key=operation.key, log_as=_visitor(operation, "mismatch"))
-    if record is not None:
-        return record, False
+    found = touch(key=operation.key, log_as=_visitor(operation, "mismatch"))
+    if found is not None:
+        return _Blocker(found[0], by_reference=False, replayable=found[1])
     if operation.reference is not None:
-        record = touch(
+        found = touch(
             reference=operation.reference,
             log_as=_visitor(operation, "reference"),
         )
-        if record is not None:
-            return record, True
-    store.delete_expired(
+        if found is not None:
+            return _Blocker(found[0], by_reference=True, replayable=found[1])
+    store.clear_expired(
         operation.database,
         scope=operation.scope,
         key=operation.key,
@@ -170,20 +190,21 @@ def _visitor(operation: Operation, refusal: str) -> store.Visitor | None:
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:
     if isinstance(outcome, HttpResponseBase):
         return outcome
-    record, by_reference = outcome
-    return _answer(operation, record, by_reference=by_reference)
+    return _answer(operation, outcome)
 
 
-def _answer(
-    operation: Operation, record: IdempotencyRecord, *, by_reference: bool
-) -> HttpResponseBase:
-    if record.fingerprint == operation.fingerprint:
+def _answer(operation: Operation, blocker: _Blocker) -> HttpResponseBase:
+    record = blocker.record
+    if blocker.replayable and record.fingerprint == operation.fingerprint:
         response_replayed.send(sender=IdempotencyRecord, operation=operation, record=record)
         return stored_response(record).replay()
     error: IdempotencyError
-    if by_reference:
+    if blocker.by_reference:
         _send_conflict(operation, record, "reference")
-        error = ReferenceConflict(operation.reference or "")
+        # Fail safe: a reference outlives its stored response; then it refuses, whatever
+        # the content, rather than let a second request perform the operation again.
+        reference = operation.reference or ""
+        error = ReferenceConflict(reference) if blocker.replayable else ReferenceHeld(reference)
     else:
         _send_conflict(operation, record, "mismatch")
         error = KeyMismatch()

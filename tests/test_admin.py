@@ -205,7 +205,7 @@ def test_every_filter_choice_offered_renders(admin_client: Client, seeded: Seede
     offered = [
         choice["query_string"] for spec in specs for choice in spec.choices(response.context["cl"])
     ]
-    assert len(offered) == 3 + 6 + 3 + 3 + 6
+    assert len(offered) == 3 + 6 + 4 + 3 + 6
     for query in offered:
         keys = shown(admin_client, f"{RECORDS}{query}")
         assert keys <= seeded.keys()
