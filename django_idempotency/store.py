@@ -129,6 +129,7 @@ def touch(
     key: str | None = None,
     reference: str | None = None,
     log_as: Visitor | None = None,
+    after_empty_claim: bool = False,
 ) -> tuple[IdempotencyRecord, bool] | None:
     """Find the committed record for a key (or a held reference) and count this visit.
 
@@ -140,13 +141,17 @@ def touch(
     the record comes back, so a replay costs a single indexed round trip. With ``log_as`` the
     visit is also written to the event log; on PostgreSQL by the same statement. On PostgreSQL
     expiry is judged by the database's clock, not the app server's (``now`` is ignored there).
+    ``after_empty_claim``: called in the claim's transaction after the claim inserted nothing.
     """
     connection = connections[database]
     lookup = "key" if key is not None else "reference"
     # Outside a transaction the statement commits by itself; what it writes is bookkeeping
     # (counters, last seen, the event), so on PostgreSQL that commit need not wait for the
-    # WAL flush.
-    relaxed = commits_alone(connection)
+    # WAL flush. The same holds for the claim's own transaction when the claim inserted
+    # nothing and no outer block shares it: its commit then carries only this bookkeeping.
+    relaxed = commits_alone(connection) or (
+        after_empty_claim and connection.vendor == "postgresql" and _owns_transaction(connection)
+    )
     folds_event = log_as is not None and connection.vendor == "postgresql"
     sql = _statement(
         connection,
@@ -190,6 +195,11 @@ def touch(
             expires_at=record.expires_at,
         )
     return record, replayable
+
+
+def _owns_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the innermost ``atomic`` block is also the outermost: nothing else shares it."""
+    return len(connection.atomic_blocks) == 1
 
 
 def _judges_time(connection: BaseDatabaseWrapper) -> bool:
