@@ -76,7 +76,8 @@ class HotPath:
     lookup_first: bool = False
 
 
-hot_path: ContextVar[HotPath] = ContextVar("idempotency_hot_path", default=HotPath())
+DEFAULT_HOT_PATH = HotPath()
+hot_path: ContextVar[HotPath] = ContextVar("idempotency_hot_path", default=DEFAULT_HOT_PATH)
 
 
 def should_store(status: int) -> bool:
