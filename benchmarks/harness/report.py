@@ -138,6 +138,12 @@ def reading(run: Run) -> list[str]:
                 f"{_ms(first.median_ms - bare.median_ms)} ms over the bare create (its extra "
                 "round trips: BEGIN, the claim, the stored response, COMMIT)."
             )
+    lines.append(
+        "Not in these rows: a view that names a business reference through a serializer related "
+        "field (`idempotency_reference_field`) resolves it to the related object's primary key, "
+        "which may cost one more `SELECT` per keyed request; the benchmark's endpoint declares "
+        "no reference."
+    )
     return lines
 
 
