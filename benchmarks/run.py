@@ -33,7 +33,7 @@ VENV = BENCH_DIR / ".venv"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 OUT_DIR = BENCH_DIR / "out"
 LAST_RUN = OUT_DIR / "last-run.pickle"
-PARTS = ["sql", "inprocess", "nosync", "profile", "http", "storm", "growth"]
+PARTS = ["sql", "inprocess", "nosync", "profile", "http", "storm", "throughput", "growth"]
 
 
 def _bootstrap() -> None:
@@ -102,6 +102,9 @@ class Plan:
         self.growth_rounds = 100 if quick else 400
         self.body_rounds = 100 if quick else 400
         self.profile_requests = 200 if quick else 1500
+        self.saturation_clients = 12
+        self.saturation_seconds = 3.0 if quick else 10.0
+        self.saturation_repeats = 2 if quick else 3
 
     def describe(self) -> dict[str, str]:
         return {
@@ -111,6 +114,8 @@ class Plan:
             "growth rounds": str(self.growth_rounds),
             "body-size rounds": str(self.body_rounds),
             "profiled requests": f"{self.profile_requests} per path",
+            "saturation": f"{self.saturation_clients} clients x {self.saturation_seconds:.0f} s "
+            f"x {self.saturation_repeats} per variant",
         }
 
 
@@ -167,11 +172,29 @@ def _measure(
     database_url: str,
     log: Callable[[str], None],
 ) -> Run:
-    from harness import database, environment, growth, profiling, queries, server, storm
+    from harness import (
+        database,
+        environment,
+        growth,
+        profiling,
+        queries,
+        saturation,
+        server,
+        storm,
+    )
     from harness.clients import InProcess, OverHttp
     from harness.measure import CREATE, FIRST, REPLAY, Series, interleaved
     from harness.report import Run
-    from harness.variants import ALL, BARE, FLOOR, IDEMPOTENT, OURS, VARIANTS_SHOWN
+    from harness.variants import (
+        BARE,
+        FLOOR,
+        IDEMPOTENT,
+        OURS,
+        PREVIOUS,
+        SAVEPOINT,
+        STORMED,
+        VARIANTS_SHOWN,
+    )
 
     token = database.prepare_schema_and_user()
     given = " ".join(sys.argv[1:])
@@ -246,7 +269,7 @@ def _measure(
             database_url=database_url, workers=4, worker_class="sync",
             log_path=OUT_DIR / "gunicorn.log",
         ) as base_url:  # fmt: skip
-            for variant in ALL:
+            for variant in STORMED:
                 result = storm.run_storm(
                     base_url, token, variant, keys=plan.storm_keys, copies=plan.storm_copies
                 )
@@ -257,6 +280,22 @@ def _measure(
                     f"p50 {result.latency.median_ms:7.2f} ms  p99 {result.latency.p99_ms:7.2f} ms  "
                     f"statuses {dict(result.statuses)}"
                 )
+    if "throughput" in parts:
+        log(f"throughput at saturation: {plan.saturation_clients} clients, 4 sync workers")
+        with server.gunicorn(
+            database_url=database_url, workers=4, worker_class="sync",
+            log_path=OUT_DIR / "gunicorn.log",
+        ) as base_url:  # fmt: skip
+            run.throughput = saturation.saturate(
+                base_url, token, (BARE, OURS, PREVIOUS, SAVEPOINT),
+                clients=plan.saturation_clients, seconds=plan.saturation_seconds,
+                repeats=plan.saturation_repeats,
+            )  # fmt: skip
+        for result in run.throughput:
+            log(
+                f"  {result.variant.label:48} {result.per_second:7.1f} requests/s "
+                f"({result.failed} failed)"
+            )
     if "growth" in parts:
         log("stored body sizes ...")
         database.settle()

@@ -96,6 +96,17 @@ class Settings:
         return as_timedelta(getattr(settings, "IDEMPOTENCY_TTL", timedelta(hours=24)))
 
     @property
+    def REFERENCE_TTL(self) -> timedelta | None:
+        """How long a success holds its business reference (a timedelta or seconds).
+
+        Default ``None``: for as long as the record's row exists. The purge keeps such rows and
+        strips their stored response after ``TTL``; a value bounds that storage. A reference is
+        always held at least as long as the response is replayable.
+        """
+        value = getattr(settings, "IDEMPOTENCY_REFERENCE_TTL", None)
+        return None if value is None else as_timedelta(value)
+
+    @property
     def LOCK_TIMEOUT(self) -> float:
         """Seconds a copy waits for the original to finish before it gets a 409. Default 5."""
         return float(getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT", 5.0))

@@ -90,6 +90,18 @@ class ReferenceConflict(IdempotencyError):
         )
 
 
+class ReferenceHeld(ReferenceConflict):
+    """The reference is held by a success whose stored response has since been purged."""
+
+    def __init__(self, reference: str):
+        self.reference = reference
+        IdempotencyError.__init__(
+            self,
+            f"The operation on {reference!r} was already performed by an earlier request. "
+            "Its response is no longer stored, so it cannot be replayed.",
+        )
+
+
 class ResponseNotStorable(IdempotencyError):
     """The view's answer cannot be stored, so its effects were rolled back (a server fault)."""
 

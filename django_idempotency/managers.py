@@ -9,7 +9,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models, router, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import (
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    OuterRef,
+    Q,
+    Value,
+)
+from django.db.models.functions import Now
 from django.utils import timezone
 
 # Argument parsing lives in purge_args, shared by the command and the Celery task; the names
@@ -28,6 +37,8 @@ class PurgeResult:
     database: str
     #: Records deleted; on a dry run, records that would be.
     deleted: int = 0
+    #: Records past their TTL kept only to hold their reference, their response removed.
+    stripped: int = 0
     #: Events deleted with their records or swept after them; on a dry run, that would be.
     events_deleted: int = 0
     #: Short transactions that deleted something (none on a dry run).
@@ -69,27 +80,45 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
         is left for the next run. An in-flight claim is never touched: it is invisible outside
         its own transaction, and records in the in-flight state are excluded anyway.
 
-        ``older_than`` also removes records created longer ago than that, whatever their TTL;
+        A success that still holds its business reference (``IDEMPOTENCY_REFERENCE_TTL``) is
+        not deleted but stripped: its stored response and events go, a compact row stays and
+        keeps refusing that reference; it is deleted once the reference lapses. On PostgreSQL,
+        without ``now``, expiry is judged by the database's clock.
+
+        ``older_than`` also removes records created longer ago than that, whatever their TTL
+        (stripping those that hold a reference: only the reference TTL releases one);
         ``scope`` restricts the purge to scopes starting with that prefix. Run it outside a
         transaction: inside one, every batch would be held until the outer block commits.
         """
         from .models import IdempotencyEvent, IdempotencyRecord
+        from .store import holds_reference
 
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
         alias = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
-        now = now or timezone.now()
         started = time.monotonic()
+        State = IdempotencyRecord.State
+        # Expiry is judged by the database's clock on PostgreSQL: an app server with a clock
+        # running ahead must not purge records that are still live.
+        clock: Any = now
+        if clock is None:
+            clock = Now() if connections[alias].vendor == "postgresql" else timezone.now()
 
-        record_due = Q(expires_at__lte=now)
-        event_due = Q(expires_at__lte=now)
+        record_due = Q(expires_at__lte=clock)
+        event_due = Q(expires_at__lte=clock)
         if older_than is not None:
-            cutoff = now - older_than
+            cutoff = _before(clock, older_than)
             record_due |= Q(created_at__lt=cutoff)
             event_due |= Q(at__lt=cutoff)
-        records = self.using(alias).filter(record_due, state=IdempotencyRecord.State.COMPLETED)
+        due = self.using(alias).filter(record_due, state__in=[State.COMPLETED, State.HELD])
+        # A success past its TTL keeps holding its business reference (REFERENCE_TTL): its row
+        # stays, stripped of the stored response, and is deleted once the reference lapses.
+        holding = holds_reference(clock)
+        to_strip = due.filter(holding, state=State.COMPLETED)
+        records = due.exclude(holding)
         events = IdempotencyEvent.objects.using(alias).all()
         if scope:
+            to_strip = to_strip.filter(scope__startswith=scope)
             records = records.filter(scope__startswith=scope)
             events = events.filter(scope__startswith=scope)
         # Events left without a record: in-flight refusals (never linked) and the rare event
@@ -104,7 +133,10 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
             return replace(
                 result,
                 deleted=records.count(),
-                events_deleted=events.filter(record__in=records.values("pk")).count()
+                stripped=to_strip.count(),
+                events_deleted=events.filter(
+                    Q(record__in=records.values("pk")) | Q(record__in=to_strip.values("pk"))
+                ).count()
                 + orphans.count(),
                 seconds=time.monotonic() - started,
             )
@@ -114,12 +146,19 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
             result = replace(
                 result,
                 deleted=result.deleted + counts.get("deleted", 0),
+                stripped=result.stripped + counts.get("stripped", 0),
                 events_deleted=result.events_deleted + counts.get("events_deleted", 0),
                 batches=result.batches + 1,
                 seconds=time.monotonic() - started,
             )
             if progress is not None:
                 progress(result)
+
+        def strip_records(ids: list[int]) -> None:
+            events_gone = _raw_delete(IdempotencyEvent.objects.filter(record_id__in=ids), alias)
+            stripped = IdempotencyRecord.objects.using(alias).filter(pk__in=ids)
+            count = stripped.update(state=State.HELD, response_headers=[], response_body=b"")
+            report(stripped=count, events_deleted=events_gone)
 
         def delete_records(ids: list[int]) -> None:
             events_gone = _raw_delete(IdempotencyEvent.objects.filter(record_id__in=ids), alias)
@@ -129,9 +168,19 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
         def delete_orphans(ids: list[int]) -> None:
             report(events_deleted=_raw_delete(IdempotencyEvent.objects.filter(pk__in=ids), alias))
 
+        _in_batches(to_strip, alias, batch_size, strip_records)
         _in_batches(records, alias, batch_size, delete_records)
         _in_batches(orphans, alias, batch_size, delete_orphans)
         return replace(result, seconds=time.monotonic() - started)
+
+
+def _before(clock: Any, age: timedelta) -> Any:
+    """``clock - age``, where ``clock`` is a datetime or the database's ``Now()``."""
+    if isinstance(clock, datetime):
+        return clock - age
+    return ExpressionWrapper(
+        clock - Value(age, output_field=DurationField()), output_field=DateTimeField()
+    )
 
 
 class IdempotencyEventQuerySet(models.QuerySet["IdempotencyEvent"]):

@@ -16,6 +16,9 @@ class IdempotencyRecord(models.Model):
         # response commit together, so other connections see a completed record or nothing.
         IN_FLIGHT = "in_flight", _("in flight")
         COMPLETED = "completed", _("completed")
+        # Past its TTL and stripped of its response, kept only because it still holds its
+        # business reference: the key is free again, the reference is not.
+        HELD = "held", _("reference held (response purged)")
 
     scope = models.CharField(
         _("scope"),
@@ -89,6 +92,15 @@ class IdempotencyRecord(models.Model):
     expires_at = models.DateTimeField(
         _("expires"), help_text=_("After this the key counts as unused and may be purged.")
     )
+    reference_expires_at = models.DateTimeField(
+        _("reference held until"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the held reference is released; empty: for as long as this row exists "
+            "(IDEMPOTENCY_REFERENCE_TTL)."
+        ),
+    )
     last_seen_at = models.DateTimeField(
         _("last seen"),
         null=True,
@@ -110,7 +122,12 @@ class IdempotencyRecord(models.Model):
         verbose_name = _("idempotency record")
         verbose_name_plural = _("idempotency records")
         constraints = [
-            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_uniq"),
+            # A held row has given its key back: only the reference still counts.
+            models.UniqueConstraint(
+                fields=["scope", "key"],
+                condition=~Q(state="held"),
+                name="idempotency_scope_key_uniq",
+            ),
             models.UniqueConstraint(
                 fields=["scope", "reference"],
                 condition=Q(reference__isnull=False),

@@ -17,6 +17,8 @@ from typing import Any
 
 from django.db import OperationalError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from .models import IdempotencyEvent, IdempotencyRecord
 from .responses import StoredResponse
@@ -79,13 +81,22 @@ def _prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
     return field.get_db_prep_save(value, connection)
 
 
+def _sent(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    """A value as sent; an interval (added to the database's clock) and its marker as they are."""
+    if value is _DATABASE_NOW or isinstance(value, timedelta):
+        return value
+    return _prep(connection, name, value)
+
+
 _PLAIN_VALUES = frozenset({str, int})
 _PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField)
 
 
-def _cast(connection: BaseDatabaseWrapper, model: Any, name: str) -> str:
-    """A ``%s`` placeholder cast to its column's type, for ``INSERT ... SELECT``."""
-    return f"CAST(%s AS {model._meta.get_field(name).db_type(connection)})"
+def _cast(
+    connection: BaseDatabaseWrapper, model: Any, name: str, *, placeholder: str = "%s"
+) -> str:
+    """A placeholder cast to its column's type, for ``INSERT ... SELECT``."""
+    return f"CAST({placeholder} AS {model._meta.get_field(name).db_type(connection)})"
 
 
 def _typed_placeholders(connection: BaseDatabaseWrapper, model: Any, names: Any) -> str:
@@ -118,19 +129,29 @@ def touch(
     key: str | None = None,
     reference: str | None = None,
     log_as: Visitor | None = None,
-) -> IdempotencyRecord | None:
-    """Find the live completed record for a key (or a held reference) and count this visit.
+    after_empty_claim: bool = False,
+) -> tuple[IdempotencyRecord, bool] | None:
+    """Find the committed record for a key (or a held reference) and count this visit.
 
-    One statement: the replay or conflict counter moves by whether the fingerprint matches,
-    and the record comes back, so a replay costs a single indexed round trip. With ``log_as``
-    the visit is also written to the event log; on PostgreSQL by the same statement.
+    Returns the record and whether it can be replayed. A key finds only a live completed
+    record; a reference finds any record still holding it, also one whose response expired or
+    was purged (it cannot be replayed, but it still holds the reference).
+
+    One statement: the replay or conflict counter moves by whether the visit is a replay, and
+    the record comes back, so a replay costs a single indexed round trip. With ``log_as`` the
+    visit is also written to the event log; on PostgreSQL by the same statement. On PostgreSQL
+    expiry is judged by the database's clock, not the app server's (``now`` is ignored there).
+    ``after_empty_claim``: called in the claim's transaction after the claim inserted nothing.
     """
     connection = connections[database]
     lookup = "key" if key is not None else "reference"
     # Outside a transaction the statement commits by itself; what it writes is bookkeeping
     # (counters, last seen, the event), so on PostgreSQL that commit need not wait for the
-    # WAL flush.
-    relaxed = commits_alone(connection)
+    # WAL flush. The same holds for the claim's own transaction when the claim inserted
+    # nothing and no outer block shares it: its commit then carries only this bookkeeping.
+    relaxed = commits_alone(connection) or (
+        after_empty_claim and connection.vendor == "postgresql" and _owns_transaction(connection)
+    )
     folds_event = log_as is not None and connection.vendor == "postgresql"
     sql = _statement(
         connection,
@@ -138,38 +159,34 @@ def touch(
         (lookup, relaxed, folds_event),
         partial(_touch_sql, connection, lookup, relaxed=relaxed, folds_event=folds_event),
     )
-    params = [
-        fingerprint,
-        fingerprint,
-        _prep(connection, "last_seen_at", now),
-        scope,
-        key if key is not None else reference,
-        _prep(connection, "expires_at", now),
-        IdempotencyRecord.State.COMPLETED,
-    ]
+    params: dict[str, Any] = {
+        "fingerprint": fingerprint,
+        "scope": scope,
+        "value": key if key is not None else reference,
+    }
+    if not _judges_time(connection):
+        params["now"] = _prep(connection, "expires_at", now)
     if folds_event:
         assert log_as is not None
-        params += [
-            _event_prep(connection, "at", now),
-            fingerprint,
-            log_as.refusal,
-            scope,
-            log_as.key,
-            log_as.reference,
-            fingerprint,
-        ]
+        params.update(
+            at=_event_prep(connection, "at", now),
+            kind=log_as.refusal,
+            key=log_as.key,
+            reference=log_as.reference,
+        )
     with connection.cursor() as cursor, _bounded_wait():
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    record = _record_from_row(connection, row)
+    record = _record_from_row(connection, row[:-1])
+    replayable = bool(row[-1])
     if log_as is not None and not folds_event:
-        kind = _REPLAYED if record.fingerprint == fingerprint else log_as.refusal
+        replayed = replayable and record.fingerprint == fingerprint
         log_event(
             database,
             at=now,
-            kind=kind,
+            kind=_REPLAYED if replayed else log_as.refusal,
             scope=scope,
             key=log_as.key,
             reference=log_as.reference,
@@ -177,7 +194,21 @@ def touch(
             record_id=record.pk,
             expires_at=record.expires_at,
         )
-    return record
+    return record, replayable
+
+
+def _owns_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the innermost ``atomic`` block is also the outermost: nothing else shares it."""
+    return len(connection.atomic_blocks) == 1
+
+
+def _judges_time(connection: BaseDatabaseWrapper) -> bool:
+    """Whether statements here read the database's clock rather than the app server's."""
+    return connection.vendor == "postgresql"
+
+
+def _clock(connection: BaseDatabaseWrapper) -> str:
+    return "statement_timestamp()" if _judges_time(connection) else "%(now)s"
 
 
 def _touch_sql(
@@ -186,36 +217,49 @@ def _touch_sql(
     def col(name: str) -> str:
         return _column(connection, name)
 
-    returning = ", ".join(connection.ops.quote_name(f.column) for f in _meta().concrete_fields)
+    now = _clock(connection)
+    State = IdempotencyRecord.State
+    replayable = f"({col('state')} = '{State.COMPLETED}' AND {col('expires_at')} > {now})"
+    if lookup == "key":
+        found = replayable
+    else:
+        # A success holds its reference past its response's expiry (IDEMPOTENCY_REFERENCE_TTL).
+        held_until = col("reference_expires_at")
+        found = (
+            f"{col('state')} IN ('{State.COMPLETED}', '{State.HELD}') "
+            f"AND ({held_until} IS NULL OR {held_until} > {now})"
+        )
+    replay = f"({col('fingerprint')} = %(fingerprint)s AND {replayable})"
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _meta().concrete_fields)
     update = (
         f"UPDATE {_table(connection)} SET "
         f"{col('replay_count')} = {col('replay_count')} "
-        f"+ CASE WHEN {col('fingerprint')} = %s THEN 1 ELSE 0 END, "
+        f"+ CASE WHEN {replay} THEN 1 ELSE 0 END, "
         f"{col('conflict_count')} = {col('conflict_count')} "
-        f"+ CASE WHEN {col('fingerprint')} = %s THEN 0 ELSE 1 END, "
-        f"{col('last_seen_at')} = %s "
+        f"+ CASE WHEN {replay} THEN 0 ELSE 1 END, "
+        f"{col('last_seen_at')} = {now} "
         + ("FROM relaxed " if relaxed else "")
-        + f"WHERE {col('scope')} = %s AND {col(lookup)} = %s "
-        f"AND {col('expires_at')} > %s AND {col('state')} = %s "
-        f"RETURNING {returning}"
+        + f"WHERE {col('scope')} = %(scope)s AND {col(lookup)} = %(value)s AND {found} "
+        f"RETURNING {columns}, {replay} AS replayed, {replayable} AS replayable"
     )
     if not relaxed and not folds_event:
-        return update
+        return update.replace(f", {replay} AS replayed", "")
     parts = [_RELAXED_CTE] if relaxed else []
     parts.append(f"touched AS ({update})")
     if folds_event:
         # The visit's event row, written by the same statement from the record it found.
-        columns = ", ".join(_quoted(connection, IdempotencyEvent, name) for name in _EVENT_COLUMNS)
+        names = ", ".join(_quoted(connection, IdempotencyEvent, name) for name in _EVENT_COLUMNS)
         at, kind, scope, key, reference, fingerprint = (
-            _cast(connection, IdempotencyEvent, name) for name in _EVENT_COLUMNS[:6]
+            _cast(connection, IdempotencyEvent, name, placeholder=f"%({name})s")
+            for name in _EVENT_COLUMNS[:6]
         )
         parts.append(
-            f"logged AS (INSERT INTO {_table(connection, IdempotencyEvent)} ({columns}) "
-            f"SELECT {at}, CASE WHEN touched.{col('fingerprint')} = %s "
+            f"logged AS (INSERT INTO {_table(connection, IdempotencyEvent)} ({names}) "
+            f"SELECT {at}, CASE WHEN touched.replayed "
             f"THEN '{_REPLAYED}' ELSE {kind} END, {scope}, {key}, {reference}, {fingerprint}, "
             f"touched.{col('id')}, touched.{col('expires_at')} FROM touched)"
         )
-    return f"WITH {', '.join(parts)} SELECT {returning} FROM touched"
+    return f"WITH {', '.join(parts)} SELECT {columns}, replayable FROM touched"
 
 
 def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> IdempotencyRecord:
@@ -299,8 +343,12 @@ def claim(
         "replay_count": 0,
         "conflict_count": 0,
     }
-    params = [_prep(connection, name, value) for name, value in values.items()]
     names = tuple(values)
+    if connection.vendor == "postgresql":
+        # The database's clock dates the claim: only the TTL travels.
+        values["created_at"], values["expires_at"] = _DATABASE_NOW, ttl
+    params = [_sent(connection, name, value) for name, value in values.items()]
+    params = [value for value in params if value is not _DATABASE_NOW]
     if connection.vendor == "postgresql":
         sql = _statement(connection, "claim", names, partial(_bounded_claim_sql, connection, names))
         params.insert(0, f"{max(1, round(lock_timeout * 1000))}ms")
@@ -330,7 +378,9 @@ def _bounded_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) 
     returned, so the view runs under the project's own ``lock_timeout``.
     """
     columns = ", ".join(_column(connection, name) for name in names)
-    casts = _typed_placeholders(connection, IdempotencyRecord, names)
+    casts = ", ".join(
+        _DATED.get(name) or _cast(connection, IdempotencyRecord, name) for name in names
+    )
     return (
         "WITH limits AS MATERIALIZED ("
         " SELECT saved.previous, set_config('lock_timeout', %s, true) AS applied"
@@ -342,6 +392,17 @@ def _bounded_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) 
         " set_config('lock_timeout', (SELECT previous FROM limits), true)"
     )
 
+
+# Stands for "the database's clock" among values: no parameter is sent for it.
+_DATABASE_NOW: Any = object()
+# How the PostgreSQL claim and completion date a record: ``statement_timestamp()`` is when the
+# statement started (the view may have run for a while since the transaction began).
+_DATED = {
+    "created_at": "statement_timestamp()",
+    "completed_at": "statement_timestamp()",
+    "expires_at": "statement_timestamp() + CAST(%s AS interval)",
+    "reference_expires_at": "statement_timestamp() + CAST(%s AS interval)",
+}
 
 _RELAXED_CTE = "relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))"
 _RELAXED_PREFIX = f"WITH {_RELAXED_CTE} "
@@ -360,15 +421,37 @@ def _gave_up_waiting(exc: OperationalError) -> bool:
     return "database is locked" in str(exc)  # SQLite's busy timeout
 
 
-def delete_expired(
+def clear_expired(
     database: str, *, scope: str, key: str, reference: str | None, now: datetime
 ) -> int:
-    """Remove expired records that stand in the way of a claim: expired counts as absent."""
-    records = IdempotencyRecord.objects.using(database).filter(scope=scope).expired(now)
-    deleted: int = records.filter(key=key).delete()[0]
+    """Clear expired records in the way of a claim: expired counts as absent.
+
+    A record past its TTL gives its key back; one that still holds its reference keeps it, as
+    a compact row stripped of its response (state ``held``), so the reference keeps refusing.
+    A reference past ``reference_expires_at`` is released with its row. On PostgreSQL expiry
+    is judged by the database's clock. Returns the rows deleted or stripped.
+    """
+    now_sql: Any = Now() if _judges_time(connections[database]) else now
+    records = IdempotencyRecord.objects.using(database).filter(scope=scope)
+    State = IdempotencyRecord.State
+    expired_key = records.filter(key=key, state=State.COMPLETED, expires_at__lte=now_sql)
+    cleared = expired_key.filter(holds_reference(now_sql)).update(
+        state=State.HELD, response_headers=[], response_body=b""
+    )
+    cleared += expired_key.delete()[0]
     if reference is not None:
-        deleted += records.filter(reference=reference).delete()[0]
-    return deleted
+        released = records.filter(
+            reference=reference, expires_at__lte=now_sql, reference_expires_at__lte=now_sql
+        )
+        cleared += released.delete()[0]
+    return int(cleared)
+
+
+def holds_reference(now: Any) -> Q:
+    """Records whose reference is still held at ``now`` (a datetime or the database's clock)."""
+    return Q(reference__isnull=False) & (
+        Q(reference_expires_at__isnull=True) | Q(reference_expires_at__gt=now)
+    )
 
 
 def complete(
@@ -379,9 +462,15 @@ def complete(
     keep_reference: bool,
     now: datetime,
     ttl: timedelta,
+    reference_ttl: timedelta | None = None,
 ) -> None:
-    """Store the outcome in the claiming transaction; only a success keeps the reference."""
+    """Store the outcome in the claiming transaction; only a success keeps the reference.
+
+    The reference is held for ``reference_ttl`` (never shorter than ``ttl``), or for as long
+    as the row exists when that is ``None``.
+    """
     connection = connections[database]
+    hold = None if reference_ttl is None else max(ttl, reference_ttl)
     updates: dict[str, Any] = {
         "state": IdempotencyRecord.State.COMPLETED,
         "response_status": response.status,
@@ -389,16 +478,24 @@ def complete(
         "response_body": response.body,
         "completed_at": now,
         "expires_at": now + ttl,
+        "reference_expires_at": None if hold is None else now + hold,
     }
     if not keep_reference:
         updates["reference"] = None
     names = tuple(updates)
+    if _judges_time(connection):
+        updates["completed_at"], updates["expires_at"] = _DATABASE_NOW, ttl
+        updates["reference_expires_at"] = hold
     sql = _statement(connection, "complete", names, partial(_complete_sql, connection, names))
-    params = [_prep(connection, name, value) for name, value in updates.items()]
+    params = [_sent(connection, name, value) for name, value in updates.items()]
+    params = [value for value in params if value is not _DATABASE_NOW]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, record_id])
 
 
 def _complete_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) -> str:
-    assignments = ", ".join(f"{_column(connection, name)} = %s" for name in names)
+    dated = _DATED if _judges_time(connection) else {}
+    assignments = ", ".join(
+        f"{_column(connection, name)} = {dated.get(name, '%s')}" for name in names
+    )
     return f"UPDATE {_table(connection)} SET {assignments} WHERE {_column(connection, 'id')} = %s"

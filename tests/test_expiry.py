@@ -34,10 +34,12 @@ def test_an_expired_key_runs_again(post, label: str) -> None:
     assert (record.replay_count, record.conflict_count) == (0, 0)
 
 
-def test_an_expired_reference_no_longer_holds_the_order(post, user) -> None:
+@override_settings(IDEMPOTENCY_REFERENCE_TTL=timedelta(days=30))
+def test_a_reference_past_its_reference_ttl_no_longer_holds_the_order(post, user) -> None:
     order = OrderFactory(owner=user)
     post("/api/payments/", {"order": order.pk, "amount": "10.00"}, key="pay-1")
-    expire_all()
+    past = timezone.now() - timedelta(seconds=1)
+    IdempotencyRecord.objects.update(expires_at=past, reference_expires_at=past)
     again = post("/api/payments/", {"order": order.pk, "amount": "12.00"}, key="pay-2")
     assert again.status_code == 201, again.content
     assert Payment.objects.count() == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpResponse
 from drf_idempotency import idempotent
 from drf_idempotencykey.mixins import DrfIdempotencyKeyMixin
@@ -15,6 +16,7 @@ from rest_framework.views import APIView
 from rest_framework_idempotency_key.decorators import simple_idempotency_key_method
 
 from django_idempotency.drf import IdempotentCreateMixin
+from django_idempotency.engine import HotPath, hot_path
 
 from .models import Order
 from .serializers import OrderSerializer
@@ -37,6 +39,31 @@ class OursOrderViewSet(IdempotentCreateMixin, BareOrderViewSet):
     """django-idempotency, as its README says to use it."""
 
     idempotency_scope = "orders"
+
+
+class TunedOrderViewSet(OursOrderViewSet):
+    """The same mixin on the engine's other hot path, for this request only."""
+
+    tuning: HotPath = HotPath()
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        token = hot_path.set(self.tuning)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            hot_path.reset(token)
+
+
+class PreviousOrderViewSet(TunedOrderViewSet):
+    tuning = HotPath(lookup_first=True)
+
+
+class SavepointOrderViewSet(OursOrderViewSet):
+    """The default path with a savepoint around the view's write."""
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        with transaction.atomic():
+            super().perform_create(serializer)
 
 
 class DrfIdempotencyOrderViewSet(BareOrderViewSet):

@@ -63,23 +63,31 @@ def trace_request(
 
 
 def _round_trips(trace: str) -> list[str]:
-    """One entry per Query, or per Parse/Bind/Execute batch closed by a Sync."""
+    """One entry per wait for the server: the statements sent before the client next reads.
+
+    A simple Query, or a Parse/Bind/Execute/Sync batch, is one round trip when sent alone; in
+    psycopg 3's pipeline mode several batches leave before any reply is read, and they count
+    once (their statements joined with ``+``).
+    """
     trips: list[str] = []
-    pending: str | None = None
+    sent: list[str] = []
     for line in trace.splitlines():
         parts = line.split("\t", 3)
-        if len(parts) < 3 or parts[0] != "F":
+        if len(parts) < 3:
             continue
-        message = parts[2]
+        direction, message = parts[0], parts[2]
         rest = parts[3].strip() if len(parts) > 3 else ""
-        if message == "Query":
-            trips.append(rest.strip('"'))
-        elif message == "Parse":
-            match = _PARSE.match(rest)
-            pending = match.group("sql") if match else rest
-        elif message == "Sync":
-            trips.append(pending or "(sync)")
-            pending = None
+        if direction == "F":
+            if message == "Query":
+                sent.append(rest.strip('"'))
+            elif message == "Parse":
+                match = _PARSE.match(rest)
+                sent.append(match.group("sql") if match else rest)
+        elif direction == "B" and sent:
+            trips.append(" + ".join(sent))
+            sent = []
+    if sent:
+        trips.append(" + ".join(sent))
     return trips
 
 
@@ -96,7 +104,7 @@ def _durable_commits(trace: str) -> int:
     transaction outside them (autocommit).
     """
     commits = 0
-    in_transaction = wrote = False
+    in_transaction = wrote = relaxed_transaction = False
     current_sql = ""
     for line in trace.splitlines():
         parts = line.split("\t", 3)
@@ -109,9 +117,9 @@ def _durable_commits(trace: str) -> int:
             current_sql = match.group("sql") if match else rest.strip('"')
             command = current_sql.strip().upper()
             if command == "BEGIN":
-                in_transaction, wrote = True, False
+                in_transaction, wrote, relaxed_transaction = True, False, False
             elif command == "COMMIT":
-                commits += int(wrote)
+                commits += int(wrote and not relaxed_transaction)
                 in_transaction = False
             elif command == "ROLLBACK":
                 in_transaction = False
@@ -125,6 +133,8 @@ def _durable_commits(trace: str) -> int:
             )
             # A transaction that set synchronous_commit off for itself commits without the wait.
             relaxed = "set_config('synchronous_commit', 'off'" in current_sql
+            if in_transaction and relaxed:
+                relaxed_transaction = True  # set_config(..., true) lasts until the COMMIT
             if writes and in_transaction:
                 wrote = True
             elif writes and not relaxed:

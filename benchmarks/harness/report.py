@@ -11,12 +11,14 @@ from .growth import GrowthRow
 from .measure import CREATE, FIRST, REPLAY, Results, Series
 from .profiling import ProfileReport
 from .queries import PathTrace
+from .saturation import Throughput
 from .storm import StormResult
 from .variants import BARE, FLOOR, OURS, VARIANTS_SHOWN
 
-TARGET_FIRST = 1.15
-TARGET_REPLAY = 0.5
+TARGET_FIRST = 1.25  # of the bare create (issue 14)
+TARGET_REPLAY = 1.10  # of the authenticated no-op, the floor of a replay that authenticates
 TARGET_REPLAYED_SHARE = 0.95
+TARGET_THROUGHPUT = 0.8  # of the bare create's, at saturation
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Run:
     http: Results | None = None
     http_series: list[Series] = field(default_factory=list)
     storms: list[StormResult] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
     growth: list[GrowthRow] = field(default_factory=list)
     growth_note: str = ""
     bodies: list[GrowthRow] = field(default_factory=list)
@@ -72,12 +75,13 @@ def headline(run: Run) -> list[str]:
         if results is None:
             continue
         bare = results.summary(Series(BARE, CREATE))
+        floor = results.summary(Series(FLOOR, CREATE))
         first = results.summary(Series(OURS, FIRST)).ratio_to(bare)
-        replay = results.summary(Series(OURS, REPLAY)).ratio_to(bare)
+        replay = results.summary(Series(OURS, REPLAY))
         lines.append(
-            f"{name}: new key {_ratio(first)} (target <= {TARGET_FIRST}x), "
-            f"replay {_ratio(replay)} (target <= {TARGET_REPLAY}x) of the bare create "
-            f"({_ms(bare.median_ms)} ms median)"
+            f"{name}: new key {_ratio(first)} of the bare create (target <= {TARGET_FIRST}x; "
+            f"{_ms(bare.median_ms)} ms median), replay {_ratio(replay.ratio_to(floor))} of the "
+            f"authenticated no-op (target <= {TARGET_REPLAY}x; {_ms(floor.median_ms)} ms median)"
         )
     ours = [storm for storm in run.storms if storm.variant == OURS]
     if ours:
@@ -87,6 +91,14 @@ def headline(run: Run) -> list[str]:
             f"{storm.replayed_share:.1%} of copies answered 201 replayed "
             f"(target >= {TARGET_REPLAYED_SHARE:.0%}), {storm.conflict_share:.1%} 409, "
             f"p50 {_ms(storm.latency.median_ms)} ms, p99 {_ms(storm.latency.p99_ms)} ms"
+        )
+    bare_rate = next((t.per_second for t in run.throughput if t.variant == BARE), 0.0)
+    ours_rate = next((t.per_second for t in run.throughput if t.variant == OURS), 0.0)
+    if bare_rate and ours_rate:
+        lines.append(
+            f"throughput at saturation (new keys, 4 sync workers): {ours_rate:.0f} requests/s, "
+            f"{_ratio(ours_rate / bare_rate)} of the bare create's {bare_rate:.0f} "
+            f"(target >= {TARGET_THROUGHPUT}x)"
         )
     return lines
 
@@ -121,10 +133,17 @@ def reading(run: Run) -> list[str]:
             lines.append(
                 f"django-idempotency ({name}): the replay costs "
                 f"{_ms(replay.median_ms - floor.median_ms)} ms over that no-op (its own work: "
-                "key, scope, fingerprint, one statement), the new key "
+                "key, scope, fingerprint, its claim that inserts nothing, the lookup, BEGIN and "
+                "COMMIT), the new key "
                 f"{_ms(first.median_ms - bare.median_ms)} ms over the bare create (its extra "
-                "round trips: the lookup, BEGIN, the claim, the stored response, COMMIT)."
+                "round trips: BEGIN, the claim, the stored response, COMMIT)."
             )
+    lines.append(
+        "Not in these rows: a view that names a business reference through a serializer related "
+        "field (`idempotency_reference_field`) resolves it to the related object's primary key, "
+        "which may cost one more `SELECT` per keyed request; the benchmark's endpoint declares "
+        "no reference."
+    )
     return lines
 
 
@@ -355,6 +374,25 @@ def markdown(run: Run) -> str:
             "among the requests other than the one run per key.",
             "",
             *_storm_table(run.storms),
+            "",
+        ]
+    if run.throughput:
+        bare_rate = next((t.per_second for t in run.throughput if t.variant == BARE), 0.0)
+        lines += [
+            "## Throughput at saturation",
+            "",
+            f"{run.throughput[0].clients} clients sending new requests back to back (a new key "
+            "each) against gunicorn with 4 `sync` workers on the same 2 cores as PostgreSQL; "
+            "the variants take turns in a rotating order and their bursts are summed.",
+            "",
+            "| variant | answered 2xx | failed | seconds | requests/s | / bare create |",
+            "|---|---:|---:|---:|---:|---:|",
+            *(
+                f"| {t.variant.label} | {t.answered} | {t.failed} | {t.seconds:.1f} | "
+                f"{t.per_second:.1f} | "
+                f"{_ratio(t.per_second / bare_rate) if bare_rate else 'n/a'} |"
+                for t in run.throughput
+            ),
             "",
         ]
     if run.growth:

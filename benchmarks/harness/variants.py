@@ -28,6 +28,25 @@ OURS = Variant(
     True,
     "`IdempotentCreateMixin` (authenticates first, keys scoped per user and endpoint)",
 )
+# The same mixin on the engine's other hot path (django_idempotency.engine.HotPath), and with
+# a savepoint around the view's write, each measured against the default in the same rounds.
+PREVIOUS = Variant(
+    "ours-previous",
+    "django-idempotency, previous path",
+    "/ours-previous/orders/",
+    True,
+    "`HotPath(lookup_first=True)`: the replay lookup before every claim (the design before "
+    "issue 14: a replay is one statement, a new key pays for the lookup)",
+)
+SAVEPOINT = Variant(
+    "ours-savepoint",
+    "django-idempotency + savepoint around the view",
+    "/ours-savepoint/orders/",
+    True,
+    "the default path with the view's write inside `transaction.atomic()` (a SAVEPOINT and its "
+    "RELEASE), what a savepoint around the view costs",
+)
+ALTERNATIVES = (PREVIOUS, SAVEPOINT)
 FLOOR = Variant(
     "floor",
     "authenticated no-op (floor)",
@@ -70,8 +89,10 @@ COMPETITORS = (
     ),
 )
 ALL = (BARE, OURS, *COMPETITORS)
-VARIANTS_SHOWN = (BARE, FLOOR, OURS, *COMPETITORS)
-IDEMPOTENT = tuple(variant for variant in ALL if variant.idempotent)
+VARIANTS_SHOWN = (BARE, FLOOR, OURS, *ALTERNATIVES, *COMPETITORS)
+IDEMPOTENT = tuple(variant for variant in (OURS, *ALTERNATIVES, *COMPETITORS))
+#: The storm: every package, and our previous path (claim first changes how copies meet).
+STORMED = (*ALL, PREVIOUS)
 
 
 def order_body(label: str, pad: int = 0) -> bytes:
