@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("django_idempotency", "0002_idempotencyevent"),
+        ("django_idempotency", "0003_reference_hold"),
     ]
 
     operations = [
