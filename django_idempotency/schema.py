@@ -24,9 +24,9 @@ from .keys import MAX_KEY_LENGTH
 from .problems import PROBLEM_CONTENT_TYPE
 from .responses import REPLAYED_HEADER
 
-#: The recommended (unquoted) form: printable ASCII, no space at either end. The quoted
-#: RFC 8941 form (``"abc"``) is accepted too and names the same key.
-KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+#: The recommended (unquoted) form: printable ASCII without a comma (a list of keys), no space
+#: at either end. The quoted RFC 8941 form (``"abc"``, ``"a,b"``) is accepted too.
+KEY_PATTERN = r"^[!-+\--~]([ -+\--~]*[!-+\--~])?$"
 
 
 class ProblemSerializer(serializers.Serializer[Any]):

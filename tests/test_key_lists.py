@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from django_idempotency.keys import parse_key
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.schema import KEY_PATTERN
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
@@ -34,3 +37,9 @@ def test_a_quoted_key_may_hold_a_comma(post) -> None:
     assert first.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
     assert IdempotencyRecord.objects.get().key == "a, b"
+
+
+def test_the_openapi_pattern_leaves_out_the_bare_comma() -> None:
+    assert re.fullmatch(KEY_PATTERN, "a-b+c~")
+    assert not re.fullmatch(KEY_PATTERN, "a,b")
+    assert not re.fullmatch(KEY_PATTERN, "a, b")
