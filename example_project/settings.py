@@ -60,6 +60,11 @@ DATABASES = {
     )
 }
 
+# The fake payment gateway and carrier are "external": their own connection to the same
+# database, so what they record survives our rollback (example_project/shop/external.py).
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    DATABASES["external"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+
 # The demo runs on SQLite on purpose; the warning is for production settings.
 SILENCED_SYSTEM_CHECKS = ["django_idempotency.W001"]
 
@@ -84,3 +89,14 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "1.0.0"}
+
+# Celery (example_project/celery.py): at least once, made exactly once by IdempotentTask.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("EXAMPLE_CELERY_QUEUE", "celery")
+# Acknowledge after the run, and redeliver when the worker (or its pool process) dies.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis and SQS redeliver a task still unacknowledged after this long: above the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
