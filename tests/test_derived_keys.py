@@ -40,7 +40,9 @@ def test_a_derived_key_is_stable_and_a_valid_idempotency_key() -> None:
     ],
 )
 def test_any_other_part_gives_another_key(scope: str, key: str, label: str) -> None:
-    assert hmac_key(scope, key, label) != hmac_key("payment-list|auth.user:1", "client-key", "charge")
+    assert hmac_key(scope, key, label) != hmac_key(
+        "payment-list|auth.user:1", "client-key", "charge"
+    )
 
 
 def test_the_secret_is_part_of_the_key() -> None:
@@ -91,12 +93,19 @@ def test_the_payment_view_passes_the_gateway_a_derived_key(api: APIClient, user:
     charge = GatewayCharge.objects.get()
     assert charge.order == order.pk
     assert charge.amount == Decimal("25.00")
-    assert charge.idempotency_key == hmac_key(f"payment-list|auth.user:{user.pk}", "pay-1", "charge")
+    assert charge.idempotency_key == hmac_key(
+        f"payment-list|auth.user:{user.pk}", "pay-1", "charge"
+    )
     assert Payment.objects.get().charge_id == charge.id
 
     listed = api.get(f"/api/gateway/charges/?order={order.pk}")
     assert listed.json() == [
-        {"id": charge.id, "order": order.pk, "amount": "25.00", "idempotency_key": charge.idempotency_key}
+        {
+            "id": charge.id,
+            "order": order.pk,
+            "amount": "25.00",
+            "idempotency_key": charge.idempotency_key,
+        }
     ]
     assert api.get(f"/api/gateway/charges/?order={order.pk + 1}").json() == []
 

@@ -70,7 +70,9 @@ def test_the_task_is_sent_on_commit_and_a_replay_sends_nothing(
     assert booking.idempotency_key == hmac_key("celery:shop.ship_order", task_id, "book")
     assert api.get(f"/api/orders/{order.pk}/shipments/").json()[0]["booking_id"] == booking.id
     listed = api.get(f"/api/carrier/bookings/?order={order.pk}").json()
-    assert listed == [{"id": booking.id, "order": order.pk, "idempotency_key": booking.idempotency_key}]
+    assert listed == [
+        {"id": booking.id, "order": order.pk, "idempotency_key": booking.idempotency_key}
+    ]
 
 
 @pytest.mark.django_db

@@ -100,7 +100,7 @@ def configuration_problems(app: Celery) -> list[str]:
     return problems
 
 
-@worker_init.connect
+@worker_init.connect  # type: ignore[untyped-decorator]
 def _check_worker(sender: Any = None, **kwargs: Any) -> None:
     """Checked when a worker starts, where the app's final configuration is known."""
     app = getattr(sender, "app", None)

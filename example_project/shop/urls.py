@@ -14,7 +14,8 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("payments", PaymentViewSet, basename="payment")
 router.register("notes", NoteViewSet, basename="note")
 
-urlpatterns = router.urls + [
+urlpatterns = [
+    *router.urls,
     path(
         "orders/<int:pk>/ship/",
         ShipOrderViewSet.as_view({"post": "create"}),

@@ -62,7 +62,9 @@ class PaymentViewSet(
         order = serializer.validated_data["order"]
         # The same key on every retry of this payment: the gateway charges once (Stripe-style).
         key = derive_key("charge") if derived_keys_enabled() else None
-        charge_id = charge(serializer.validated_data["amount"], order_id=order.pk, idempotency_key=key)
+        charge_id = charge(
+            serializer.validated_data["amount"], order_id=order.pk, idempotency_key=key
+        )
         serializer.save(owner=self.request.user, charge_id=charge_id)
 
 
