@@ -14,6 +14,7 @@ from django.db import connections
 from django_idempotency.exceptions import InvalidKey, KeyMismatch, RequestInFlight
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, once, perform, run_once
+from tests.e2e.faults.figures import E2E, measure
 from tests.testapp.models import Execution
 
 
@@ -145,27 +146,46 @@ def slow_job(label: str, seconds: float) -> Callable[[], int]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_storm_of_copies_runs_once_and_all_get_the_result() -> None:
-    results = storm(16, lambda i: run_once(slow_job("storm", 0.3), scope="jobs", key="storm"))
+    with measure(
+        "run_once: one key, 16 threads",
+        section=E2E,
+        what="run_once() outside HTTP: 16 threads, each on its own PostgreSQL connection, run "
+        "one slow function (300 ms) under one key at the same moment.",
+    ) as sheet:
+        results = storm(16, lambda i: run_once(slow_job("storm", 0.3), scope="jobs", key="storm"))
+        sheet.requests, sheet.operations = 16, 1
+        sheet.lost = int(executions("storm") == 0)
+        sheet.duplicated = max(0, executions("storm") - 1)
 
-    assert executions("storm") == 1
-    assert len(set(results)) == 1, results
-    assert isinstance(results[0], int)
-    assert IdempotencyRecord.objects.get().replay_count == 15
+        assert executions("storm") == 1
+        assert len(set(results)) == 1, results
+        assert isinstance(results[0], int)
+        assert IdempotencyRecord.objects.get().replay_count == 15
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_storm_over_many_keys_has_no_duplicates() -> None:
-    keys = 10
+    keys, copies = 10, 40
 
     def call(index: int) -> Any:
         return run_once(slow_job(f"k{index % keys}", 0.05), scope="jobs", key=f"k{index % keys}")
 
-    results = storm(40, call)
+    with measure(
+        "run_once: 10 keys, 40 threads",
+        section=E2E,
+        what=f"run_once() outside HTTP: {copies} threads at once over {keys} keys (4 copies "
+        "each), each thread on its own PostgreSQL connection.",
+    ) as sheet:
+        results = storm(copies, call)
+        counts = [executions(f"k{i}") for i in range(keys)]
+        sheet.requests, sheet.operations = copies, keys
+        sheet.lost = counts.count(0)
+        sheet.duplicated = sum(max(0, count - 1) for count in counts)
 
-    assert not [r for r in results if isinstance(r, Exception)], results
-    assert [executions(f"k{i}") for i in range(keys)] == [1] * keys
-    assert len(set(results)) == keys
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert counts == [1] * keys
+        assert len(set(results)) == keys
 
 
 @pytest.mark.postgres
