@@ -62,8 +62,11 @@ DATABASES = {
 
 # The fake payment gateway and carrier are "external": their own connection to the same
 # database, so what they record survives our rollback (example_project/shop/external.py).
+# EXAMPLE_EXTERNAL_DATABASE_URL: their own route to it, e.g. around a pooler the app goes through.
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    DATABASES["external"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+    _url = os.environ.get("EXAMPLE_EXTERNAL_DATABASE_URL")
+    _external = dj_database_url.parse(_url) if _url else DATABASES["default"]
+    DATABASES["external"] = {**_external, "TEST": {"MIRROR": "default"}}
 
 # The demo runs on SQLite on purpose; the warning is for production settings.
 SILENCED_SYSTEM_CHECKS = ["django_idempotency.W001"]
