@@ -164,7 +164,8 @@ def test_a_worker_killed_after_the_booking_ships_once(
             f"worker books the carrier (its own connection), sleeps {CRASH_WINDOW_MS} ms before "
             "committing and is SIGKILLed there; RabbitMQ redelivers to "
             + (
-                "two new workers, each also handed a duplicate of the message."
+                "two new workers at once: the redelivered message and a duplicate of it "
+                "(same task id)."
                 if race
                 else "a new worker."
             ),
