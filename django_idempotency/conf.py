@@ -169,6 +169,12 @@ class Settings:
         """Whether every replay and refusal is written to the event log. Default True."""
         return bool(getattr(settings, "IDEMPOTENCY_RECORD_EVENTS", True))
 
+    @property
+    def DERIVED_KEY_SECRET(self) -> str:
+        """Secret of the HMAC behind derived keys; default ``SECRET_KEY``. Changing it changes
+        every derived key, so a retry after the change is a new call to the downstream API."""
+        return str(getattr(settings, "IDEMPOTENCY_DERIVED_KEY_SECRET", None) or settings.SECRET_KEY)
+
 
 def as_timedelta(value: timedelta | int | float) -> timedelta:
     if isinstance(value, timedelta):

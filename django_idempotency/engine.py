@@ -16,7 +16,7 @@ from django.db import transaction
 from django.http import HttpResponseBase
 from django.utils import timezone
 
-from . import store
+from . import derived_keys, store
 from .conf import app_settings
 from .events import record_event
 from .exceptions import (
@@ -47,6 +47,19 @@ class Operation:
     reference: str | None
     ttl: timedelta
     lock_timeout: float
+
+    def derive_key(self, label: str) -> str:
+        """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
+        return derived_keys.hmac_key(self.scope, self.key, label)
+
+
+# The operation whose callable is running, so any door's code can derive downstream keys.
+_current: ContextVar[Operation | None] = ContextVar("idempotency_operation", default=None)
+
+
+def current_operation() -> Operation | None:
+    """The operation ``perform_once`` is running right now in this context, if any."""
+    return _current.get()
 
 
 @dataclass(frozen=True)
@@ -91,12 +104,15 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     Raises ``IdempotencyError`` subclasses for refusals (mismatch, reference conflict, still in
     flight, not storable); every other exception from ``view`` propagates after rollback.
     """
+    token = _current.set(operation)
     try:
         outcome = _replay_or_claim(operation, view)
     except store.WaitExpired:
         record_event(operation, "in_flight", None)
         _send_conflict(operation, None, "in_flight")
         raise RequestInFlight() from None
+    finally:
+        _current.reset(token)
     return _finish(operation, outcome)
 
 

@@ -60,6 +60,14 @@ DATABASES = {
     )
 }
 
+# The fake payment gateway and carrier are "external": their own connection to the same
+# database, so what they record survives our rollback (example_project/shop/external.py).
+# EXAMPLE_EXTERNAL_DATABASE_URL: their own route to it, e.g. around a pooler the app goes through.
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    _url = os.environ.get("EXAMPLE_EXTERNAL_DATABASE_URL")
+    _external = dj_database_url.parse(_url) if _url else DATABASES["default"]
+    DATABASES["external"] = {**_external, "TEST": {"MIRROR": "default"}}
+
 # The demo runs on SQLite on purpose; the warning is for production settings.
 SILENCED_SYSTEM_CHECKS = ["django_idempotency.W001"]
 
@@ -87,3 +95,13 @@ SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "
 
 # Seconds a stored response is replayed; the soak (tests/soak/) shortens it to see keys expire.
 IDEMPOTENCY_TTL = float(os.environ.get("IDEMPOTENCY_TTL", 24 * 3600))
+# Celery (example_project/celery.py): at least once, made exactly once by IdempotentTask.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("EXAMPLE_CELERY_QUEUE", "celery")
+# Acknowledge after the run, and redeliver when the worker (or its pool process) dies.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis and SQS redeliver a task still unacknowledged after this long: above the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

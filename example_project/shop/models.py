@@ -33,3 +33,42 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return self.text[:50]
+
+
+class Shipment(models.Model):
+    # Not unique either: "one shipment per order" is the idempotent task's job.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="shipments")
+    booking_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} ({self.booking_id})"
+
+
+# -- The outside world: rows the fake gateway and carrier keep on their own connection. -------
+
+
+class GatewayCharge(models.Model):
+    """A charge as the payment gateway records it (its ledger, not ours)."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    order = models.BigIntegerField()  # the gateway knows our order id only as metadata
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    # Unique, as at Stripe: a second charge with the same key answers with the first.
+    idempotency_key = models.CharField(max_length=255, null=True, unique=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.amount} for order {self.order}"
+
+
+class CarrierBooking(models.Model):
+    """A parcel pickup as the carrier records it."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    order = models.BigIntegerField()
+    idempotency_key = models.CharField(max_length=255, null=True, unique=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.id} for order {self.order}"

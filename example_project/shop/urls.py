@@ -1,10 +1,27 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from .views import NoteViewSet, OrderViewSet, PaymentViewSet
+from .views_shipping import (
+    CarrierBookingsView,
+    GatewayChargesView,
+    OrderShipmentsView,
+    ShipOrderViewSet,
+)
 
 router = SimpleRouter()
 router.register("orders", OrderViewSet, basename="order")
 router.register("payments", PaymentViewSet, basename="payment")
 router.register("notes", NoteViewSet, basename="note")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    path(
+        "orders/<int:pk>/ship/",
+        ShipOrderViewSet.as_view({"post": "create"}),
+        name="order-ship",
+    ),
+    path("orders/<int:pk>/shipments/", OrderShipmentsView.as_view(), name="order-shipments"),
+    path("gateway/charges/", GatewayChargesView.as_view(), name="gateway-charges"),
+    path("carrier/bookings/", CarrierBookingsView.as_view(), name="carrier-bookings"),
+]

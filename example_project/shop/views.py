@@ -5,8 +5,10 @@ from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 
+from django_idempotency.derived_keys import derive_key
 from django_idempotency.drf import IdempotentCreateMixin
 
+from .external import derived_keys_enabled
 from .gateway import charge
 from .models import Note, Order, Payment
 from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer
@@ -57,7 +59,12 @@ class PaymentViewSet(
         return queryset.filter(order_id=order) if order and order.isdigit() else queryset
 
     def perform_create(self, serializer: BaseSerializer) -> None:  # type: ignore[type-arg]
-        charge_id = charge(serializer.validated_data["amount"])
+        order = serializer.validated_data["order"]
+        # The same key on every retry of this payment: the gateway charges once (Stripe-style).
+        key = derive_key("charge") if derived_keys_enabled() else None
+        charge_id = charge(
+            serializer.validated_data["amount"], order_id=order.pk, idempotency_key=key
+        )
         serializer.save(owner=self.request.user, charge_id=charge_id)
 
 

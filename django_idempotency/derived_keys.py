@@ -1,0 +1,50 @@
+"""Stable keys for downstream calls (a charge, a booking) made inside an idempotent operation.
+
+A retry of the operation derives the same key, so a callee that deduplicates by key (Stripe,
+most carriers) performs the call once even when our own transaction died after it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.utils.crypto import salted_hmac
+
+from .conf import app_settings
+
+#: Marks a key as derived; the rest is 64 hex digits, so the whole is printable ASCII.
+PREFIX = "idk_"
+_SALT = "django_idempotency.derived_keys"
+
+
+class NoCurrentOperation(LookupError):
+    """``derive_key()`` was called outside an idempotent operation."""
+
+
+def hmac_key(scope: str, key: str, label: str) -> str:
+    """HMAC of (scope, key, label): the client's key cannot be read back from it.
+
+    The parts are JSON-encoded together, so no choice of separators in one part can make two
+    different triples collide.
+    """
+    message = json.dumps([scope, key, label], ensure_ascii=True)
+    digest = salted_hmac(_SALT, message, secret=app_settings.DERIVED_KEY_SECRET, algorithm="sha256")
+    return PREFIX + digest.hexdigest()
+
+
+def derive_key(label: str) -> str:
+    """The key for the downstream call ``label`` of the operation running now.
+
+    Works in any door built on the engine (DRF views, plain views, ninja, tasks, ``once``):
+    the engine keeps the running operation in a context variable.
+    """
+    # Imported here: the engine imports this module for ``Operation.derive_key``.
+    from .engine import current_operation
+
+    operation = current_operation()
+    if operation is None:
+        raise NoCurrentOperation(
+            "derive_key() needs a running idempotent operation (a request with an "
+            "Idempotency-Key, a task or a function run once)."
+        )
+    return operation.derive_key(label)
