@@ -21,6 +21,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
@@ -401,6 +402,9 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRe
     if isinstance(exc, IdempotencyRefused):
         exc = exc.error
     if isinstance(exc, IdempotencyError):
+        # As DRF's own handler does for every error it answers: under ATOMIC_REQUESTS the
+        # request's transaction, a refusal's counter and event included, is rolled back.
+        set_rollback()
         return error_response(exc)
     if isinstance(exc, (OperationalError, InterfaceError)):
         return error_response(DatabaseUnavailable())
