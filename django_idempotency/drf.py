@@ -46,6 +46,7 @@ OPTIONS = (
     "key_required",
     "scope",
     "reference_field",
+    "reference_url_kwarg",
     "ttl",
     "release_status_codes",
     "database",
@@ -128,6 +129,9 @@ class IdempotentViewMixin:
     idempotency_scope: str | None = None
     #: Request field holding a business reference (e.g. ``"order"``) that only one key may use.
     idempotency_reference_field: str | None = None
+    #: URL keyword argument naming the business reference instead (e.g. ``"pk"`` for
+    #: ``POST /payments/{pk}/refund/``: one refund per payment, whatever the key).
+    idempotency_reference_url_kwarg: str | None = None
     #: How long the response is replayed; default ``IDEMPOTENCY_TTL``.
     idempotency_ttl: timedelta | int | float | None = None
     #: Statuses that release the key instead of storing the answer (every 5xx is released
@@ -195,6 +199,12 @@ class IdempotentViewMixin:
         name one reference too; a value the serializer refuses is kept as sent (the request
         fails validation and releases its key anyway).
         """
+        url_kwarg = self.idempotency_reference_url_kwarg
+        if url_kwarg is not None:
+            value = getattr(self, "kwargs", {}).get(url_kwarg)
+            if value is None:
+                return None
+            return f"{url_kwarg}:{self._normalised_pk(url_kwarg, value)}"
         name = self.idempotency_reference_field
         if name is None or not isinstance(request.data, Mapping):
             return None
@@ -252,6 +262,20 @@ class IdempotentViewMixin:
         except (DjangoValidationError, drf_exceptions.ValidationError, TypeError, ValueError):
             pass
         return value
+
+    def _normalised_pk(self, url_kwarg: str, value: Any) -> Any:
+        """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference."""
+        model = getattr(getattr(self, "queryset", None), "model", None)
+        lookup_field = getattr(self, "lookup_field", None)
+        lookup_kwarg = getattr(self, "lookup_url_kwarg", None) or lookup_field
+        if model is None or url_kwarg != lookup_kwarg:
+            return value
+        if lookup_field not in ("pk", model._meta.pk.name):
+            return value  # a slug: only the primary key has a canonical spelling here
+        try:
+            return model._meta.pk.to_python(value)
+        except (DjangoValidationError, TypeError, ValueError):
+            return value  # the lookup answers 404, which releases the key
 
     def _serializer_field(self, name: str) -> Any:
         get_serializer = getattr(self, "get_serializer", None)

@@ -24,3 +24,11 @@ def charge(amount: Decimal) -> str:
     if amount > DECLINE_ABOVE:
         raise PaymentDeclined(f"Amounts over {DECLINE_ABOVE} are declined.")
     return f"ch_{uuid.uuid4().hex[:24]}"
+
+
+def refund(amount: Decimal) -> str:
+    """Refund ``amount`` of an earlier charge; return the refund id."""
+    delay_ms = int(os.environ.get("EXAMPLE_GATEWAY_DELAY_MS", "0"))
+    if delay_ms:
+        time.sleep(delay_ms / 1000)
+    return f"re_{uuid.uuid4().hex[:24]}"

@@ -1,15 +1,17 @@
-"""The example API: idempotent order, payment and note creation."""
+"""The example API: idempotent order, payment, refund and note creation."""
 
 from django.db.models import QuerySet
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from django_idempotency.drf import IdempotentCreateMixin
+from django_idempotency.drf import IdempotentCreateMixin, idempotent
 
-from .gateway import charge
+from .gateway import charge, refund
 from .models import Note, Order, Payment
-from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer
+from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer, RefundSerializer
 
 
 class OwnedMixin:
@@ -59,6 +61,21 @@ class PaymentViewSet(
     def perform_create(self, serializer: BaseSerializer) -> None:  # type: ignore[type-arg]
         charge_id = charge(serializer.validated_data["amount"])
         serializer.save(owner=self.request.user, charge_id=charge_id)
+
+    @action(methods=["post"], detail=True, serializer_class=RefundSerializer)
+    @idempotent(reference_url_kwarg="pk")  # one refund per payment, whatever the key
+    def refund(self, request: Request, pk: str | None = None) -> Response:
+        payment = self.get_object()  # another user's payment: 404
+        serializer = RefundSerializer(data=request.data, context={"payment": payment})
+        serializer.is_valid(raise_exception=True)
+        refund_id = refund(serializer.validated_data["amount"])
+        serializer.save(payment=payment, refund_id=refund_id)
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
+
+    @action(methods=["get"], detail=True, serializer_class=RefundSerializer)
+    def refunds(self, request: Request, pk: str | None = None) -> Response:
+        payment = self.get_object()
+        return Response(RefundSerializer(payment.refunds.order_by("id"), many=True).data)
 
 
 class NoteViewSet(
