@@ -1,6 +1,7 @@
 """The example API: idempotent order, payment, refund and note creation."""
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -62,6 +63,7 @@ class PaymentViewSet(
         charge_id = charge(serializer.validated_data["amount"])
         serializer.save(owner=self.request.user, charge_id=charge_id)
 
+    @extend_schema(responses={201: RefundSerializer})
     @action(methods=["post"], detail=True, serializer_class=RefundSerializer)
     @idempotent(reference_url_kwarg="pk")  # one refund per payment, whatever the key
     def refund(self, request: Request, pk: str | None = None) -> Response:
@@ -72,6 +74,7 @@ class PaymentViewSet(
         serializer.save(payment=payment, refund_id=refund_id)
         return Response(serializer.data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses={200: RefundSerializer(many=True)})
     @action(methods=["get"], detail=True, serializer_class=RefundSerializer)
     def refunds(self, request: Request, pk: str | None = None) -> Response:
         payment = self.get_object()
