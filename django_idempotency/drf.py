@@ -58,6 +58,14 @@ _ACTIVE = "_idempotency_active"
 
 Handler = Callable[..., HttpResponseBase]
 
+# What the handlers of DRF's generic views (``CreateAPIView.post`` ...) delegate to.
+_GENERIC_ACTIONS = {
+    "post": "create",
+    "put": "update",
+    "patch": "partial_update",
+    "delete": "destroy",
+}
+
 
 class IdempotencyRefused(drf_exceptions.APIException):
     """A refusal of the idempotency layer as DRF sees it.
@@ -110,6 +118,18 @@ def idempotent(**options: Any) -> Callable[[Handler], Handler]:
     return decorate
 
 
+def handler_options(view: Any, handler: Any) -> dict[str, Any] | None:
+    """The ``@idempotent`` options that apply when ``handler`` answers for ``view``.
+
+    DRF's generic views' handlers (``CreateAPIView.post`` ...) only delegate to the action
+    (``create``), so that action is judged instead.
+    """
+    function = getattr(handler, "__func__", handler)
+    if getattr(function, "__module__", None) == "rest_framework.generics":
+        handler = getattr(view, _GENERIC_ACTIONS.get(function.__name__, ""), None)
+    return idempotent_options(handler)
+
+
 def idempotent_options(handler: Any) -> dict[str, Any] | None:
     """The options of a handler decorated with ``@idempotent``; ``None`` when it is not."""
     options = getattr(handler, _MARK, None)
@@ -149,18 +169,26 @@ class IdempotentViewMixin:
     # -- DRF hooks -----------------------------------------------------------------------
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        if request.method not in SAFE_METHODS and _key_header(request) is not None:
+        keyed = request.method not in SAFE_METHODS and _key_header(request) is not None
+        if keyed:
             # Read the raw body before authentication runs: the CSRF check of session auth
             # parses the stream, after which the bytes the fingerprint needs are gone.
             read_body(request._request)
-            super().initial(request, *args, **kwargs)  # type: ignore[misc]
-            if self.idempotency_refuse_unwrapped_keys and not self._handler_is_idempotent(request):
-                raise KeyNotSupported(
-                    f"{request.method} on this endpoint does not process requests "
-                    f"idempotently; send it without the {app_settings.HEADER} header."
-                )
-            return
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if keyed and self.idempotency_refuse_unwrapped_keys:
+            self._refuse_unwrapped_key(request)
+
+    def _refuse_unwrapped_key(self, request: Request) -> None:
+        """A key the layer would not honour is refused: silently ignoring it lets a client
+        believe its retries are safe."""
+        handler = getattr(self, (request.method or "").lower(), None)
+        if handler is None or handler == getattr(self, "http_method_not_allowed", None):
+            return  # DRF answers 405 itself
+        if handler_options(self, handler) is None:
+            raise KeyNotSupported(
+                f"{request.method} on this endpoint does not process requests "
+                f"idempotently; send it without the {app_settings.HEADER} header."
+            )
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, RequestDataTooBig):
@@ -237,13 +265,6 @@ class IdempotentViewMixin:
         return router.db_for_write(model) or "default"
 
     # -- internals -----------------------------------------------------------------------
-
-    def _handler_is_idempotent(self, request: Request) -> bool:
-        method = (request.method or "").lower()
-        handler = getattr(self, method, None)
-        if handler is None or handler == getattr(self, "http_method_not_allowed", None):
-            return True  # DRF answers 405 itself
-        return idempotent_options(handler) is not None
 
     def _normalised_reference(self, name: str, value: Any) -> Any:
         field = self._serializer_field(name)

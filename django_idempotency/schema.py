@@ -26,7 +26,7 @@ from .conf import app_settings
 from .drf import (
     IdempotentCreateMixin,
     IdempotentViewMixin,
-    idempotent_options,
+    handler_options,
     problem_exception_handler,
 )
 from .keys import MAX_KEY_LENGTH
@@ -84,7 +84,7 @@ class IdempotentAutoSchema(AutoSchema):
             return None
         action = getattr(self.view, "action", None)
         handler = getattr(self.view, action or self.method.lower(), None)
-        return idempotent_options(handler)
+        return handler_options(self.view, handler)
 
     def is_idempotent_operation(self) -> bool:
         return self.idempotency_options() is not None

@@ -321,3 +321,44 @@ def test_a_keyed_browser_request_stores_no_csrf_token(user) -> None:
     assert b"csrfmiddlewaretoken" not in stored
     assert secret.encode() not in stored
     assert json.loads(stored)["label"] == "b"
+
+
+# -- generic views and decorated update / destroy ---------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", ["generic-create", "generic-list-create"])
+def test_generic_views_work_with_the_mixin(post, route: str) -> None:
+    first = post(f"{BASE}/{route}/", {"label": "a"}, key="k")
+    again = post(f"{BASE}/{route}/", {"label": "a"}, key="k")
+    assert first.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert labels() == ["a", "a-before"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_a_decorated_update_runs_once_per_key(api, method: str) -> None:
+    execution = Execution.objects.create(label="x")
+    url = f"{BASE}/decorated-updates/{execution.pk}/"
+    send = getattr(api, method)
+    first = send(url, {"label": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    again = send(url, {"label": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    other = send(url, {"label": "z"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 200
+    assert again["Idempotent-Replayed"] == "true"
+    assert other.status_code == 422
+    assert labels().count("update ran") == 1
+    assert IdempotencyRecord.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_decorated_destroy_replays_its_204(api) -> None:
+    execution = Execution.objects.create(label="x")
+    url = f"{BASE}/decorated-updates/{execution.pk}/"
+    first = api.delete(url, HTTP_IDEMPOTENCY_KEY="k")
+    again = api.delete(url, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == again.status_code == 204
+    assert again["Idempotent-Replayed"] == "true"  # not the 404 a second delete would give
+    assert api.delete(url).status_code == 404  # without a key: as usual

@@ -64,3 +64,13 @@ def test_with_drfs_own_handler_the_refusals_are_documented_as_detail(settings) -
         assert set(responses[code]["content"]) == {"application/json"}, code
         body = responses[code]["content"]["application/json"]["schema"]
         assert body["required"] == ["detail"]
+
+
+def test_generic_views_are_documented() -> None:
+    from tests.testapp.views_drf import GenericListCreateView
+
+    generator = SchemaGenerator(
+        patterns=[path("generic/", GenericListCreateView.as_view())], urlconf=None
+    )
+    operation = generator.get_schema(request=None, public=True)["paths"]["/generic/"]["post"]
+    assert len(key_header(operation)) == 1

@@ -18,11 +18,18 @@ for prefix, viewset in [
     ("opted-out-routes", views_drf.OptedOutRoutesViewSet),
     ("shadowing", views_drf.ShadowingViewSet),
     ("browsable", views_drf.BrowsableViewSet),
+    ("decorated-updates", views_drf.DecoratedUpdatesViewSet),
 ]:
     router.register(prefix, viewset, basename=f"drf-{prefix}")
 
 urlpatterns = [
     *router.urls,
     path("plain/", views_drf.PlainAPIView.as_view(), name="drf-plain"),
+    path("generic-create/", views_drf.GenericCreateView.as_view(), name="drf-generic-create"),
+    path(
+        "generic-list-create/",
+        views_drf.GenericListCreateView.as_view(),
+        name="drf-generic-list-create",
+    ),
     path("without-mixin/", views_drf.WithoutMixinAPIView.as_view(), name="drf-without-mixin"),
 ]

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import HttpResponseBase
 from django.utils.cache import patch_vary_headers
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -238,3 +238,41 @@ class BrowsableViewSet(
     serializer_class = ExecutionSerializer
     renderer_classes = [BrowsableAPIRenderer, JSONRenderer]
     idempotency_key_required = False
+
+
+class GenericCreateView(IdempotentCreateMixin, generics.CreateAPIView[Execution]):
+    """Issue 15 item 9: DRF's generic views work with the mixin listed first."""
+
+    queryset = Execution.objects.all()
+    serializer_class = ExecutionSerializer
+
+
+class GenericListCreateView(IdempotentCreateMixin, generics.ListCreateAPIView[Execution]):
+    queryset = Execution.objects.all()
+    serializer_class = ExecutionSerializer
+
+
+class DecoratedUpdatesViewSet(
+    IdempotentViewMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[Execution],
+):
+    """``@idempotent`` on ``update``, ``partial_update`` and ``destroy``."""
+
+    queryset = Execution.objects.all()
+    serializer_class = ExecutionSerializer
+
+    @idempotent()
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        Execution.objects.create(label="update ran")
+        return super().update(request, *args, **kwargs)
+
+    @idempotent()
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # DRF's partial_update calls self.update(): the inner decorated call does not claim again.
+        return super().partial_update(request, *args, **kwargs)
+
+    @idempotent(key_required=False)
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
