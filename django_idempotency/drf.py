@@ -90,11 +90,11 @@ def idempotent(**options: Any) -> Callable[[Handler], Handler]:
     """Make a DRF handler exactly-once per ``Idempotency-Key``.
 
     For any unsafe handler: an ``@action(methods=["post"])``, ``update``, ``partial_update``,
-    ``destroy``, or an ``APIView``'s ``post``/``put``/``patch``/``delete``. The view's
-    ``idempotency_*`` attributes and ``get_idempotency_*`` hooks apply (those of
-    ``IdempotentViewMixin`` when the view has none); keyword arguments (``key_required``,
-    ``scope``, ``reference_field``, ``ttl``, ``release_status_codes``, ``database``)
-    override the attributes for this handler only. Put it under ``@action``.
+    ``destroy``, or an ``APIView``'s ``post``/``put``/``patch``/``delete``, on a view with
+    ``IdempotentViewMixin`` (or ``IdempotentCreateMixin``) in its bases. The view's
+    ``idempotency_*`` attributes and ``get_idempotency_*`` hooks apply; keyword arguments
+    (any of ``OPTIONS``, without the ``idempotency_`` prefix) override the attributes for this
+    handler only. Put it under ``@action``. Refusals are raised as ``IdempotencyRefused``.
     """
     unknown = set(options) - set(OPTIONS)
     if unknown:
