@@ -13,21 +13,27 @@ from .conf import app_settings
 from .store import SUPPORTED_VENDORS
 
 
+@register(Tags.compatibility, Tags.database, deploy=True)
+def check_sqlite_in_production(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Only under ``check --deploy``: SQLite is fine, and common, in development."""
+    return [
+        Warning(
+            f"Database {alias!r} is SQLite: idempotent requests are serialised by "
+            "SQLite's single writer lock, and concurrent copies of a request get a 409 "
+            "once its busy timeout passes. Use PostgreSQL in production.",
+            id="django_idempotency.W001",
+        )
+        for alias in connections
+        if connections[alias].vendor == "sqlite"
+    ]
+
+
 @register(Tags.compatibility, Tags.database)
 def check_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     for alias in connections:
         vendor = connections[alias].vendor
-        if vendor == "sqlite":
-            messages.append(
-                Warning(
-                    f"Database {alias!r} is SQLite: idempotent requests are serialised by "
-                    "SQLite's single writer lock, and concurrent copies of a request get a 409 "
-                    "once its busy timeout passes. Use PostgreSQL in production.",
-                    id="django_idempotency.W001",
-                )
-            )
-        elif vendor not in SUPPORTED_VENDORS:
+        if vendor not in SUPPORTED_VENDORS:
             messages.append(
                 Error(
                     f"Database {alias!r} uses {vendor}, which django-idempotency does not "
@@ -94,3 +100,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 register(*checks_pooling.TAGS)(checks_pooling.check_pooling)
+
+
+@register(Tags.compatibility)
+def check_hidden_creates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A ``create()`` on a view that hides ``IdempotentCreateMixin``'s runs unprotected, or
+    turns errors into answers outside the stored transaction (a 402 released, paid twice)."""
+    try:
+        from .drf import HIDDEN_CREATES
+    except ImportError:  # DRF is not installed: no DRF views to check
+        return []
+    return [
+        Error(
+            f"{view.__module__}.{view.__qualname__} defines create() in front of "
+            "IdempotentCreateMixin's, so keyed requests are not (or only partly) exactly-once.",
+            hint="Decorate that create() with @django_idempotency.drf.idempotent(), or move it "
+            "to a class listed after IdempotentCreateMixin in the bases.",
+            obj=view,
+            id="django_idempotency.E007",
+        )
+        for view in HIDDEN_CREATES
+    ]

@@ -1,31 +1,32 @@
-"""Django REST framework integration: the viewset mixin and a problem+json exception handler."""
+"""Django REST framework adapter: ``@idempotent`` for any handler, the create mixin, and a
+problem+json exception handler."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from contextlib import nullcontext
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError, connections, router, transaction
-from django.db.models import Model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError, router
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
-from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
 from .exceptions import (
     DatabaseUnavailable,
     IdempotencyError,
+    KeyNotSupported,
     MissingKey,
     PayloadTooLarge,
 )
@@ -34,70 +35,171 @@ from .keys import parse_key
 from .models import IdempotencyRecord
 from .principals import request_principal
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
-from .references import identity, reference_for
-
-_MAX_SCOPE_LENGTH = 255
+from .references import identity, reference_for, storable
 
 
-class IdempotentCreateMixin:
-    """Make ``create()`` (POST) of a DRF view exactly-once per ``Idempotency-Key``.
+#: What ``@idempotent(...)`` accepts: each sets the ``idempotency_<name>`` attribute for the
+#: decorated handler only.
+OPTIONS = (
+    "key_required",
+    "scope",
+    "reference_field",
+    "reference_url_kwarg",
+    "ttl",
+    "release_status_codes",
+    "database",
+)
+# Marks a decorated handler (and, through the bound method, the view's handler for a request).
+_MARK = "idempotency_options"
+# Set on the request while a decorated handler runs, so a nested one does not claim again.
+_ACTIVE = "_idempotency_active"
 
-    Opt in per view with the ``idempotency_*`` attributes, or override the ``get_idempotency_*``
-    hooks for anything computed from the request.
+Handler = Callable[..., HttpResponseBase]
+
+# What the handlers of DRF's generic views (``CreateAPIView.post`` ...) delegate to.
+_GENERIC_ACTIONS = {
+    "post": "create",
+    "put": "update",
+    "patch": "partial_update",
+    "delete": "destroy",
+}
+
+
+class IdempotencyRefused(drf_exceptions.APIException):
+    """A refusal of the idempotency layer as DRF sees it.
+
+    Raised instead of the framework-free ``IdempotencyError`` so that the project's own
+    ``EXCEPTION_HANDLER`` renders it like any other API error (DRF's default: ``{"detail":
+    ...}``); ``problem_exception_handler`` renders ``error`` as problem+json.
     """
 
-    #: Refuse a POST without a key (400). ``False``: a request without a key runs as usual.
+    def __init__(self, error: IdempotencyError):
+        self.error = error
+        self.status_code = error.get_status_code()
+        self.default_code = error.default_code
+        self.title = error.title
+        retry_after = error.headers.get("Retry-After")
+        if retry_after is not None:
+            self.wait = int(retry_after)  # DRF's default handler turns it into Retry-After
+        super().__init__(detail=error.detail, code=error.default_code)
+
+
+def idempotent(**options: Any) -> Callable[[Handler], Handler]:
+    """Make a DRF handler exactly-once per ``Idempotency-Key``.
+
+    For any unsafe handler: an ``@action(methods=["post"])``, ``update``, ``partial_update``,
+    ``destroy``, or an ``APIView``'s ``post``/``put``/``patch``/``delete``, on a view with
+    ``IdempotentViewMixin`` (or ``IdempotentCreateMixin``) in its bases. The view's
+    ``idempotency_*`` attributes and ``get_idempotency_*`` hooks apply; keyword arguments
+    (any of ``OPTIONS``, without the ``idempotency_`` prefix) override the attributes for this
+    handler only. Put it under ``@action``. Refusals are raised as ``IdempotencyRefused``.
+    """
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise TypeError(f"idempotent() got unknown options: {', '.join(sorted(unknown))}")
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if getattr(request, _ACTIVE, False):
+                return handler(view, request, *args, **kwargs)  # an outer handler claimed
+            try:
+                return _perform(view, handler, options, request, *args, **kwargs)
+            except IdempotencyError as exc:
+                raise IdempotencyRefused(exc) from exc
+            except RequestDataTooBig as exc:
+                raise IdempotencyRefused(PayloadTooLarge(str(exc))) from exc
+
+        setattr(wrapper, _MARK, dict(options))
+        return wrapper
+
+    return decorate
+
+
+def handler_options(view: Any, handler: Any) -> dict[str, Any] | None:
+    """The ``@idempotent`` options that apply when ``handler`` answers for ``view``.
+
+    DRF's generic views' handlers (``CreateAPIView.post`` ...) only delegate to the action
+    (``create``), so that action is judged instead.
+    """
+    function = getattr(handler, "__func__", handler)
+    if getattr(function, "__module__", None) == "rest_framework.generics":
+        handler = getattr(view, _GENERIC_ACTIONS.get(function.__name__, ""), None)
+    return idempotent_options(handler)
+
+
+def idempotent_options(handler: Any) -> dict[str, Any] | None:
+    """The options of a handler decorated with ``@idempotent``; ``None`` when it is not."""
+    options = getattr(handler, _MARK, None)
+    return dict(options) if isinstance(options, dict) else None
+
+
+class IdempotentViewMixin:
+    """The attributes and ``get_idempotency_*`` hooks of every ``@idempotent`` handler.
+
+    Also reads the raw body early for keyed requests and refuses a key on an unsafe handler
+    that is not decorated (``idempotency_refuse_unwrapped_keys``).
+    """
+
+    #: Refuse a request without a key (400). ``False``: a request without a key runs as usual.
     idempotency_key_required: bool = True
     #: Name of the endpoint part of the scope; default: the URL name (e.g. ``order-list``).
     idempotency_scope: str | None = None
     #: Request field holding a business reference (e.g. ``"order"``) that only one key may use.
     idempotency_reference_field: str | None = None
+    #: URL keyword argument naming the business reference instead (e.g. ``"pk"`` for
+    #: ``POST /payments/{pk}/refund/``: one refund per payment, whatever the key).
+    idempotency_reference_url_kwarg: str | None = None
     #: How long the response is replayed; default ``IDEMPOTENCY_TTL``.
     idempotency_ttl: timedelta | int | float | None = None
+    #: Statuses that release the key instead of storing the answer (every 5xx is released
+    #: too); default ``IDEMPOTENCY_RELEASE_STATUS_CODES``.
+    idempotency_release_status_codes: Iterable[int] | None = None
+    #: Database alias of the record (it must be the one the view writes to); default: the
+    #: router's answer for the ``queryset`` attribute's model, else for the record model.
+    idempotency_database: str | None = None
+    #: A key on an unsafe handler that is not ``@idempotent`` is a 400 problem; ``False``
+    #: ignores such keys (the request then runs unprotected).
+    idempotency_refuse_unwrapped_keys: bool = True
 
     request: Request
 
     # -- DRF hooks -----------------------------------------------------------------------
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # Read the raw body before authentication runs: the CSRF check of session auth parses
-        # the stream, after which the bytes the fingerprint needs are gone.
-        if request.method not in SAFE_METHODS and self._key_header(request) is not None:
+        keyed = request.method not in SAFE_METHODS and _key_header(request) is not None
+        if keyed:
+            # Read the raw body before authentication runs: the CSRF check of session auth
+            # parses the stream, after which the bytes the fingerprint needs are gone.
             read_body(request._request)
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if keyed and self.idempotency_refuse_unwrapped_keys:
+            self._refuse_unwrapped_key(request)
 
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        key = self.get_idempotency_key(request)
-        if key is None:
-            return super().create(request, *args, **kwargs)  # type: ignore[misc,no-any-return]
-        database = self.get_idempotency_database()
-        operation = Operation(
-            database=database,
-            scope=self.get_idempotency_scope(request),
-            key=key,
-            fingerprint=request_fingerprint(request._request),
-            method=request.method or "POST",
-            path=request.get_full_path(),
-            reference=_bounded(self.get_idempotency_reference(request)),
-            ttl=self.get_idempotency_ttl(),
-            lock_timeout=app_settings.LOCK_TIMEOUT,
-        )
-        return perform_once(
-            operation, lambda: self._create_rendered(database, request, *args, **kwargs)
-        )
+    def _refuse_unwrapped_key(self, request: Request) -> None:
+        """A key the layer would not honour is refused: silently ignoring it lets a client
+        believe its retries are safe."""
+        handler = getattr(self, (request.method or "").lower(), None)
+        if handler is None or handler == getattr(self, "http_method_not_allowed", None):
+            return  # DRF answers 405 itself
+        if handler_options(self, handler) is None:
+            raise KeyNotSupported(
+                f"{request.method} on this endpoint does not process requests "
+                f"idempotently; send it without the {app_settings.HEADER} header."
+            )
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, RequestDataTooBig):
             exc = PayloadTooLarge(str(exc))
         if isinstance(exc, IdempotencyError):
-            return error_response(exc)
+            exc = IdempotencyRefused(exc)
         return super().handle_exception(exc)  # type: ignore[misc,no-any-return]
 
     # -- overridable hooks ---------------------------------------------------------------
 
     def get_idempotency_key(self, request: Request) -> str | None:
         """The key from the header, ``None`` without one (a 400 while a key is required)."""
-        key = parse_key(self._key_header(request))
+        key = parse_key(_key_header(request))
         if key is None and self.idempotency_key_required:
             raise MissingKey(f"This endpoint requires an {app_settings.HEADER} header.")
         return key
@@ -127,6 +229,12 @@ class IdempotentCreateMixin:
         internal value. A value the field refuses is a 400 before any lookup (see
         ``references.reference_for``).
         """
+        url_kwarg = self.idempotency_reference_url_kwarg
+        if url_kwarg is not None:
+            value = getattr(self, "kwargs", {}).get(url_kwarg)
+            if value is None:
+                return None
+            return f"{url_kwarg}:{self._normalised_pk(url_kwarg, value)}"
         name = self.idempotency_reference_field
         if name is None:
             return None
@@ -138,27 +246,42 @@ class IdempotentCreateMixin:
             return app_settings.TTL
         return as_timedelta(self.idempotency_ttl)
 
+    def get_idempotency_release_status_codes(self) -> frozenset[int]:
+        """Statuses that release the key: "nothing happened, fix and retry" for this view."""
+        if self.idempotency_release_status_codes is None:
+            return app_settings.RELEASE_STATUS_CODES
+        return frozenset(int(code) for code in self.idempotency_release_status_codes)
+
     def get_idempotency_database(self) -> str:
-        """The alias the view writes to; the record lives beside the business rows."""
-        return router.db_for_write(self._business_model()) or "default"
+        """The alias the view writes to; the record lives beside the business rows.
+
+        Never calls ``get_queryset()``: in real projects it has side effects (creating a
+        session basket, permission checks) or returns ``None`` on action views.
+        """
+        if self.idempotency_database is not None:
+            return self.idempotency_database
+        queryset = getattr(self, "queryset", None)
+        model = getattr(queryset, "model", None) or IdempotencyRecord
+        return router.db_for_write(model) or "default"
 
     # -- internals -----------------------------------------------------------------------
 
     def _normalised_reference(self, name: str, value: Any) -> Any:
         return identity(name, value, self._serializer_field(name))
 
-    def _business_model(self) -> type[Model]:
-        get_queryset = getattr(self, "get_queryset", None)
-        if get_queryset is None:
-            return IdempotencyRecord
-        queryset = getattr(self, "queryset", None)
-        if (
-            queryset is not None
-            and getattr(type(self), "get_queryset", None) is GenericAPIView.get_queryset
-        ):
-            # DRF's own get_queryset() returns this attribute's model: skip building a queryset.
-            return queryset.model  # type: ignore[no-any-return]
-        return get_queryset().model  # type: ignore[no-any-return]
+    def _normalised_pk(self, url_kwarg: str, value: Any) -> Any:
+        """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference."""
+        model = getattr(getattr(self, "queryset", None), "model", None)
+        lookup_field = getattr(self, "lookup_field", None)
+        lookup_kwarg = getattr(self, "lookup_url_kwarg", None) or lookup_field
+        if model is None or url_kwarg != lookup_kwarg:
+            return value
+        if lookup_field not in ("pk", model._meta.pk.name):
+            return value  # a slug: only the primary key has a canonical spelling here
+        try:
+            return model._meta.pk.to_python(value)
+        except (DjangoValidationError, TypeError, ValueError):
+            return value  # the lookup answers 404, which releases the key
 
     def _serializer_field(self, name: str) -> Any:
         get_serializer = getattr(self, "get_serializer", None)
@@ -169,48 +292,147 @@ class IdempotentCreateMixin:
         except AssertionError:  # DRF's way of saying the view has no serializer_class
             return None
 
-    def _key_header(self, request: Request) -> str | None:
-        meta_name = "HTTP_" + app_settings.HEADER.upper().replace("-", "_")
-        value = request.META.get(meta_name)
-        return None if value is None else str(value)
 
-    def _create_rendered(
-        self, database: str, request: Request, *args: Any, **kwargs: Any
+#: Classes using ``IdempotentCreateMixin`` whose ``create()`` is not the mixin's nor
+#: ``@idempotent``: reported by the system check ``django_idempotency.E007``.
+HIDDEN_CREATES: list[type] = []
+
+
+class IdempotentCreateMixin(IdempotentViewMixin):
+    """Make ``create()`` (POST) of a DRF view exactly-once per ``Idempotency-Key``.
+
+    List it before the class that defines ``create()`` (``CreateModelMixin``, or your own):
+    a ``create()`` defined on the view itself hides this one (system check
+    ``django_idempotency.E007``); decorate such a ``create()`` with ``@idempotent()``.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if idempotent_options(getattr(cls, "create", None)) is None:
+            HIDDEN_CREATES.append(cls)
+
+    @idempotent()
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return super().create(request, *args, **kwargs)  # type: ignore[misc,no-any-return]
+
+
+def _configure(view: Any, options: Mapping[str, Any]) -> None:
+    """Give this request's view instance the handler's options (DRF builds one per request)."""
+    if not isinstance(view, IdempotentViewMixin):
+        raise ImproperlyConfigured(
+            f"{type(view).__qualname__} uses @idempotent: add IdempotentViewMixin to its bases "
+            "(before the DRF view class) for the hooks and the early read of the body."
+        )
+    for name, value in options.items():
+        setattr(view, f"idempotency_{name}", value)
+
+
+def _perform(
+    view: IdempotentViewMixin,
+    handler: Handler,
+    options: Mapping[str, Any],
+    request: Request,
+    *args: Any,
+    **kwargs: Any,
+) -> HttpResponseBase:
+    _configure(view, options)
+    key = view.get_idempotency_key(request)
+    if key is None:
+        return handler(view, request, *args, **kwargs)
+    _avoid_html(view, request)
+    database = view.get_idempotency_database()
+    operation = Operation(
+        database=database,
+        scope=view.get_idempotency_scope(request),
+        key=key,
+        fingerprint=request_fingerprint(request._request),
+        method=request.method or "POST",
+        path=request.get_full_path(),
+        reference=_bounded(view.get_idempotency_reference(request)),
+        ttl=view.get_idempotency_ttl(),
+        lock_timeout=app_settings.LOCK_TIMEOUT,
+        release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
+    )
+    setattr(request, _ACTIVE, True)
+    try:
+        return perform_once(operation, lambda: _rendered(view, handler, request, *args, **kwargs))
+    finally:
+        setattr(request, _ACTIVE, False)
+
+
+def _avoid_html(view: Any, request: Request) -> None:
+    """Keyed requests are answered with the view's first non-HTML renderer.
+
+    An HTML page (the browsable API) embeds the user's CSRF token, which must never be
+    stored for the key's lifetime nor replayed; an API client's retry expects data anyway.
+    """
+    renderer = getattr(request, "accepted_renderer", None)
+    if renderer is None or not _is_html(renderer.media_type):
+        return
+    for candidate in view.get_renderers():
+        if not _is_html(candidate.media_type):
+            request.accepted_renderer = candidate
+            request.accepted_media_type = candidate.media_type
+            return
+
+
+def _is_html(media_type: str) -> bool:
+    return media_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
+
+
+def _rendered(
+    view: Any, handler: Handler, request: Request, *args: Any, **kwargs: Any
+) -> HttpResponseBase:
+    """Run the handler as DRF's dispatch would, and render it so its bytes can be stored.
+
+    An exception DRF answers is treated as DRF treats it (the engine's savepoint undoes the
+    view's writes when DRF marks a rollback under ``ATOMIC_REQUESTS``). ``finalize_response``
+    runs here, once: dispatch's own call gets this response back untouched.
+    """
+    try:
+        response = handler(view, request, *args, **kwargs)
+    except Exception as exc:
+        response = view.handle_exception(exc)  # re-raises what DRF does not answer
+    finalize = view.finalize_response
+    response = finalize(request, response, *args, **kwargs)
+    if isinstance(response, Response):
+        response.render()
+    view.finalize_response = _finalized(finalize, response)
+    return response  # type: ignore[no-any-return]
+
+
+def _finalized(finalize: Callable[..., HttpResponseBase], done: HttpResponseBase) -> Handler:
+    def finalize_response(
+        request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        """Run the real ``create()`` and render it, so its bytes can be stored.
+        if response is done:
+            return response
+        return finalize(request, response, *args, **kwargs)
 
-        An exception DRF answers is treated as DRF treats it: under ``ATOMIC_REQUESTS`` the
-        view's writes are rolled back (a savepoint inside the claim's transaction), otherwise
-        they stay. Whether the answer is stored or released is the engine's decision.
-        """
-        atomic_requests = bool(connections[database].settings_dict.get("ATOMIC_REQUESTS"))
-        try:
-            with transaction.atomic(using=database) if atomic_requests else nullcontext():
-                response = super().create(request, *args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            response = self.handle_exception(exc)  # re-raises what DRF does not answer
-            if atomic_requests:
-                # DRF marked the claim's transaction for rollback; the savepoint already undid
-                # the view's writes, and the engine decides the rest.
-                transaction.set_rollback(False, using=database)
-        response = self.finalize_response(request, response, *args, **kwargs)  # type: ignore[attr-defined]
-        if isinstance(response, Response):
-            response.render()
-        return response  # type: ignore[no-any-return]
+    return finalize_response
+
+
+def _key_header(request: Request) -> str | None:
+    meta_name = "HTTP_" + app_settings.HEADER.upper().replace("-", "_")
+    value = request.META.get(meta_name)
+    return None if value is None else str(value)
 
 
 def _bounded(value: str | None) -> str | None:
-    """Values longer than a column stay unique as a digest."""
-    if value is None or len(value) <= _MAX_SCOPE_LENGTH:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    """Values a column cannot hold (too long, NUL, lone surrogates) stay unique as a digest."""
+    return None if value is None else storable(value)
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:
     """DRF ``EXCEPTION_HANDLER`` that answers every API error as RFC 9457 problem+json."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(str(exc))
+    if isinstance(exc, IdempotencyRefused):
+        exc = exc.error
     if isinstance(exc, IdempotencyError):
+        # As DRF's own handler does for every error it answers: under ATOMIC_REQUESTS the
+        # request's transaction, a refusal's counter and event included, is rolled back.
+        set_rollback()
         return error_response(exc)
     if isinstance(exc, (OperationalError, InterfaceError)):
         return error_response(DatabaseUnavailable())

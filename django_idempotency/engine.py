@@ -47,6 +47,8 @@ class Operation:
     reference: str | None
     ttl: timedelta
     lock_timeout: float
+    #: Statuses released instead of stored (besides every 5xx); ``None``: the setting.
+    release_status_codes: frozenset[int] | None = None
 
     def derive_key(self, label: str) -> str:
         """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
@@ -93,9 +95,11 @@ DEFAULT_HOT_PATH = HotPath()
 hot_path: ContextVar[HotPath] = ContextVar("idempotency_hot_path", default=DEFAULT_HOT_PATH)
 
 
-def should_store(status: int) -> bool:
+def should_store(status: int, release_status_codes: frozenset[int] | None = None) -> bool:
     """Settled outcomes are stored; "nothing happened, fix and retry" ones release the key."""
-    return status < 500 and status not in app_settings.RELEASE_STATUS_CODES
+    if release_status_codes is None:
+        release_status_codes = app_settings.RELEASE_STATUS_CODES
+    return status < 500 and status not in release_status_codes
 
 
 def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
@@ -157,8 +161,12 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
     if record_id is None:
         return _find_blocker(operation, now)
 
-    response = view()
-    if not should_store(response.status_code):
+    # The view gets a savepoint of its own: whatever it does to the transaction (a failed
+    # statement it caught, DRF's rollback mark under ATOMIC_REQUESTS) undoes its own writes
+    # only, and the claim survives to store or release the answer.
+    with transaction.atomic(using=operation.database):
+        response = view()
+    if not should_store(response.status_code, operation.release_status_codes):
         transaction.set_rollback(True, using=operation.database)
         return response
     stored = StoredResponse.capture(response)

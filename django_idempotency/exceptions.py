@@ -123,3 +123,14 @@ class DatabaseUnavailable(IdempotencyError):
 
     def __init__(self, detail: str | None = None):
         super().__init__(detail, headers={"Retry-After": str(app_settings.RETRY_AFTER)})
+
+
+class KeyNotSupported(IdempotencyError):
+    """A key on an unsafe route the layer does not wrap: refused rather than silently ignored."""
+
+    default_code = "idempotency-key-not-supported"
+    title = "Idempotency-Key not supported here"
+    default_detail = (
+        "This endpoint does not process requests idempotently, so an Idempotency-Key would "
+        "give no protection. Send the request without the header."
+    )

@@ -4,9 +4,10 @@ Import this module only where drf-spectacular is installed, e.g.::
 
     REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema"}
 
-Every ``create()`` of a view using ``IdempotentCreateMixin`` then documents the
-``Idempotency-Key`` request header, the ``Idempotent-Replayed`` response header, and the
-problem+json answers the layer gives (400, 409 with ``Retry-After``, 422).
+Every idempotent operation (``create()`` of a view using ``IdempotentCreateMixin``, and every
+``@idempotent`` handler) then documents the ``Idempotency-Key`` request header, the
+``Idempotent-Replayed`` response header, and the answers the layer gives (400, 403, 409 with
+``Retry-After``, 413, 422) in the shape the configured ``EXCEPTION_HANDLER`` renders them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from .conf import app_settings
-from .drf import IdempotentCreateMixin
+from .drf import (
+    IdempotentCreateMixin,
+    IdempotentViewMixin,
+    handler_options,
+    problem_exception_handler,
+)
 from .keys import MAX_KEY_LENGTH
 from .problems import PROBLEM_CONTENT_TYPE
 from .responses import REPLAYED_HEADER
@@ -69,25 +78,33 @@ def idempotency_key_parameter(*, required: bool) -> OpenApiParameter:
 class IdempotentAutoSchema(AutoSchema):
     """drf-spectacular's ``AutoSchema`` plus the idempotency layer's header and answers."""
 
+    def idempotency_options(self) -> dict[str, Any] | None:
+        """The ``@idempotent`` options of this operation's handler; ``None`` when it is not one."""
+        if not isinstance(self.view, IdempotentViewMixin) or self.method in SAFE_METHODS:
+            return None
+        action = getattr(self.view, "action", None)
+        handler = getattr(self.view, action or self.method.lower(), None)
+        return handler_options(self.view, handler)
+
     def is_idempotent_operation(self) -> bool:
-        return (
-            isinstance(self.view, IdempotentCreateMixin)
-            and self.method == "POST"
-            and self._is_create_operation()
-        )
+        return self.idempotency_options() is not None
 
     def get_override_parameters(self) -> list[Any]:
         parameters = list(super().get_override_parameters())
-        if self.is_idempotent_operation():
-            required = bool(getattr(self.view, "idempotency_key_required", True))
-            parameters.append(idempotency_key_parameter(required=required))
+        options = self.idempotency_options()
+        if options is not None:
+            required = options.get(
+                "key_required", getattr(self.view, "idempotency_key_required", True)
+            )
+            parameters.append(idempotency_key_parameter(required=bool(required)))
         return parameters
 
     def get_description(self) -> str:  # type: ignore[override]  # as drf-spectacular's
         description = str(super().get_description())
         # A view without a docstring of its own inherits the mixin's, which is about the code,
         # not about the API.
-        return "" if description == get_doc(IdempotentCreateMixin) else description
+        mixins = (get_doc(IdempotentCreateMixin), get_doc(IdempotentViewMixin))
+        return "" if description in mixins else description
 
     def get_operation(
         self, path: str, path_regex: str, path_prefix: str, method: str, registry: Any
@@ -112,6 +129,11 @@ class IdempotentAutoSchema(AutoSchema):
                 "The Idempotency-Key header is missing (where required) or invalid, or the "
                 "request itself is invalid. Nothing was stored: fix the request and retry."
             ],
+            "403": [
+                "Idempotency keys are scoped to an authenticated client: authenticate, or send "
+                "the request without a key."
+            ],
+            "413": ["The request body is larger than this server accepts."],
             "409": [
                 "The original request with this key is still running (retry after "
                 "Retry-After seconds), or another key already performed this operation."
@@ -120,14 +142,31 @@ class IdempotentAutoSchema(AutoSchema):
         answers.setdefault(str(app_settings.MISMATCH_STATUS), []).append(
             "The key was used before with a different method, path or body."
         )
-        problem = self.resolve_serializer(ProblemSerializer, "response").ref
+        media_type, schema = self._error_body()
         for code, texts in answers.items():
             description = " ".join(texts)
             response = responses.setdefault(code, {"description": description})
-            response.setdefault("content", {})[PROBLEM_CONTENT_TYPE] = {"schema": problem}
+            response.setdefault("content", {})[media_type] = {"schema": schema}
             if not response.get("description"):
                 response["description"] = description
         responses["409"].setdefault("headers", {})["Retry-After"] = {
             "schema": {"type": "integer", "minimum": 0},
             "description": "Seconds to wait before retrying, when the original is still running.",
+        }
+
+    def _error_body(self) -> tuple[str, dict[str, Any]]:
+        """What the configured ``EXCEPTION_HANDLER`` makes of a refusal: its media type and
+        schema (problem+json with ours, ``{"detail"}`` with DRF's, an object otherwise)."""
+        handler = api_settings.EXCEPTION_HANDLER
+        if handler is problem_exception_handler:
+            return PROBLEM_CONTENT_TYPE, self.resolve_serializer(ProblemSerializer, "response").ref
+        if handler is drf_exception_handler:
+            return "application/json", {
+                "type": "object",
+                "properties": {"detail": {"type": "string"}},
+                "required": ["detail"],
+            }
+        return "application/json", {
+            "type": "object",
+            "description": "Rendered by the project's EXCEPTION_HANDLER.",
         }

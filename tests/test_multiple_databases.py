@@ -34,7 +34,7 @@ def test_a_released_answer_rolls_back_on_the_views_database(post) -> None:
     assert IdempotencyRecord.objects.using("other").count() == 1
 
 
-def test_an_overridden_get_queryset_decides_the_database(post) -> None:
+def test_an_explicit_database_wins_over_the_queryset_attribute(post) -> None:
     first = post("/test/overridden-queryset-probe/", {"label": "routed"}, key="k")
     replay = post("/test/overridden-queryset-probe/", {"label": "routed"}, key="k")
 

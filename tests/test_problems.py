@@ -109,16 +109,22 @@ def test_an_unauthenticated_client_gets_a_problem(anon, assert_problem) -> None:
 
 
 @pytest.mark.django_db
-def test_layer_errors_are_problems_under_drfs_own_handler(post, settings, assert_problem) -> None:
-    """A project that keeps DRF's default handler still gets problem+json from the layer."""
+def test_layer_errors_follow_drfs_own_handler_when_the_project_keeps_it(post, settings) -> None:
+    """A project that keeps DRF's default handler gets the layer's refusals in DRF's shape,
+    like every other error of its API (issue 15, item 6)."""
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
     }
-    assert_problem(post("/test/probe/", {}), 400, "missing-idempotency-key")
+    missing = post("/test/probe/", {})
+    assert missing.status_code == 400
+    assert missing["Content-Type"] == "application/json"
+    assert missing.json() == {"detail": "This endpoint requires an Idempotency-Key header."}
     post("/test/probe/", {"label": "a"}, key="k")
-    assert_problem(post("/test/probe/", {"label": "b"}, key="k"), 422, "idempotency-key-mismatch")
-    # The app's own errors are DRF's business then: plain JSON, no problem document.
+    mismatch = post("/test/probe/", {"label": "b"}, key="k")
+    assert mismatch.status_code == 422
+    assert mismatch["Content-Type"] == "application/json"
+    assert set(mismatch.json()) == {"detail"}
     validation = post("/test/probe/", {"raise": "validation"}, key="k2")
     assert validation["Content-Type"] == "application/json"
 

@@ -50,7 +50,9 @@ def test_a_first_request_claims_first(api: Any) -> None:
         "SELECT",  # authentication (the token)
         "BEGIN",
         "INSERT",  # the claim, its lock_timeout set and restored in the same statement
+        "SAVEPOINT",  # the view's own savepoint: what it does to the transaction stays its own
         "INSERT",  # the view's own write
+        "RELEASE",
         "UPDATE",  # the stored response
         "COMMIT",
     ]

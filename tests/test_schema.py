@@ -109,7 +109,7 @@ def test_extend_schema_responses_still_get_the_problem_answers() -> None:
     schema = SchemaGenerator(urlconf=__name__).get_schema(request=None, public=True)
     operation = schema["paths"]["/orders/"]["post"]
     assert operation["description"] == "Orders, documented by hand."
-    assert set(operation["responses"]) == {"201", "400", "409", "422"}
+    assert set(operation["responses"]) == {"201", "400", "403", "409", "413", "422"}
     assert len(key_parameters(operation)) == 1
 
 

@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include("example_project.urls")),
     path("test/", include(router.urls)),
     path("test/input/", include("tests.urls_input")),
+    path("test/drf/", include("tests.urls_drf")),
 ]
 
 handler500 = "django_idempotency.problems.server_error"

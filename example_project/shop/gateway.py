@@ -35,3 +35,11 @@ def charge(
     # The crash window: the gateway has charged, our transaction has not committed yet.
     sleep_ms("EXAMPLE_GATEWAY_DELAY_AFTER_CHARGE_MS")
     return charge_id
+
+
+def refund(amount: Decimal) -> str:
+    """Refund ``amount`` of an earlier charge; return the refund id."""
+    delay_ms = int(os.environ.get("EXAMPLE_GATEWAY_DELAY_MS", "0"))
+    if delay_ms:
+        time.sleep(delay_ms / 1000)
+    return f"re_{uuid.uuid4().hex[:24]}"

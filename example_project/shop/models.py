@@ -1,4 +1,4 @@
-"""The example's business rows: orders, their payments, and notes."""
+"""The example's business rows: orders, their payments and refunds, and notes."""
 
 from django.conf import settings
 from django.db import models
@@ -72,3 +72,14 @@ class CarrierBooking(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} for order {self.order}"
+
+
+class Refund(models.Model):
+    # Deliberately not unique per payment: "one refund per payment" is the reference's job.
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="refunds")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    refund_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.amount} back from payment {self.payment_id} ({self.refund_id})"

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from .models import Note, Order, Payment
+from .models import Note, Order, Payment, Refund
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -34,3 +34,18 @@ class NoteSerializer(serializers.ModelSerializer):
         model = Note
         fields = ["id", "text", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+
+    class Meta:
+        model = Refund
+        fields = ["id", "payment", "amount", "created_at"]
+        read_only_fields = ["id", "payment", "created_at"]
+
+    def validate_amount(self, amount: Decimal) -> Decimal:
+        payment = self.context["payment"]
+        if amount > payment.amount:
+            raise serializers.ValidationError(f"More than the payment's amount ({payment.amount}).")
+        return amount

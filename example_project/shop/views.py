@@ -1,17 +1,20 @@
-"""The example API: idempotent order, payment and note creation."""
+"""The example API: idempotent order, payment, refund and note creation."""
 
 from django.db.models import QuerySet
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from django_idempotency.derived_keys import derive_key
-from django_idempotency.drf import IdempotentCreateMixin
+from django_idempotency.drf import IdempotentCreateMixin, idempotent
 
 from .external import derived_keys_enabled
-from .gateway import charge
+from .gateway import charge, refund
 from .models import Note, Order, Payment
-from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer
+from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer, RefundSerializer
 
 
 class OwnedMixin:
@@ -66,6 +69,23 @@ class PaymentViewSet(
             serializer.validated_data["amount"], order_id=order.pk, idempotency_key=key
         )
         serializer.save(owner=self.request.user, charge_id=charge_id)
+
+    @extend_schema(responses={201: RefundSerializer})
+    @action(methods=["post"], detail=True, serializer_class=RefundSerializer)
+    @idempotent(reference_url_kwarg="pk")  # one refund per payment, whatever the key
+    def refund(self, request: Request, pk: str | None = None) -> Response:
+        payment = self.get_object()  # another user's payment: 404
+        serializer = RefundSerializer(data=request.data, context={"payment": payment})
+        serializer.is_valid(raise_exception=True)
+        refund_id = refund(serializer.validated_data["amount"])
+        serializer.save(payment=payment, refund_id=refund_id)
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: RefundSerializer(many=True)})
+    @action(methods=["get"], detail=True, serializer_class=RefundSerializer)
+    def refunds(self, request: Request, pk: str | None = None) -> Response:
+        payment = self.get_object()
+        return Response(RefundSerializer(payment.refunds.order_by("id"), many=True).data)
 
 
 class NoteViewSet(

@@ -93,7 +93,10 @@ class OtherDatabaseProbeViewSet(ProbeViewSet):
 
 
 class OverriddenQuerysetProbeViewSet(ProbeViewSet):
-    """``queryset`` names a model on ``default``; ``get_queryset()`` (it wins) one on ``other``."""
+    """``queryset`` names a model on ``default``; ``get_queryset()`` (it wins) one on ``other``:
+    the record's database is then named explicitly, as ``get_queryset()`` is never called."""
+
+    idempotency_database = "other"
 
     def get_queryset(self) -> QuerySet[OtherDatabaseExecution]:
         return OtherDatabaseExecution.objects.all()

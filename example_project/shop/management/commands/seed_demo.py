@@ -90,6 +90,15 @@ class Command(BaseCommand):
             f"payment-{run}-again",
             payment,
         )
+        self._example(
+            "5. Refund that payment (put the payment's id from step 3 in place of PAYMENT_ID);\n"
+            "   one refund per payment, whatever the key, and never more than was paid:",
+            base_url,
+            token.key,
+            "/api/payments/PAYMENT_ID/refund/",
+            f"refund-{run}",
+            '{"amount": "5.00"}',
+        )
         self.stdout.write(
             f"List them: curl -s -H 'Authorization: Token {token.key}' {base_url}/api/orders/"
         )
