@@ -2,6 +2,7 @@
 
 import os
 import time
+import uuid
 from decimal import Decimal
 
 from rest_framework.exceptions import APIException
