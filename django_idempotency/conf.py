@@ -102,6 +102,21 @@ class Settings:
         """Whether every replay and refusal is written to the event log. Default True."""
         return bool(getattr(settings, "IDEMPOTENCY_RECORD_EVENTS", True))
 
+    @property
+    def ISSUED_KEY_MAX_AGE(self) -> timedelta:
+        """How long a server-issued key is accepted (a timedelta or seconds). Default 24 hours.
+
+        A request under an issued key is stored for at least this long, whatever its TTL, so a
+        key can never outlive the record that makes its retry a replay.
+        """
+        value = getattr(settings, "IDEMPOTENCY_ISSUED_KEY_MAX_AGE", timedelta(hours=24))
+        return as_timedelta(value)
+
+    @property
+    def ISSUED_KEY_FIELD(self) -> str:
+        """Name of the form field that carries an issued key. Default ``idempotency_key``."""
+        return str(getattr(settings, "IDEMPOTENCY_ISSUED_KEY_FIELD", "idempotency_key"))
+
 
 def as_timedelta(value: timedelta | int | float) -> timedelta:
     if isinstance(value, timedelta):

@@ -111,3 +111,20 @@ class DatabaseUnavailable(IdempotencyError):
 
     def __init__(self, detail: str | None = None):
         super().__init__(detail, headers={"Retry-After": str(app_settings.RETRY_AFTER)})
+
+
+class InvalidIssuedKey(IdempotencyError):
+    """A key that should have come from the server does not verify: tampered, foreign, made up."""
+
+    default_code = "invalid-issued-key"
+    title = "Invalid issued Idempotency-Key"
+    default_detail = (
+        "This endpoint only accepts keys issued by this server to you for it; "
+        "ask for a new key and send the request again."
+    )
+
+
+class IssuedKeyExpired(InvalidIssuedKey):
+    default_code = "issued-key-expired"
+    title = "Issued Idempotency-Key expired"
+    default_detail = "The issued key has expired; ask for a new key and send the request again."

@@ -83,4 +83,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema",
 }
 
+# The HTML checkout: log in, then back to the form.
+LOGIN_REDIRECT_URL = "/shop/checkout/"
+
 SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "1.0.0"}

@@ -29,6 +29,7 @@ router.register(
 urlpatterns = [
     path("", include("example_project.urls")),
     path("test/", include(router.urls)),
+    path("test/doors/", include("tests.urls_doors")),
 ]
 
 handler500 = "django_idempotency.problems.server_error"
