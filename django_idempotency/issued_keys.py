@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core import signing
 from django.utils import timezone
@@ -22,6 +22,12 @@ from .exceptions import InvalidIssuedKey, IssuedKeyExpired
 _SALT = "django_idempotency.issued_keys"
 #: The endpoint of a key issued to API clients: valid on every endpoint that takes issued keys.
 ANY_ENDPOINT = "*"
+
+
+def max_age() -> timedelta:
+    """How long a key is accepted: never longer than ``IDEMPOTENCY_TTL``, so an issued key
+    cannot outlive the record that turns its retry into a replay."""
+    return min(app_settings.ISSUED_KEY_MAX_AGE, app_settings.TTL)
 
 
 @dataclass(frozen=True)
@@ -40,16 +46,16 @@ def issue_key(principal: str, endpoint: str = ANY_ENDPOINT) -> IssuedKey:
     # Whole seconds: the signer's timestamp is, and the reported expiry must not be later.
     now = timezone.now().replace(microsecond=0)
     key = _signer(principal, endpoint).sign(secrets.token_urlsafe(16))
-    return IssuedKey(key=key, expires_at=now + app_settings.ISSUED_KEY_MAX_AGE)
+    return IssuedKey(key=key, expires_at=now + max_age())
 
 
 def verify_issued_key(key: str, *, principal: str, endpoint: str) -> None:
     """Raise ``InvalidIssuedKey`` unless ``key`` was issued to ``principal`` for ``endpoint``
     (or for any endpoint) and has not expired (``IssuedKeyExpired``)."""
-    max_age = app_settings.ISSUED_KEY_MAX_AGE
+    accepted_for = max_age()
     for bound in dict.fromkeys((endpoint, ANY_ENDPOINT)):
         try:
-            _signer(principal, bound).unsign(key, max_age=max_age)
+            _signer(principal, bound).unsign(key, max_age=accepted_for)
         except signing.SignatureExpired:
             # Only a genuine key can be found expired: the signature was checked first.
             raise IssuedKeyExpired() from None

@@ -33,3 +33,15 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return self.text[:50]
+
+
+class Transfer(models.Model):
+    """A money transfer; its API only accepts server-issued keys."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    to = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.amount} to {self.to}"

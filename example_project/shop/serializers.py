@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from .models import Note, Order, Payment
+from .models import Note, Order, Payment, Transfer
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -33,4 +33,13 @@ class NoteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Note
         fields = ["id", "text", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class TransferSerializer(serializers.ModelSerializer):
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+
+    class Meta:
+        model = Transfer
+        fields = ["id", "amount", "to", "created_at"]
         read_only_fields = ["id", "created_at"]

@@ -8,8 +8,8 @@ from rest_framework.serializers import BaseSerializer
 from django_idempotency.drf import IdempotentCreateMixin
 
 from .gateway import charge
-from .models import Note, Order, Payment
-from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer
+from .models import Note, Order, Payment, Transfer
+from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer, TransferSerializer
 
 
 class OwnedMixin:
@@ -71,3 +71,16 @@ class NoteViewSet(
     queryset = Note.objects.order_by("id")
     serializer_class = NoteSerializer
     idempotency_key_required = False
+
+
+class TransferViewSet(
+    IdempotentCreateMixin,
+    OwnedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
+):
+    queryset = Transfer.objects.order_by("id")
+    serializer_class = TransferSerializer
+    # Only keys from POST /api/idempotency-keys/, issued to this user: a made-up key is a 400.
+    idempotency_key_source = "issued"
