@@ -122,10 +122,10 @@ class IdempotencyOptions:
             issued = True
         if key is None:
             if self.idempotency_key_required:
-                raise MissingKey(
-                    f"This endpoint requires an {app_settings.HEADER} header or an issued key "
-                    f"in the {app_settings.ISSUED_KEY_FIELD!r} form field."
-                )
+                where = f"an {app_settings.HEADER} header"
+                if request.content_type in _FORM_TYPES:
+                    where += f" or an issued key in the {app_settings.ISSUED_KEY_FIELD!r} field"
+                raise MissingKey(f"This endpoint requires {where}.")
             return None
         if issued:
             verify_issued_key(
@@ -260,7 +260,7 @@ def idempotent_view(
     """
 
     def decorate(func: ViewFunc) -> ViewFunc:
-        policy = _policy(options)
+        policy = make_policy(options)
         if iscoroutinefunction(func):
 
             @wraps(func)
@@ -282,7 +282,7 @@ def idempotent_view(
     return decorate(view) if view is not None else decorate
 
 
-def _policy(options: dict[str, Any]) -> IdempotencyOptions:
+def make_policy(options: dict[str, Any]) -> IdempotencyOptions:
     policy = IdempotencyOptions()
     for name, value in options.items():
         attribute = f"idempotency_{name}"
