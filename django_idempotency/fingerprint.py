@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
+from django.http.request import RawPostDataException
 
 from .exceptions import PayloadTooLarge
 
@@ -36,8 +37,13 @@ def read_body(request: HttpRequest) -> bytes:
 
 
 def _body_identity(request: HttpRequest) -> bytes:
-    body = read_body(request)
     media_type = request.content_type or ""
+    try:
+        body = read_body(request)
+    except RawPostDataException:
+        # Django's CSRF middleware parsed a multipart form before the view, consuming the
+        # stream; the parsed parts identify it, as they would anyway (see below).
+        return b"multipart:" + _multipart_identity(request)
     if _is_json(media_type):
         canonical = canonical_json(body)
         if canonical is not None:

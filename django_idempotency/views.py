@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import timedelta
 from functools import wraps
 from typing import Any, Literal, TypeVar, cast
@@ -22,6 +23,7 @@ from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import router
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http.request import RawPostDataException
 from django.template.loader import render_to_string
 
 from .conf import app_settings, as_timedelta
@@ -189,7 +191,7 @@ class IdempotencyOptions:
     ) -> HttpResponseBase:
         """Run ``view`` (which answers ``request``) at most once for the request's key."""
         try:
-            read_body(request)  # before anything parses the stream; cached on the request
+            _read_body_first(request)
             found = self.get_idempotency_key(request)
             if found is None:
                 return view()
@@ -310,6 +312,13 @@ async def _run_async(
         return policy.run_idempotently(request, async_to_sync(run_view))
 
     return await sync_to_async(run, thread_sensitive=True)()
+
+
+def _read_body_first(request: HttpRequest) -> None:
+    """Cache the raw body before the view parses the stream (the fingerprint needs it)."""
+    # A multipart form the CSRF middleware already parsed is fingerprinted by its parts.
+    with suppress(RawPostDataException):
+        read_body(request)
 
 
 def _bounded(value: str) -> str:

@@ -174,3 +174,33 @@ def test_one_rendered_form_submitted_at_once_from_many_threads(user: Any) -> Non
     assert len({r["Location"] for r in responses}) == 1
     assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == copies - 1
     assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("multipart", [True, False])
+def test_real_csrf_check_and_either_form_encoding(user: Any, multipart: bool) -> None:
+    """Django's CSRF middleware parses the form before the view; the key still works."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    page = client.get(CHECKOUT).content.decode()
+    key = KEY_INPUT.search(page)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert key is not None
+    assert csrf is not None
+    data = {
+        "item": "book",
+        "quantity": 1,
+        "idempotency_key": key.group(1),
+        "csrfmiddlewaretoken": csrf.group(1),
+    }
+    if multipart:
+        responses = [client.post(CHECKOUT, data) for _ in range(2)]
+    else:
+        body = "&".join(f"{name}={value}" for name, value in data.items())
+        responses = [
+            client.post(CHECKOUT, body, content_type="application/x-www-form-urlencoded")
+            for _ in range(2)
+        ]
+    assert [r.status_code for r in responses] == [303, 303]
+    assert responses[1]["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
