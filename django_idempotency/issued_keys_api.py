@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rest_framework import serializers, status
@@ -19,6 +20,15 @@ class IssuedKeySerializer(serializers.Serializer):  # type: ignore[type-arg]
     expires_at = serializers.DateTimeField(help_text="The key is refused after this moment.")
 
 
+def _documented(post: Callable[..., Response]) -> Callable[..., Response]:
+    """No body, a 201 answer: in the OpenAPI schema when drf-spectacular is installed."""
+    try:
+        from drf_spectacular.utils import extend_schema
+    except ImportError:  # the openapi extra is optional
+        return post
+    return extend_schema(request=None, responses={201: IssuedKeySerializer})(post)
+
+
 class IssueKeyView(APIView):
     """``201 {"key", "expires_at"}``: a key valid on every endpoint that requires issued keys,
     for this user only. Issuing writes nothing, so the request itself needs no key."""
@@ -26,6 +36,7 @@ class IssueKeyView(APIView):
     permission_classes = [IsAuthenticated]
     serializer_class = IssuedKeySerializer  # documents the answer in the OpenAPI schema
 
+    @_documented
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         issued = issue_key(user_principal(request.user))
         return Response(

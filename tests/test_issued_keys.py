@@ -161,3 +161,13 @@ def test_concurrent_copies_of_one_transfer_run_once(user: Any) -> None:
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Transfer.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_openapi_documents_the_issuing_view(api: Any) -> None:
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/idempotency-keys/"]["post"]
+    assert "requestBody" not in operation
+    assert list(operation["responses"]) == ["201"]
+    transfer = schema["paths"]["/api/transfers/"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in transfer["parameters"])
