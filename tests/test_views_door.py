@@ -175,6 +175,13 @@ class TestSessionPrincipal:
         assert Client().post(self.path, {"idempotency_key": key}).status_code == 400
 
 
+async def logged_in_async(user: Any) -> AsyncClient:
+    # AsyncClient.aforce_login() is Django 5.0+; the session cookie works on every version.
+    client = AsyncClient()
+    client.cookies = (await sync_to_async(logged_in)(user)).cookies
+    return client
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -191,8 +198,7 @@ class TestAsyncView:
         await sync_to_async(connections.close_all)()
 
     async def test_new_replay_and_mismatch(self, user: Any) -> None:
-        client = AsyncClient()
-        await client.aforce_login(user)
+        client = await logged_in_async(user)
         body = json.dumps({"label": "a"})
         key = {"Idempotency-Key": "k"}
         first = await client.post(ASYNC, body, "application/json", headers=key)
@@ -206,8 +212,7 @@ class TestAsyncView:
 
     async def test_released_answer_rolls_back_the_views_async_write(self, user: Any) -> None:
         # The async view's acreate() ran inside the claim's transaction: a 409 undoes it.
-        client = AsyncClient()
-        await client.aforce_login(user)
+        client = await logged_in_async(user)
         body = json.dumps({"status": 409})
         key = {"Idempotency-Key": "k"}
         response = await client.post(ASYNC, body, "application/json", headers=key)
@@ -215,8 +220,7 @@ class TestAsyncView:
         assert await Execution.objects.acount() == 0
 
     async def test_async_class_based_view(self, user: Any) -> None:
-        client = AsyncClient()
-        await client.aforce_login(user)
+        client = await logged_in_async(user)
         path = "/test/doors/async-class/"
         body = json.dumps({"status": 201})
         first = await client.post(path, body, "application/json", headers={"Idempotency-Key": "k"})

@@ -59,7 +59,11 @@ def logged_in_browser(server: Server) -> requests.Session:
 
 
 def test_checkout_page_submitted_many_times_creates_one_order(example_server: Server) -> None:
-    browser = logged_in_browser(example_server)
+    with logged_in_browser(example_server) as browser:
+        checkout_storm(example_server, browser)
+
+
+def checkout_storm(example_server: Server, browser: requests.Session) -> None:
     page = browser.get(f"{example_server.url}/shop/checkout/", timeout=TIMEOUT)
     key, csrf = KEY_INPUT.search(page.text), CSRF_INPUT.search(page.text)
     assert key is not None
@@ -163,8 +167,8 @@ def test_ninja_under_uvicorn(asgi_server: Server, path: str) -> None:
 
 def test_every_door_under_uvicorn(asgi_server: Server) -> None:
     """The ASGI app serves the HTML checkout and the DRF doors too."""
-    browser = logged_in_browser(asgi_server)
-    page = browser.get(f"{asgi_server.url}/shop/checkout/", timeout=TIMEOUT)
+    with logged_in_browser(asgi_server) as browser:
+        page = browser.get(f"{asgi_server.url}/shop/checkout/", timeout=TIMEOUT)
     assert KEY_INPUT.search(page.text) is not None
     order = requests.post(
         f"{asgi_server.url}/api/orders/",
