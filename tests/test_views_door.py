@@ -16,6 +16,8 @@ from django.test import AsyncClient, Client
 
 from django_idempotency.issued_keys import issue_key
 from django_idempotency.views import idempotent_view, user_principal
+from example_project.shop.models import Payment
+from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
 KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -254,3 +256,21 @@ def test_concurrent_copies_run_once(user: Any, path: str) -> None:
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_form_view_reference_as_the_form_saves_it(user: Any, assert_problem: Any) -> None:
+    order = OrderFactory(owner=user)
+    client = logged_in(user)
+    path = "/test/doors/payment/"
+    first = client.post(path, {"order": str(order.pk), "amount": "5"}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201, first.content
+    # "01" names the same order to the form: another key cannot pay it again.
+    second = client.post(
+        path,
+        {"order": f"0{order.pk}", "amount": "5"},
+        HTTP_IDEMPOTENCY_KEY="k2",
+        HTTP_ACCEPT="application/json",
+    )
+    assert_problem(second, 409, "idempotency-reference-conflict")
+    assert Payment.objects.count() == 1

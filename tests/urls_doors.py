@@ -10,5 +10,6 @@ urlpatterns = [
     path("async/", views_doors.async_view, name="async"),
     path("class/", csrf_exempt(views_doors.ClassView.as_view()), name="class"),
     path("ninja/", ninja_api.urls),
+    path("payment/", csrf_exempt(views_doors.PaymentCreateView.as_view()), name="payment"),
     path("async-class/", csrf_exempt(views_doors.AsyncClassView.as_view()), name="async-class"),
 ]

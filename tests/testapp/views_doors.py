@@ -6,12 +6,15 @@ import asyncio
 import json
 import time
 
+from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import CreateView
 
 from django_idempotency.views import IdempotentViewMixin, idempotent_view
+from example_project.shop.models import Payment
 from tests.testapp.models import Execution
 
 FORM = engines["django"].from_string(
@@ -75,3 +78,23 @@ class AsyncClassView(IdempotentViewMixin, View):
         execution = await Execution.objects.acreate(label=fields.get("label", "async-cbv"))
         status = int(fields.get("status", 201))
         return JsonResponse({"id": execution.pk}, status=status)
+
+
+class PaymentForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Payment
+        fields = ["order", "amount"]
+
+
+class PaymentCreateView(IdempotentViewMixin, CreateView):  # type: ignore[type-arg]
+    """One payment per order, whatever the key: the reference as the form would save it."""
+
+    form_class = PaymentForm
+    template_name = "shop/checkout.html"
+    idempotency_reference_field = "order"
+
+    def form_valid(self, form: PaymentForm) -> HttpResponse:
+        form.instance.owner = self.request.user
+        form.instance.charge_id = "ch_test"
+        payment = form.save()
+        return JsonResponse({"id": payment.pk}, status=201)
