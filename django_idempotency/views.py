@@ -114,26 +114,21 @@ class IdempotencyOptions:
         header key is one when the view requires issued keys.
         """
         header = request.headers.get(app_settings.HEADER)
-        if header is not None:
-            key = parse_key(header)
-            assert key is not None
-            issued = self.idempotency_key_source == "issued"
-        else:
-            field = self._form_field(request)
-            key = parse_key(field) if field is not None else None
-            issued = True
-        if key is None:
-            if self.idempotency_key_required:
-                where = f"an {app_settings.HEADER} header"
-                if request.content_type in _FORM_TYPES:
-                    where += f" or an issued key in the {app_settings.ISSUED_KEY_FIELD!r} field"
-                raise MissingKey(f"This endpoint requires {where}.")
+        raw = header if header is not None else self._form_field(request)
+        if raw is None and not self.idempotency_key_required:
             return None
+        # Authentication first: an anonymous client learns nothing about keys.
+        principal = self.get_idempotency_principal(request)
+        key = parse_key(raw)
+        if key is None:
+            where = f"an {app_settings.HEADER} header"
+            if request.content_type in _FORM_TYPES:
+                where += f" or an issued key in the {app_settings.ISSUED_KEY_FIELD!r} field"
+            raise MissingKey(f"This endpoint requires {where}.")
+        issued = header is None or self.idempotency_key_source == "issued"
         if issued:
             verify_issued_key(
-                key,
-                principal=self.get_idempotency_principal(request),
-                endpoint=self.get_idempotency_endpoint(request),
+                key, principal=principal, endpoint=self.get_idempotency_endpoint(request)
             )
         return key, issued
 

@@ -274,3 +274,10 @@ def test_form_view_reference_as_the_form_saves_it(user: Any, assert_problem: Any
     )
     assert_problem(second, 409, "idempotency-reference-conflict")
     assert Payment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_anonymous_without_or_with_a_bad_key_is_403_first(assert_problem: Any) -> None:
+    code = "idempotency-key-requires-authentication"
+    assert_problem(post_json(Client(), PLAIN, {}), 403, code)
+    assert_problem(post_json(Client(), PLAIN, {}, key=" bad"), 403, code)
