@@ -175,6 +175,21 @@ class Settings:
         every derived key, so a retry after the change is a new call to the downstream API."""
         return str(getattr(settings, "IDEMPOTENCY_DERIVED_KEY_SECRET", None) or settings.SECRET_KEY)
 
+    @property
+    def ISSUED_KEY_MAX_AGE(self) -> timedelta:
+        """How long a server-issued key is accepted (a timedelta or seconds). Default 24 hours.
+
+        A request under an issued key is stored for at least this long, whatever its TTL, so a
+        key can never outlive the record that makes its retry a replay.
+        """
+        value = getattr(settings, "IDEMPOTENCY_ISSUED_KEY_MAX_AGE", timedelta(hours=24))
+        return as_timedelta(value)
+
+    @property
+    def ISSUED_KEY_FIELD(self) -> str:
+        """Name of the form field that carries an issued key. Default ``idempotency_key``."""
+        return str(getattr(settings, "IDEMPOTENCY_ISSUED_KEY_FIELD", "idempotency_key"))
+
 
 def as_timedelta(value: timedelta | int | float) -> timedelta:
     if isinstance(value, timedelta):

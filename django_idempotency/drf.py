@@ -31,6 +31,7 @@ from .exceptions import (
     PayloadTooLarge,
 )
 from .fingerprint import read_body, request_fingerprint
+from .issued_keys import verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
 from .principals import request_principal
@@ -202,6 +203,15 @@ class IdempotentViewMixin:
         key = parse_key(_key_header(request))
         if key is None and self.idempotency_key_required:
             raise MissingKey(f"This endpoint requires an {app_settings.HEADER} header.")
+        # ``idempotency_key_source = "issued"``: only keys from the issuing endpoint (400).
+        if key is not None and getattr(self, "idempotency_key_source", "any") == "issued":
+            verify_issued_key(
+                key,
+                principal=self.get_idempotency_principal(request),
+                endpoint=str(
+                    self.idempotency_scope or getattr(request.resolver_match, "view_name", "")
+                ),
+            )
         return key
 
     def get_idempotency_principal(self, request: Request) -> str:

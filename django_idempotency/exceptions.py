@@ -134,3 +134,20 @@ class KeyNotSupported(IdempotencyError):
         "This endpoint does not process requests idempotently, so an Idempotency-Key would "
         "give no protection. Send the request without the header."
     )
+
+
+class InvalidIssuedKey(IdempotencyError):
+    """A key that should have come from the server does not verify: tampered, foreign, made up."""
+
+    default_code = "invalid-issued-key"
+    title = "Invalid issued Idempotency-Key"
+    default_detail = (
+        "This endpoint only accepts keys issued by this server to you for it; "
+        "ask for a new key and send the request again."
+    )
+
+
+class IssuedKeyExpired(InvalidIssuedKey):
+    default_code = "issued-key-expired"
+    title = "Issued Idempotency-Key expired"
+    default_detail = "The issued key has expired; ask for a new key and send the request again."

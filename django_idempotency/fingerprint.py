@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
+from django.http.request import RawPostDataException
 
 from .exceptions import PayloadTooLarge
 
@@ -51,7 +52,12 @@ def _media_type(request: HttpRequest) -> tuple[str, str]:
 
 
 def _body_identity(request: HttpRequest, media_type: str, charset: str) -> bytes:
-    body = read_body(request)
+    try:
+        body = read_body(request)
+    except RawPostDataException:
+        # Django's CSRF middleware parsed a multipart form before the view, consuming the
+        # stream; the parsed parts identify it, as they would anyway (see below).
+        return b"multipart:" + _multipart_identity(request)
     if _is_json(media_type):
         canonical = canonical_json(body, charset)
         if canonical is not None:

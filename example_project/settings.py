@@ -91,6 +91,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema",
 }
 
+# The HTML checkout: log in, then back to the form.
+LOGIN_REDIRECT_URL = "/shop/checkout/"
+
 SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "1.0.0"}
 
 # Seconds a stored response is replayed; the soak (tests/soak/) shortens it to see keys expire.

@@ -1,14 +1,19 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from example_project.landing import landing
+from example_project.shop.ninja_api import api as ninja_api
 
 urlpatterns = [
     path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("example_project.shop.urls")),
+    path("accounts/login/", LoginView.as_view(), name="login"),
+    path("shop/", include("example_project.shop.web_urls")),
+    path("ninja/", ninja_api.urls),
 ]
 
 # An API: even an unexpected failure answers in problem+json, never an HTML page.

@@ -73,3 +73,19 @@ def test_resets_a_changed_password_and_seeds_a_new_order_once_the_old_one_is_pai
     fresh = Order.objects.get(owner=user, item="seeded demo order", payments__isnull=True)
     assert fresh.pk != paid.pk
     assert f'"order": {fresh.pk},' in output
+
+
+def test_prints_how_to_try_every_other_door() -> None:
+    output = seed()
+    token = Token.objects.get(user__username="demo").key
+    for route in (
+        "/accounts/login/",
+        "/shop/checkout/",
+        "/ninja/orders/",
+        "/ninja/async/orders/",
+        "/api/idempotency-keys/",
+        "/api/transfers/",
+    ):
+        assert f"http://127.0.0.1:9999{route}" in output, route
+    assert f"Authorization: Bearer {token}" in output
+    assert "uvicorn example_project.asgi:application" in output

@@ -31,6 +31,7 @@ urlpatterns = [
     path("test/", include(router.urls)),
     path("test/input/", include("tests.urls_input")),
     path("test/drf/", include("tests.urls_drf")),
+    path("test/doors/", include("tests.urls_doors")),
 ]
 
 handler500 = "django_idempotency.problems.server_error"

@@ -83,3 +83,15 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} back from payment {self.payment_id} ({self.refund_id})"
+
+
+class Transfer(models.Model):
+    """A money transfer; its API only accepts server-issued keys."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    to = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.amount} to {self.to}"

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from .models import Note, Order, Payment, Refund
+from .models import Note, Order, Payment, Refund, Transfer
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -49,3 +49,12 @@ class RefundSerializer(serializers.ModelSerializer):
         if amount > payment.amount:
             raise serializers.ValidationError(f"More than the payment's amount ({payment.amount}).")
         return amount
+
+
+class TransferSerializer(serializers.ModelSerializer):
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+
+    class Meta:
+        model = Transfer
+        fields = ["id", "amount", "to", "created_at"]
+        read_only_fields = ["id", "created_at"]

@@ -13,8 +13,14 @@ from django_idempotency.drf import IdempotentCreateMixin, idempotent
 
 from .external import derived_keys_enabled
 from .gateway import charge, refund
-from .models import Note, Order, Payment
-from .serializers import NoteSerializer, OrderSerializer, PaymentSerializer, RefundSerializer
+from .models import Note, Order, Payment, Transfer
+from .serializers import (
+    NoteSerializer,
+    OrderSerializer,
+    PaymentSerializer,
+    RefundSerializer,
+    TransferSerializer,
+)
 
 
 class OwnedMixin:
@@ -98,3 +104,16 @@ class NoteViewSet(
     queryset = Note.objects.order_by("id")
     serializer_class = NoteSerializer
     idempotency_key_required = False
+
+
+class TransferViewSet(
+    IdempotentCreateMixin,
+    OwnedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
+):
+    queryset = Transfer.objects.order_by("id")
+    serializer_class = TransferSerializer
+    # Only keys from POST /api/idempotency-keys/, issued to this user: a made-up key is a 400.
+    idempotency_key_source = "issued"

@@ -102,6 +102,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"List them: curl -s -H 'Authorization: Token {token.key}' {base_url}/api/orders/"
         )
+        self.stdout.write("")
+        self._other_doors(base_url, token.key, run)
 
     def _example(
         self, title: str, base_url: str, token: str, path: str, key: str, body: str
@@ -115,3 +117,46 @@ class Command(BaseCommand):
             f"    -d {shlex.quote(body)}"
         )
         self.stdout.write("")
+
+    def _other_doors(self, base_url: str, token: str, run: str) -> None:
+        """The same guarantees through the HTML form, django-ninja and server-issued keys."""
+        body = shlex.quote('{"item": "book", "quantity": 1}')
+        self.stdout.write(
+            f"5. In a browser: log in at {base_url}/accounts/login/ "
+            f"({DEMO_USERNAME}/{DEMO_PASSWORD}), then\n"
+            f"   {base_url}/shop/checkout/ - double-click 'Place order': one order, both clicks\n"
+            "   end on its page (the form carries a signed, server-issued key)."
+        )
+        self.stdout.write("")
+        for number, path in (("6", "/ninja/orders/"), ("7", "/ninja/async/orders/")):
+            self.stdout.write(
+                f"{number}. django-ninja ({'async def' if 'async' in path else 'sync'}), "
+                "the DRF token as a Bearer token; run it twice for the replay:"
+            )
+            self.stdout.write(
+                f"  curl -i -X POST {base_url}{path} \\\n"
+                f"    -H 'Authorization: Bearer {token}' \\\n"
+                f"    -H 'Content-Type: application/json' \\\n"
+                f"    -H 'Idempotency-Key: ninja-{number}-{run}' \\\n"
+                f"    -d {body}"
+            )
+            self.stdout.write("")
+        transfer = shlex.quote('{"amount": "10.00", "to": "bob"}')
+        self.stdout.write(
+            "8. Server-issued keys: transfers accept only a key from /api/idempotency-keys/:"
+        )
+        self.stdout.write(
+            f"  KEY=$(curl -s -X POST {base_url}/api/idempotency-keys/ "
+            f"-H 'Authorization: Token {token}' \\\n"
+            "    | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"key\"])')\n"
+            f"  curl -i -X POST {base_url}/api/transfers/ \\\n"
+            f"    -H 'Authorization: Token {token}' \\\n"
+            "    -H 'Content-Type: application/json' \\\n"
+            '    -H "Idempotency-Key: $KEY" \\\n'
+            f"    -d {transfer}"
+        )
+        self.stdout.write("")
+        self.stdout.write(
+            "Under ASGI: .venv/bin/uvicorn example_project.asgi:application --port 8000 "
+            "serves every route above."
+        )

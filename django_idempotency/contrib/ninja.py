@@ -1,0 +1,172 @@
+"""django-ninja door (``pip install django-idempotency[ninja]``).
+
+``@idempotent()`` under ``@api.post(...)`` (or ``idempotent_router(router)``) makes an operation
+exactly-once per key, sync or ``async def``. ninja's auth runs first (an unauthenticated request
+never reaches the key), then the engine claims the key and runs ninja's own ``run`` (parameter
+validation, the operation, rendering) inside the claim's transaction. Refusals go through the
+API's exception handlers as problem+json, and the operation's OpenAPI entry documents the header
+and the answers.
+
+Cost: a new key authenticates twice (once before the claim, once in ninja's ``run``); a replay
+or refusal once. An ``async def`` operation runs, with the claim and the store, in one
+thread-sensitive block (``sync_to_async`` around ``async_to_sync``), so its
+``await Model.objects.acreate(...)`` joins the transaction; the request holds that thread and its
+connection while it awaits, as a sync operation would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.db.models import Model
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from ninja import NinjaAPI, Router
+from ninja.decorators import decorate_view
+from ninja.operation import Operation as NinjaOperation
+
+from ..conf import app_settings
+from ..exceptions import AuthenticationRequired, IdempotencyError
+from ..keys import MAX_KEY_LENGTH
+from ..problems import PROBLEM_CONTENT_TYPE, error_response
+from ..responses import REPLAYED_HEADER
+from ..views import UNSAFE_METHODS, IdempotencyOptions, make_policy, user_principal
+
+Func = TypeVar("Func", bound=Callable[..., Any])
+
+
+def idempotent(**options: Any) -> Callable[[Func], Func]:
+    """Decorate one operation; ``options`` as for ``idempotent_view`` (``key_required``,
+    ``key_source``, ``scope``, ``reference_field``, ``ttl``, ``model``)."""
+    return decorate_view(IdempotentRun(**options))
+
+
+def idempotent_router(router: Router, **options: Any) -> Router:
+    """Every POST/PUT/PATCH/DELETE operation of ``router`` (safe methods pass through)."""
+    router.add_decorator(IdempotentRun(**options), mode="view")
+    return router
+
+
+def problem_handler(request: HttpRequest, exc: Any) -> HttpResponse:
+    """The exception handler for ``IdempotencyError``; installed on first use unless the API
+    registered its own (``api.add_exception_handler(IdempotencyError, ...)``)."""
+    return error_response(exc)
+
+
+class _NinjaPolicy(IdempotencyOptions):
+    def __init__(self, operation: NinjaOperation) -> None:
+        self.operation = operation
+
+    def get_idempotency_principal(self, request: HttpRequest) -> str:
+        """The user ninja's auth returned (``request.auth``), else the session's user."""
+        auth = getattr(request, "auth", None)
+        if isinstance(auth, Model) and getattr(auth, "is_authenticated", False):
+            return user_principal(auth)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return user_principal(user)
+        raise AuthenticationRequired()
+
+    def idempotency_refusal(self, request: HttpRequest, error: IdempotencyError) -> HttpResponse:
+        api: NinjaAPI = self.operation.api
+        if IdempotencyError not in getattr(api, "_exception_handlers", {IdempotencyError: 1}):
+            api.add_exception_handler(IdempotencyError, problem_handler)
+        return api.on_exception(request, error)
+
+
+class IdempotentRun:
+    """A ninja "view" decorator: wraps ``Operation.run``."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        make_policy(options)  # unknown options fail here, at import time
+
+    def __call__(self, run: Callable[..., Any]) -> Callable[..., Any]:
+        operation: NinjaOperation = run.__self__  # type: ignore[attr-defined]
+        if not UNSAFE_METHODS.intersection(operation.methods):
+            return run
+        policy = _NinjaPolicy(operation)
+        for name, value in self.options.items():
+            setattr(policy, f"idempotency_{name}", value)
+        _document(operation, required=policy.idempotency_key_required)
+
+        if iscoroutinefunction(run):
+
+            @wraps(run)
+            async def async_run(request: HttpRequest, **kw: Any) -> HttpResponseBase:
+                if operation.auth_callbacks:
+                    refused = await operation._run_authentication(request)  # type: ignore[misc]
+                    if refused:
+                        return refused  # type: ignore[no-any-return]
+
+                async def view() -> HttpResponseBase:
+                    return await run(request, **kw)  # type: ignore[no-any-return]
+
+                def in_one_thread() -> HttpResponseBase:
+                    return policy.run_idempotently(request, async_to_sync(view))
+
+                return await sync_to_async(in_one_thread, thread_sensitive=True)()
+
+            return async_run
+
+        @wraps(run)
+        def sync_run(request: HttpRequest, **kw: Any) -> HttpResponseBase:
+            if operation.auth_callbacks:
+                refused = operation._run_authentication(request)
+                if refused:
+                    return refused
+            return policy.run_idempotently(request, lambda: run(request, **kw))
+
+        return sync_run
+
+
+def _document(operation: NinjaOperation, *, required: bool) -> None:
+    """The header and the refusals in the operation's OpenAPI entry (ninja merges these)."""
+    problem = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    }
+
+    def refusal(text: str) -> dict[str, Any]:
+        return {"description": text, "content": {PROBLEM_CONTENT_TYPE: {"schema": problem}}}
+
+    responses = {
+        "400": refusal("The Idempotency-Key is missing (where required) or invalid."),
+        "409": refusal(
+            "The original request with this key is still running (retry after Retry-After "
+            "seconds), or another key already performed this operation."
+        ),
+        str(app_settings.MISMATCH_STATUS): refusal(
+            "The key was used before with a different method, path or body."
+        ),
+    }
+    extra = dict(operation.openapi_extra or {})
+    parameters = [
+        parameter
+        for parameter in extra.get("parameters", [])
+        # ninja re-applies the decorator to the clone of a mounted operation: replace, not add.
+        if (parameter.get("in"), parameter.get("name")) != ("header", app_settings.HEADER)
+    ]
+    extra["parameters"] = [
+        *parameters,
+        {
+            "in": "header",
+            "name": app_settings.HEADER,
+            "required": required,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+            "description": (
+                "Names this operation: retries with the same key and request get the first "
+                f"response again, marked with {REPLAYED_HEADER}: true."
+            ),
+        },
+    ]
+    extra["responses"] = {**responses, **extra.get("responses", {})}
+    operation.openapi_extra = extra

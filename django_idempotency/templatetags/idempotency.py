@@ -1,0 +1,33 @@
+"""``{% idempotency_key_input %}``: a hidden input holding a fresh server-issued key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from ..conf import app_settings
+from ..issued_keys import issue_key
+from ..views import request_principal
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def idempotency_key_input(context: Any, endpoint: str | None = None) -> SafeString:
+    """Render ``<input type="hidden" name="idempotency_key" value="...">``.
+
+    The key is bound to the visitor (user, else session) and to ``endpoint``: the scope name of
+    the view the form posts to, by default the URL name of the page being rendered (a form that
+    posts back to its own URL needs no argument).
+    """
+    request = context["request"]
+    if endpoint is None:
+        match = request.resolver_match
+        endpoint = match.view_name if match else ""
+    issued = issue_key(request_principal(request, session=True), endpoint)
+    return format_html(
+        '<input type="hidden" name="{}" value="{}">', app_settings.ISSUED_KEY_FIELD, issued.key
+    )

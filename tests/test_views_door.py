@@ -1,0 +1,283 @@
+"""The plain Django door: ``@idempotent_view`` (sync and async), ``IdempotentViewMixin``,
+the session principal and the template tag."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.test import AsyncClient, Client
+
+from django_idempotency.issued_keys import issue_key
+from django_idempotency.views import idempotent_view, user_principal
+from example_project.shop.models import Payment
+from tests.factories import OrderFactory
+from tests.testapp.models import Execution
+
+KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def logged_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def post_json(client: Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    return client.post(path, json.dumps(body), content_type="application/json", **headers)
+
+
+def rendered_key(client: Client, path: str) -> str:
+    match = KEY_INPUT.search(client.get(path).content.decode())
+    assert match is not None
+    return match.group(1)
+
+
+PLAIN = "/test/doors/plain/"
+ASYNC = "/test/doors/async/"
+
+
+@pytest.mark.django_db
+class TestFunctionView:
+    def test_new_then_replay_byte_identical(self, user: Any) -> None:
+        client = logged_in(user)
+        first = post_json(client, PLAIN, {"label": "a"}, key="k1")
+        second = post_json(client, PLAIN, {"label": "a"}, key="k1")
+        assert first.status_code == second.status_code == 201
+        assert second.content == first.content
+        assert second["Content-Type"] == first["Content-Type"]
+        assert second["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+    def test_mismatch(self, user: Any, assert_problem: Any) -> None:
+        client = logged_in(user)
+        post_json(client, PLAIN, {"label": "a"}, key="k1")
+        assert_problem(post_json(client, PLAIN, {"label": "b"}, key="k1"), 422)
+        assert Execution.objects.count() == 1
+
+    def test_missing_and_invalid_key(self, user: Any, assert_problem: Any) -> None:
+        client = logged_in(user)
+        assert_problem(post_json(client, PLAIN, {}), 400, "missing-idempotency-key")
+        assert_problem(post_json(client, PLAIN, {}, key=" x"), 400, "invalid-idempotency-key")
+        assert Execution.objects.count() == 0
+
+    def test_anonymous_is_refused_before_anything_runs(self, assert_problem: Any) -> None:
+        response = post_json(Client(), PLAIN, {}, key="k")
+        assert_problem(response, 403, "idempotency-key-requires-authentication")
+        assert Execution.objects.count() == 0
+
+    def test_safe_methods_pass_through(self, user: Any) -> None:
+        assert logged_in(user).get(PLAIN).status_code == 200
+
+    def test_keys_are_per_user(self, user: Any, other_user: Any) -> None:
+        post_json(logged_in(user), PLAIN, {"label": "a"}, key="k")
+        response = post_json(logged_in(other_user), PLAIN, {"label": "a"}, key="k")
+        assert "Idempotent-Replayed" not in response
+        assert Execution.objects.count() == 2
+
+    def test_release_rolls_back_and_frees_the_key(self, user: Any) -> None:
+        client = logged_in(user)
+        refused = post_json(client, PLAIN, {"status": 409}, key="k")
+        assert refused.status_code == 409
+        assert Execution.objects.count() == 0  # the view's write was rolled back
+        again = post_json(client, PLAIN, {"status": 201}, key="k")
+        assert again.status_code == 201
+        assert "Idempotent-Replayed" not in again
+
+    def test_stored_4xx_outcome_is_replayed(self, user: Any) -> None:
+        client = logged_in(user)
+        first = post_json(client, PLAIN, {"status": 402}, key="k")
+        second = post_json(client, PLAIN, {"status": 402}, key="k")
+        assert second.status_code == 402
+        assert second["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+        assert second.content == first.content
+
+    def test_reference_blocks_a_second_key(self, user: Any, assert_problem: Any) -> None:
+        client = logged_in(user)
+        first = post_json(client, PLAIN, {"ref": "7"}, key="k1")
+        copy = post_json(client, PLAIN, {"ref": "7"}, key="k2")
+        assert copy.content == first.content
+        assert copy["Idempotent-Replayed"] == "true"
+        other = post_json(client, PLAIN, {"ref": "7", "label": "x"}, key="k3")
+        assert_problem(other, 409, "idempotency-reference-conflict")
+        assert Execution.objects.count() == 1
+
+    def test_form_field_keys_must_be_issued(self, user: Any, assert_problem: Any) -> None:
+        client = logged_in(user)
+        made_up = client.post(PLAIN, {"idempotency_key": "mine"}, HTTP_ACCEPT="application/json")
+        assert_problem(made_up, 400, "invalid-issued-key")
+        key = rendered_key(client, PLAIN)
+        assert client.post(PLAIN, {"idempotency_key": key}).status_code == 201
+        replay = client.post(PLAIN, {"idempotency_key": key})
+        assert replay["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+    def test_unknown_option_is_refused_at_import(self) -> None:
+        with pytest.raises(TypeError, match="keysource"):
+            idempotent_view(keysource="issued")(lambda request: None)
+
+
+@pytest.mark.django_db
+class TestClassBasedView:
+    path = "/test/doors/class/"
+
+    def test_issued_key_from_the_tag_runs_once(self, user: Any) -> None:
+        client = logged_in(user)
+        key = rendered_key(client, self.path)
+        first = client.post(self.path, {"label": "c", "idempotency_key": key})
+        second = client.post(self.path, {"label": "c", "idempotency_key": key})
+        assert first.status_code == 201
+        assert second.content == first.content
+        assert second["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+    def test_issued_key_in_the_header_works_too(self, user: Any) -> None:
+        key = issue_key(user_principal(user)).key  # an API-issued key: any endpoint
+        response = post_json(logged_in(user), self.path, {"label": "h"}, key=key)
+        assert response.status_code == 201
+
+    def test_key_for_another_endpoint_is_refused(self, user: Any, assert_problem: Any) -> None:
+        key = issue_key(user_principal(user), "plain").key
+        response = post_json(logged_in(user), self.path, {}, key=key)
+        assert_problem(response, 400, "invalid-issued-key")
+        assert Execution.objects.count() == 0
+
+
+@pytest.mark.django_db
+class TestSessionPrincipal:
+    path = "/test/doors/session/"
+
+    def test_anonymous_visitor_by_session(self) -> None:
+        visitor = Client()
+        key = rendered_key(visitor, self.path)
+        first = visitor.post(self.path, {"label": "s", "idempotency_key": key})
+        second = visitor.post(self.path, {"label": "s", "idempotency_key": key})
+        assert first.status_code == 201
+        assert second["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+    def test_another_visitors_key_is_refused(self) -> None:
+        key = rendered_key(Client(), self.path)
+        stranger = Client()
+        stranger.get(self.path)  # has a session of its own
+        response = stranger.post(self.path, {"idempotency_key": key})
+        assert response.status_code == 400
+        assert Execution.objects.count() == 0
+
+    def test_no_session_no_key(self) -> None:
+        key = rendered_key(Client(), self.path)
+        assert Client().post(self.path, {"idempotency_key": key}).status_code == 400
+
+
+async def logged_in_async(user: Any) -> AsyncClient:
+    # AsyncClient.aforce_login() is Django 5.0+; the session cookie works on every version.
+    client = AsyncClient()
+    client.cookies = (await sync_to_async(logged_in)(user)).cookies
+    return client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+class TestAsyncView:
+    @pytest.fixture(autouse=True)
+    async def _close_executor_connections(self) -> Any:
+        yield
+        # The thread-sensitive executor's thread opened its own connection; the test
+        # database cannot be dropped while it is open.
+        await sync_to_async(connections.close_all)()
+
+    async def test_new_replay_and_mismatch(self, user: Any) -> None:
+        client = await logged_in_async(user)
+        body = json.dumps({"label": "a"})
+        key = {"Idempotency-Key": "k"}
+        first = await client.post(ASYNC, body, "application/json", headers=key)
+        second = await client.post(ASYNC, body, "application/json", headers=key)
+        other = await client.post(ASYNC, "{}", "application/json", headers=key)
+        assert first.status_code == 201
+        assert second.content == first.content
+        assert second["Idempotent-Replayed"] == "true"
+        assert other.status_code == 422
+        assert await Execution.objects.acount() == 1
+
+    async def test_released_answer_rolls_back_the_views_async_write(self, user: Any) -> None:
+        # The async view's acreate() ran inside the claim's transaction: a 409 undoes it.
+        client = await logged_in_async(user)
+        body = json.dumps({"status": 409})
+        key = {"Idempotency-Key": "k"}
+        response = await client.post(ASYNC, body, "application/json", headers=key)
+        assert response.status_code == 409
+        assert await Execution.objects.acount() == 0
+
+    async def test_async_class_based_view(self, user: Any) -> None:
+        client = await logged_in_async(user)
+        path = "/test/doors/async-class/"
+        body = json.dumps({"status": 201})
+        first = await client.post(path, body, "application/json", headers={"Idempotency-Key": "k"})
+        second = await client.post(path, body, "application/json", headers={"Idempotency-Key": "k"})
+        assert second.content == first.content
+        assert second["Idempotent-Replayed"] == "true"
+        released = await client.post(
+            path, json.dumps({"status": 409}), "application/json", headers={"Idempotency-Key": "k2"}
+        )
+        assert released.status_code == 409
+        assert await Execution.objects.acount() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", [PLAIN, ASYNC])
+def test_concurrent_copies_run_once(user: Any, path: str) -> None:
+    copies = 8
+    barrier = threading.Barrier(copies)
+
+    def one(_: int) -> Any:
+        client = logged_in(user)
+        try:
+            barrier.wait(timeout=10)
+            return post_json(client, path, {"label": "storm", "sleep": 0.3}, key="storm")
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        responses = list(pool.map(one, range(copies)))
+    assert [r.status_code for r in responses] == [201] * copies
+    assert len({r.content for r in responses}) == 1
+    assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_form_view_reference_as_the_form_saves_it(user: Any, assert_problem: Any) -> None:
+    order = OrderFactory(owner=user)
+    client = logged_in(user)
+    path = "/test/doors/payment/"
+    first = client.post(path, {"order": str(order.pk), "amount": "5"}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201, first.content
+    # "01" names the same order to the form: another key cannot pay it again.
+    second = client.post(
+        path,
+        {"order": f"0{order.pk}", "amount": "5"},
+        HTTP_IDEMPOTENCY_KEY="k2",
+        HTTP_ACCEPT="application/json",
+    )
+    assert_problem(second, 409, "idempotency-reference-conflict")
+    assert Payment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_anonymous_without_or_with_a_bad_key_is_403_first(assert_problem: Any) -> None:
+    code = "idempotency-key-requires-authentication"
+    assert_problem(post_json(Client(), PLAIN, {}), 403, code)
+    assert_problem(post_json(Client(), PLAIN, {}, key=" bad"), 403, code)

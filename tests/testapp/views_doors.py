@@ -1,0 +1,100 @@
+"""Test-only plain Django views behind the view decorator, the CBV mixin and the async door."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from django import forms
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import engines
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import CreateView
+
+from django_idempotency.views import IdempotentViewMixin, idempotent_view
+from example_project.shop.models import Payment
+from tests.testapp.models import Execution
+
+FORM = engines["django"].from_string(
+    "{% load idempotency %}<form method=post>{% idempotency_key_input %}</form>"
+)
+
+
+def _fields(request: HttpRequest) -> dict[str, str]:
+    if request.content_type == "application/json":
+        return dict(json.loads(request.body or b"{}"))
+    return {name: request.POST[name] for name in request.POST}
+
+
+def _answer(request: HttpRequest, fields: dict[str, str]) -> HttpResponse:
+    """Create an Execution (unless ``status`` says otherwise) and answer with it."""
+    time.sleep(float(fields.get("sleep", 0)))
+    execution = Execution.objects.create(label=fields.get("label", "plain"))
+    status = int(fields.get("status", 201))
+    return JsonResponse({"id": execution.pk, "label": execution.label}, status=status)
+
+
+@csrf_exempt
+@idempotent_view(reference_field="ref")
+def plain_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return HttpResponse(FORM.render({}, request))
+    return _answer(request, _fields(request))
+
+
+@csrf_exempt
+@idempotent_view(key_source="issued", principal="session")
+def session_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return HttpResponse(FORM.render({}, request))
+    return _answer(request, _fields(request))
+
+
+@csrf_exempt
+@idempotent_view
+async def async_view(request: HttpRequest) -> HttpResponse:
+    fields = json.loads(request.body or b"{}")
+    await asyncio.sleep(float(fields.get("sleep", 0)))
+    execution = await Execution.objects.acreate(label=fields.get("label", "async"))
+    status = int(fields.get("status", 201))
+    return JsonResponse({"id": execution.pk, "label": execution.label}, status=status)
+
+
+class ClassView(IdempotentViewMixin, View):
+    idempotency_key_source = "issued"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(FORM.render({}, request))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        return _answer(request, _fields(request))
+
+
+class AsyncClassView(IdempotentViewMixin, View):
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        fields = json.loads(request.body or b"{}")
+        execution = await Execution.objects.acreate(label=fields.get("label", "async-cbv"))
+        status = int(fields.get("status", 201))
+        return JsonResponse({"id": execution.pk}, status=status)
+
+
+class PaymentForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Payment
+        fields = ["order", "amount"]
+
+
+class PaymentCreateView(IdempotentViewMixin, CreateView):  # type: ignore[type-arg]
+    """One payment per order, whatever the key: the reference as the form would save it."""
+
+    form_class = PaymentForm
+    template_name = "shop/checkout.html"
+    idempotency_reference_field = "order"
+
+    def form_valid(self, form: PaymentForm) -> HttpResponse:
+        form.instance.owner = self.request.user
+        form.instance.charge_id = "ch_test"
+        payment = form.save()
+        return JsonResponse({"id": payment.pk}, status=201)

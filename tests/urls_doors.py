@@ -1,0 +1,15 @@
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from tests.testapp import views_doors
+from tests.testapp.ninja_doors import api as ninja_api
+
+urlpatterns = [
+    path("plain/", views_doors.plain_view, name="plain"),
+    path("session/", views_doors.session_view, name="session"),
+    path("async/", views_doors.async_view, name="async"),
+    path("class/", csrf_exempt(views_doors.ClassView.as_view()), name="class"),
+    path("ninja/", ninja_api.urls),
+    path("payment/", csrf_exempt(views_doors.PaymentCreateView.as_view()), name="payment"),
+    path("async-class/", csrf_exempt(views_doors.AsyncClassView.as_view()), name="async-class"),
+]
