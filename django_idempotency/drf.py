@@ -38,7 +38,6 @@ from .principals import request_principal
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
 from .references import identity, reference_for, storable
 
-
 #: What ``@idempotent(...)`` accepts: each sets the ``idempotency_<name>`` attribute for the
 #: decorated handler only.
 OPTIONS = (

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .issued_keys import issue_key
-from .views import user_principal
+from .principals import request_principal
 
 
 class IssuedKeySerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ class IssueKeyView(APIView):
 
     @_documented
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        issued = issue_key(user_principal(request.user))
+        issued = issue_key(request_principal(request))
         return Response(
             IssuedKeySerializer(issued).data,
             status=status.HTTP_201_CREATED,

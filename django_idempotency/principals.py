@@ -55,6 +55,17 @@ def session_principal(request: Any) -> str | None:
     return "session:" + salted_hmac(_SESSION_SALT, key).hexdigest()
 
 
+def start_guest_session(request: Any) -> None:
+    """Give a guest a stored session, so a key issued to it (a form's) names it on submit."""
+    user = getattr(request, "user", None)
+    session = getattr(request, "session", None)
+    if session is None or getattr(user, "is_authenticated", False):
+        return
+    if session.session_key is None:
+        session.save()
+        session.modified = True  # so SessionMiddleware sends the cookie
+
+
 def request_principal(request: Any, *, guest_sessions: bool = False) -> str:
     """The authenticated user; with ``guest_sessions``, else the guest's session. Refuses the rest.
 

@@ -10,7 +10,6 @@ the view's ``await Model.objects.acreate(...)`` lands on that thread's connectio
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -28,45 +27,23 @@ from django.template.loader import render_to_string
 
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
-from .exceptions import AuthenticationRequired, IdempotencyError, MissingKey, PayloadTooLarge
+from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
 from .issued_keys import verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
+from .principals import request_principal
 from .problems import error_response
+from .references import storable
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
-_MAX_SCOPE_LENGTH = 255
-
 #: ``"any"``: a header key may be made by the client; ``"issued"``: only server-issued keys.
 KeySource = Literal["any", "issued"]
 #: ``"user"``: authenticated users only; ``"session"``: anonymous visitors by their session.
 PrincipalSource = Literal["user", "session"]
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
-
-
-def user_principal(user: Any) -> str:
-    """The principal of a user, the same string the DRF door uses, so issued keys travel."""
-    return f"{user._meta.label_lower}:{user.pk}"
-
-
-def request_principal(request: HttpRequest, *, session: bool = False) -> str:
-    """Whose keys these are: the authenticated user; with ``session=True`` an anonymous
-    visitor's session (created if needed). Never a scope shared by all anonymous clients."""
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return user_principal(user)
-    store = getattr(request, "session", None) if session else None
-    if store is None:
-        raise AuthenticationRequired()
-    if store.session_key is None:
-        store.save()
-        store.modified = True  # so SessionMiddleware sends the cookie
-    # A digest: the session key is a credential and must not sit in the records table.
-    digest = hashlib.sha256(str(store.session_key).encode()).hexdigest()[:32]
-    return f"session:{digest}"
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -133,7 +110,7 @@ class IdempotencyOptions:
         return key, issued
 
     def get_idempotency_principal(self, request: HttpRequest) -> str:
-        return request_principal(request, session=self.idempotency_principal == "session")
+        return request_principal(request, guest_sessions=self.idempotency_principal == "session")
 
     def get_idempotency_endpoint(self, request: HttpRequest) -> str:
         if self.idempotency_scope is not None:
@@ -143,7 +120,7 @@ class IdempotencyOptions:
 
     def get_idempotency_scope(self, request: HttpRequest) -> str:
         endpoint = self.get_idempotency_endpoint(request)
-        return _bounded(f"{endpoint}|{self.get_idempotency_principal(request)}")
+        return storable(f"{endpoint}|{self.get_idempotency_principal(request)}")
 
     def get_idempotency_reference(self, request: HttpRequest) -> str | None:
         name = self.idempotency_reference_field
@@ -152,7 +129,7 @@ class IdempotencyOptions:
         value = self._form_value(request, name)
         if value is None or value == "":
             return None
-        return _bounded(f"{name}:{self.normalise_idempotency_reference(name, value)}")
+        return storable(f"{name}:{self.normalise_idempotency_reference(name, value)}")
 
     def normalise_idempotency_reference(self, name: str, value: str) -> Any:
         """The value as the form would save it (``01`` and ``1`` are one order)."""
@@ -314,10 +291,3 @@ def _read_body_first(request: HttpRequest) -> None:
     # A multipart form the CSRF middleware already parsed is fingerprinted by its parts.
     with suppress(RawPostDataException):
         read_body(request)
-
-
-def _bounded(value: str) -> str:
-    """Values longer than the column stay unique as a digest."""
-    if len(value) <= _MAX_SCOPE_LENGTH:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()

@@ -15,7 +15,8 @@ from django.db import connections
 from django.test import AsyncClient, Client
 
 from django_idempotency.issued_keys import issue_key
-from django_idempotency.views import idempotent_view, user_principal
+from django_idempotency.principals import user_principal
+from django_idempotency.views import idempotent_view
 from example_project.shop.models import Payment
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
@@ -173,8 +174,10 @@ class TestSessionPrincipal:
         assert Execution.objects.count() == 0
 
     def test_no_session_no_key(self) -> None:
+        # A guest without a stored session has no principal to hold a key: refused, nothing runs.
         key = rendered_key(Client(), self.path)
-        assert Client().post(self.path, {"idempotency_key": key}).status_code == 400
+        assert Client().post(self.path, {"idempotency_key": key}).status_code == 403
+        assert Execution.objects.count() == 0
 
 
 async def logged_in_async(user: Any) -> AsyncClient:

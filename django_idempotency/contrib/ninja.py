@@ -21,7 +21,6 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
-from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
@@ -30,9 +29,10 @@ from ninja.operation import Operation as NinjaOperation
 from ..conf import app_settings
 from ..exceptions import AuthenticationRequired, IdempotencyError
 from ..keys import MAX_KEY_LENGTH
+from ..principals import user_principal
 from ..problems import PROBLEM_CONTENT_TYPE, error_response
 from ..responses import REPLAYED_HEADER
-from ..views import UNSAFE_METHODS, IdempotencyOptions, make_policy, user_principal
+from ..views import UNSAFE_METHODS, IdempotencyOptions, make_policy
 
 Func = TypeVar("Func", bound=Callable[..., Any])
 
@@ -61,13 +61,12 @@ class _NinjaPolicy(IdempotencyOptions):
 
     def get_idempotency_principal(self, request: HttpRequest) -> str:
         """The user ninja's auth returned (``request.auth``), else the session's user."""
-        auth = getattr(request, "auth", None)
-        if isinstance(auth, Model) and getattr(auth, "is_authenticated", False):
-            return user_principal(auth)
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            return user_principal(user)
-        raise AuthenticationRequired()
+        principal = user_principal(getattr(request, "auth", None)) or user_principal(
+            getattr(request, "user", None)
+        )
+        if principal is None:
+            raise AuthenticationRequired()
+        return principal
 
     def idempotency_refusal(self, request: HttpRequest, error: IdempotencyError) -> HttpResponse:
         api: NinjaAPI = self.operation.api

@@ -10,7 +10,7 @@ from django.utils.safestring import SafeString
 
 from ..conf import app_settings
 from ..issued_keys import issue_key
-from ..views import request_principal
+from ..principals import request_principal, start_guest_session
 
 register = template.Library()
 
@@ -27,7 +27,8 @@ def idempotency_key_input(context: Any, endpoint: str | None = None) -> SafeStri
     if endpoint is None:
         match = request.resolver_match
         endpoint = match.view_name if match else ""
-    issued = issue_key(request_principal(request, session=True), endpoint)
+    start_guest_session(request)
+    issued = issue_key(request_principal(request, guest_sessions=True), endpoint)
     return format_html(
         '<input type="hidden" name="{}" value="{}">', app_settings.ISSUED_KEY_FIELD, issued.key
     )
