@@ -109,7 +109,7 @@ def _postgres_bin() -> Path:
         key=lambda path: int(Path(path).parts[-3]),
     )
     assert found, (
-        "the restart test needs the PostgreSQL server binaries (apt-get install postgresql)"
+        "the restart test needs the PostgreSQL server binaries (scripts/bootstrap.sh installs them)"
     )
     return Path(found[-1]).parent
 
@@ -215,8 +215,8 @@ def private_database(private_postgres: PrivateCluster) -> tuple[str, str]:
 
 # -- PgBouncer -------------------------------------------------------------------------------
 
-#: What the lead's CI script must install for this test (the test itself installs nothing).
-PGBOUNCER_PACKAGE = "apt-get install -y pgbouncer"
+#: scripts/bootstrap.sh (run by `make test`) installs it; the test itself installs nothing.
+PGBOUNCER_PACKAGE = "scripts/bootstrap.sh, or apt-get install -y pgbouncer"
 
 
 @dataclass
