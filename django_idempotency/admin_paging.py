@@ -25,16 +25,21 @@ EXACT_COUNT_LIMIT = 1000
 MAX_PAGES = 100
 
 
-def approximate_count(queryset: QuerySet[Any], exact_up_to: int = EXACT_COUNT_LIMIT) -> int:
-    """The exact count up to ``exact_up_to``; above that PostgreSQL's estimate, never less."""
+def count_rows(queryset: QuerySet[Any], exact_up_to: int = EXACT_COUNT_LIMIT) -> tuple[int, bool]:
+    """``(count, estimated)``: exact up to ``exact_up_to`` rows; above that PostgreSQL's
+    estimate for the query (never less than what was counted). Other databases count exactly:
+    they serve development, not tables of millions."""
     exact: int = queryset.order_by()[: exact_up_to + 1].count()
     if exact <= exact_up_to:
-        return exact
-    return max(exact, planner_estimate(queryset) or 0)
+        return exact, False
+    estimate = planner_estimate(queryset)
+    if estimate is None:
+        return queryset.count(), False
+    return max(exact, estimate), True
 
 
-def is_estimate(count: int, exact_up_to: int = EXACT_COUNT_LIMIT) -> bool:
-    return count > exact_up_to
+def approximate_count(queryset: QuerySet[Any], exact_up_to: int = EXACT_COUNT_LIMIT) -> int:
+    return count_rows(queryset, exact_up_to)[0]
 
 
 def planner_estimate(queryset: QuerySet[Any]) -> int | None:
@@ -55,12 +60,16 @@ class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     """A paginator whose count never scans the table and whose page count is capped."""
 
     @cached_property
+    def _counted(self) -> tuple[int, bool]:
+        return count_rows(cast("QuerySet[Any]", self.object_list))
+
+    @property
     def count(self) -> int:
-        return approximate_count(cast("QuerySet[Any]", self.object_list))
+        return self._counted[0]
 
     @property
     def estimated(self) -> bool:
-        return is_estimate(self.count)
+        return self._counted[1]
 
     @cached_property
     def num_pages(self) -> int:

