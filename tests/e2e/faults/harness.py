@@ -323,7 +323,7 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Iterable[Any] = ()
 
 def in_flight_records(conn: psycopg.Connection[Any]) -> int:
     """Records not completed: must be none once every request has ended, crashed or not."""
-    return int(scalar(conn, f"SELECT count(*) FROM {RECORDS} WHERE state <> 'completed'"))
+    return int(scalar(conn, f"SELECT count(*) FROM {RECORDS} WHERE state = 'in_flight'"))
 
 
 def stored_server_errors(conn: psycopg.Connection[Any]) -> int:
