@@ -60,14 +60,16 @@ def test_a_first_request_claims_first(api: Any) -> None:
 
 def test_every_statement_is_its_own_round_trip(api: Any) -> None:
     """psycopg 3 sends BEGIN alone and waits for it, even in pipeline mode (see
-    docs/benchmarks.md), so a first request is six round trips: four more than a bare create.
+    docs/benchmarks.md), so a first request is eight round trips: six more than a bare create.
     """
     trips = round_trips(api, ORDER, "k")
     assert [trip.split()[0].strip('"') for trip in trips] == [
         "SELECT",
         "BEGIN",
         "WITH",
+        "SAVEPOINT",
         "INSERT",
+        "RELEASE",
         "UPDATE",
         "COMMIT",
     ]
@@ -115,7 +117,9 @@ def test_looking_up_first_makes_a_replay_one_statement(api: Any) -> None:
         "UPDATE",  # the lookup: finds nothing, writes nothing
         "BEGIN",
         "INSERT",
+        "SAVEPOINT",
         "INSERT",
+        "RELEASE",
         "UPDATE",
         "COMMIT",
     ]
