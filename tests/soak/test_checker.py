@@ -140,6 +140,12 @@ def test_records_left_in_flight_and_counters_that_disagree_with_events() -> None
     assert _check([], [], records).by_rule() == {"in-flight": 1, "counters": 1}
 
 
+def test_a_held_record_stripped_by_the_purge_is_settled() -> None:
+    # The purge strips an expired success down to its reference and deletes its events.
+    records = [RecordState(1, "held", 2, 1, 0, 0)]
+    assert _check([], [], records).by_rule() == {}
+
+
 def test_describe_names_the_offending_operations() -> None:
     ops = [_op(1, _answer(201, _order_body(10, "o1")))]
     text = describe(_check(ops, []), ops)
