@@ -16,6 +16,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_idempotency"
 
+# Defaults that are another Django setting's value: shown by name, since the docs build has no
+# project settings (reading DERIVED_KEY_SECRET would need a SECRET_KEY).
+FOLLOWS = {"DERIVED_KEY_SECRET": "the value of `SECRET_KEY`"}
+
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if "<!-- settings -->" in markdown:
@@ -47,7 +51,7 @@ def settings_reference() -> str:
         doc = inspect.cleandoc(member.__doc__)
         sections.append(
             f"### `IDEMPOTENCY_{name}` {{#idempotency_{name.lower()}}}\n\n"
-            f"Default: {_shown(getattr(current, name))}\n\n{doc}\n"
+            f"Default: {FOLLOWS.get(name) or _shown(getattr(current, name))}\n\n{doc}\n"
         )
     return "\n".join(sections)
 
