@@ -161,6 +161,11 @@ class IdempotentViewMixin:
     #: A key on an unsafe handler that is not ``@idempotent`` is a 400 problem; ``False``
     #: ignores such keys (the request then runs unprotected).
     idempotency_refuse_unwrapped_keys: bool = True
+    #: ``"issued"``: accept only keys from the issuing view (``django_idempotency.urls``);
+    #: any other key is a 400 ``invalid-issued-key`` problem. Default ``"any"``.
+    idempotency_key_source: str = "any"
+    #: Scope an anonymous client's keys to its own session instead of refusing them (403).
+    idempotency_guest_sessions: bool = False
 
     request: Request
 

@@ -1,7 +1,7 @@
 """MkDocs hooks: reference pages generated from the code, so they cannot fall behind it.
 
 ``<!-- settings -->`` becomes every ``Settings`` property of ``conf.py`` with its real default;
-``<!-- drf-hooks -->`` the ``IdempotentCreateMixin`` attributes and ``get_idempotency_*`` hooks
+``<!-- drf-hooks -->`` the ``IdempotentViewMixin`` attributes and ``get_idempotency_*`` hooks
 (read from the source, no Django set-up); ``<!-- changelog -->`` the repository's CHANGELOG.md.
 """
 
@@ -76,7 +76,8 @@ def mixin_reference() -> str:
     mixin = next(
         node
         for node in tree.body
-        if isinstance(node, ast.ClassDef) and node.name == "IdempotentCreateMixin"
+        # The attributes and hooks live on the base every door of drf.py shares.
+        if isinstance(node, ast.ClassDef) and node.name == "IdempotentViewMixin"
     )
     attributes, hooks = [], []
     for node in mixin.body:
@@ -101,6 +102,8 @@ def mixin_reference() -> str:
                 raise ValueError(f"{node.name} has no docstring: the DRF page needs one")
             summary = " ".join(doc.split("\n\n")[0].split())
             hooks.append(f"| `{node.name}({arguments})` | {summary} |")
+    if not attributes or not hooks:
+        raise ValueError("IdempotentViewMixin: no attributes or hooks found for the DRF page")
     return (
         "### Attributes\n\n| attribute | meaning |\n|---|---|\n"
         + "\n".join(attributes)

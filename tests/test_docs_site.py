@@ -144,3 +144,12 @@ def test_every_page_of_the_nav_is_built(site: Path) -> None:
     for entry in nav:
         (source,) = entry.values()
         assert (site / source.replace(".md", ".html")).is_file(), source
+
+
+def test_the_drf_page_lists_every_attribute_and_hook_of_the_mixin(site: Path) -> None:
+    from django_idempotency.drf import IdempotentViewMixin
+
+    page = (site / "drf.html").read_text()
+    names = [n for n in vars(IdempotentViewMixin) if n.startswith(("idempotency_", "get_idemp"))]
+    assert "idempotency_key_source" in names
+    assert [name for name in names if f"<code>{name}" not in page] == []
