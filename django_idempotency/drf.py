@@ -31,7 +31,7 @@ from .exceptions import (
     PayloadTooLarge,
 )
 from .fingerprint import read_body, request_fingerprint
-from .issued_keys import verify_issued_key
+from .issued_keys import max_age, verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
 from .principals import request_principal
@@ -161,6 +161,11 @@ class IdempotentViewMixin:
     #: A key on an unsafe handler that is not ``@idempotent`` is a 400 problem; ``False``
     #: ignores such keys (the request then runs unprotected).
     idempotency_refuse_unwrapped_keys: bool = True
+    #: ``"issued"``: accept only keys from the issuing view (``django_idempotency.urls``);
+    #: any other key is a 400 ``invalid-issued-key`` problem. Default ``"any"``.
+    idempotency_key_source: str = "any"
+    #: Scope an anonymous client's keys to its own session instead of refusing them (403).
+    idempotency_guest_sessions: bool = False
 
     request: Request
 
@@ -358,7 +363,7 @@ def _perform(
         method=request.method or "POST",
         path=request.get_full_path(),
         reference=_bounded(view.get_idempotency_reference(request)),
-        ttl=view.get_idempotency_ttl(),
+        ttl=_ttl(view),
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
     )
@@ -469,6 +474,14 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRe
     if renderer is None or isinstance(renderer, JSONRenderer):
         response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+def _ttl(view: IdempotentViewMixin) -> timedelta:
+    ttl = view.get_idempotency_ttl()
+    # The record must outlive an issued key, or a late retry under a valid key would run again.
+    if getattr(view, "idempotency_key_source", "any") == "issued":
+        return max(ttl, max_age())
+    return ttl
 
 
 def _problem_code(exc: Exception) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from .conf import app_settings, is_never_stored
 from .exceptions import ResponseNotStorable
-from .problems import PROBLEM_CONTENT_TYPE, problem_document
+from .problems import PROBLEM_CONTENT_TYPE, problem_document, render_json
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 TOO_LARGE_CODE = "idempotency-response-too-large"
@@ -82,7 +81,7 @@ class StoredResponse:
             ),
             **({"location": location} if location else {}),
         )
-        body = json.dumps(document, ensure_ascii=False).encode()
+        body = render_json(document)
         return cls(
             status=status,
             headers=[*kept, ("Content-Type", PROBLEM_CONTENT_TYPE)],

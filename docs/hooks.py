@@ -1,7 +1,7 @@
 """MkDocs hooks: reference pages generated from the code, so they cannot fall behind it.
 
 ``<!-- settings -->`` becomes every ``Settings`` property of ``conf.py`` with its real default;
-``<!-- drf-hooks -->`` the ``IdempotentCreateMixin`` attributes and ``get_idempotency_*`` hooks
+``<!-- drf-hooks -->`` the ``IdempotentViewMixin`` attributes and ``get_idempotency_*`` hooks
 (read from the source, no Django set-up); ``<!-- changelog -->`` the repository's CHANGELOG.md.
 """
 
@@ -15,6 +15,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_idempotency"
+
+# Defaults that are another Django setting's value: shown by name, since the docs build has no
+# project settings (reading DERIVED_KEY_SECRET would need a SECRET_KEY).
+FOLLOWS = {"DERIVED_KEY_SECRET": "the value of `SECRET_KEY`"}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -47,7 +51,7 @@ def settings_reference() -> str:
         doc = inspect.cleandoc(member.__doc__)
         sections.append(
             f"### `IDEMPOTENCY_{name}` {{#idempotency_{name.lower()}}}\n\n"
-            f"Default: {_shown(getattr(current, name))}\n\n{doc}\n"
+            f"Default: {FOLLOWS.get(name) or _shown(getattr(current, name))}\n\n{doc}\n"
         )
     return "\n".join(sections)
 
@@ -72,7 +76,8 @@ def mixin_reference() -> str:
     mixin = next(
         node
         for node in tree.body
-        if isinstance(node, ast.ClassDef) and node.name == "IdempotentCreateMixin"
+        # The attributes and hooks live on the base every door of drf.py shares.
+        if isinstance(node, ast.ClassDef) and node.name == "IdempotentViewMixin"
     )
     attributes, hooks = [], []
     for node in mixin.body:
@@ -97,6 +102,8 @@ def mixin_reference() -> str:
                 raise ValueError(f"{node.name} has no docstring: the DRF page needs one")
             summary = " ".join(doc.split("\n\n")[0].split())
             hooks.append(f"| `{node.name}({arguments})` | {summary} |")
+    if not attributes or not hooks:
+        raise ValueError("IdempotentViewMixin: no attributes or hooks found for the DRF page")
     return (
         "### Attributes\n\n| attribute | meaning |\n|---|---|\n"
         + "\n".join(attributes)

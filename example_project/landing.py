@@ -13,6 +13,15 @@ ENDPOINTS = [
     ("GET", "/api/payments/", "your payments (?order=ID)"),
     ("POST", "/api/notes/", "create a note (Idempotency-Key optional)"),
     ("GET", "/api/notes/", "your notes"),
+    (
+        "POST",
+        "/api/idempotency-keys/",
+        "issue a key for the endpoints that accept only issued keys",
+    ),
+    ("POST", "/api/transfers/", "a transfer: only a key from /api/idempotency-keys/ is accepted"),
+    ("POST", "/ninja/orders/", "create an order through django-ninja (Bearer: the API token)"),
+    ("GET", "/ninja/docs", "the django-ninja API and its OpenAPI page"),
+    ("GET", "/shop/checkout/", "an HTML form with a server-issued key (log in as demo / demo)"),
     ("GET", "/api/schema/", "the OpenAPI schema, with the Idempotency-Key header"),
     ("GET", "/admin/", "stored keys, replays and conflicts (login demo / demo)"),
 ]

@@ -29,6 +29,7 @@ from django_idempotency.conf import Settings, app_settings
 from django_idempotency.drf import _problem_code
 from django_idempotency.exceptions import IdempotencyError
 from django_idempotency.problems import problem_type, server_error
+from django_idempotency.responses import StoredResponse
 
 pytestmark = pytest.mark.docs
 
@@ -56,15 +57,22 @@ def problem_codes() -> set[str]:
             importlib.import_module(module.name)
     ours = [IdempotencyError, *subclasses(IdempotencyError)]
     codes = {c.default_code for c in ours if c.__module__.startswith("django_idempotency")}
-    # What problem_exception_handler makes of DRF's errors (instances without __init__: some
-    # constructors need arguments; only the class matters to the code).
+    # What problem_exception_handler makes of DRF's errors and of simplejwt's (the token auth
+    # the README supports), imported here so the set does not depend on which test modules ran
+    # first (instances without __init__: some constructors need arguments; only the class
+    # matters to the code).
+    importlib.import_module("rest_framework_simplejwt.exceptions")
     drf = [APIException, *subclasses(APIException)]
-    handled: list[Any] = [
-        c.__new__(c) for c in drf if c.__module__.startswith(("rest_framework", "django_idemp"))
-    ]
+    known = {"rest_framework", "rest_framework_simplejwt", "django_idempotency"}
+    handled: list[Any] = [c.__new__(c) for c in drf if c.__module__.split(".")[0] in known]
     codes |= {_problem_code(exc) for exc in [*handled, Http404(), PermissionDenied()]}
-    body = json.loads(server_error(RequestFactory().get("/")).content)
-    codes.add(body["type"].rpartition("#")[2])
+    # Problems built outside the exception classes: handler500 and the stored stand-in for an
+    # oversized response.
+    bodies = [
+        server_error(RequestFactory().get("/")).content,
+        StoredResponse.too_large(201, [], 1).body,
+    ]
+    codes |= {json.loads(body)["type"].rpartition("#")[2] for body in bodies}
     return codes
 
 
@@ -74,6 +82,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "mkdocs.yml", "-d", str(out)],
         cwd=ROOT,
+        # As `make docs` and Read the Docs run it: without the test settings, so the settings
+        # page shows the package's own defaults and a hook needing a project setting fails.
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -96,8 +107,13 @@ def test_codes_are_discovered() -> None:
     assert {
         "idempotency-key-mismatch",
         "database-unavailable",
+        "idempotency-key-not-supported",
+        "invalid-issued-key",
+        "issued-key-expired",
+        "idempotency-response-too-large",
         "server-error",
         "throttled",
+        "token-not-valid",
     } <= codes
 
 
@@ -128,3 +144,12 @@ def test_every_page_of_the_nav_is_built(site: Path) -> None:
     for entry in nav:
         (source,) = entry.values()
         assert (site / source.replace(".md", ".html")).is_file(), source
+
+
+def test_the_drf_page_lists_every_attribute_and_hook_of_the_mixin(site: Path) -> None:
+    from django_idempotency.drf import IdempotentViewMixin
+
+    page = (site / "drf.html").read_text()
+    names = [n for n in vars(IdempotentViewMixin) if n.startswith(("idempotency_", "get_idemp"))]
+    assert "idempotency_key_source" in names
+    assert [name for name in names if f"<code>{name}" not in page] == []

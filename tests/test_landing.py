@@ -32,3 +32,9 @@ def test_the_demo_user_can_log_in_to_the_admin() -> None:
     assert client.login(username="demo", password="demo")
     response = client.get("/admin/django_idempotency/idempotencyrecord/")
     assert response.status_code == 200
+
+
+def test_the_landing_page_lists_every_door_of_the_example_project() -> None:
+    paths = {path for _, path, _ in ENDPOINTS}
+    for door in ("/api/transfers/", "/api/idempotency-keys/", "/ninja/orders/", "/shop/checkout/"):
+        assert door in paths, door

@@ -7,6 +7,7 @@ from typing import Any
 
 from django_idempotency import exceptions
 from django_idempotency.problems import error_response
+from django_idempotency.responses import StoredResponse
 
 
 def drf_spelling(body: bytes) -> bytes:
@@ -26,3 +27,8 @@ def test_a_layer_problem_and_an_api_problem_are_spelled_alike(post: Any) -> None
     for response in (refused, invalid):
         assert response["Content-Type"] == "application/problem+json"
         assert response.content == drf_spelling(response.content)
+
+
+def test_the_stored_stand_in_for_an_oversized_response_is_compact_like_drf() -> None:
+    body = StoredResponse.too_large(201, [("Location", "/api/orders/7/")], 10**7).body
+    assert body == drf_spelling(body)

@@ -89,3 +89,8 @@ def test_prints_how_to_try_every_other_door() -> None:
         assert f"http://127.0.0.1:9999{route}" in output, route
     assert f"Authorization: Bearer {token}" in output
     assert "uvicorn example_project.asgi:application" in output
+
+
+def test_the_printed_steps_are_numbered_once_each_in_order() -> None:
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. ", seed(), flags=re.M)]
+    assert numbers == list(range(1, len(numbers) + 1))

@@ -122,13 +122,13 @@ class Command(BaseCommand):
         """The same guarantees through the HTML form, django-ninja and server-issued keys."""
         body = shlex.quote('{"item": "book", "quantity": 1}')
         self.stdout.write(
-            f"5. In a browser: log in at {base_url}/accounts/login/ "
+            f"6. In a browser: log in at {base_url}/accounts/login/ "
             f"({DEMO_USERNAME}/{DEMO_PASSWORD}), then\n"
             f"   {base_url}/shop/checkout/ - double-click 'Place order': one order, both clicks\n"
             "   end on its page (the form carries a signed, server-issued key)."
         )
         self.stdout.write("")
-        for number, path in (("6", "/ninja/orders/"), ("7", "/ninja/async/orders/")):
+        for number, path in (("7", "/ninja/orders/"), ("8", "/ninja/async/orders/")):
             self.stdout.write(
                 f"{number}. django-ninja ({'async def' if 'async' in path else 'sync'}), "
                 "the DRF token as a Bearer token; run it twice for the replay:"
@@ -143,7 +143,7 @@ class Command(BaseCommand):
             self.stdout.write("")
         transfer = shlex.quote('{"amount": "10.00", "to": "bob"}')
         self.stdout.write(
-            "8. Server-issued keys: transfers accept only a key from /api/idempotency-keys/:"
+            "9. Server-issued keys: transfers accept only a key from /api/idempotency-keys/:"
         )
         self.stdout.write(
             f"  KEY=$(curl -s -X POST {base_url}/api/idempotency-keys/ "
