@@ -358,7 +358,7 @@ def _perform(
         method=request.method or "POST",
         path=request.get_full_path(),
         reference=_bounded(view.get_idempotency_reference(request)),
-        ttl=view.get_idempotency_ttl(),
+        ttl=_record_ttl(view),
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
     )
@@ -367,6 +367,14 @@ def _perform(
         return perform_once(operation, lambda: _rendered(view, handler, request, *args, **kwargs))
     finally:
         setattr(request, _ACTIVE, False)
+
+
+def _record_ttl(view: IdempotentViewMixin) -> timedelta:
+    ttl = view.get_idempotency_ttl()
+    if getattr(view, "idempotency_key_source", "any") == "issued":
+        # The record must outlive the issued key, or a late retry would run again.
+        return max(ttl, app_settings.ISSUED_KEY_MAX_AGE)
+    return ttl
 
 
 def _avoid_html(view: Any, request: Request) -> None:

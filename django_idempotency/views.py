@@ -195,7 +195,7 @@ class IdempotencyOptions:
         if request.content_type == "application/json" and name != app_settings.ISSUED_KEY_FIELD:
             try:
                 document = json.loads(read_body(request))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
                 return None  # the view refuses it; nothing to reserve
             value = document.get(name) if isinstance(document, dict) else None
             # A string and a number naming one object are one reference; nested values none.
