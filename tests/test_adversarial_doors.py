@@ -18,6 +18,7 @@ from example_project.shop.models import Order, Payment, Refund, Transfer
 from example_project.shop.views import TransferViewSet
 from tests.test_checkout import browser, rendered_key
 from tests.test_issued_keys import BODY as TRANSFER
+from tests.testapp.models import Execution
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
@@ -164,3 +165,23 @@ def test_ninja_bad_token_never_reaches_the_key(user: Any, path: str) -> None:
     response = stranger.post(path, body, "application/json", HTTP_IDEMPOTENCY_KEY="k")
     assert response.status_code == 401
     assert "Idempotent-Replayed" not in response
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spelling", ['"07"', "7.0", '" 7"'])
+def test_ninja_reference_spelled_otherwise_is_the_same_order(
+    user: Any, assert_problem: Any, spelling: str
+) -> None:
+    # Attack: the operation's schema reads "07", 7.0 and " 7" as order 7; the reference must
+    # too, or a second key pays order 7 again.
+    from tests.test_ninja import bearer
+
+    client = bearer(user)
+    path = "/test/rev11/ninja/pay/"
+    first = client.post(path, '{"order": 7}', "application/json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201, first.content
+    second = client.post(
+        path, f'{{"order": {spelling}}}', "application/json", HTTP_IDEMPOTENCY_KEY="k2"
+    )
+    assert_problem(second, 409, "idempotency-reference-conflict")
+    assert Execution.objects.count() == 1
