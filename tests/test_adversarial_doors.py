@@ -181,3 +181,22 @@ def test_ninja_reference_spelled_otherwise_is_the_same_order(
     )
     assert_problem(second, 409, "idempotency-reference-conflict")
     assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spelling", ['"07"', '"+7"', "7.0"])
+def test_function_view_reference_spelled_otherwise_is_the_same_order(
+    user: Any, spelling: str
+) -> None:
+    # Attack on the README's function view (get_object_or_404(Order, pk=request.POST["order"])):
+    # "07" finds order 7, so a second key must not pay it again as a new reference.
+    client = Client()
+    client.force_login(user)
+    path = "/test/doors/plain/"
+    first = client.post(path, '{"ref": 7}', "application/json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201, first.content
+    second = client.post(
+        path, f'{{"ref": {spelling}}}', "application/json", HTTP_IDEMPOTENCY_KEY="k2"
+    )
+    assert second.status_code == 409, second.content
+    assert Execution.objects.count() == 1
