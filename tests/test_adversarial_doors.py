@@ -200,3 +200,18 @@ def test_function_view_reference_spelled_otherwise_is_the_same_order(
     )
     assert second.status_code == 409, second.content
     assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order", ["99999999999999999999", "1\x00", "\ud800", "9" * 5000])
+def test_form_view_reference_of_an_impossible_order_is_400(user: Any, order: str) -> None:
+    # The reference is cleaned by the form's ModelChoiceField, a database lookup: out-of-range
+    # numbers, NUL and lone surrogates must reach it as a refusal, never a database error.
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    body = json.dumps({"order": order, "amount": "1.00"})
+    response = client.post(
+        "/test/doors/payment/", body, "application/json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert Payment.objects.count() == 0
