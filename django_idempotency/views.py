@@ -135,10 +135,10 @@ class IdempotencyOptions:
         """The value as the form would save it (``01`` and ``1`` are one order)."""
         get_form_class = getattr(self, "get_form_class", None)
         if get_form_class is None:
-            return value
+            return _integer_or_same(value)
         field = get_form_class().base_fields.get(name)
         if field is None:
-            return value
+            return _integer_or_same(value)
         try:
             cleaned = field.clean(value)
         except ValidationError:
@@ -195,7 +195,7 @@ class IdempotencyOptions:
         if request.content_type == "application/json" and name != app_settings.ISSUED_KEY_FIELD:
             try:
                 document = json.loads(read_body(request))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
                 return None  # the view refuses it; nothing to reserve
             value = document.get(name) if isinstance(document, dict) else None
             # A string and a number naming one object are one reference; nested values none.
@@ -284,6 +284,19 @@ async def _run_async(
         return policy.run_idempotently(request, async_to_sync(run_view))
 
     return await sync_to_async(run, thread_sensitive=True)()
+
+
+def _integer_or_same(value: Any) -> Any:
+    """Without a form, any integer spelling (``"07"``, ``"+7"``, ``7.0``) is one reference, as
+    to an integer lookup. Merging two values that really differ costs a 409, never a second run."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def _read_body_first(request: HttpRequest) -> None:

@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
 from ninja.operation import Operation as NinjaOperation
+from pydantic import TypeAdapter, ValidationError
 
 from ..conf import app_settings
 from ..exceptions import AuthenticationRequired, IdempotencyError
@@ -67,6 +68,19 @@ class _NinjaPolicy(IdempotencyOptions):
         if principal is None:
             raise AuthenticationRequired()
         return principal
+
+    def normalise_idempotency_reference(self, name: str, value: str) -> Any:
+        """The value as the operation's body schema parses it (``"07"`` and ``7`` are one)."""
+        for params in self.operation.models:
+            for param in params.model_fields.values():
+                fields = getattr(param.annotation, "model_fields", None)
+                if not isinstance(fields, dict) or name not in fields:
+                    continue
+                try:
+                    return TypeAdapter(fields[name].annotation).validate_python(value)
+                except ValidationError:
+                    return value  # the operation refuses it too, which releases the key
+        return value
 
     def idempotency_refusal(self, request: HttpRequest, error: IdempotencyError) -> HttpResponse:
         api: NinjaAPI = self.operation.api

@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Schema, Status
 from ninja.security import HttpBearer
+from pydantic import field_validator
 from rest_framework.authtoken.models import Token
 
 from django_idempotency.contrib.ninja import idempotent
@@ -26,6 +27,15 @@ class OrderIn(Schema):
     item: str = Field(min_length=1, max_length=200)
     # Bounded by the column, as in the DRF serializer.
     quantity: int = Field(ge=1, le=2_147_483_647)
+
+    @field_validator("item")
+    @classmethod
+    def storable(cls, value: str) -> str:
+        # As DRF's CharField: a NUL is a 422, not a PostgreSQL error (500). (pydantic itself
+        # refuses lone surrogates.)
+        if "\x00" in value:
+            raise ValueError("Null characters are not allowed.")
+        return value
 
 
 class OrderOut(Schema):
