@@ -284,7 +284,7 @@ class IdempotentViewMixin:
         lookup_field = getattr(self, "lookup_field", None)
         lookup_kwarg = getattr(self, "lookup_url_kwarg", None) or lookup_field
         if model is None or url_kwarg != lookup_kwarg:
-            return value
+            return _integer_spelling(value)
         if lookup_field not in ("pk", model._meta.pk.name):
             return value  # a slug: only the primary key has a canonical spelling here
         try:
@@ -419,6 +419,18 @@ def _finalized(finalize: Callable[..., HttpResponseBase], done: HttpResponseBase
         return finalize(request, response, *args, **kwargs)
 
     return finalize_response
+
+
+def _integer_spelling(value: Any) -> Any:
+    """A URL kwarg of an unknown model (a nested route's ``payment_pk``): spellings that
+    ``int()`` reads as one number (``01``, ``+1``, `` 1``), as an integer primary key lookup
+    does, are one reference. Fail safe: two slugs ``01`` and ``1`` then conflict (409)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return str(int(value))
+    except ValueError:
+        return value
 
 
 def _key_header(request: Request) -> str | None:

@@ -1,0 +1,39 @@
+"""Test-only endpoints of the adversarial review (tests/test_adversarial_drf.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.generics import get_object_or_404
+from rest_framework import viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_idempotency.drf import IdempotentViewMixin, idempotent
+
+from .models import Execution
+
+
+class EchoQueryViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """A create that acts on its query string (``?note=...``), as filters and options do."""
+
+    queryset = Execution.objects.all()
+
+    @idempotent()
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        note = request.query_params.get("note", "")
+        Execution.objects.create(label=f"note:{note}")
+        return Response({"note": note}, status=201)
+
+
+class NestedRefundViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """``POST parents/<parent_pk>/refund/`` as drf-nested-routers routes it (``[^/.]+``): the
+    reference is a URL kwarg that is not the view's own lookup, so the view's model is unknown."""
+
+    queryset = Execution.objects.all()
+
+    @idempotent(reference_url_kwarg="parent_pk")
+    def refund(self, request: Request, parent_pk: str) -> Response:
+        parent = get_object_or_404(Execution, pk=parent_pk)
+        Execution.objects.create(label=f"refund:{parent.pk}")
+        return Response({"refunded": parent.pk}, status=201)

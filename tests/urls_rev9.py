@@ -1,0 +1,18 @@
+"""Routes of tests/testapp/views_rev9.py, under /test/rev9/."""
+
+from django.urls import re_path
+
+from tests.testapp import views_rev9
+
+urlpatterns = [
+    re_path(
+        r"^echo-query/$",
+        views_rev9.EchoQueryViewSet.as_view({"post": "create"}),
+        name="rev9-echo-query",
+    ),
+    re_path(
+        r"^parents/(?P<parent_pk>[^/.]+)/refund/$",
+        views_rev9.NestedRefundViewSet.as_view({"post": "refund"}),
+        name="rev9-nested-refund",
+    ),
+]
