@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from django_idempotency.models import IdempotencyRecord
+from tests.conftest import client_for
+from tests.test_refund import race
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +72,22 @@ def test_a_hostile_nested_url_kwarg_is_a_404_not_a_500(api, parent, value: str) 
     response = post(api, f"/test/rev9/parents/{value}/refund/", "r")
     assert response.status_code == 404, response.content
     assert IdempotencyRecord.objects.count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_spellings_of_one_parent_refund_once(user) -> None:
+    """Real threads, one new key per copy, each spelling the parent differently."""
+    parent = Execution.objects.create(label="payment")
+    client = client_for(user)
+    spellings = [f"{prefix}{parent.pk}" for prefix in ("", "0", "00", "+", "000", "%20")]
+
+    def send(index: int) -> Any:
+        return post(
+            client, f"/test/rev9/parents/{spellings[index]}/refund/?sleep=0.3", f"storm-{index}"
+        )
+
+    responses = race(len(spellings), send)
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (len(spellings) - 1)
+    assert Execution.objects.filter(label__startswith="refund:").count() == 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from rest_framework.generics import get_object_or_404
 from rest_framework import viewsets
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -36,4 +37,5 @@ class NestedRefundViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type
     def refund(self, request: Request, parent_pk: str) -> Response:
         parent = get_object_or_404(Execution, pk=parent_pk)
         Execution.objects.create(label=f"refund:{parent.pk}")
+        time.sleep(float(request.query_params.get("sleep", 0)))  # widens a race's window
         return Response({"refunded": parent.pk}, status=201)
