@@ -91,3 +91,26 @@ def test_concurrent_spellings_of_one_parent_refund_once(user) -> None:
 
     assert sorted(r.status_code for r in responses) == [201] + [409] * (len(spellings) - 1)
     assert Execution.objects.filter(label__startswith="refund:").count() == 1
+
+
+def post_json(api: Any, path: str, body: str, key: str) -> Any:
+    api.raise_request_exception = False
+    return api.generic(
+        "POST", path, body.encode(), content_type="application/json", HTTP_IDEMPOTENCY_KEY=key
+    )
+
+
+def test_a_reference_on_a_read_only_field_is_the_value_as_sent(api, assert_problem) -> None:
+    """A careless integrator names a read-only field: DRF skips it (SkipField was a 500)."""
+    path = "/test/rev9/read-only-reference/"
+    assert post_json(api, path, '{"order": 7}', "a").status_code == 201
+    assert_problem(post_json(api, path, '{"order": 7, "note": "again"}', "b"), 409)
+    assert post_json(api, path, '{"order": 8}', "c").status_code == 201
+
+
+def test_a_read_only_field_with_a_default_is_no_shared_reference(api) -> None:
+    """Its default (the same for everyone) was the reference: order 8 was refused after 7."""
+    path = "/test/rev9/read-only-default-reference/"
+    assert post_json(api, path, '{"basket": 7}', "a").status_code == 201
+    assert post_json(api, path, '{"basket": 8}', "b").status_code == 201
+    assert Execution.objects.count() == 2

@@ -15,4 +15,14 @@ urlpatterns = [
         views_rev9.NestedRefundViewSet.as_view({"post": "refund"}),
         name="rev9-nested-refund",
     ),
+    re_path(
+        r"^read-only-reference/$",
+        views_rev9.ReadOnlyReferenceViewSet.as_view({"post": "create"}),
+        name="rev9-read-only-reference",
+    ),
+    re_path(
+        r"^read-only-default-reference/$",
+        views_rev9.ReadOnlyReferenceViewSet.as_view({"post": "basket"}),
+        name="rev9-read-only-default-reference",
+    ),
 ]

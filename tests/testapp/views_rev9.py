@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rest_framework import viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,3 +39,25 @@ class NestedRefundViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type
         Execution.objects.create(label=f"refund:{parent.pk}")
         time.sleep(float(request.query_params.get("sleep", 0)))  # widens a race's window
         return Response({"refunded": parent.pk}, status=201)
+
+
+class ReadOnlyReferenceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.IntegerField(read_only=True)
+    basket = serializers.IntegerField(read_only=True, default=0)
+
+
+class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """The reference names a read-only serializer field; the view reads the body itself."""
+
+    queryset = Execution.objects.all()
+    serializer_class = ReadOnlyReferenceSerializer
+
+    @idempotent(reference_field="order")
+    def create(self, request: Request) -> Response:
+        Execution.objects.create(label=f"order:{request.data['order']}")
+        return Response({"order": request.data["order"]}, status=201)
+
+    @idempotent(reference_field="basket")
+    def basket(self, request: Request) -> Response:
+        Execution.objects.create(label=f"basket:{request.data['basket']}")
+        return Response({"basket": request.data["basket"]}, status=201)
