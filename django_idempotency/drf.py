@@ -370,7 +370,7 @@ def _perform(
 
 
 def _avoid_html(view: Any, request: Request) -> None:
-    """Keyed requests are answered with the view's first non-HTML renderer.
+    """Keyed requests are answered with the view's first non-HTML renderer, or refused.
 
     An HTML page (the browsable API) embeds the user's CSRF token, which must never be
     stored for the key's lifetime nor replayed; an API client's retry expects data anyway.
@@ -383,6 +383,11 @@ def _avoid_html(view: Any, request: Request) -> None:
             request.accepted_renderer = candidate
             request.accepted_media_type = candidate.media_type
             return
+    # Only HTML renderers (TemplateHTMLRenderer): refused before the claim, nothing stored.
+    raise KeyNotSupported(
+        "This endpoint answers only with HTML pages, which embed the CSRF token and are never "
+        f"stored; send the request without the {app_settings.HEADER} header."
+    )
 
 
 def _is_html(media_type: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from django_idempotency.models import IdempotencyRecord
 from tests.conftest import client_for
@@ -114,3 +115,18 @@ def test_a_read_only_field_with_a_default_is_no_shared_reference(api) -> None:
     assert post_json(api, path, '{"basket": 7}', "a").status_code == 201
     assert post_json(api, path, '{"basket": 8}', "b").status_code == 201
     assert Execution.objects.count() == 2
+
+
+def test_a_view_that_only_renders_html_refuses_keys(user, assert_problem) -> None:
+    """Its page embeds the CSRF token; storing it for the TTL contradicts docs/security.md."""
+    client = Client(enforce_csrf_checks=False)
+    client.force_login(user)
+    client.raise_request_exception = False
+    response = client.post(
+        "/test/rev9/html-only/", {"a": "1"}, HTTP_IDEMPOTENCY_KEY="k", HTTP_ACCEPT="text/html"
+    )
+    assert_problem(response, 400, "idempotency-key-not-supported")
+    assert IdempotencyRecord.objects.count() == 0
+    assert Execution.objects.count() == 0
+    # Without a key the page is served as usual.
+    assert client.post("/test/rev9/html-only/", {"a": "1"}).status_code == 201

@@ -25,4 +25,9 @@ urlpatterns = [
         views_rev9.ReadOnlyReferenceViewSet.as_view({"post": "basket"}),
         name="rev9-read-only-default-reference",
     ),
+    re_path(
+        r"^html-only/$",
+        views_rev9.HtmlOnlyViewSet.as_view({"post": "create"}),
+        name="rev9-html-only",
+    ),
 ]

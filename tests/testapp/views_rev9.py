@@ -7,6 +7,7 @@ from typing import Any
 
 from rest_framework import serializers, viewsets
 from rest_framework.generics import get_object_or_404
+from rest_framework.renderers import TemplateHTMLRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -61,3 +62,17 @@ class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  #
     def basket(self, request: Request) -> Response:
         Execution.objects.create(label=f"basket:{request.data['basket']}")
         return Response({"basket": request.data["basket"]}, status=201)
+
+
+class HtmlOnlyViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """DRF's "HTML & Forms" pattern: a page with a form, so with the user's CSRF token."""
+
+    queryset = Execution.objects.all()
+    renderer_classes = [TemplateHTMLRenderer]
+    template_name = "registration/login.html"
+    idempotency_key_required = False
+
+    @idempotent()
+    def create(self, request: Request) -> Response:
+        Execution.objects.create(label="html")
+        return Response({}, status=201)
