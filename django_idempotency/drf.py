@@ -289,7 +289,7 @@ class IdempotentViewMixin:
         lookup_field = getattr(self, "lookup_field", None)
         lookup_kwarg = getattr(self, "lookup_url_kwarg", None) or lookup_field
         if model is None or url_kwarg != lookup_kwarg:
-            return value
+            return _integer_spelling(value)
         if lookup_field not in ("pk", model._meta.pk.name):
             return value  # a slug: only the primary key has a canonical spelling here
         try:
@@ -375,7 +375,7 @@ def _perform(
 
 
 def _avoid_html(view: Any, request: Request) -> None:
-    """Keyed requests are answered with the view's first non-HTML renderer.
+    """Keyed requests are answered with the view's first non-HTML renderer, or refused.
 
     An HTML page (the browsable API) embeds the user's CSRF token, which must never be
     stored for the key's lifetime nor replayed; an API client's retry expects data anyway.
@@ -388,6 +388,11 @@ def _avoid_html(view: Any, request: Request) -> None:
             request.accepted_renderer = candidate
             request.accepted_media_type = candidate.media_type
             return
+    # Only HTML renderers (TemplateHTMLRenderer): refused before the claim, nothing stored.
+    raise KeyNotSupported(
+        "This endpoint answers only with HTML pages, which embed the CSRF token and are never "
+        f"stored; send the request without the {app_settings.HEADER} header."
+    )
 
 
 def _is_html(media_type: str) -> bool:
@@ -424,6 +429,18 @@ def _finalized(finalize: Callable[..., HttpResponseBase], done: HttpResponseBase
         return finalize(request, response, *args, **kwargs)
 
     return finalize_response
+
+
+def _integer_spelling(value: Any) -> Any:
+    """A URL kwarg of an unknown model (a nested route's ``payment_pk``): spellings that
+    ``int()`` reads as one number (``01``, ``+1``, `` 1``), as an integer primary key lookup
+    does, are one reference. Fail safe: two slugs ``01`` and ``1`` then conflict (409)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return str(int(value))
+    except ValueError:
+        return value
 
 
 def _key_header(request: Request) -> str | None:

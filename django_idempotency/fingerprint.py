@@ -27,6 +27,11 @@ def request_fingerprint(request: HttpRequest) -> str:
     digest.update(b"\0")
     digest.update(request.get_full_path().encode())
     digest.update(b"\0")
+    query = str(request.META.get("QUERY_STRING", ""))
+    if not query.isascii():
+        # get_full_path() escapes raw bytes as if they were latin-1 text, so a raw "é" and the
+        # escaped "Ã©" look alike, while request.GET decodes them as two values: add the bytes.
+        digest.update(b"raw-query:" + query.encode("utf-8", "surrogatepass") + b"\0")
     media_type, charset = _media_type(request)
     # Both are parsed from the Content-Type; their characters are ASCII-escaped for hashing.
     digest.update(json.dumps([media_type, charset]).encode())

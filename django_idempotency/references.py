@@ -49,8 +49,10 @@ def reference_for(name: str, data: Any, field: Field | None) -> str | None:  # t
 
 def identity(name: str, value: Any, field: Field | None) -> str:  # type: ignore[type-arg]
     """What ``value`` names to ``field``: a related object's pk, else the internal value."""
-    if field is None:
-        return _text(value)  # no serializer to ask: the value as sent
+    if field is None or field.read_only:
+        # No serializer to ask, or one that ignores the input (and would answer SkipField or
+        # its default for every request): the value as sent, which the view reads itself.
+        return _text(value)
     primary_key = _primary_key(field, value)
     if primary_key is not None:
         return primary_key

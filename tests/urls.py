@@ -33,6 +33,7 @@ urlpatterns = [
     path("test/drf/", include("tests.urls_drf")),
     path("test/doors/", include("tests.urls_doors")),
     path("test/rev11/", include("tests.urls_rev11")),
+    path("test/rev9/", include("tests.urls_rev9")),
 ]
 
 handler500 = "django_idempotency.problems.server_error"
