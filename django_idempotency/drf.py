@@ -358,7 +358,7 @@ def _perform(
         method=request.method or "POST",
         path=request.get_full_path(),
         reference=_bounded(view.get_idempotency_reference(request)),
-        ttl=view.get_idempotency_ttl(),
+        ttl=_ttl(view),
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
     )
@@ -367,6 +367,18 @@ def _perform(
         return perform_once(operation, lambda: _rendered(view, handler, request, *args, **kwargs))
     finally:
         setattr(request, _ACTIVE, False)
+
+
+def _ttl(view: IdempotentViewMixin) -> timedelta:
+    """The view's TTL, but never shorter than an issued key lives where keys must be issued.
+
+    Applied here rather than in the overridable hook, so an override cannot let a key that is
+    still accepted outlive its record (a late retry would then run again).
+    """
+    ttl = view.get_idempotency_ttl()
+    if getattr(view, "idempotency_key_source", "any") == "issued":
+        return max(ttl, app_settings.ISSUED_KEY_MAX_AGE)
+    return ttl
 
 
 def _avoid_html(view: Any, request: Request) -> None:

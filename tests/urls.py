@@ -32,6 +32,7 @@ urlpatterns = [
     path("test/input/", include("tests.urls_input")),
     path("test/drf/", include("tests.urls_drf")),
     path("test/doors/", include("tests.urls_doors")),
+    path("test/w11/", include("tests.urls_w11")),
 ]
 
 handler500 = "django_idempotency.problems.server_error"
