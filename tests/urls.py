@@ -34,6 +34,7 @@ urlpatterns = [
     path("test/doors/", include("tests.urls_doors")),
     path("test/rev11/", include("tests.urls_rev11")),
     path("test/rev9/", include("tests.urls_rev9")),
+    path("test/w11/", include("tests.urls_w11")),
 ]
 
 handler500 = "django_idempotency.problems.server_error"

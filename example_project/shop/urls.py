@@ -6,7 +6,6 @@ from .views_shipping import (
     CarrierBookingsView,
     GatewayChargesView,
     OrderShipmentsView,
-    ShipOrderViewSet,
 )
 
 router = SimpleRouter()
@@ -17,11 +16,6 @@ router.register("transfers", TransferViewSet, basename="transfer")
 
 urlpatterns = [
     *router.urls,
-    path(
-        "orders/<int:pk>/ship/",
-        ShipOrderViewSet.as_view({"post": "create"}),
-        name="order-ship",
-    ),
     path("orders/<int:pk>/shipments/", OrderShipmentsView.as_view(), name="order-shipments"),
     path("gateway/charges/", GatewayChargesView.as_view(), name="gateway-charges"),
     path("carrier/bookings/", CarrierBookingsView.as_view(), name="carrier-bookings"),

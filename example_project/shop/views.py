@@ -21,6 +21,7 @@ from .serializers import (
     RefundSerializer,
     TransferSerializer,
 )
+from .views_shipping import ShipActionMixin
 
 
 class OwnedMixin:
@@ -37,6 +38,7 @@ class OwnedMixin:
 
 class OrderViewSet(
     IdempotentCreateMixin,
+    ShipActionMixin,  # POST /api/orders/{id}/ship/
     OwnedMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,

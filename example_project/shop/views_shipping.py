@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import router, transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_idempotency.drf import IdempotentCreateMixin
+from django_idempotency.drf import idempotent
 
 from .models import CarrierBooking, GatewayCharge, Order, Shipment
 from .tasks import ship_order
@@ -43,31 +42,21 @@ class TaskAcceptedSerializer(serializers.Serializer):  # type: ignore[type-arg]
 ORDER_FILTER = OpenApiParameter("order", int, description="Only this order's rows.")
 
 
-class ShipOrder(viewsets.GenericViewSet):  # type: ignore[type-arg]
-    """Enqueues ``shop.ship_order`` for one of the user's orders when the transaction commits."""
+class ShipActionMixin:
+    """``POST /api/orders/{id}/ship/`` (URL name ``order-ship``) on the order viewset."""
 
-    queryset = Order.objects.order_by("id")
-    serializer_class = TaskAcceptedSerializer
-
-    def get_queryset(self) -> Any:
-        return super().get_queryset().filter(owner=self.request.user)
-
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        order = get_object_or_404(self.get_queryset(), pk=kwargs["pk"])
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
+    @action(methods=["post"], detail=True)
+    @idempotent(reference_url_kwarg="pk")  # one shipping request per order, whatever the key
+    def ship(self, request: Request, pk: str | None = None) -> Response:
+        """202 with the task id of ``shop.ship_order``, enqueued when the transaction commits:
+        a request that rolls back enqueues nothing, and a replay (which never runs this) nothing
+        again."""
+        order = self.get_object()  # type: ignore[attr-defined]  # another user's order: 404
         signature = ship_order.s(order.pk)
         task_id = signature.freeze().id  # known before the message is sent
         transaction.on_commit(signature.apply_async, using=router.db_for_write(Order))
         return Response({"task_id": task_id}, status=status.HTTP_202_ACCEPTED)
-
-
-@extend_schema_view(create=extend_schema(request=None, responses={202: TaskAcceptedSerializer}))
-class ShipOrderViewSet(IdempotentCreateMixin, ShipOrder):
-    """``POST /api/orders/{id}/ship/``: 202 with the task id. Enqueued on commit, so a request
-    that rolls back enqueues nothing, and a replay (which never runs ``create``) nothing again."""
-
-    def get_idempotency_reference(self, request: Request) -> str | None:
-        # One shipping request per order, whatever the key.
-        return f"order:{self.kwargs['pk']}"
 
 
 class OrderShipmentsView(APIView):
