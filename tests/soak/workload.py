@@ -4,7 +4,9 @@ Each client is one principal's careful payment client: it sends an operation wit
 it gets a definite answer (another server after a dropped connection or a 5xx, a pause after an
 in-flight 409), sometimes as several copies at once, and now and then checks the system: it
 replays a settled key, reuses a key with another body, reuses a business reference under a new
-key, or picks a key another principal just used. Every attempt lands in the history with its
+key, or picks a key another principal just used. A door's keys are the client's own, issued
+by the server (``POST /api/idempotency-keys/``) or read from the door's rendered form after a
+session login, as a browser would. Every attempt lands in the history with its
 times and its answer's bytes; the checker reads nothing else from the clients.
 """
 
@@ -227,11 +229,12 @@ class Client:
         if door.key_source == "client":
             return f"k{self.index}-{next(self.history.numbers)}"
         if door.key_source == "issued":
-            answer = await self._get(door, "POST", ISSUE_PATH, {})
-            return str(_json(answer.body).get("key") or "") or None if answer else None
+            answer = await self._aside(door, "POST", ISSUE_PATH, {})
+            key = _json(answer.body).get("key") if answer is not None else None
+            return key if isinstance(key, str) and key else None
         if not self.cookies.get("sessionid") and not await self._login(door):
             return None
-        answer = await self._get(door, "GET", door.form_page, self._session())
+        answer = await self._aside(door, "GET", door.form_page, self._session())
         if answer is None or answer.status != 200:
             self.cookies.pop("sessionid", None)  # logged out (a redirect): log in again
             return None
@@ -243,7 +246,7 @@ class Client:
         return key
 
     async def _login(self, door: Door) -> bool:
-        page = await self._get(door, "GET", LOGIN_PATH, {})
+        page = await self._aside(door, "GET", LOGIN_PATH, {})
         csrf = (
             _hidden(page.body.decode("utf-8", "replace"), "csrfmiddlewaretoken") if page else None
         )
@@ -253,19 +256,18 @@ class Client:
             {"username": self.principal.username, "password": "soak", "csrfmiddlewaretoken": csrf}
         )
         headers = {**self._session(), "Content-Type": "application/x-www-form-urlencoded"}
-        answer = await self._get(door, "POST", LOGIN_PATH, headers, form.encode())
+        answer = await self._aside(door, "POST", LOGIN_PATH, headers, form.encode())
         return answer is not None and answer.status == 302 and "sessionid" in self.cookies
 
     def _session(self) -> dict[str, str]:
         cookies = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         return {"Cookie": cookies} if cookies else {}
 
-    async def _get(
+    async def _aside(
         self, door: Door, method: str, path: str, headers: dict[str, str], body: bytes = b""
     ) -> http.Answer | None:
         """A request around an operation (a key, a form, a login): not part of the history."""
-        serving = [target for target in self.targets if target.serves == door.served_by]
-        target = serving[self.server % len(serving)]
+        target = self._target(door)
         if door.key_source == "issued":
             headers = {**headers, "Authorization": f"{door.auth_scheme} {self.principal.token}"}
         try:
@@ -282,6 +284,10 @@ class Client:
             return None
         self.cookies.update(answer.cookies)
         return answer
+
+    def _target(self, door: Door) -> Target:
+        serving = [target for target in self.targets if target.serves == door.served_by]
+        return serving[self.server % len(serving)]
 
     def _op(
         self, door: Door, request: Request, *, kind: str, key: str | None, origin: int | None = None
@@ -323,8 +329,7 @@ class Client:
     async def _attempt(self, door: Door, op: Op, *, rotate: bool = False) -> Attempt:
         if rotate:
             self.server = (self.server + 1) % len(self.targets)
-        serving = [target for target in self.targets if target.serves == door.served_by]
-        target = serving[self.server % len(serving)]
+        target = self._target(door)
         if door.key_source == "form":
             headers = {**self._session(), "Content-Type": "application/x-www-form-urlencoded"}
         else:
