@@ -6,14 +6,17 @@ Rules, for every operation:
 - lost: an acknowledged operation (2xx) whose row is missing;
 - duplicated: more than one row for one request (unless the rows are a TTL apart: the first
   record had expired, and an expired key counts as absent by design);
-- misdelivered: a 2xx answer naming another principal's row or another request's token;
-- replay-differs: an answer stored for a request differs from another answer to it;
+- misdelivered: a 2xx answer (the form's 303) naming another principal's row or another
+  request's token;
+- replay-differs: an answer stored for a request differs from another answer to it (for a
+  redirect: its status and Location);
 - key-ran-twice: one key, two bodies, both with effects; or a key reused with another body that
   got a 2xx while the first answer was still stored;
 - reference-twice: more than one success for one business reference;
 - unclean-5xx: a 5xx that is not application/problem+json;
-- in-flight: a record left in flight after the run;
-- counters: a record whose replay or conflict counter disagrees with its events.
+- in-flight: a record left in flight after the run (a ``held`` one, purged but for its
+  business reference, is settled);
+- counters: a completed record whose replay or conflict counter disagrees with its events.
 """
 
 from __future__ import annotations
@@ -134,8 +137,9 @@ class _Check:
     def answers_name_own_rows(self) -> None:
         """Every 2xx answer names a row that exists, is the principal's own and this request's."""
         for op in self.ops:
+            door = self.doors[op.door]
             for attempt in op.attempts:
-                if attempt.status is None or not 200 <= attempt.status < 300:
+                if attempt.status is None or not door.acknowledged(attempt.status):
                     continue
                 body = _json(attempt.body)
                 row_id = body.get("id")
@@ -148,7 +152,7 @@ class _Check:
                 elif effect.owner != op.user:
                     message = f"user {op.user} got user {effect.owner}'s {op.door} {effect.id}"
                     self.flag("misdelivered", message, op.id)
-                elif self.doors[op.door].answer_token(body) != op.token or effect.token != op.token:
+                elif door.answer_token(body) not in (None, op.token) or effect.token != op.token:
                     message = f"{op.door} {op.token!r} answered with {effect.token!r}"
                     self.flag("misdelivered", message, op.id)
 
@@ -198,7 +202,9 @@ class _Check:
             first, answer = origin.answered, op.answered
             if first is None or first.status is None or not stored(first.status):
                 continue
-            if answer is None or answer.status is None or not 200 <= answer.status < 300:
+            if answer is None or answer.status is None:
+                continue
+            if not self.doors[op.door].acknowledged(answer.status):
                 continue
             if op.started - (origin.finished or 0.0) < self.ttl:
                 message = f"{op.door} key {op.key!r} reused with another body got {answer.status}"
@@ -251,7 +257,8 @@ class _Check:
         return {
             "operations": len(self.ops),
             "acknowledged (2xx)": sum(
-                op.answered is not None and 200 <= (op.answered.status or 0) < 300
+                op.answered is not None
+                and self.doors[op.door].acknowledged(op.answered.status or 0)
                 for op in self.ops
             ),
             "definite answers": sum(op.answer is not None for op in self.ops),

@@ -5,27 +5,8 @@ A door names its business rows by a *token* the request carries (an order's item
 text, a payment's amount), so the checker can tell which operation a row came from. To add a
 door, write a ``Door`` and ``register`` it; the workload picks doors by their ``weight`` and the
 checker reads ``effects_sql``. A door that builds on another's rows takes one of the 2xx answer
-bodies that door remembered (``remember=True``). For example, a refund of a payment (one per
-payment, whatever the key)::
-
-    def _refund(ctx: Context, number: int) -> Request | None:
-        payment = ctx.take("payments")
-        if payment is None:
-            return None
-        amount = amount_token(payment["amount"])
-        return Request(
-            f"/api/payments/{payment['id']}/refund/", _json({"amount": amount}),
-            f"{payment['id']}:{amount}", reference=f"payment:{payment['id']}",
-        )
-
-    register(Door(
-        name="refunds", build=_refund, unique_reference=True,
-        answer_token=lambda body: f"{body['payment']}:{amount_token(body['amount'])}",
-        effects_sql="SELECT r.id, p.owner_id, r.payment_id || ':' || r.amount::text,"
-        " 'payment:' || r.payment_id, extract(epoch FROM r.created_at)"
-        " FROM shop_refund r JOIN shop_payment p ON p.id = r.payment_id",
-        variant=lambda ctx, request, number: ...,  # the same payment, amount 0.01
-    ))
+bodies that door remembered (``remember=True``); ``REFUNDS`` below, one refund per
+payment whatever the key, is an example.
 """
 
 from __future__ import annotations
@@ -36,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 
 @dataclass(frozen=True)
@@ -96,8 +78,9 @@ class Door:
     name: str
     #: Builds a request from a fresh number; ``None`` when the client cannot use it right now.
     build: Callable[[Context, int], Request | None]
-    #: The token a 2xx answer's body names (the checker compares it with the request's).
-    answer_token: Callable[[dict[str, Any]], str]
+    #: The token a 2xx answer's body names (the checker compares it with the request's);
+    #: ``None`` when the answer names only the row (its token is then checked in the row).
+    answer_token: Callable[[dict[str, Any]], str | None]
     #: ``SELECT id, owner_id, token, reference, created_at`` of every row this door created.
     effects_sql: str
     weight: float = 1.0
@@ -110,6 +93,21 @@ class Door:
     #: Another body for the same target (a key or a reference reused with a different
     #: request); by default simply another request.
     variant: Callable[[Context, Request, int], Request] | None = None
+    #: The ``Authorization`` scheme the door reads the principal's DRF token with.
+    auth_scheme: str = "Token"
+    #: Which app servers serve it: ``wsgi`` (gunicorn) or ``asgi`` (uvicorn, for async views).
+    served_by: str = "wsgi"
+    #: Where a new operation's key comes from: ``client`` (made up, sent as the header),
+    #: ``issued`` (``POST /api/idempotency-keys/``, sent as the header) or ``form`` (the hidden
+    #: field of the door's own rendered form, sent back in the form with its CSRF token).
+    key_source: str = "client"
+    #: For ``form``: the page that renders the form (its key and CSRF token).
+    form_page: str = ""
+    #: Whether an answer's status is a success that names the door's row.
+    acknowledged: Callable[[int], bool] = lambda status: 200 <= status < 300
+    #: What the history keeps of an answer (status, headers, body) as its body: the body, or
+    #: a JSON document for a door that answers with a redirect.
+    record: Callable[[int, dict[str, str], bytes], bytes] = lambda status, headers, body: body
 
     def another(self, ctx: Context, request: Request, number: int) -> Request | None:
         if self.variant is not None:
@@ -202,7 +200,135 @@ NOTES = Door(
     key_required=False,
 )
 
-DOORS: list[Door] = [ORDERS, PAYMENTS, NOTES]
+
+def _refund(ctx: Context, number: int) -> Request | None:
+    payment = ctx.take("payments")
+    if payment is None:
+        return None
+    return refund_request(int(payment["id"]), amount_token(payment["amount"]))
+
+
+def _same_payment(ctx: Context, request: Request, number: int) -> Request:
+    # Another amount below the payment's own (every refund request's token is distinct).
+    assert request.reference is not None
+    payment = request.reference.removeprefix("payment:")
+    cents = int(Decimal(request.token.partition(":")[2]) * 100)
+    other = 1 + number % max(cents - 1, 1)
+    return refund_request(int(payment), f"{other // 100}.{other % 100:02d}")
+
+
+def refund_request(payment: int, amount: str) -> Request:
+    body = _json({"amount": amount})
+    token = f"{payment}:{amount_token(amount)}"
+    return Request(f"/api/payments/{payment}/refund/", body, token, reference=f"payment:{payment}")
+
+
+#: One refund per payment, whatever the key (the payment in the URL is the reference).
+REFUNDS = Door(
+    name="refunds",
+    build=_refund,
+    answer_token=lambda body: f"{body['payment']}:{amount_token(body['amount'])}",
+    effects_sql=(
+        "SELECT r.id, p.owner_id, r.payment_id || ':' || r.amount::text,"
+        " 'payment:' || r.payment_id, extract(epoch FROM r.created_at)"
+        " FROM shop_refund r JOIN shop_payment p ON p.id = r.payment_id"
+    ),
+    weight=1.0,
+    unique_reference=True,
+    variant=_same_payment,
+)
+
+
+def _ninja_door(name: str, path: str, prefix: str, served_by: str) -> Door:
+    """A ninja order door: its orders' items carry their own prefix, so its rows are its own."""
+
+    def build(ctx: Context, number: int) -> Request:
+        token = f"o{number}"
+        body = {"item": f"{prefix} {token}", "quantity": 1 + ctx.rng.randrange(9)}
+        return Request(path, _json(body), token)
+
+    return Door(
+        name=name,
+        build=build,
+        answer_token=lambda body: str(body["item"]).removeprefix(f"{prefix} "),
+        effects_sql=(
+            f"SELECT id, owner_id, substr(item, {len(prefix) + 2}), NULL,"
+            f" extract(epoch FROM created_at) FROM shop_order WHERE item LIKE '{prefix} %'"
+        ),
+        weight=1.0,
+        auth_scheme="Bearer",
+        served_by=served_by,
+    )
+
+
+NINJA = _ninja_door("ninja", "/ninja/orders/", "soakninja", "wsgi")
+NINJA_ASYNC = _ninja_door("ninja-async", "/ninja/async/orders/", "soakasync", "asgi")
+
+
+def _transfer(ctx: Context, number: int) -> Request:
+    cents = 1 + ctx.rng.randrange(100_000)
+    body = {"amount": f"{cents // 100}.{cents % 100:02d}", "to": f"soak t{number}"}
+    return Request("/api/transfers/", _json(body), f"t{number}")
+
+
+#: Only server-issued keys (``POST /api/idempotency-keys/``), each for its own principal.
+TRANSFERS = Door(
+    name="transfers",
+    build=_transfer,
+    answer_token=lambda body: str(body["to"]).removeprefix("soak "),
+    effects_sql=(
+        'SELECT id, owner_id, substr("to", 6), NULL, extract(epoch FROM created_at)'
+        " FROM shop_transfer WHERE \"to\" LIKE 'soak %'"
+    ),
+    weight=1.0,
+    key_source="issued",
+)
+
+CHECKOUT_PREFIX = "soakform"
+
+
+def _checkout(ctx: Context, number: int) -> Request:
+    token = f"o{number}"
+    body = urlencode({"item": f"{CHECKOUT_PREFIX} {token}", "quantity": 1 + ctx.rng.randrange(9)})
+    return Request("/shop/checkout/", body.encode(), token, "application/x-www-form-urlencoded")
+
+
+def _redirect(status: int, headers: dict[str, str], body: bytes) -> bytes:
+    """A 303's status and Location are its answer (a replay must repeat both); the order's id
+    is the Location's last part."""
+    location = headers.get("location", "")
+    if status != 303:
+        return body
+    order = location.rstrip("/").rpartition("/")[2]
+    return _json({"id": int(order) if order.isdigit() else None, "location": location})
+
+
+#: The HTML form: a session login, a hidden server-issued key, a 303 to the new order's page.
+CHECKOUT = Door(
+    name="checkout",
+    build=_checkout,
+    answer_token=lambda body: None,
+    effects_sql=(
+        f"SELECT id, owner_id, substr(item, {len(CHECKOUT_PREFIX) + 2}), NULL,"
+        f" extract(epoch FROM created_at) FROM shop_order WHERE item LIKE '{CHECKOUT_PREFIX} %'"
+    ),
+    weight=1.0,
+    key_source="form",
+    form_page="/shop/checkout/",
+    acknowledged=lambda status: status == 303,
+    record=_redirect,
+)
+
+DOORS: list[Door] = [
+    ORDERS,
+    PAYMENTS,
+    NOTES,
+    REFUNDS,
+    NINJA,
+    NINJA_ASYNC,
+    TRANSFERS,
+    CHECKOUT,
+]
 
 
 def register(door: Door) -> None:

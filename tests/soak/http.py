@@ -5,7 +5,7 @@ when the clients share two cores with the servers they load."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class NoAnswer(Exception):
@@ -17,6 +17,8 @@ class Answer:
     status: int
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    #: The cookies the answer sets (``Set-Cookie`` may come several times), by name.
+    cookies: dict[str, str] = field(default_factory=dict)
 
 
 async def request(
@@ -49,15 +51,20 @@ async def _exchange(
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         status = int(status_line.split(" ", 2)[1])
         parsed: dict[str, str] = {}
+        cookies: dict[str, str] = {}
         for line in header_lines:
             if ":" in line:
                 name, _, value = line.partition(":")
                 parsed[name.strip().lower()] = value.strip()
+                if name.strip().lower() == "set-cookie":
+                    cookie, _, _ = value.strip().partition(";")
+                    cookie_name, _, cookie_value = cookie.partition("=")
+                    cookies[cookie_name] = cookie_value
         length = parsed.get("content-length")
         if length is not None:
             content = await reader.readexactly(int(length))
         else:
             content = await reader.read()
-        return Answer(status=status, headers=parsed, body=content)
+        return Answer(status=status, headers=parsed, body=content, cookies=cookies)
     finally:
         writer.close()

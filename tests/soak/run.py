@@ -30,7 +30,16 @@ from .doors import DOORS, Effect
 from .nemesis import Nemesis
 from .proxy import FaultProxy
 from .report import Run, markdown, summary, write_section
-from .services import REPO_ROOT, AppServer, Bouncer, Services, connect, free_port, manage
+from .services import (
+    REPO_ROOT,
+    AppServer,
+    AsgiServer,
+    Bouncer,
+    Services,
+    connect,
+    free_port,
+    manage,
+)
 from .workload import Client, History, Plan, Principal, Target
 
 OUT = REPO_ROOT / "build" / "soak"
@@ -144,7 +153,10 @@ async def soak(
         .strip()
         .splitlines()[-1]
     )
-    principals = [Principal(user_id=int(pk), token=str(token)) for pk, token in users]
+    principals = [
+        Principal(user_id=int(pk), token=str(token), username=f"soak{i}")
+        for i, (pk, token) in enumerate(users)
+    ]
 
     bouncer = services.bouncer = Bouncer(
         root=services.root, port=free_port(), upstream_port=cluster.port
@@ -174,6 +186,15 @@ async def soak(
                 logs / f"{stamp}-pgbouncer.log",
                 env,
             ),
+            # The async doors, through PgBouncer (async views run in per-request threads).
+            AsgiServer(
+                "uvicorn",
+                free_port(),
+                cluster.url("shop", proxies[1].port),
+                logs / f"{stamp}-uvicorn.log",
+                env,
+                workers=2,
+            ),
         ]
         for app in services.apps:
             app.start()
@@ -191,7 +212,7 @@ async def soak(
         print(f"soak: services up in {setup_seconds:.0f} s; load for {duration:.0f} s", flush=True)
 
         history = History(time.monotonic())
-        targets = [Target(app.name, app.port) for app in services.apps]
+        targets = [Target(app.name, app.port, app.serves) for app in services.apps]
         plan = Plan(clients=args.clients)
         clients = [
             Client(i, principals[i % len(principals)], targets, history, plan, seed)
@@ -268,13 +289,13 @@ async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not app.alive():
-            raise RuntimeError(f"gunicorn {app.name} exited; see {app.log_path}")
+            raise RuntimeError(f"server {app.name} exited; see {app.log_path}")
         try:
             await http.request(app.port, "GET", "/admin/login/", headers={}, timeout=5)
             return
         except http.NoAnswer:
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"gunicorn {app.name} did not answer within {timeout}s")
+    raise RuntimeError(f"server {app.name} did not answer within {timeout}s")
 
 
 async def _progress(history: History, nemesis: Nemesis, duration: float) -> None:

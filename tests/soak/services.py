@@ -1,7 +1,8 @@
 """The processes a soak runs: a private PostgreSQL cluster, PgBouncer, gunicorn instances of
-the example project and the purge loop. Each is started on 127.0.0.1 and a free port, and
-stopped by its own PID; ``Services.close()`` stops whatever is still running and removes the
-temporary directory, and is safe to call twice and from a signal handler's ``finally``.
+the example project, a uvicorn instance for its async doors and the purge loop. Each is
+started on 127.0.0.1 and a free port, and stopped by its own PID; ``Services.close()`` stops
+whatever is still running and removes the temporary directory, and is safe to call twice and
+from a signal handler's ``finally``.
 
 The machine's shared PostgreSQL is never touched: the soak restarts only its own cluster.
 """
@@ -246,15 +247,21 @@ class AppServer:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
+    #: What it serves: ``wsgi`` (every door but the async ones) or ``asgi``.
+    serves = "wsgi"
+
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "gunicorn", "example_project.wsgi:application"),
+            *(f"--workers={self.workers}", "--worker-class=sync"),
+            *(f"--bind=127.0.0.1:{self.port}", "--timeout=30", "--graceful-timeout=5"),
+            *("--backlog=512", *_no_control_socket()),
+        ]
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "gunicorn", "example_project.wsgi:application"),
-                    *(f"--workers={self.workers}", "--worker-class=sync"),
-                    *(f"--bind=127.0.0.1:{self.port}", "--timeout=30", "--graceful-timeout=5"),
-                    *("--backlog=512", *_no_control_socket()),
-                ],
+                self.command(),
                 cwd=REPO_ROOT,
                 env=project_env(self.database_url, **self.env),
                 stdout=log,
@@ -285,6 +292,20 @@ class AppServer:
             workers = self.worker_pids()
             stop_process(self.process)
             kill_pids([pid for pid in workers if Path(f"/proc/{pid}").exists()])
+
+
+class AsgiServer(AppServer):
+    """uvicorn's supervisor and its worker processes (each an event loop), for the async doors;
+    the supervisor replaces a killed worker as gunicorn's master does."""
+
+    serves = "asgi"
+
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "uvicorn", "example_project.asgi:application"),
+            *("--host=127.0.0.1", f"--port={self.port}", f"--workers={self.workers}"),
+            *("--backlog=512", "--no-access-log", "--timeout-graceful-shutdown=5"),
+        ]
 
 
 class Services:

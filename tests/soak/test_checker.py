@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .checker import RecordState, Snapshot, Verdict, check, describe
-from .doors import DOORS, Effect
+from .doors import DOORS, Effect, by_name
 from .workload import Attempt, Op
 
 TTL = 60.0
@@ -140,14 +140,42 @@ def test_records_left_in_flight_and_counters_that_disagree_with_events() -> None
     assert _check([], [], records).by_rule() == {"in-flight": 1, "counters": 1}
 
 
-def test_a_held_record_stripped_by_the_purge_is_settled() -> None:
-    # The purge strips an expired success down to its reference and deletes its events.
-    records = [RecordState(1, "held", 2, 1, 0, 0)]
-    assert _check([], [], records).by_rule() == {}
-
-
 def test_describe_names_the_offending_operations() -> None:
     ops = [_op(1, _answer(201, _order_body(10, "o1")))]
     text = describe(_check(ops, []), ops)
     assert "[lost]" in text
     assert "op 1 (new" in text
+
+
+def test_a_held_record_is_settled_and_its_purged_events_are_not_counted() -> None:
+    # The purge keeps a record that holds a business reference as "held", without its events.
+    records = [RecordState(1, "held", 2, 1, 0, 0)]
+    assert _check([], [], records).ok
+
+
+def _see_other(order: int) -> Attempt:
+    # What the history keeps of the checkout form's 303: its status and Location.
+    record = by_name("checkout").record
+    return _answer(303, record(303, {"location": f"/shop/orders/{order}/"}, b""), at=2.0)
+
+
+def test_the_checkout_forms_303_names_its_order_and_replays_its_location() -> None:
+    clean = _op(1, _see_other(10), _see_other(10), door="checkout")
+    assert _check([clean], [_row(10, "o1", door="checkout")]).ok
+    # Another user's order behind the Location; a replay that points elsewhere.
+    theirs = _op(2, _see_other(11), door="checkout")
+    moved = _op(3, _see_other(12), _see_other(13), door="checkout")
+    rows = [_row(11, "o2", user=2, door="checkout"), _row(12, "o3", door="checkout")]
+    rows.append(_row(13, "o3b", door="checkout"))
+    assert _check([theirs, moved], rows).by_rule() == {
+        "misdelivered": 2,  # user 2's order, and order 13 is another request's
+        "replay-differs": 1,
+    }
+
+
+def test_a_second_refund_of_one_payment_breaks_the_reference_rule() -> None:
+    rows = [
+        _row(1, "5:1.00", door="refunds", reference="payment:5"),
+        _row(2, "5:0.50", door="refunds", reference="payment:5", at=1.0),
+    ]
+    assert _check([], rows).by_rule() == {"reference-twice": 1}

@@ -4,7 +4,9 @@ Each client is one principal's careful payment client: it sends an operation wit
 it gets a definite answer (another server after a dropped connection or a 5xx, a pause after an
 in-flight 409), sometimes as several copies at once, and now and then checks the system: it
 replays a settled key, reuses a key with another body, reuses a business reference under a new
-key, or picks a key another principal just used. Every attempt lands in the history with its
+key, or picks a key another principal just used. A door's keys are the client's own, issued
+by the server (``POST /api/idempotency-keys/``) or read from the door's rendered form after a
+session login, as a browser would. Every attempt lands in the history with its
 times and its answer's bytes; the checker reads nothing else from the clients.
 """
 
@@ -12,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import html
 import itertools
 import json
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from . import http
 from .doors import DOORS, Context, Door, Request
@@ -28,12 +33,16 @@ from .doors import DOORS, Context, Door, Request
 class Principal:
     user_id: int
     token: str
+    #: For the HTML doors' session login (password ``soak``).
+    username: str = ""
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     port: int
+    #: ``wsgi`` or ``asgi``: a door is sent only to the servers that serve it.
+    serves: str = "wsgi"
 
 
 @dataclass
@@ -147,6 +156,9 @@ class Client:
         self.rng = random.Random(f"{seed}-client-{index}")
         self.ctx = Context(principal.user_id, self.rng)
         self.server = index % len(targets)
+        #: The HTML doors' session: cookies (``sessionid``, ``csrftoken``) and the form's token.
+        self.cookies: dict[str, str] = {}
+        self.csrf = ""
 
     async def run(self, until: float) -> None:
         doors = DOORS
@@ -170,7 +182,11 @@ class Client:
             op = self._op(door, request, kind="keyless", key=None)
             await self._attempt(door, op)  # no key: a retry would be a new operation
             return
-        kind, key = "new", f"k{self.index}-{next(self.history.numbers)}"
+        fresh = await self._new_key(door)
+        if fresh is None:
+            await asyncio.sleep(0.1)  # no key or no form this time (a fault): try again later
+            return
+        kind, key = "new", fresh
         shared = [entry for entry in self.history.recent_keys if entry[0] == door.name]
         if shared and rng.random() < plan.shared_key_rate:
             _, other_key, other_user = rng.choice(shared)
@@ -182,7 +198,7 @@ class Client:
         answer = op.answered
         if answer is None or answer.status is None:
             return
-        if 200 <= answer.status < 300 and door.remember:
+        if door.acknowledged(answer.status) and door.remember:
             self.ctx.remember(door.name, _json(answer.body))
         if rng.random() < plan.replay_rate:
             await self._attempt(door, op)  # the same key and body once more: a replay
@@ -193,7 +209,7 @@ class Client:
                 await self._settle(door, reuse)
         if (
             door.unique_reference
-            and 200 <= answer.status < 300
+            and door.acknowledged(answer.status)
             and rng.random() < plan.ref_reuse_rate
         ):
             same = rng.random() < 0.5
@@ -205,9 +221,82 @@ class Client:
                 )
                 await self._settle(door, reuse)
 
+    # -- keys and the HTML session -----------------------------------------------------------
+
+    async def _new_key(self, door: Door) -> str | None:
+        """A key for a new operation, from where the door takes them; ``None`` when the server
+        could not hand one out (the next operation tries again)."""
+        if door.key_source == "client":
+            return f"k{self.index}-{next(self.history.numbers)}"
+        if door.key_source == "issued":
+            answer = await self._aside(door, "POST", ISSUE_PATH, {})
+            key = _json(answer.body).get("key") if answer is not None else None
+            return key if isinstance(key, str) and key else None
+        if not self.cookies.get("sessionid") and not await self._login(door):
+            return None
+        answer = await self._aside(door, "GET", door.form_page, self._session())
+        if answer is None or answer.status != 200:
+            self.cookies.pop("sessionid", None)  # logged out (a redirect): log in again
+            return None
+        page = answer.body.decode("utf-8", "replace")
+        key, csrf = _hidden(page, KEY_FIELD), _hidden(page, "csrfmiddlewaretoken")
+        if key is None or csrf is None:
+            return None
+        self.csrf = csrf
+        return key
+
+    async def _login(self, door: Door) -> bool:
+        page = await self._aside(door, "GET", LOGIN_PATH, {})
+        csrf = (
+            _hidden(page.body.decode("utf-8", "replace"), "csrfmiddlewaretoken") if page else None
+        )
+        if page is None or csrf is None:
+            return False
+        form = urlencode(
+            {"username": self.principal.username, "password": "soak", "csrfmiddlewaretoken": csrf}
+        )
+        headers = {**self._session(), "Content-Type": "application/x-www-form-urlencoded"}
+        answer = await self._aside(door, "POST", LOGIN_PATH, headers, form.encode())
+        return answer is not None and answer.status == 302 and "sessionid" in self.cookies
+
+    def _session(self) -> dict[str, str]:
+        cookies = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        return {"Cookie": cookies} if cookies else {}
+
+    async def _aside(
+        self, door: Door, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> http.Answer | None:
+        """A request around an operation (a key, a form, a login): not part of the history."""
+        target = self._target(door)
+        if door.key_source == "issued":
+            headers = {**headers, "Authorization": f"{door.auth_scheme} {self.principal.token}"}
+        try:
+            answer = await http.request(
+                target.port,
+                method,
+                path,
+                headers=headers,
+                body=body,
+                timeout=self.plan.attempt_timeout,
+            )
+        except http.NoAnswer:
+            self.server = (self.server + 1) % len(self.targets)
+            return None
+        self.cookies.update(answer.cookies)
+        return answer
+
+    def _target(self, door: Door) -> Target:
+        serving = [target for target in self.targets if target.serves == door.served_by]
+        return serving[self.server % len(serving)]
+
     def _op(
         self, door: Door, request: Request, *, kind: str, key: str | None, origin: int | None = None
     ) -> Op:
+        body = request.body
+        if door.key_source == "form" and key is not None:
+            # The form's own key and CSRF token travel in its body, as a browser sends them.
+            extra = urlencode({KEY_FIELD: key, "csrfmiddlewaretoken": self.csrf})
+            body = body + b"&" + extra.encode()
         return self.history.new_op(
             client=self.index,
             user=self.principal.user_id,
@@ -217,7 +306,7 @@ class Client:
             token=request.token,
             reference=request.reference,
             path=request.path,
-            body=request.body,
+            body=body,
             origin=origin,
         )
 
@@ -240,13 +329,16 @@ class Client:
     async def _attempt(self, door: Door, op: Op, *, rotate: bool = False) -> Attempt:
         if rotate:
             self.server = (self.server + 1) % len(self.targets)
-        target = self.targets[self.server]
-        headers = {
-            "Authorization": f"Token {self.principal.token}",
-            "Content-Type": "application/json",
-        }
-        if op.key is not None:
-            headers["Idempotency-Key"] = op.key
+        target = self._target(door)
+        if door.key_source == "form":
+            headers = {**self._session(), "Content-Type": "application/x-www-form-urlencoded"}
+        else:
+            headers = {
+                "Authorization": f"{door.auth_scheme} {self.principal.token}",
+                "Content-Type": "application/json",
+            }
+            if op.key is not None:
+                headers["Idempotency-Key"] = op.key
         attempt = Attempt(server=target.name, sent=self.history.now(), done=0.0)
         op.attempts.append(attempt)
         try:
@@ -265,12 +357,23 @@ class Client:
             attempt.content_type = answer.headers.get("content-type", "")
             attempt.replayed = answer.headers.get("idempotent-replayed") == "true"
             attempt.retry_after = "retry-after" in answer.headers
-            attempt.body = answer.body
+            attempt.body = door.record(answer.status, answer.headers, answer.body)
             if op.answer is None and door.is_definite(answer.status, answer.headers):
                 op.answer = next(i for i, seen in enumerate(op.attempts) if seen is attempt)
                 op.finished = self.history.now()
         attempt.done = self.history.now()
         return attempt
+
+
+ISSUE_PATH = "/api/idempotency-keys/"
+LOGIN_PATH = "/accounts/login/"
+#: The example project's ``IDEMPOTENCY_ISSUED_KEY_FIELD`` (the default).
+KEY_FIELD = "idempotency_key"
+
+
+def _hidden(page: str, name: str) -> str | None:
+    found = re.search(rf'<input type="hidden" name="{re.escape(name)}" value="([^"]*)"', page)
+    return html.unescape(found.group(1)) if found else None
 
 
 def _json(body: bytes) -> dict[str, Any]:
