@@ -47,10 +47,23 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     Arguments must be JSON-serialisable: a lossy stand-in (``repr``) could make two different
     calls look alike, and a false match is the one mistake this package never makes.
     """
+    _refuse_non_string_keys([args, kwargs])
     document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
     canonical = canonical_json(document)
     assert canonical is not None  # json.dumps wrote it, so it parses
     return hashlib.sha256(canonical).hexdigest()
+
+
+def _refuse_non_string_keys(value: Any) -> None:
+    # json.dumps writes {1: x}, {"1": x} and {True: x} / {"true": x} alike: a false match.
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise TypeError(f"Dictionary keys must be strings to fingerprint a call: {name!r}")
+            _refuse_non_string_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_non_string_keys(item)
 
 
 def perform(
