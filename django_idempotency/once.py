@@ -130,13 +130,20 @@ def once(
 ) -> Callable[[Callable[P, R]], Callable[P, Any]]:
     """Decorator: the function runs once per key that ``key(*args, **kwargs)`` returns.
 
-    The scope defaults to the function's dotted path, the fingerprint is that name plus the
+    The scope defaults to the function's dotted path (a nested function or a lambda must name
+    one: its path is not unique), the fingerprint is that name plus the
     arguments. The decorated function returns the JSON form of the result, first run and
     replay alike (a tuple comes back as a list, a Decimal must be converted by the function).
     """
 
     def decorate(function: Callable[P, R]) -> Callable[P, Any]:
         name = scope or f"{function.__module__}.{function.__qualname__}"
+        if scope is None and "<" in function.__qualname__:
+            # Every function a factory makes (and every lambda) shares "<locals>" / "<lambda>"
+            # names: one scope for different operations would replay one's result to another.
+            raise ValueError(
+                f"once() needs a scope for {function.__qualname__}: its name is not unique."
+            )
 
         @wraps(function)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:

@@ -40,7 +40,7 @@ def test_dict_keys_that_json_would_turn_into_the_same_string_are_refused() -> No
 
 @pytest.mark.django_db
 def test_a_call_with_integer_dict_keys_never_replays_a_string_keyed_call() -> None:
-    @once(key=lambda table: "import")
+    @once(key=lambda table: "import", scope="load")
     def load(table: dict[Any, str]) -> list[str]:
         Execution.objects.create(label="load")
         return sorted(type(name).__name__ for name in table)
@@ -49,6 +49,23 @@ def test_a_call_with_integer_dict_keys_never_replays_a_string_keyed_call() -> No
     with pytest.raises((TypeError, KeyMismatch)):
         load({1: "a"})
     assert Execution.objects.filter(label="load").count() == 1
+
+
+@pytest.mark.django_db
+def test_two_local_functions_with_one_qualified_name_never_share_results() -> None:
+    # Made by one factory, both are "importer.<locals>.run": the default scope would be the
+    # same for two different operations, and the second would replay the first's result.
+    def importer(source: str) -> Any:
+        @once(key=lambda day: day)
+        def run(day: str) -> str:
+            Execution.objects.create(label=source)
+            return source
+
+        return run
+
+    with pytest.raises(ValueError, match="needs a scope"):
+        importer("bank-a")
+    assert not Execution.objects.exists()
 
 
 def test_bytes_and_sets_are_refused_rather_than_approximated() -> None:
