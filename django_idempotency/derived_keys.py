@@ -21,13 +21,15 @@ class NoCurrentOperation(LookupError):
     """``derive_key()`` was called outside an idempotent operation."""
 
 
-def hmac_key(scope: str, key: str, label: str) -> str:
-    """HMAC of (scope, key, label): the client's key cannot be read back from it.
+def hmac_key(scope: str, key: str, label: str, fingerprint: str) -> str:
+    """HMAC of (scope, key, label, fingerprint): the client's key cannot be read back from it.
 
     The parts are JSON-encoded together, so no choice of separators in one part can make two
-    different triples collide.
+    different tuples collide. The fingerprint is part of it because a released key (the first
+    run died after the downstream call) may come back with another payload: the callee, which
+    deduplicates by key alone, would answer it with the first payload's charge.
     """
-    message = json.dumps([scope, key, label], ensure_ascii=True)
+    message = json.dumps([scope, key, label, fingerprint], ensure_ascii=True)
     digest = salted_hmac(_SALT, message, secret=app_settings.DERIVED_KEY_SECRET, algorithm="sha256")
     return PREFIX + digest.hexdigest()
 

@@ -52,7 +52,7 @@ class Operation:
 
     def derive_key(self, label: str) -> str:
         """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
-        return derived_keys.hmac_key(self.scope, self.key, label)
+        return derived_keys.hmac_key(self.scope, self.key, label, self.fingerprint)
 
 
 # The operation whose callable is running, so any door's code can derive downstream keys.

@@ -47,10 +47,23 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     Arguments must be JSON-serialisable: a lossy stand-in (``repr``) could make two different
     calls look alike, and a false match is the one mistake this package never makes.
     """
+    _refuse_non_string_keys([args, kwargs])
     document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
     canonical = canonical_json(document)
     assert canonical is not None  # json.dumps wrote it, so it parses
     return hashlib.sha256(canonical).hexdigest()
+
+
+def _refuse_non_string_keys(value: Any) -> None:
+    # json.dumps writes {1: x}, {"1": x} and {True: x} / {"true": x} alike: a false match.
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise TypeError(f"Dictionary keys must be strings to fingerprint a call: {name!r}")
+            _refuse_non_string_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_non_string_keys(item)
 
 
 def perform(
@@ -117,13 +130,20 @@ def once(
 ) -> Callable[[Callable[P, R]], Callable[P, Any]]:
     """Decorator: the function runs once per key that ``key(*args, **kwargs)`` returns.
 
-    The scope defaults to the function's dotted path, the fingerprint is that name plus the
+    The scope defaults to the function's dotted path (a nested function or a lambda must name
+    one: its path is not unique), the fingerprint is that name plus the
     arguments. The decorated function returns the JSON form of the result, first run and
     replay alike (a tuple comes back as a list, a Decimal must be converted by the function).
     """
 
     def decorate(function: Callable[P, R]) -> Callable[P, Any]:
         name = scope or f"{function.__module__}.{function.__qualname__}"
+        if scope is None and "<" in function.__qualname__:
+            # Every function a factory makes (and every lambda) shares "<locals>" / "<lambda>"
+            # names: one scope for different operations would replay one's result to another.
+            raise ValueError(
+                f"once() needs a scope for {function.__qualname__}: its name is not unique."
+            )
 
         @wraps(function)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:

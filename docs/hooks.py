@@ -15,6 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_idempotency"
+_SECRET_KEY = "<the SECRET_KEY setting>"
 
 # Defaults that are another Django setting's value: shown by name, since the docs build has no
 # project settings (reading DERIVED_KEY_SECRET would need a SECRET_KEY).
@@ -38,7 +39,9 @@ def settings_reference() -> str:
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure()  # Django's defaults: the defaults shown are the real ones
+        # Django's defaults, so the defaults shown are the real ones; SECRET_KEY has none, and
+        # IDEMPOTENCY_DERIVED_KEY_SECRET defaults to it: shown by name, never as a value.
+        settings.configure(SECRET_KEY=_SECRET_KEY)
     from django_idempotency.conf import Settings
 
     sections = []
@@ -57,6 +60,8 @@ def settings_reference() -> str:
 
 
 def _shown(value: Any) -> str:
+    if value == _SECRET_KEY:
+        return "the `SECRET_KEY` setting"
     if isinstance(value, timedelta):
         seconds = int(value.total_seconds())
         for unit, size in (("days", 86_400), ("hours", 3600), ("minutes", 60)):

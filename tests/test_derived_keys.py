@@ -11,17 +11,19 @@ from rest_framework.test import APIClient
 
 from django_idempotency.derived_keys import PREFIX, NoCurrentOperation, derive_key, hmac_key
 from django_idempotency.engine import current_operation
+from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import run_once
 from example_project.shop.models import GatewayCharge, Payment
 from tests.factories import OrderFactory
 
+FP = "f" * 64  # the operation's fingerprint
 PRINTABLE = {chr(code) for code in range(0x20, 0x7F)}
 
 
 def test_a_derived_key_is_stable_and_a_valid_idempotency_key() -> None:
-    key = hmac_key("payment-list|auth.user:1", "client-key", "charge")
+    key = hmac_key("payment-list|auth.user:1", "client-key", "charge", FP)
 
-    assert key == hmac_key("payment-list|auth.user:1", "client-key", "charge")
+    assert key == hmac_key("payment-list|auth.user:1", "client-key", "charge", FP)
     assert key.startswith(PREFIX)
     assert len(key) <= 255
     assert set(key) <= PRINTABLE
@@ -40,17 +42,17 @@ def test_a_derived_key_is_stable_and_a_valid_idempotency_key() -> None:
     ],
 )
 def test_any_other_part_gives_another_key(scope: str, key: str, label: str) -> None:
-    assert hmac_key(scope, key, label) != hmac_key(
-        "payment-list|auth.user:1", "client-key", "charge"
+    assert hmac_key(scope, key, label, FP) != hmac_key(
+        "payment-list|auth.user:1", "client-key", "charge", FP
     )
 
 
 def test_the_secret_is_part_of_the_key() -> None:
-    before = hmac_key("s", "k", "charge")
+    before = hmac_key("s", "k", "charge", FP)
     with override_settings(IDEMPOTENCY_DERIVED_KEY_SECRET="another-secret"):
-        assert hmac_key("s", "k", "charge") != before
+        assert hmac_key("s", "k", "charge", FP) != before
     with override_settings(SECRET_KEY="rotated-secret-key-for-the-test"):
-        assert hmac_key("s", "k", "charge") != before
+        assert hmac_key("s", "k", "charge", FP) != before
 
 
 def test_outside_an_operation_there_is_no_key() -> None:
@@ -93,8 +95,9 @@ def test_the_payment_view_passes_the_gateway_a_derived_key(api: APIClient, user:
     charge = GatewayCharge.objects.get()
     assert charge.order == order.pk
     assert charge.amount == Decimal("25.00")
+    record = IdempotencyRecord.objects.get(key="pay-1")
     assert charge.idempotency_key == hmac_key(
-        f"payment-list|auth.user:{user.pk}", "pay-1", "charge"
+        f"payment-list|auth.user:{user.pk}", "pay-1", "charge", record.fingerprint
     )
     assert Payment.objects.get().charge_id == charge.id
 

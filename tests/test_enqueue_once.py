@@ -12,6 +12,7 @@ from celery.signals import task_prerun
 from rest_framework.test import APIClient
 
 from django_idempotency.derived_keys import hmac_key
+from django_idempotency.models import IdempotencyRecord
 from example_project.celery import app
 from example_project.shop.models import CarrierBooking, Shipment
 from tests.factories import OrderFactory
@@ -65,9 +66,12 @@ def test_the_task_is_sent_on_commit_and_a_replay_sends_nothing(
 
     shipment = Shipment.objects.get()
     booking = CarrierBooking.objects.get()
+    task_record = IdempotencyRecord.objects.get(request_method="TASK")
     assert shipment.order_id == order.pk
     assert shipment.booking_id == booking.id
-    assert booking.idempotency_key == hmac_key("celery:shop.ship_order", task_id, "book")
+    assert booking.idempotency_key == hmac_key(
+        "celery:shop.ship_order", task_id, "book", task_record.fingerprint
+    )
     assert api.get(f"/api/orders/{order.pk}/shipments/").json()[0]["booking_id"] == booking.id
     listed = api.get(f"/api/carrier/bookings/?order={order.pk}").json()
     assert listed == [
