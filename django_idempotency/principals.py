@@ -52,7 +52,7 @@ def session_principal(request: Any) -> str | None:
     key = session.session_key
     if key is None:
         return None
-    return "session:" + salted_hmac(_SESSION_SALT, key).hexdigest()
+    return "session:" + salted_hmac(_SESSION_SALT, key, algorithm="sha256").hexdigest()
 
 
 def start_guest_session(request: Any) -> None:
