@@ -334,6 +334,20 @@ def _profile_tables(profiles: Sequence[ProfileReport]) -> list[str]:
     return lines
 
 
+def _load_warning(run: Run) -> list[str]:
+    """Say so when other work shared the cores: absolute times are then inflated and noisy."""
+    cores = int(run.machine.get("nproc", "0") or 0)
+    busiest = max(run.load_before[0], run.load_after[0])
+    if not cores or busiest <= cores * 0.75:
+        return []
+    return [
+        f"**Loaded machine**: load average up to {busiest:.2f} on {cores} cores during this "
+        "run (other jobs shared the CPU), so absolute times are inflated and noisy; only the "
+        "ratios between series of one interleaved table compare.",
+        "",
+    ]
+
+
 def markdown(run: Run) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -344,6 +358,7 @@ def markdown(run: Run) -> str:
         + ". Do not edit by hand: rerun the command. How the numbers are made: "
         "`benchmarks/README.md`.",
         "",
+        *_load_warning(run),
         "## Headline",
         "",
         *(f"- {line}" for line in headline(run)),
