@@ -33,7 +33,7 @@ VENV = BENCH_DIR / ".venv"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 OUT_DIR = BENCH_DIR / "out"
 LAST_RUN = OUT_DIR / "last-run.pickle"
-PARTS = ["sql", "inprocess", "nosync", "profile", "http", "storm", "throughput", "growth"]
+PARTS = ["sql", "inprocess", "doors", "nosync", "profile", "http", "storm", "throughput", "growth"]
 
 
 def _bootstrap() -> None:
@@ -187,6 +187,7 @@ def _measure(
     from harness.report import Run
     from harness.variants import (
         BARE,
+        DOORS,
         FLOOR,
         IDEMPOTENT,
         OURS,
@@ -233,6 +234,19 @@ def _measure(
             client, series, rounds=plan.rounds, warmup=plan.warmup, tag="inproc"
         )
         _print_table(log, run.inprocess, series)
+    if "doors" in parts:
+        door_series = [
+            Series(bare, CREATE) if mode == CREATE else Series(ours, mode)
+            for bare, ours in DOORS
+            for mode in (CREATE, FIRST, REPLAY)
+        ]
+        log(f"doors, in-process: {len(door_series)} series x {plan.rounds} rounds ...")
+        database.settle()
+        run.doors = interleaved(
+            client, door_series, rounds=plan.rounds, warmup=plan.warmup, tag="doors"
+        )
+        run.doors_series = door_series
+        _print_doors(log, run.doors, door_series)
     if "nosync" in parts:
         log(f"in-process, synchronous_commit=off: {len(series)} series x {plan.rounds} rounds ...")
         database.settle()
@@ -331,6 +345,16 @@ def _print_table(log: Callable[[str], None], results: Results, series_list: list
         log(
             f"  {series.variant.label:38} {series.mode:7} median {summary.median_ms:6.2f} ms  "
             f"p99 {summary.p99_ms:6.2f} ms  {summary.ratio_to(bare):5.2f}x"
+        )
+
+
+def _print_doors(log: Callable[[str], None], results: Results, series_list: list[Series]) -> None:
+    from harness.report import door_rows
+
+    for series, summary, ratio in door_rows(results, series_list):
+        log(
+            f"  {series.variant.label:42} {series.mode:7} median {summary.median_ms:6.2f} ms  "
+            f"{ratio:5.2f}x of its bare variant"
         )
 
 

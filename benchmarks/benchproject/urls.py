@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import doors, views
 
 create = {"post": "create"}
 
@@ -22,4 +22,10 @@ urlpatterns = [
         "djangorestframework-idempotency-key/orders/",
         views.RestFrameworkIdempotencyKeyOrderViewSet.as_view(create),
     ),
+    # The other doors, each decorated and bare (benchproject.doors).
+    path("doors/drf-action/bare/", doors.BareActionViewSet.as_view({"post": "place"})),
+    path("doors/drf-action/ours/", doors.IdempotentActionViewSet.as_view({"post": "place"})),
+    path("doors/plain/bare/", doors.plain_bare),
+    path("doors/plain/ours/", doors.plain_idempotent),
+    path("doors/ninja/", doors.api.urls),
 ]

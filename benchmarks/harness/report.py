@@ -12,8 +12,9 @@ from .measure import CREATE, FIRST, REPLAY, Results, Series
 from .profiling import ProfileReport
 from .queries import PathTrace
 from .saturation import Throughput
+from .stats import Summary
 from .storm import StormResult
-from .variants import BARE, FLOOR, OURS, VARIANTS_SHOWN
+from .variants import BARE, DOORS, FLOOR, OURS, VARIANTS_SHOWN
 
 TARGET_FIRST = 1.25  # of the bare create (issue 14)
 TARGET_REPLAY = 1.10  # of the authenticated no-op, the floor of a replay that authenticates
@@ -35,6 +36,8 @@ class Run:
     inprocess: Results | None = None
     nosync: Results | None = None
     inprocess_series: list[Series] = field(default_factory=list)
+    doors: Results | None = None
+    doors_series: list[Series] = field(default_factory=list)
     http: Results | None = None
     http_series: list[Series] = field(default_factory=list)
     storms: list[StormResult] = field(default_factory=list)
@@ -82,6 +85,19 @@ def headline(run: Run) -> list[str]:
             f"{name}: new key {_ratio(first)} of the bare create (target <= {TARGET_FIRST}x; "
             f"{_ms(bare.median_ms)} ms median), replay {_ratio(replay.ratio_to(floor))} of the "
             f"authenticated no-op (target <= {TARGET_REPLAY}x; {_ms(floor.median_ms)} ms median)"
+        )
+    if run.doors is not None:
+        ratios = {
+            (series.variant.slug, series.mode): ratio
+            for series, _, ratio in door_rows(run.doors, run.doors_series)
+        }
+        doors = [
+            f"{ours.label} new key {_ratio(ratios[ours.slug, FIRST])}, "
+            f"replay {_ratio(ratios[ours.slug, REPLAY])}"
+            for _, ours in DOORS
+        ]
+        lines.append(
+            "every door (in-process), each against its own bare variant: " + "; ".join(doors)
         )
     ours = [storm for storm in run.storms if storm.variant == OURS]
     if ours:
@@ -163,6 +179,36 @@ def _latency_table(results: Results, series_list: Sequence[Series]) -> list[str]
             f"| {series.variant.label} | {MODE_LABEL[series.mode]}{note} | "
             f"{_ms(summary.median_ms)} | {_ms(summary.p99_ms)} | "
             f"{_ratio(summary.ratio_to(bare))} | {_ratio(summary.p99_ms / bare.p99_ms)} |"
+        )
+    return rows
+
+
+def door_rows(
+    results: Results, series_list: Sequence[Series]
+) -> list[tuple[Series, Summary, float]]:
+    """Each door's series with its median's ratio to its own bare variant's (no key)."""
+    rows = []
+    bare: Summary | None = None
+    for series in series_list:
+        summary = results.summary(series)
+        if series.mode == CREATE:
+            bare = summary
+        assert bare is not None, "each door's bare series comes first"
+        rows.append((series, summary, summary.ratio_to(bare)))
+    return rows
+
+
+def _door_table(results: Results, series_list: Sequence[Series]) -> list[str]:
+    rows = [
+        "| door | request | median ms | p99 ms | median / its bare variant |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for series, summary, ratio in door_rows(results, series_list):
+        differs = results.replay_differs.get(series, 0)
+        note = f" ({differs} replays differed from the first answer)" if differs else ""
+        rows.append(
+            f"| {series.variant.label} | {MODE_LABEL[series.mode]}{note} | "
+            f"{_ms(summary.median_ms)} | {_ms(summary.p99_ms)} | {_ratio(ratio)} |"
         )
     return rows
 
@@ -288,6 +334,20 @@ def _profile_tables(profiles: Sequence[ProfileReport]) -> list[str]:
     return lines
 
 
+def _load_warning(run: Run) -> list[str]:
+    """Say so when other work shared the cores: absolute times are then inflated and noisy."""
+    cores = int(run.machine.get("nproc", "0") or 0)
+    busiest = max(run.load_before[0], run.load_after[0])
+    if not cores or busiest <= cores * 0.75:
+        return []
+    return [
+        f"**Loaded machine**: load average up to {busiest:.2f} on {cores} cores during this "
+        "run (other jobs shared the CPU), so absolute times are inflated and noisy; only the "
+        "ratios between series of one interleaved table compare.",
+        "",
+    ]
+
+
 def markdown(run: Run) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -298,6 +358,7 @@ def markdown(run: Run) -> str:
         + ". Do not edit by hand: rerun the command. How the numbers are made: "
         "`benchmarks/README.md`.",
         "",
+        *_load_warning(run),
         "## Headline",
         "",
         *(f"- {line}" for line in headline(run)),
@@ -337,6 +398,22 @@ def markdown(run: Run) -> str:
             "default durable commits) is real.",
             "",
             *_latency_table(run.inprocess, run.inprocess_series),
+            "",
+        ]
+    if run.doors is not None:
+        lines += [
+            "## Every door (in-process)",
+            "",
+            "Each door of django-idempotency on the same `Order` create, measured against its "
+            "own bare variant (the same handler without the decorator) in one interleaved run, "
+            "Django's test client, token authentication. The ninja `async def` operations run "
+            "through the test client's WSGI handler (Django adapts them with `async_to_sync`).",
+            "",
+            "| door | URL | how it is wired |",
+            "|---|---|---|",
+            *(f"| {v.label} | `{v.path}` | {v.how} |" for pair in DOORS for v in pair),
+            "",
+            *_door_table(run.doors, run.doors_series),
             "",
         ]
     if run.nosync is not None:

@@ -95,6 +95,39 @@ IDEMPOTENT = tuple(variant for variant in (OURS, *ALTERNATIVES, *COMPETITORS))
 STORMED = (*ALL, PREVIOUS)
 
 
+# The other doors (issue 11), in-process only, each against its own bare variant: the same
+# handler without the decorator (benchproject/doors.py).
+def _door(slug: str, label: str, path: str, how: str, bare_how: str) -> tuple[Variant, Variant]:
+    bare = Variant(f"{slug}-bare", f"{label}, bare", f"/doors/{path}bare/", False, bare_how)
+    return bare, Variant(slug, label, f"/doors/{path}ours/", True, how)
+
+
+DOORS = (
+    _door(
+        "door-drf-action", "DRF `@action`", "drf-action/",
+        "`@action(methods=[\"post\"])` under `django_idempotency.drf.idempotent`, view with "
+        "`IdempotentViewMixin`",
+        "the same `@action`, undecorated",
+    ),
+    _door(
+        "door-plain", "Django function view", "plain/",
+        "`django_idempotency.views.idempotent_view` (principal: the token's user)",
+        "the same function view, undecorated (both resolve the DRF token to `request.user`)",
+    ),
+    _door(
+        "door-ninja", "django-ninja operation", "ninja/sync/",
+        "`django_idempotency.contrib.ninja.idempotent` on a sync operation",
+        "the same ninja operation, undecorated (ninja auth on `Authorization: Token`)",
+    ),
+    _door(
+        "door-ninja-async", "django-ninja `async def` operation", "ninja/async/",
+        "`django_idempotency.contrib.ninja.idempotent` on an `async def` operation (claim, "
+        "handler and store in one thread-sensitive sync block)",
+        "the same `async def` operation, undecorated",
+    ),
+)  # fmt: skip
+
+
 def order_body(label: str, pad: int = 0) -> bytes:
     """The create payload; ``pad`` bytes of padding come back in the response body."""
     return json.dumps(
