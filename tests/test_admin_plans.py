@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.db import connection
 from django.test import Client
@@ -85,7 +86,10 @@ def plans_of(client: Client, url: str) -> list[tuple[str, list[str]]]:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(url)
     # A page past the end (the benchmark's page 100 of a small table) redirects with ?e=1.
-    assert response.status_code in (200, 302), url
+    # Before Django 5.0 the admin has no facets: ``_facets`` is an unknown lookup there, refused
+    # with a 400 before any query.
+    facets_unknown = django.VERSION < (5, 0) and "_facets" in url
+    assert response.status_code in ((400,) if facets_unknown else (200, 302)), url
     bad = []
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
