@@ -33,6 +33,8 @@ class Run:
     verdict: Verdict
     purged: int
     setup_seconds: float
+    #: Seconds the run waited, after the load, for the tasks of acknowledged operations.
+    drained: float = 0.0
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -117,12 +119,15 @@ def markdown(run: Run) -> str:
     out.append("")
     out.append(
         "Two gunicorn instances (4 sync workers each) of the example project, one straight to "
-        "a private PostgreSQL cluster and one through PgBouncer (transaction pooling), each "
-        "behind the soak's fault-injecting TCP proxy. Each client retries an operation with "
-        "the same key until a definite answer, sometimes as concurrent copies, sometimes "
-        "reusing a key with another body, a payment's order under a new key, or a key "
-        "another principal used. The checker reads every request and answer and the final "
-        "database."
+        "a private PostgreSQL cluster and one through PgBouncer (transaction pooling), a "
+        "uvicorn instance (2 workers) for the async doors, and a Celery worker (prefork, 2 "
+        "processes) running the ship door's task from a RabbitMQ queue of the run's own; each "
+        "behind the soak's fault-injecting TCP proxy, and each killed and restarted by the "
+        "nemesis. Each client retries an operation with the same key until a definite answer, "
+        "sometimes as concurrent copies, sometimes reusing a key with another body, a "
+        "payment's order under a new key, or a key another principal used. After the load the "
+        f"run waited {run.drained:.0f} s for the tasks of acknowledged shipping requests; then "
+        "the checker read every request and answer and the final database."
     )
     out.append("")
     verdict = (
@@ -136,13 +141,13 @@ def markdown(run: Run) -> str:
     )
     out.append("")
     found = (
-        "no defect in the package on this run"
+        "none"
         if run.verdict.ok
         else f"{len(run.verdict.violations)} violations, listed by `make soak` with the history "
         f"of each offending operation (`build/soak/history-{run.seed}.jsonl`)"
     )
     doors = ", ".join(f"`{door}`" for door in sorted({op.door for op in run.ops}))
-    out.append(f"Found by the soak: {found}. Doors driven: {doors}.")
+    out.append(f"Violations on this run: {found}. Doors driven: {doors}.")
     out += ["", "### Checker", "", "| | count |", "|---|---:|"]
     out += [f"| {name} | {value:,} |" for name, value in run.verdict.counts.items()]
     out += [
