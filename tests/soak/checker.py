@@ -138,7 +138,8 @@ class _Check:
             self.flag("duplicated", f"{door} {token!r}: {len(found)} rows ({ids})", *culprits)
 
     def answers_name_own_rows(self) -> None:
-        """Every 2xx answer names a row that exists, is the principal's own and this request's."""
+        """Every 2xx answer names a row that exists, is the principal's own and this request's
+        (an operation is flagged once, for its first answer that breaks the rule)."""
         for op in self.ops:
             door = self.doors[op.door]
             for attempt in op.attempts:
@@ -158,6 +159,9 @@ class _Check:
                 elif door.answer_token(body) not in (None, op.token) or effect.token != op.token:
                     message = f"{op.door} {op.token!r} answered with {effect.token!r}"
                     self.flag("misdelivered", message, op.id)
+                else:
+                    continue
+                break
 
     def stored_answers_identical(self) -> None:
         """Answers stored for one request (principal, door, body) are all the same bytes."""

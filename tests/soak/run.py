@@ -29,7 +29,7 @@ from .checker import RecordState, Snapshot, check, describe
 from .doors import DOORS, Effect
 from .nemesis import Nemesis
 from .proxy import FaultProxy
-from .report import Run, markdown, summary, write_section
+from .report import CpuUse, Run, markdown, summary, write_section
 from .services import (
     AMQP_URL,
     REPO_ROOT,
@@ -235,6 +235,7 @@ async def soak(
         print(f"soak: services up in {setup_seconds:.0f} s; load for {duration:.0f} s", flush=True)
 
         history = History(time.monotonic())
+        cpu_at_start = CpuUse.now()
         targets = [
             Target(app.name, app.port, app.serves)
             for app in services.apps
@@ -262,6 +263,7 @@ async def soak(
         if history.stopping:
             raise asyncio.CancelledError
         ran_for = history.now()
+        cpu = CpuUse.now() - cpu_at_start
         await nemesis.settle()
         drained = await drain(history, direct)
         print(f"soak: the tasks of acknowledged operations ran within {drained:.0f} s", flush=True)
@@ -293,6 +295,8 @@ async def soak(
         purged=_purged(purge_log),
         setup_seconds=setup_seconds,
         drained=drained,
+        cpu_busy=cpu.busy_share,
+        harness_cpu=cpu.harness_share,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))

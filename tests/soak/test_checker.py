@@ -203,8 +203,12 @@ def _shipment(
 
 def test_a_202_is_kept_by_the_shipment_its_own_task_made() -> None:
     assert _check([_ship(1, 7, "t-7")], [_shipment(1, 7, "t-7")]).ok
-    # Accepted, but no task ever shipped the order (a message lost after the commit).
+    # Accepted, but no task ever shipped the order (a message lost after the commit); an
+    # operation is flagged once, however many of its answers said so.
     assert _check([_ship(1, 7, "t-7")], []).by_rule() == {"lost": 1}
+    accepted_twice = _ship(1, 7, "t-7")
+    accepted_twice.attempts.append(_answer(202, accepted_twice.attempts[0].body, at=3.0))
+    assert _check([accepted_twice], []).by_rule() == {"lost": 1}
     # The order shipped, by a task other than the one the answer named.
     assert _check([_ship(1, 7, "t-7")], [_shipment(1, 7, "t-other")]).by_rule() == {"lost": 1}
     # The answer named the task that shipped another user's order.
