@@ -8,6 +8,8 @@ the outbox and the relay sends it once the broker is back.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import socket
@@ -29,6 +31,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 from django.db.models import F
 from kombu import Connection
+from rest_framework.test import APIClient
 
 from django_idempotency.contrib.celery_outbox import (
     current_app,
@@ -39,6 +42,7 @@ from django_idempotency.models import OutboxMessage
 from django_idempotency.outbox import OutboxSendError
 from example_project.celery import app
 from example_project.shop.tasks import ship_order
+from tests.factories import OrderFactory
 
 AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +122,48 @@ def unreachable(queue: str) -> Iterator[None]:
 def reachable(queue: str) -> Iterator[None]:
     with broker(AMQP_URL, queue):
         yield
+
+
+def ship(client: APIClient, order: int, key: str) -> Any:
+    return client.post(f"/api/orders/{order}/ship/", HTTP_IDEMPOTENCY_KEY=key)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_shipment_whose_publish_failed_at_commit_is_sent_by_the_relay(
+    api: APIClient, user: Any, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    order = OrderFactory(owner=user)
+    with broker(f"amqp://guest:guest@127.0.0.1:{closed_port()}//", queue):
+        with caplog.at_level(logging.WARNING, "django_idempotency.contrib.celery_outbox"):
+            first = ship(api, order.pk, "ship-1")
+        assert first.status_code == 202, first.content
+        task_id = first.json()["task_id"]
+        # The request committed; its publish failed, was logged, and the message waits.
+        assert task_id in caplog.text
+        assert "The relay will send it" in caplog.text
+        message = OutboxMessage.objects.get()
+        assert (message.task_id, message.name, message.args) == (task_id, TASK, [order.pk])
+        # A retry replays the stored 202: it neither sends nor writes anything.
+        assert ship(api, order.pk, "ship-1").content == first.content
+        assert OutboxMessage.objects.count() == 1
+
+    with broker(AMQP_URL, queue):
+        assert relay_outbox(app=app) == 0  # younger than IDEMPOTENCY_OUTBOX_RELAY_AFTER
+        assert OutboxMessage.objects.count() == 1
+        assert relay_outbox(app=app, older_than=0) == 1
+        assert not OutboxMessage.objects.exists()
+        (sent,) = drain(queue)
+        assert sent.headers["id"] == task_id
+        assert sent.headers["task"] == TASK
+        assert json.loads(sent.body)[0] == [order.pk]  # (args, kwargs, embed)
+
+        replay = ship(api, order.pk, "ship-1")
+        assert replay.status_code == 202
+        assert replay.content == first.content
+        assert replay["Idempotent-Replayed"] == "true"
+        assert drain(queue) == []
+        assert not OutboxMessage.objects.exists()
+        assert relay_outbox(app=app, older_than=0) == 0
 
 
 @pytest.mark.django_db(transaction=True)
