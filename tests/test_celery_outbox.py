@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from amqp import Message
 from celery import Celery
+from celery.beat import ScheduleEntry
 from celery.signals import before_task_publish
 from django.core.management import CommandError, call_command
 from django.db import connections, transaction
@@ -348,3 +349,38 @@ def test_the_command_refuses_celerys_unconfigured_fallback_app() -> None:
     fallback = Celery("default", set_as_current=False)  # what Celery makes when no app exists
     with current(fallback), pytest.raises(CommandError, match="No Celery app is loaded"):
         call_command("idempotency_relay_outbox", stdout=StringIO())
+
+
+def beat_schedules() -> list[dict[str, Any]]:
+    from example_project import settings as example
+
+    snippets = re.findall(
+        r"```python\n(.*?)```", (ROOT / "docs" / "side-effects.md").read_text(), flags=re.DOTALL
+    )
+    schedules = [example.CELERY_BEAT_SCHEDULE]
+    for snippet in snippets:
+        if "CELERY_BEAT_SCHEDULE =" in snippet:
+            namespace: dict[str, Any] = {}
+            exec(snippet, namespace)  # the block as a user pastes it into settings.py
+            schedules.append(namespace["CELERY_BEAT_SCHEDULE"])
+    return schedules
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_the_example_and_documented_beat_entries_load_into_celery() -> None:
+    schedules = beat_schedules()
+    assert len(schedules) == 2  # the example's, and the one in docs/side-effects.md
+    for schedule in schedules:
+        beat = Celery("beat-check", set_as_current=False)
+        beat.conf.update(
+            beat_schedule=schedule,
+            imports=["django_idempotency.contrib.celery"],
+            broker_url="memory://",
+        )
+        beat.loader.import_default_modules()
+        beat.finalize(auto=True)
+        assert "idempotency-relay-outbox" in schedule
+        for name, entry in schedule.items():
+            assert entry["task"] in beat.tasks, entry["task"]
+            scheduled = ScheduleEntry(name=name, app=beat, **entry)
+            assert 0 < scheduled.is_due()[1] <= 24 * 3600
