@@ -54,6 +54,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         mismatch = app_settings.MISMATCH_STATUS
         release = app_settings.RELEASE_STATUS_CODES
         max_body = app_settings.MAX_STORED_BODY_SIZE
+        relay_after = app_settings.OUTBOX_RELAY_AFTER
     except (TypeError, ValueError) as exc:
         return [
             Error(
@@ -87,6 +88,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             Error(
                 "IDEMPOTENCY_MAX_STORED_BODY_SIZE must be positive.",
                 id="django_idempotency.E006",
+            )
+        )
+    if relay_after.total_seconds() < 0:
+        messages.append(
+            Error(
+                "IDEMPOTENCY_OUTBOX_RELAY_AFTER must not be negative.",
+                id="django_idempotency.E008",
             )
         )
     if not getattr(settings, "USE_TZ", True):

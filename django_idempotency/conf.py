@@ -190,6 +190,17 @@ class Settings:
         """Name of the form field that carries an issued key. Default ``idempotency_key``."""
         return str(getattr(settings, "IDEMPOTENCY_ISSUED_KEY_FIELD", "idempotency_key"))
 
+    @property
+    def OUTBOX_RELAY_AFTER(self) -> timedelta:
+        """Age (a timedelta or seconds) at which the outbox relay sends a message. Default 30 s.
+
+        A message is normally sent right after its transaction commits; the relay sends only
+        those still waiting this long after they were written, so it seldom races that send
+        (a message sent twice is harmless to an ``IdempotentTask``, just wasted).
+        """
+        value = getattr(settings, "IDEMPOTENCY_OUTBOX_RELAY_AFTER", timedelta(seconds=30))
+        return as_timedelta(value)
+
 
 def as_timedelta(value: timedelta | int | float) -> timedelta:
     if isinstance(value, timedelta):

@@ -1,4 +1,4 @@
-"""The key store: one IdempotencyRecord per (scope, key)."""
+"""The key store (one IdempotencyRecord per (scope, key)), its event log and the outbox."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .managers import IdempotencyEventQuerySet, IdempotencyRecordQuerySet
+from .outbox import OutboxMessageQuerySet
 
 
 class IdempotencyRecord(models.Model):
@@ -250,3 +251,58 @@ class IdempotencyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.key} ({self.scope})"
+
+
+class OutboxMessage(models.Model):
+    """A task message written in the transaction of the operation that sends it.
+
+    It commits with the operation's other rows, or not at all; once committed it is sent and
+    deleted, right after the commit or, if that send never happens (a lost commit
+    acknowledgement, a killed worker, an unreachable broker), by the relay
+    (``contrib/celery_outbox.py``). A message may so be sent twice, never not at all: the
+    receiving task deduplicates by ``task_id``.
+    """
+
+    task_id = models.CharField(
+        _("task id"),
+        max_length=255,
+        help_text=_("The id the message is sent with; the receiving task deduplicates by it."),
+    )
+    name = models.CharField(_("task name"), max_length=255, help_text=_("The task to run."))
+    args = models.JSONField(
+        _("arguments"), default=list, blank=True, help_text=_("Positional arguments (JSON).")
+    )
+    kwargs = models.JSONField(
+        _("keyword arguments"),
+        default=dict,
+        blank=True,
+        help_text=_("Keyword arguments (JSON)."),
+    )
+    options = models.JSONField(
+        _("options"),
+        default=dict,
+        blank=True,
+        help_text=_("How the message is sent (queue, routing key, priority ...), as JSON."),
+    )
+    created_at = models.DateTimeField(
+        _("created"),
+        default=timezone.now,
+        help_text=_(
+            "When the message was written (the database's clock on PostgreSQL); the relay "
+            "sends it once it is older than IDEMPOTENCY_OUTBOX_RELAY_AFTER."
+        ),
+    )
+
+    objects = OutboxMessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("outbox message")
+        verbose_name_plural = _("outbox messages")
+        # No index on created_at: the relay walks the primary key, in which the old messages
+        # come first, and the table is nearly empty whenever the broker is up.
+        constraints = [
+            models.UniqueConstraint(fields=["task_id"], name="idempotency_outbox_task_id_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.task_id}]"

@@ -108,3 +108,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis and SQS redeliver a task still unacknowledged after this long: above the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The package's tasks (example_project/celery.py autodiscovers only the shop's): the outbox relay
+# sends what the ship action wrote but could not send after its commit (docs/side-effects.md);
+# the purge deletes expired keys. Schedules in seconds; a relay run that could not start in
+# time is dropped, the next one does its work.
+CELERY_IMPORTS = ["django_idempotency.contrib.celery"]
+CELERY_BEAT_SCHEDULE = {
+    "idempotency-relay-outbox": {
+        "task": "django_idempotency.relay_outbox",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    "idempotency-purge": {
+        "task": "django_idempotency.purge_expired",
+        "schedule": 15 * 60.0,
+        "kwargs": {"batch_size": 1000},
+    },
+}

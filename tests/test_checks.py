@@ -46,6 +46,8 @@ def test_the_default_settings_pass() -> None:
         ({"IDEMPOTENCY_RELEASE_STATUS_CODES": [400, 500]}, "E005"),
         ({"IDEMPOTENCY_RELEASE_STATUS_CODES": [200]}, "E005"),
         ({"IDEMPOTENCY_MAX_STORED_BODY_SIZE": 0}, "E006"),
+        ({"IDEMPOTENCY_OUTBOX_RELAY_AFTER": "soon"}, "E002"),
+        ({"IDEMPOTENCY_OUTBOX_RELAY_AFTER": -1}, "E008"),
         ({"IDEMPOTENCY_MISMATCH_STATUS": 400}, "W002"),
         ({"USE_TZ": False}, "W003"),
     ],
@@ -61,6 +63,7 @@ def test_bad_settings_are_reported(overrides: dict[str, Any], expected: str) -> 
         {"IDEMPOTENCY_MISMATCH_STATUS": 409},
         {"IDEMPOTENCY_TTL": 60, "IDEMPOTENCY_LOCK_TIMEOUT": 0.5},
         {"IDEMPOTENCY_RELEASE_STATUS_CODES": []},
+        {"IDEMPOTENCY_OUTBOX_RELAY_AFTER": 0},
     ],
 )
 def test_good_alternatives_pass(overrides: dict[str, Any]) -> None:

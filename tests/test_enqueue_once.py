@@ -1,6 +1,7 @@
-"""Enqueue once: ``POST /api/orders/{id}/ship/`` sends its task on commit, and a replay never
-sends it again. The task runs eagerly here (in this process); tests/e2e/test_shipping.py runs it
-on real workers."""
+"""Enqueue once: ``POST /api/orders/{id}/ship/`` writes its task to the outbox and sends it on
+commit, and a replay never sends it again. The task runs eagerly here (in this process);
+tests/test_celery_outbox.py publishes to RabbitMQ, tests/e2e/faults/test_celery_redelivery.py
+runs it on real workers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from celery.signals import task_prerun
 from rest_framework.test import APIClient
 
 from django_idempotency.derived_keys import hmac_key
-from django_idempotency.models import IdempotencyRecord
+from django_idempotency.models import IdempotencyRecord, OutboxMessage
 from example_project.celery import app
 from example_project.shop.models import CarrierBooking, Shipment
 from tests.factories import OrderFactory
@@ -51,9 +52,11 @@ def test_the_task_is_sent_on_commit_and_a_replay_sends_nothing(
     assert first.status_code == 202, first.content
     task_id = first.json()["task_id"]
     assert sent == []  # nothing leaves before the request's transaction commits
+    assert OutboxMessage.objects.get().task_id == task_id
     for callback in callbacks:
         callback()
     assert sent == [task_id]
+    assert not OutboxMessage.objects.exists()  # sent, so gone from the outbox
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         again = ship(api, order.pk, "ship-1")
@@ -63,6 +66,7 @@ def test_the_task_is_sent_on_commit_and_a_replay_sends_nothing(
     assert again["Idempotent-Replayed"] == "true"
     assert callbacks == []
     assert sent == [task_id]
+    assert not OutboxMessage.objects.exists()
 
     shipment = Shipment.objects.get()
     booking = CarrierBooking.objects.get()

@@ -9,6 +9,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from django_idempotency.contrib.celery_outbox import _publish_committed
+from django_idempotency.models import OutboxMessage
 from tests.factories import OrderFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,8 +33,14 @@ def test_every_spelling_of_one_order_is_one_reference(
     # The same order under another spelling and key: the reference holds (never a second task).
     assert again.status_code == 409, again.content
     assert "idempotency-reference-conflict" in again.json()["type"]
-    enqueued = [c for c in callbacks if getattr(c, "__name__", "") == "apply_async"]
-    assert len(enqueued) == 1
+    (message,) = OutboxMessage.objects.all()
+    assert (message.task_id, message.name, message.args) == (
+        first.json()["task_id"],
+        "shop.ship_order",
+        [order.pk],
+    )
+    sends = [c for c in callbacks if getattr(c, "func", None) is _publish_committed]
+    assert len(sends) == 1
 
 
 @pytest.mark.parametrize("pk", ["abc", "99999999999999999999"])

@@ -1,7 +1,7 @@
-"""The purge as a Celery task: ``django_idempotency.purge_expired``.
+"""The package's Celery tasks: ``django_idempotency.purge_expired`` and ``.relay_outbox``.
 
 Needs the ``celery`` extra. Nothing else in the package imports this module: list it in
-``CELERY_IMPORTS`` (or import it from your Celery app module) to register the task.
+``CELERY_IMPORTS`` (or import it from your Celery app module) to register the tasks.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from celery import shared_task
 
 TASK_NAME = "django_idempotency.purge_expired"
+RELAY_TASK_NAME = "django_idempotency.relay_outbox"
 
 
 @shared_task(name=TASK_NAME, ignore_result=False)  # type: ignore[untyped-decorator]
@@ -41,3 +42,29 @@ def purge_expired(
         scope=args.scope,
     )
     return {**asdict(result), "rows_per_second": result.rows_per_second}
+
+
+@shared_task(name=RELAY_TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
+def relay_outbox(
+    self: Any,
+    older_than: str | float | None = None,
+    batch_size: int | None = None,
+    database: str | None = None,
+) -> int:
+    """Publish the outbox messages left unsent (``contrib.celery_outbox.relay_outbox``) with
+    this task's own Celery app; return how many were sent.
+
+    ``older_than`` is in seconds (default ``IDEMPOTENCY_OUTBOX_RELAY_AFTER``); the arguments are
+    checked by the same parser as ``idempotency_relay_outbox``'s (``RelayArgumentError``). A
+    publish that fails raises ``OutboxSendError``, which fails the task; the next run retries.
+    """
+    from django_idempotency.contrib.celery_outbox import relay_outbox as relay
+    from django_idempotency.outbox_args import parse_relay_args
+
+    args = parse_relay_args(older_than=older_than, batch_size=batch_size, database=database)
+    return relay(
+        app=self.app,
+        older_than=args.older_than,
+        batch_size=args.batch_size,
+        using=args.database,
+    )

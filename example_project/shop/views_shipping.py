@@ -1,8 +1,9 @@
-"""Shipping through a Celery task enqueued once, and what the fake external services recorded."""
+"""Shipping through a Celery task sent once (the outbox), and what the fake external services
+recorded."""
 
 from __future__ import annotations
 
-from django.db import router, transaction
+from django.db import router
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -11,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from django_idempotency.contrib.celery_outbox import send_on_commit
 from django_idempotency.drf import idempotent
 
 from .models import CarrierBooking, GatewayCharge, Order, Shipment
@@ -49,13 +51,12 @@ class ShipActionMixin:
     @action(methods=["post"], detail=True)
     @idempotent(reference_url_kwarg="pk")  # one shipping request per order, whatever the key
     def ship(self, request: Request, pk: str | None = None) -> Response:
-        """202 with the task id of ``shop.ship_order``, enqueued when the transaction commits:
-        a request that rolls back enqueues nothing, and a replay (which never runs this) nothing
-        again."""
+        """202 with the task id of ``shop.ship_order``, written to the outbox in this request's
+        transaction and sent when it commits: a request that rolls back sends nothing, a replay
+        (which never runs this) nothing again, and a message whose send after the commit never
+        happened (lost acknowledgement, killed worker, broker down) is sent by the relay."""
         order = self.get_object()  # type: ignore[attr-defined]  # another user's order: 404
-        signature = ship_order.s(order.pk)
-        task_id = signature.freeze().id  # known before the message is sent
-        transaction.on_commit(signature.apply_async, using=router.db_for_write(Order))
+        task_id = send_on_commit(ship_order.s(order.pk), using=router.db_for_write(Order))
         return Response({"task_id": task_id}, status=status.HTTP_202_ACCEPTED)
 
 

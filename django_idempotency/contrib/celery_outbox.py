@@ -1,0 +1,145 @@
+"""Send a Celery task with the transaction that decides it: ``send_on_commit``, ``relay_outbox``.
+
+Needs the ``celery`` extra; nothing else in the package imports this module.
+
+``transaction.on_commit(signature.apply_async)`` loses the task whenever the commit succeeds
+and the publish never happens: the commit's acknowledgement is lost (Django then drops its
+on-commit callbacks although the database committed), the process is killed right after the
+commit, or the broker is unreachable. The stored "202 accepted" is then replayed forever for a
+task that was never sent. ``send_on_commit`` writes the message to the outbox in the same
+transaction instead; it is published right after the commit and deleted, and whatever was not
+is published by ``relay_outbox`` (a beat task or ``manage.py idempotency_relay_outbox``).
+A message can so be published twice, never not at all: the task must be an ``IdempotentTask``
+(``contrib/celery_tasks.py``), which runs once per task id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import timedelta
+
+from celery import Celery, Signature
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, router, transaction
+
+from django_idempotency.models import OutboxMessage
+from django_idempotency.outbox import OutboxMessageQuerySet, OutboxSendError
+from django_idempotency.outbox_args import DEFAULT_RELAY_BATCH_SIZE, parse_relay_args
+
+logger = logging.getLogger(__name__)
+
+#: Signature options that only make sense in the process that froze the signature: the reply
+#: queue of this thread (RPC result backend). The relay may publish from anywhere.
+_LOCAL_OPTIONS = frozenset({"task_id", "reply_to"})
+
+
+def send_on_commit(signature: Signature, *, using: str | None = None) -> str:
+    """Write ``signature``'s message in the current transaction; publish it once it commits.
+
+    ``using`` is the database the caller writes to (default: where the router writes
+    :class:`OutboxMessage`); the message commits or rolls back with that alias's transaction,
+    and must be inside one. Arguments and options must be plain JSON (``TypeError``
+    otherwise): the relay rebuilds the message from the row. Returns the task id.
+
+    After the commit the message is published (as ``signature.apply_async()`` would) and its
+    row deleted; a publish that fails is logged and the row left for ``relay_outbox``.
+    """
+    if getattr(signature, "subtask_type", None):
+        raise TypeError(
+            f"send_on_commit sends one task, not a {signature.subtask_type}: "
+            "send its tasks one by one."
+        )
+    alias = using or router.db_for_write(OutboxMessage) or DEFAULT_DB_ALIAS
+    if not transaction.get_connection(alias).in_atomic_block:
+        raise RuntimeError(
+            f"send_on_commit() needs a transaction on database {alias!r}: outside one the "
+            "message would be published whether or not the operation commits. Call it inside "
+            "transaction.atomic(using=...) (an idempotent view already runs inside one), or "
+            "pass using= the alias your operation writes to."
+        )
+    task_id = str(signature.freeze().id)
+    options = {k: v for k, v in signature.options.items() if k not in _LOCAL_OPTIONS}
+    OutboxMessage.objects.using(alias).add(
+        task_id=task_id,
+        name=signature.task,
+        args=signature.args,
+        kwargs=signature.kwargs,
+        options=options,
+    )
+    transaction.on_commit(
+        functools.partial(_publish_committed, signature.app, task_id, alias), using=alias
+    )
+    return task_id
+
+
+def relay_outbox(
+    *,
+    app: Celery | None = None,
+    older_than: float | timedelta | None = None,
+    batch_size: int = DEFAULT_RELAY_BATCH_SIZE,
+    using: str | None = None,
+) -> int:
+    """Publish every message older than ``older_than`` seconds and delete it; return how many.
+
+    ``older_than`` defaults to ``IDEMPOTENCY_OUTBOX_RELAY_AFTER``; ``app`` to Celery's current
+    app (your project's, once its Celery module is imported); ``using`` to where the router
+    writes outbox messages. Batches of ``batch_size`` are each a transaction that locks its
+    messages (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so relays running at once do not
+    publish the same message. A publish that fails stops the relay: what was published is
+    deleted, the rest stays, and ``OutboxSendError`` (with ``.sent``) is raised.
+    """
+    args = parse_relay_args(older_than=older_than, batch_size=batch_size, database=using)
+    publisher = app or current_app()
+    due: OutboxMessageQuerySet = OutboxMessage.objects.using(args.database).due(args.older_than)
+    return due.send_each(functools.partial(publish, publisher), batch_size=args.batch_size)
+
+
+def publish(app: Celery, message: OutboxMessage) -> None:
+    """Publish ``message`` as ``signature.apply_async()`` would.
+
+    Through the task's own ``apply_async`` when ``app`` knows the task (its options and
+    overrides apply, and ``task_always_eager`` runs it here, as in tests); by name with
+    ``app.send_task`` when the task lives in another code base.
+    """
+    task = app.tasks.get(message.name)
+    if task is not None:
+        task.apply_async(message.args, message.kwargs, task_id=message.task_id, **message.options)
+    else:
+        app.send_task(
+            message.name, message.args, message.kwargs, task_id=message.task_id, **message.options
+        )
+
+
+def current_app() -> Celery:
+    """Celery's current app; refused when it is only Celery's unconfigured fallback."""
+    from celery import current_app as proxy
+
+    app: Celery = proxy._get_current_object()
+    # Celery makes this fallback when no app was created in the process: it would publish to
+    # amqp://localhost with none of the project's settings.
+    if app.main == "default":
+        raise ImproperlyConfigured(
+            "No Celery app is loaded: import your project's Celery app before relaying the "
+            "outbox (Django projects do so in the project package's __init__.py: "
+            "`from .celery import app as celery_app`)."
+        )
+    return app
+
+
+def _publish_committed(app: Celery, task_id: str, alias: str) -> None:
+    """The on-commit publish. It never raises: the operation has committed and answered."""
+    try:
+        OutboxMessage.objects.using(alias).filter(task_id=task_id).send_each(
+            functools.partial(publish, app), batch_size=1
+        )
+    except OutboxSendError as exc:
+        logger.warning("%s The relay will send it.", exc, exc_info=exc.__cause__)
+    except Exception:
+        # A database error after the publish: the row stays, the relay sends it again.
+        logger.warning(
+            "outbox message %r: could not finish sending it after the commit; the relay "
+            "will send it.",
+            task_id,
+            exc_info=True,
+        )

@@ -1,0 +1,157 @@
+"""Query logic of the outbox: messages written in a transaction, sent once it has committed.
+
+Framework-free: what "send" means (a Celery publish, for one) is a callable the caller passes;
+``contrib/celery_outbox.py`` is the Celery side.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, models, router, transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, Value
+from django.db.models.functions import Now
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from .models import OutboxMessage
+
+Send = Callable[["OutboxMessage"], None]
+
+
+class OutboxSendError(RuntimeError):
+    """A message could not be sent: it and the messages after it stay in the outbox.
+
+    ``sent`` counts the messages sent (and deleted) before it; the cause is ``__cause__``.
+    """
+
+    def __init__(self, task_id: str, sent: int, cause: BaseException) -> None:
+        super().__init__(
+            f"could not send outbox message {task_id!r} ({type(cause).__name__}: {cause}); "
+            f"{sent} sent before it, it and the rest stay for the next relay."
+        )
+        self.task_id = task_id
+        self.sent = sent
+
+
+def json_only(value: Any, where: str) -> Any:
+    """``value`` as plain JSON (tuples become lists); ``TypeError`` naming ``where`` otherwise.
+
+    Exact types only: a dict or str subclass (a Celery ``Signature`` is a dict) would be stored
+    as plain JSON and come back as something else, so it is refused rather than changed.
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, str):
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise TypeError(f"{where} is {value!r}, which JSON cannot hold.")
+        return value
+    if kind in (list, tuple):
+        return [json_only(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if kind is dict:
+        for key in value:
+            if type(key) is not str:
+                raise TypeError(f"{where} has the key {key!r}: JSON object keys are strings.")
+        return {key: json_only(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise TypeError(
+        f"{where} is a {kind.__module__}.{kind.__qualname__}, not plain JSON (None, bool, "
+        "int, float, str, list or dict): the outbox stores messages as JSON."
+    )
+
+
+class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
+    def add(
+        self,
+        *,
+        task_id: str,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> OutboxMessage:
+        """Write a message on this queryset's write alias; refuse values that are not JSON."""
+        alias = self._write_alias()
+        return self.using(alias).create(  # type: ignore[no-any-return]
+            task_id=task_id,
+            name=name,
+            args=json_only(list(args), "args"),
+            kwargs=json_only(dict(kwargs or {}), "kwargs"),
+            options=json_only(dict(options or {}), "options"),
+            # Dated by the clock the relay judges age by (see due()).
+            created_at=_clock(alias),
+        )
+
+    def due(self, older_than: timedelta) -> OutboxMessageQuerySet:
+        """Messages written longer ago than ``older_than``.
+
+        On PostgreSQL both the message's date and this cutoff come from the database's clock
+        (the statement's time), so app servers whose clocks disagree neither hurry the relay
+        into racing the on-commit send nor hold it back. Elsewhere (SQLite, for development)
+        the app server's clock dates and judges.
+        """
+        alias = self._write_alias()
+        clock = _clock(alias)
+        cutoff: Any
+        if isinstance(clock, datetime):
+            cutoff = clock - older_than
+        else:
+            cutoff = ExpressionWrapper(
+                clock - Value(older_than, output_field=DurationField()),
+                output_field=DateTimeField(),
+            )
+        return self.using(alias).filter(created_at__lte=cutoff)  # type: ignore[no-any-return]
+
+    def send_each(self, send: Send, *, batch_size: int) -> int:
+        """Send every message of this queryset once and delete it; return how many were sent.
+
+        Messages go in primary-key order, in batches of ``batch_size``, each batch its own
+        transaction on this queryset's write alias that deletes the messages it sent. The
+        batch is picked ``FOR UPDATE SKIP LOCKED`` where the database can: a message another
+        sender holds is left to it, so two senders never send the same one at once. A send
+        that raises stops everything: the messages sent before it are deleted, it and the
+        rest stay, and :class:`OutboxSendError` is raised.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1.")
+        alias = self._write_alias()
+        skip_locked = connections[alias].features.has_select_for_update_skip_locked
+        total = 0
+        last_pk = 0
+        while True:
+            failure: tuple[OutboxMessage, Exception] | None = None
+            with transaction.atomic(using=alias):
+                batch = self.using(alias).filter(pk__gt=last_pk).order_by("pk")
+                if skip_locked:
+                    batch = batch.select_for_update(skip_locked=True)
+                messages = list(batch[:batch_size])
+                sent: list[int] = []
+                for message in messages:
+                    try:
+                        send(message)
+                    except Exception as exc:
+                        failure = (message, exc)
+                        break
+                    sent.append(message.pk)
+                if sent:
+                    self.model._default_manager.using(alias).filter(pk__in=sent).delete()
+            total += len(sent)
+            # Raised only now: inside the block it would roll back the deletes of what was sent.
+            if failure is not None:
+                unsent, cause = failure
+                raise OutboxSendError(unsent.task_id, total, cause) from cause
+            if len(messages) < batch_size:
+                return total
+            # Keyset paging: a message skipped because someone else holds it is not met again.
+            last_pk = messages[-1].pk
+
+    def _write_alias(self) -> str:
+        return self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
+
+
+def _clock(alias: str) -> Any:
+    """The database's ``Now()`` on PostgreSQL, the app server's time elsewhere (as the purge)."""
+    return Now() if connections[alias].vendor == "postgresql" else timezone.now()
