@@ -79,6 +79,8 @@ class Run:
     setup_seconds: float
     #: Seconds the run waited, after the load, for the tasks of acknowledged operations.
     drained: float = 0.0
+    #: Task messages the outbox relay published (their on-commit publish never happened).
+    relayed: int = 0
     #: Shares of all cores' time during the load: busy, and used by the soak process itself.
     cpu_busy: float = 0.0
     harness_cpu: float = 0.0
@@ -175,7 +177,9 @@ def markdown(run: Run) -> str:
         "nemesis. Each client retries an operation with the same key until a definite answer, "
         "sometimes as concurrent copies, sometimes reusing a key with another body, a "
         "payment's order under a new key, or a key another principal used. After the load the "
-        f"run waited {run.drained:.0f} s for the tasks of acknowledged shipping requests; then "
+        f"run waited {run.drained:.0f} s for the tasks of acknowledged shipping requests "
+        f"({run.relayed:,} of their messages published by the outbox relay, their on-commit "
+        "publish lost to a fault); then "
         "the checker read every request and answer and the final database."
     )
     out.append("")

@@ -49,6 +49,8 @@ DOCS = REPO_ROOT / "docs" / "reliability.md"
 PRINCIPALS = 4
 #: After the load, how long the run waits for the Celery tasks of acknowledged operations.
 DRAIN_TIMEOUT = 180.0
+#: Seconds an outbox message waits for its on-commit publish before the relay sends it.
+RELAY_AFTER = 3.0
 RECORDS = "django_idempotency_idempotencyrecord"
 EVENTS = "django_idempotency_idempotencyevent"
 
@@ -60,16 +62,23 @@ users = [get_user_model().objects.create_user("soak%d" % i, password="soak") for
 print(json.dumps([[user.pk, Token.objects.create(user=user).key] for user in users]))
 """
 
-# The purge, continuously: one process, a pass a second, until stopped or the deadline.
+# The purge and the outbox relay, continuously: one process, a pass a second, until stopped or
+# the deadline. The relay publishes a ship request's task whose on-commit publish never happened
+# (a lost commit acknowledgement, a worker killed right after the commit).
 _PURGE = """
 import time
 from django.db import connection
+from django_idempotency.contrib.celery_outbox import relay_outbox
 from django_idempotency.models import IdempotencyRecord
+from example_project.celery import app
 deadline = time.monotonic() + {seconds}
 while time.monotonic() < deadline:
     try:
         result = IdempotencyRecord.objects.purge_expired(batch_size=500)
         print("purged", result.deleted, result.events_deleted, flush=True)
+        relayed = relay_outbox(app=app, older_than={relay_after})
+        if relayed:
+            print("relayed", relayed, flush=True)
     except Exception as exc:
         print("failed", type(exc).__name__, flush=True)
         connection.close()
@@ -224,7 +233,7 @@ async def soak(
                     "manage.py",
                     "shell",
                     "-c",
-                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60),
+                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60, relay_after=RELAY_AFTER),
                 ],
                 cwd=REPO_ROOT,
                 env=_env(cluster.url("shop", proxies[0].port), env),
@@ -293,6 +302,7 @@ async def soak(
         skipped=nemesis.skipped,
         verdict=verdict,
         purged=_purged(purge_log),
+        relayed=_relayed(purge_log),
         setup_seconds=setup_seconds,
         drained=drained,
         cpu_busy=cpu.busy_share,
@@ -415,10 +425,19 @@ def _env(database_url: str, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _purged(log: Path) -> int:
+    return _total(log, "purged", fields=3)
+
+
+def _relayed(log: Path) -> int:
+    return _total(log, "relayed", fields=2)
+
+
+def _total(log: Path, what: str, *, fields: int) -> int:
+    """The sum of the numbers the purge loop printed on its ``what`` lines."""
     total = 0
     for line in log.read_text(errors="replace").splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0] == "purged":
+        if len(parts) == fields and parts[0] == what:
             total += int(parts[1])
     return total
 
