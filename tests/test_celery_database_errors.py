@@ -7,6 +7,7 @@ own backend is terminated from another thread's connection while its transaction
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from django.db import connection, connections, transaction
 from django_idempotency.contrib.celery_tasks import IdempotentTask
 from django_idempotency.engine import HotPath, hot_path
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.once import call_fingerprint, perform
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -225,3 +227,54 @@ def test_a_connection_that_died_while_idle_is_replaced_for_the_retry(
     assert result.successful(), result.traceback
     assert script.runs == [1]  # the first run failed before the task's code, the retry ran it
     assert executions("idle") == 1
+
+
+def test_a_copy_keeps_retrying_while_the_original_holds_the_key(
+    app: Celery, script: Script
+) -> None:
+    """The original's session may outlive a connection reset on the worker's side (until
+    PostgreSQL notices), holding the claim: the retry of the failed run is then in flight for
+    as long as that takes, past Celery's default limit of 3 retries, and must not give up."""
+    attempts: list[int] = []
+    retried, held = threading.Event(), threading.Event()
+
+    class CountedTask(IdempotentTask):
+        idempotency_wait = 0.05
+
+        def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            attempts.append(self.request.retries)
+            if len(attempts) > 6:
+                retried.set()
+            return "held-key"
+
+    name = f"{TASK}.copy"
+
+    @app.task(base=CountedTask, name=name, shared=False)  # type: ignore[untyped-decorator]
+    def copy(label: str) -> None:
+        script.runs.append(-1)
+
+    def hold() -> None:
+        def original() -> str:
+            held.set()
+            retried.wait(30)
+            return "the original's"
+
+        try:
+            perform(
+                original,
+                scope=f"celery:{name}",
+                key="held-key",
+                fingerprint=call_fingerprint(name, ("held",), {}),
+            )
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        holder = pool.submit(hold)
+        assert held.wait(30)
+        result = copy.apply(args=["held"])
+        holder.result(timeout=30)
+
+    assert retried.is_set(), f"the copy gave up after {attempts}"
+    assert result.get(timeout=10) == "the original's"
+    assert script.runs == []  # the copy never ran the task

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import sys
 from typing import Any
 
 from celery import Celery, Task
@@ -103,9 +104,12 @@ class IdempotentTask(Task):  # type: ignore[misc]
             )
         except RequestInFlight as exc:
             # The original holds the key. Retrying keeps the work without running it twice:
-            # the retry finds either the stored result or a released key.
+            # the retry finds either the stored result or a released key. No limit: the key
+            # is held only as long as the original's transaction (or, after a connection
+            # reset, its orphaned session) lasts. Celery reads max_retries=None as the task's
+            # max_retries (3 by default), not as "no limit".
             raise self.retry(
-                exc=exc, countdown=self.idempotency_retry_countdown, max_retries=None
+                exc=exc, countdown=self.idempotency_retry_countdown, max_retries=sys.maxsize
             ) from exc
         except RETRIED_DATABASE_ERRORS as exc:
             if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
