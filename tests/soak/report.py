@@ -178,8 +178,8 @@ def markdown(run: Run) -> str:
         "sometimes as concurrent copies, sometimes reusing a key with another body, a "
         "payment's order under a new key, or a key another principal used. After the load the "
         f"run waited {run.drained:.0f} s for the tasks of acknowledged shipping requests "
-        f"({run.relayed:,} of their messages published by the outbox relay, their on-commit "
-        "publish lost to a fault); then "
+        f"({run.relayed:,} of their messages published by the outbox relay: their on-commit "
+        "publish failed or had not happened within 3 s); then "
         "the checker read every request and answer and the final database."
     )
     out.append("")
