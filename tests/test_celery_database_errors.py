@@ -278,3 +278,21 @@ def test_a_copy_keeps_retrying_while_the_original_holds_the_key(
     assert retried.is_set(), f"the copy gave up after {attempts}"
     assert result.get(timeout=10) == "the original's"
     assert script.runs == []  # the copy never ran the task
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: retries spent waiting for an in-flight original use up the database-error "
+    "budget (request.retries counts both), so the copy's first database error drops the task",
+)
+def test_retries_spent_waiting_in_flight_do_not_use_up_the_database_error_retries(
+    app: Celery, script: Script
+) -> None:
+    # A copy that waited twice for its original (two RequestInFlight retries, which are
+    # unlimited) then meets one broken connection: it must still be retried, not dropped.
+    script.faults = [terminate_own_backend]
+
+    result = app.tasks[TASK].apply(args=["waited"], retries=2)  # idempotency_db_max_retries = 2
+
+    assert result.successful(), result.traceback
+    assert executions("waited") == 1

@@ -342,9 +342,11 @@ class CeleryWorker(AppServer):
 
 
 def delete_queue(name: str) -> None:
-    """Remove the run's queue (and whatever it still holds) from the shared RabbitMQ."""
+    """Remove the run's queue (and whatever it still holds) from the shared RabbitMQ, and the
+    durable direct exchange of the same name that Celery declares for its default queue."""
     with Connection(AMQP_URL, connect_timeout=5) as connection:
         connection.default_channel.queue_delete(name)
+        connection.default_channel.exchange_delete(name)
 
 
 class Services:
