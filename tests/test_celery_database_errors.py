@@ -280,11 +280,6 @@ def test_a_copy_keeps_retrying_while_the_original_holds_the_key(
     assert script.runs == []  # the copy never ran the task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: retries spent waiting for an in-flight original use up the database-error "
-    "budget (request.retries counts both), so the copy's first database error drops the task",
-)
 def test_retries_spent_waiting_in_flight_do_not_use_up_the_database_error_retries(
     app: Celery, script: Script
 ) -> None:

@@ -36,6 +36,8 @@ VISIBILITY_TIMEOUT_BROKERS = ("redis", "rediss", "sqs", "sentinel")
 #: run back, and each may pass. The other ``DatabaseError`` subclasses (``IntegrityError``,
 #: ``DataError``, ``ProgrammingError``, ``InternalError``) would fail again the same way.
 RETRIED_DATABASE_ERRORS = (OperationalError, InterfaceError)
+#: The message header that counts a task's retries after a database error, carried by each retry.
+DB_RETRIES_HEADER = "idempotency_db_retries"
 
 
 class IdempotentTask(Task):  # type: ignore[misc]
@@ -48,8 +50,9 @@ class IdempotentTask(Task):  # type: ignore[misc]
     a failed-over database do not come back together. With the defaults (1 s, 300 s, 12
     retries) that rides out 12 to 24 minutes of database outage; then the task fails, logged
     as an error with its id, so that a task that can never pass (a statement that always times
-    out) stops. Sending it again with the same task id runs it once. Celery counts every
-    retry of a task in one ``request.retries``, those after ``RequestInFlight`` included.
+    out) stops. Sending it again with the same task id runs it once. These retries are counted
+    apart from Celery's ``request.retries`` (which also counts a copy's unlimited retries while
+    its original runs), in the message header ``DB_RETRIES_HEADER``.
     Inside a caller's transaction (an eager ``apply()`` in an atomic block) the error is
     raised as it is: the transaction is the caller's, and so is the retry.
     """
@@ -115,7 +118,8 @@ class IdempotentTask(Task):  # type: ignore[misc]
             if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
                 raise
             _close_broken_connections()
-            retries = self.request.retries
+            headers = dict(self.request.headers or {})
+            retries = _count(headers.get(DB_RETRIES_HEADER))
             if retries >= self.idempotency_db_max_retries:
                 logger.error(
                     "%s[%s] gave up after %d retries on database errors; its work is not done: "
@@ -128,11 +132,19 @@ class IdempotentTask(Task):  # type: ignore[misc]
                 raise
             countdown = self.idempotency_db_retry_countdown(retries)
             raise self.retry(
-                exc=exc, countdown=countdown, max_retries=self.idempotency_db_max_retries
+                exc=exc,
+                countdown=countdown,
+                max_retries=sys.maxsize,  # the limit is ours, counted in the header
+                headers={**headers, DB_RETRIES_HEADER: retries + 1},
             ) from exc
         if outcome.replayed:
             logger.info("%s[%s] already ran: stored result returned", self.name, self.request.id)
         return outcome.result
+
+
+def _count(value: Any) -> int:
+    """A retry count from a message header; anything but a non-negative int counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _close_broken_connections() -> None:
