@@ -3,9 +3,11 @@ operation that broke a rule. Pure functions over plain data, so its rules are un
 hand-made histories (tests/soak/test_checker.py).
 
 Rules, for every operation:
-- lost: an acknowledged operation (2xx) whose row is missing;
+- lost: an acknowledged operation (2xx) whose row is missing (for a door whose row a Celery
+  task makes, once the run waited for the tasks);
 - duplicated: more than one row for one request (unless the rows are a TTL apart: the first
-  record had expired, and an expired key counts as absent by design);
+  record had expired, and an expired key counts as absent by design; never for a door whose
+  held reference forbids a second run, such as one shipment per order);
 - misdelivered: a 2xx answer (the form's 303) naming another principal's row or another
   request's token;
 - replay-differs: an answer stored for a request differs from another answer to it (for a
@@ -100,13 +102,14 @@ class _Check:
         self.doors = {door.name: door for door in doors}
         self.verdict = Verdict()
         self.allowed_reruns = 0
-        #: Rows by (door, token) and by (door, id).
+        #: Rows by (door, token) and by (door, what an answer names them by: id or task id).
         self.rows: dict[tuple[str, str], list[Effect]] = defaultdict(list)
-        self.by_id: dict[tuple[str, int], Effect] = {}
+        self.by_answer: dict[tuple[str, Any], Effect] = {}
         for name, effects in snapshot.effects.items():
             for effect in effects:
                 self.rows[(name, effect.token)].append(effect)
-                self.by_id[(name, effect.id)] = effect
+                named = effect.id if effect.answer is None else effect.answer
+                self.by_answer[(name, named)] = effect
 
     def flag(self, rule: str, message: str, *ops: int) -> None:
         self.verdict.violations.append(Violation(rule, message, ops))
@@ -127,7 +130,7 @@ class _Check:
         for (door, token), found in self.rows.items():
             if len(found) < 2:
                 continue
-            if _a_ttl_apart(found, self.ttl):
+            if self.doors[door].rerun_after_expiry and _a_ttl_apart(found, self.ttl):
                 self.allowed_reruns += len(found) - 1
                 continue
             ids = ", ".join(str(effect.id) for effect in found)
@@ -135,26 +138,30 @@ class _Check:
             self.flag("duplicated", f"{door} {token!r}: {len(found)} rows ({ids})", *culprits)
 
     def answers_name_own_rows(self) -> None:
-        """Every 2xx answer names a row that exists, is the principal's own and this request's."""
+        """Every 2xx answer names a row that exists, is the principal's own and this request's
+        (an operation is flagged once, for its first answer that breaks the rule)."""
         for op in self.ops:
             door = self.doors[op.door]
             for attempt in op.attempts:
                 if attempt.status is None or not door.acknowledged(attempt.status):
                     continue
                 body = _json(attempt.body)
-                row_id = body.get("id")
-                effect = self.by_id.get((op.door, row_id)) if isinstance(row_id, int) else None
+                named = door.answer_names(body)
+                effect = (
+                    self.by_answer.get((op.door, named)) if isinstance(named, (int, str)) else None
+                )
                 if effect is None:
                     # Business rows are never purged: a missing row is lost, whatever its record.
-                    self.flag(
-                        "lost", f"{op.door} {op.token!r}: answered id {row_id}, no row", op.id
-                    )
+                    self.flag("lost", f"{op.door} {op.token!r}: answered {named!r}, no row", op.id)
                 elif effect.owner != op.user:
                     message = f"user {op.user} got user {effect.owner}'s {op.door} {effect.id}"
                     self.flag("misdelivered", message, op.id)
                 elif door.answer_token(body) not in (None, op.token) or effect.token != op.token:
                     message = f"{op.door} {op.token!r} answered with {effect.token!r}"
                     self.flag("misdelivered", message, op.id)
+                else:
+                    continue
+                break
 
     def stored_answers_identical(self) -> None:
         """Answers stored for one request (principal, door, body) are all the same bytes."""
@@ -219,7 +226,8 @@ class _Check:
                 if effect.reference is not None:
                     per_reference[effect.reference].append(effect)
             for reference, found in per_reference.items():
-                if len(found) > 1 and not _a_ttl_apart(found, self.ttl):
+                rerun = door.rerun_after_expiry and _a_ttl_apart(found, self.ttl)
+                if len(found) > 1 and not rerun:
                     culprits = [
                         op.id for op in self.ops if op.door == name and op.reference == reference
                     ]

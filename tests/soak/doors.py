@@ -41,6 +41,8 @@ class Effect:
     token: str
     reference: str | None
     created_at: float  # epoch seconds
+    #: What a 2xx answer names this row by when not by its id (the ship task's id).
+    answer: str | None = None
 
 
 class Context:
@@ -81,7 +83,8 @@ class Door:
     #: The token a 2xx answer's body names (the checker compares it with the request's);
     #: ``None`` when the answer names only the row (its token is then checked in the row).
     answer_token: Callable[[dict[str, Any]], str | None]
-    #: ``SELECT id, owner_id, token, reference, created_at`` of every row this door created.
+    #: ``SELECT id, owner_id, token, reference, created_at`` of every row this door created
+    #: (and a sixth column, what an answer names the row by, for doors with ``answer_names``).
     effects_sql: str
     weight: float = 1.0
     key_required: bool = True
@@ -108,6 +111,14 @@ class Door:
     #: What the history keeps of an answer (status, headers, body) as its body: the body, or
     #: a JSON document for a door that answers with a redirect.
     record: Callable[[int, dict[str, str], bytes], bytes] = lambda status, headers, body: body
+    #: What in a 2xx answer's JSON names the row: its ``id`` for most doors.
+    answer_names: Callable[[dict[str, Any]], Any] = lambda body: body.get("id")
+    #: Whether the row is made later by a Celery task, not by the request: the run waits for
+    #: the rows of acknowledged operations before it reads the database.
+    deferred: bool = False
+    #: Whether a request may run again once its record expired (the checker then allows a
+    #: second row a TTL later); not where a held business reference forbids it for good.
+    rerun_after_expiry: bool = True
 
     def another(self, ctx: Context, request: Request, number: int) -> Request | None:
         if self.variant is not None:
@@ -319,6 +330,65 @@ CHECKOUT = Door(
     record=_redirect,
 )
 
+
+def ship_request(order: int, body: bytes = b"") -> Request:
+    token = str(order)
+    return Request(f"/api/orders/{order}/ship/", body, token, reference=f"order:{order}")
+
+
+def _ship(ctx: Context, number: int) -> Request | None:
+    order = ctx.take("orders")
+    return None if order is None else ship_request(int(order["id"]))
+
+
+def _ship_other_body(ctx: Context, request: Request, number: int) -> Request:
+    # The same order with a body the view ignores but the fingerprint does not.
+    assert request.reference is not None
+    order = int(request.reference.removeprefix("order:"))
+    return ship_request(order, _json({"note": f"n{number}"}))
+
+
+_SHIP_TASKS = "django_idempotency_idempotencyrecord"
+
+#: ``POST /api/orders/{id}/ship/``: a 202 naming the task ``shop.ship_order``, which a Celery
+#: worker runs (killed and restarted by the nemesis); exactly one shipment per order, ever,
+#: made by the very task the answer named.
+SHIP = Door(
+    name="ship",
+    build=_ship,
+    answer_token=lambda body: None,
+    effects_sql=(
+        "SELECT s.id, o.owner_id, s.order_id::text, 'order:' || s.order_id,"
+        " extract(epoch FROM s.created_at), r.key"
+        " FROM shop_shipment s JOIN shop_order o ON o.id = s.order_id"
+        f" LEFT JOIN {_SHIP_TASKS} r ON r.scope = 'celery:shop.ship_order'"
+        " AND r.reference = 'order:' || s.order_id"
+    ),
+    weight=1.0,
+    unique_reference=True,
+    variant=_ship_other_body,
+    acknowledged=lambda status: status == 202,
+    answer_names=lambda body: body.get("task_id"),
+    deferred=True,
+    rerun_after_expiry=False,
+)
+
+#: Not a door: the carrier's bookings, made by the ship task through a key derived from its
+#: own (``derive_key("book")``), so a task that runs again books nothing more. One per order.
+CARRIER = Door(
+    name="carrier",
+    build=lambda ctx, number: None,
+    answer_token=lambda body: None,
+    effects_sql=(
+        'SELECT row_number() OVER (ORDER BY b.created_at), o.owner_id, b."order"::text,'
+        " 'order:' || b.\"order\", extract(epoch FROM b.created_at)"
+        ' FROM shop_carrierbooking b JOIN shop_order o ON o.id = b."order"'
+    ),
+    weight=0.0,
+    unique_reference=True,
+    rerun_after_expiry=False,
+)
+
 DOORS: list[Door] = [
     ORDERS,
     PAYMENTS,
@@ -328,6 +398,8 @@ DOORS: list[Door] = [
     NINJA_ASYNC,
     TRANSFERS,
     CHECKOUT,
+    SHIP,
+    CARRIER,
 ]
 
 

@@ -29,12 +29,14 @@ from .checker import RecordState, Snapshot, check, describe
 from .doors import DOORS, Effect
 from .nemesis import Nemesis
 from .proxy import FaultProxy
-from .report import Run, markdown, summary, write_section
+from .report import CpuUse, Run, markdown, summary, write_section
 from .services import (
+    AMQP_URL,
     REPO_ROOT,
     AppServer,
     AsgiServer,
     Bouncer,
+    CeleryWorker,
     Services,
     connect,
     free_port,
@@ -45,6 +47,10 @@ from .workload import Client, History, Plan, Principal, Target
 OUT = REPO_ROOT / "build" / "soak"
 DOCS = REPO_ROOT / "docs" / "reliability.md"
 PRINCIPALS = 4
+#: After the load, how long the run waits for the Celery tasks of acknowledged operations.
+DRAIN_TIMEOUT = 180.0
+#: Seconds an outbox message waits for its on-commit publish before the relay sends it.
+RELAY_AFTER = 3.0
 RECORDS = "django_idempotency_idempotencyrecord"
 EVENTS = "django_idempotency_idempotencyevent"
 
@@ -56,16 +62,23 @@ users = [get_user_model().objects.create_user("soak%d" % i, password="soak") for
 print(json.dumps([[user.pk, Token.objects.create(user=user).key] for user in users]))
 """
 
-# The purge, continuously: one process, a pass a second, until stopped or the deadline.
+# The purge and the outbox relay, continuously: one process, a pass a second, until stopped or
+# the deadline. The relay publishes a ship request's task whose on-commit publish never happened
+# (a lost commit acknowledgement, a worker killed right after the commit).
 _PURGE = """
 import time
 from django.db import connection
+from django_idempotency.contrib.celery_outbox import relay_outbox
 from django_idempotency.models import IdempotencyRecord
+from example_project.celery import app
 deadline = time.monotonic() + {seconds}
 while time.monotonic() < deadline:
     try:
         result = IdempotencyRecord.objects.purge_expired(batch_size=500)
         print("purged", result.deleted, result.events_deleted, flush=True)
+        relayed = relay_outbox(app=app, older_than={relay_after})
+        if relayed:
+            print("relayed", relayed, flush=True)
     except Exception as exc:
         print("failed", type(exc).__name__, flush=True)
         connection.close()
@@ -169,7 +182,11 @@ async def soak(
     try:
         for proxy in proxies:
             await proxy.start()
-        env = {"IDEMPOTENCY_TTL": str(ttl)}
+        env = {
+            "IDEMPOTENCY_TTL": str(ttl),
+            "CELERY_BROKER_URL": AMQP_URL,
+            "EXAMPLE_CELERY_QUEUE": services.queue,
+        }
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         services.apps = [
             AppServer(
@@ -195,6 +212,15 @@ async def soak(
                 env,
                 workers=2,
             ),
+            # shop.ship_order, enqueued by POST /api/orders/{id}/ship/ (the "ship" door).
+            CeleryWorker(
+                "celery",
+                0,
+                cluster.url("shop", proxies[0].port),
+                logs / f"{stamp}-celery.log",
+                env,
+                workers=2,
+            ),
         ]
         for app in services.apps:
             app.start()
@@ -202,7 +228,13 @@ async def soak(
         purge_log = logs / f"{stamp}-purge.log"
         with purge_log.open("wb") as out:
             services.purge = subprocess.Popen(
-                [sys.executable, "manage.py", "shell", "-c", _PURGE.format(seconds=duration + 60)],
+                [
+                    sys.executable,
+                    "manage.py",
+                    "shell",
+                    "-c",
+                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60, relay_after=RELAY_AFTER),
+                ],
                 cwd=REPO_ROOT,
                 env=_env(cluster.url("shop", proxies[0].port), env),
                 stdout=out,
@@ -212,7 +244,12 @@ async def soak(
         print(f"soak: services up in {setup_seconds:.0f} s; load for {duration:.0f} s", flush=True)
 
         history = History(time.monotonic())
-        targets = [Target(app.name, app.port, app.serves) for app in services.apps]
+        cpu_at_start = CpuUse.now()
+        targets = [
+            Target(app.name, app.port, app.serves)
+            for app in services.apps
+            if not isinstance(app, CeleryWorker)
+        ]
         plan = Plan(clients=args.clients)
         clients = [
             Client(i, principals[i % len(principals)], targets, history, plan, seed)
@@ -235,7 +272,10 @@ async def soak(
         if history.stopping:
             raise asyncio.CancelledError
         ran_for = history.now()
+        cpu = CpuUse.now() - cpu_at_start
         await nemesis.settle()
+        drained = await drain(history, direct)
+        print(f"soak: the tasks of acknowledged operations ran within {drained:.0f} s", flush=True)
     finally:
         for proxy in proxies:
             await proxy.close()
@@ -262,7 +302,11 @@ async def soak(
         skipped=nemesis.skipped,
         verdict=verdict,
         purged=_purged(purge_log),
+        relayed=_relayed(purge_log),
         setup_seconds=setup_seconds,
+        drained=drained,
+        cpu_busy=cpu.busy_share,
+        harness_cpu=cpu.harness_share,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
@@ -285,17 +329,53 @@ async def soak(
 
 
 async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
-    """Until a worker answers (any status: it has imported the project)."""
+    """Until a worker answers (any status: it has imported the project), or for the Celery
+    worker, until it logged that it consumes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not app.alive():
             raise RuntimeError(f"server {app.name} exited; see {app.log_path}")
+        if isinstance(app, CeleryWorker):
+            if app.ready():
+                return
+            await asyncio.sleep(0.2)
+            continue
         try:
             await http.request(app.port, "GET", "/admin/login/", headers={}, timeout=5)
             return
         except http.NoAnswer:
             await asyncio.sleep(0.2)
     raise RuntimeError(f"server {app.name} did not answer within {timeout}s")
+
+
+async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> float:
+    """Wait until every acknowledged operation of a door whose effect a task makes later
+    (``Door.deferred``) has its row, or ``timeout``: the checker then reads what is there (a row
+    still missing is lost). Returns the seconds waited."""
+    started = time.monotonic()
+    doors = [door for door in DOORS if door.deferred]
+    awaited = {
+        (op.door, op.token)
+        for op in history.ops
+        for door in doors
+        if op.door == door.name
+        and op.answered is not None
+        and door.acknowledged(op.answered.status or 0)
+    }
+    while awaited and time.monotonic() - started < timeout:
+
+        def present() -> set[tuple[str, str]]:
+            with connect(url) as conn:
+                return {
+                    (door.name, str(row[2]))
+                    for door in doors
+                    for row in conn.execute(door.effects_sql).fetchall()
+                }
+
+        awaited -= await asyncio.to_thread(present)
+        if awaited:
+            await asyncio.sleep(1.0)
+    return time.monotonic() - started
 
 
 async def _progress(history: History, nemesis: Nemesis, duration: float) -> None:
@@ -312,7 +392,15 @@ def read_snapshot(url: str) -> Snapshot:
     with connect(url) as conn:
         effects = {
             door.name: [
-                Effect(door.name, int(row[0]), int(row[1]), str(row[2]), row[3], float(row[4]))
+                Effect(
+                    door.name,
+                    int(row[0]),
+                    int(row[1]),
+                    str(row[2]),
+                    row[3],
+                    float(row[4]),
+                    None if len(row) < 6 or row[5] is None else str(row[5]),
+                )
                 for row in conn.execute(door.effects_sql).fetchall()
             ]
             for door in DOORS
@@ -337,10 +425,19 @@ def _env(database_url: str, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _purged(log: Path) -> int:
+    return _total(log, "purged", fields=3)
+
+
+def _relayed(log: Path) -> int:
+    return _total(log, "relayed", fields=2)
+
+
+def _total(log: Path, what: str, *, fields: int) -> int:
+    """The sum of the numbers the purge loop printed on its ``what`` lines."""
     total = 0
     for line in log.read_text(errors="replace").splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0] == "purged":
+        if len(parts) == fields and parts[0] == what:
             total += int(parts[1])
     return total
 

@@ -1,10 +1,12 @@
 """The processes a soak runs: a private PostgreSQL cluster, PgBouncer, gunicorn instances of
-the example project, a uvicorn instance for its async doors and the purge loop. Each is
+the example project, a uvicorn instance for its async doors, a Celery worker on a RabbitMQ
+queue of the run's own and the purge loop. Each is
 started on 127.0.0.1 and a free port, and stopped by its own PID; ``Services.close()`` stops
 whatever is still running and removes the temporary directory, and is safe to call twice and
 from a signal handler's ``finally``.
 
-The machine's shared PostgreSQL is never touched: the soak restarts only its own cluster.
+The machine's shared PostgreSQL is never touched: the soak restarts only its own cluster. The
+machine's RabbitMQ is shared too: the soak only declares, drains and deletes its own queue.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from kombu import Connection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
+AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def free_port() -> int:
@@ -308,6 +312,43 @@ class AsgiServer(AppServer):
         ]
 
 
+class CeleryWorker(AppServer):
+    """A ``celery worker`` of the example project with a prefork pool on the run's own queue:
+    killing a pool process or the whole worker leaves its task unacknowledged, and RabbitMQ
+    delivers it again (``acks_late``, ``reject_on_worker_lost``). It listens on no port."""
+
+    serves = "celery"
+
+    def command(self) -> list[str]:
+        queue = self.env["EXAMPLE_CELERY_QUEUE"]
+        return [
+            *(sys.executable, "-m", "celery", "-A", "example_project.celery:app", "worker"),
+            *("--pool=prefork", f"--concurrency={self.workers}", "--loglevel=INFO"),
+            *("-Q", queue, "-n", f"{self.name}-{queue}@localhost"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ]
+
+    _log_offset: int = 0
+
+    def start(self) -> None:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start()
+
+    def ready(self) -> bool:
+        """Whether this start of the worker logged "ready." (it then consumes its queue)."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return b" ready." in log.read()
+
+
+def delete_queue(name: str) -> None:
+    """Remove the run's queue (and whatever it still holds) from the shared RabbitMQ, and the
+    durable direct exchange of the same name that Celery declares for its default queue."""
+    with Connection(AMQP_URL, connect_timeout=5) as connection:
+        connection.default_channel.queue_delete(name)
+        connection.default_channel.exchange_delete(name)
+
+
 class Services:
     """Everything the soak started, in one place, so one ``close()`` stops it all."""
 
@@ -319,6 +360,8 @@ class Services:
         self.bouncer: Bouncer | None = None
         self.apps: list[AppServer] = []
         self.purge: subprocess.Popen[bytes] | None = None
+        #: The run's RabbitMQ queue, deleted on close.
+        self.queue = f"idempotency-soak-{os.getpid()}-{self.root.name.rsplit('-', 1)[-1]}"
         self._closed = False
 
     def close(self) -> None:
@@ -334,6 +377,8 @@ class Services:
         if self.bouncer is not None:
             with contextlib.suppress(Exception):
                 self.bouncer.stop()
+        with contextlib.suppress(Exception):
+            delete_queue(self.queue)
         self.cluster.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 

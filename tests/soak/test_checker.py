@@ -179,3 +179,52 @@ def test_a_second_refund_of_one_payment_breaks_the_reference_rule() -> None:
         _row(2, "5:0.50", door="refunds", reference="payment:5", at=1.0),
     ]
     assert _check([], rows).by_rule() == {"reference-twice": 1}
+
+
+def _ship(op_id: int, order: int, task: str, *, user: int = 1) -> Op:
+    body = json.dumps({"task_id": task}).encode()
+    return _op(
+        op_id,
+        _answer(202, body),
+        user=user,
+        door="ship",
+        token=str(order),
+        reference=f"order:{order}",
+        path=f"/api/orders/{order}/ship/",
+        body=b"",
+    )
+
+
+def _shipment(
+    row_id: int, order: int, task: str | None, *, user: int = 1, at: float = 0.0
+) -> Effect:
+    return Effect("ship", row_id, user, str(order), f"order:{order}", at, task)
+
+
+def test_a_202_is_kept_by_the_shipment_its_own_task_made() -> None:
+    assert _check([_ship(1, 7, "t-7")], [_shipment(1, 7, "t-7")]).ok
+    # Accepted, but no task ever shipped the order (a message lost after the commit); an
+    # operation is flagged once, however many of its answers said so.
+    assert _check([_ship(1, 7, "t-7")], []).by_rule() == {"lost": 1}
+    accepted_twice = _ship(1, 7, "t-7")
+    accepted_twice.attempts.append(_answer(202, accepted_twice.attempts[0].body, at=3.0))
+    assert _check([accepted_twice], []).by_rule() == {"lost": 1}
+    # The order shipped, by a task other than the one the answer named.
+    assert _check([_ship(1, 7, "t-7")], [_shipment(1, 7, "t-other")]).by_rule() == {"lost": 1}
+    # The answer named the task that shipped another user's order.
+    theirs = [_shipment(1, 8, "t-8", user=2)]
+    assert _check([_ship(1, 7, "t-8")], theirs).by_rule() == {"misdelivered": 1}
+
+
+def test_one_shipment_and_one_booking_per_order_even_a_ttl_apart() -> None:
+    # A held reference forbids a second shipment for good: no "a TTL later" allowance here.
+    shipments = [_shipment(1, 7, "t-7"), _shipment(2, 7, None, at=TTL + 1)]
+    assert _check([_ship(1, 7, "t-7")], shipments).by_rule() == {
+        "duplicated": 1,
+        "reference-twice": 1,
+    }
+    bookings = [
+        Effect("carrier", 1, 1, "7", "order:7", 0.0),
+        Effect("carrier", 2, 1, "7", "order:7", TTL + 1),
+    ]
+    assert _check([], bookings).by_rule() == {"duplicated": 1, "reference-twice": 1}

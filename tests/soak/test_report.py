@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checker import Verdict
 from .nemesis import WEIGHTS, Fault, schedule
-from .report import BEGIN, END, Run, markdown, write_section
+from .report import BEGIN, END, CpuUse, Run, markdown, write_section
 from .services import REPO_ROOT
 from .workload import Attempt, Op
 
@@ -107,3 +107,15 @@ def test_the_section_shows_seed_commit_latency_and_faults() -> None:
     assert "| orders | no | 1 | 100 | 100 |" in text
     assert "| reset | 1 | 0 |" in text
     assert "| stall | 0 | 1 |" in text
+
+
+def test_cpu_use_counts_the_soak_process_own_time() -> None:
+    before = CpuUse.now()
+    spin_until = before.harness + 0.2
+    while CpuUse.now().harness < spin_until:
+        pass
+    used = CpuUse.now() - before
+    assert used.harness >= 0.19  # ticks of 10 ms, subtracted as floats
+    # The machine's busy time is sampled by other clocks: compare loosely.
+    assert 0.0 < used.harness_share <= 1.0
+    assert used.busy > 0.1

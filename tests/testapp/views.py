@@ -1,7 +1,9 @@
 """Test-only endpoints that misbehave on request: slow, failing, streaming, huge."""
 
+import json
 import time
 from datetime import timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -23,6 +25,16 @@ class Teapot(APIException):
     default_detail = "I'm a teapot."
 
 
+def _encodable(value: Any) -> Any:
+    """``value``, or its ASCII repr if it holds a lone surrogate: valid in a JSON escape, but
+    neither DRF's UTF-8 rendering nor the database can carry it."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return ascii(value)
+    return value
+
+
 class ProbeCreate:
     """``create()`` driven by the JSON body: ``label``, ``sleep``, ``status``, ``raise``, ...
 
@@ -34,7 +46,8 @@ class ProbeCreate:
         # A JSON body that is not an object drives nothing (the fuzz tests send any JSON).
         data = request.data if hasattr(request.data, "get") else {}
         # Through the view's model, so a routed proxy writes to its own database.
-        self.get_queryset().model.objects.create(label=str(data.get("label", "")))  # type: ignore[attr-defined]
+        label = _encodable(data.get("label"))  # the fuzz tests send "\ud800" too
+        self.get_queryset().model.objects.create(label=str(label) if "label" in data else "")  # type: ignore[attr-defined]
         time.sleep(float(data.get("sleep", 0)))
         raised = data.get("raise")
         if raised == "validation":
@@ -45,7 +58,7 @@ class ProbeCreate:
             raise RuntimeError("boom")
         if data.get("stream"):
             return StreamingHttpResponse(iter([b"a", b"b"]))
-        body = {"label": data.get("label"), "pad": "x" * int(data.get("size", 0))}
+        body = {"label": label, "pad": "x" * int(data.get("size", 0))}
         if data.get("report_atomic_depth"):
             # How many atomic blocks wrap the view: ATOMIC_REQUESTS adds the outermost one.
             body["atomic_depth"] = len(connection.atomic_blocks)

@@ -80,6 +80,8 @@ def start_worker(e2e_database_url: str, queue: str, tmp_path: Path) -> Iterator[
                     CELERY_BROKER_URL=AMQP_URL,
                     EXAMPLE_CELERY_QUEUE=queue,
                     EXAMPLE_CARRIER_DELAY_MS=str(CRASH_WINDOW_MS),
+                    # libpq's application_name: this worker's sessions in pg_stat_activity.
+                    PGAPPNAME=f"worker-{name}",
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -210,6 +212,75 @@ def test_a_worker_killed_after_the_booking_ships_once(
         # The redelivery, plus the duplicate in the race: each went through a worker.
         assert received >= racers
         assert found == (1, 1)
+        booking_key = scalar(
+            conn, 'SELECT idempotency_key FROM shop_carrierbooking WHERE "order" = %s', [order]
+        )
+        assert str(booking_key).startswith("idk_")
+        assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
+
+
+def waiting_to_commit(conn: psycopg.Connection[Any], application: str) -> int | None:
+    """The backend of ``application`` that wrote the shipment and waits to commit, if any."""
+    row = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = %s AND state = 'idle in transaction'"
+        """ AND query LIKE 'INSERT INTO "shop_shipment"%%'""",
+        [application],
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def test_a_worker_whose_database_session_is_terminated_retries_and_ships_once(
+    e2e_database_url: str,
+    e2e_token: str,
+    launch: Launch,
+    queue: str,
+    start_worker: Worker,
+) -> None:
+    app = launch(
+        e2e_database_url,
+        name="app",
+        env={"CELERY_BROKER_URL": AMQP_URL, "EXAMPLE_CELERY_QUEUE": queue},
+    )
+    with (
+        measure(
+            "Celery worker's database session terminated after the carrier booked",
+            section=FAULTS,
+            what="POST /api/orders/{id}/ship/ enqueues shop.ship_order on RabbitMQ; the worker "
+            f"books the carrier (its own connection), writes the shipment and sleeps "
+            f"{CRASH_WINDOW_MS} ms before committing; pg_terminate_backend() kills its "
+            "PostgreSQL session there. The worker lives on: the task raises a database "
+            "error, which acks_late alone would acknowledge as failed.",
+        ) as sheet,
+        psycopg.connect(e2e_database_url, autocommit=True) as conn,
+    ):
+        _, log = start_worker("w0")
+        order, task_id = ship(app, e2e_token, "terminated")
+        backend = wait_for(lambda: waiting_to_commit(conn, "worker-w0"), timeout=60)
+        assert bookings(conn, order) == 1
+        conn.execute("SELECT pg_terminate_backend(%s)", [backend])
+        sheet.faults_injected = 1
+
+        failed = f"shop.ship_order[{task_id}] raised unexpected"
+        wait_for(
+            lambda: completed_runs(conn, task_id) == 1 or failed in log.read_text(errors="replace"),
+            timeout=90,
+        )
+        # A retry would have shown up by now: nothing more may appear.
+        time.sleep(CRASH_WINDOW_MS / 1000 + 2)
+        sheet.operations = 1
+        sheet.requests = 2
+        found = (shipments(conn, order), bookings(conn, order))
+        sheet.lost = int(found[0] == 0)
+        sheet.duplicated = max(0, found[0] - 1) + max(0, found[1] - 1)
+        sheet.stuck_records = in_flight_records(conn)
+        text = log.read_text(errors="replace")
+        sheet.notes["retries"] = text.count(f"shop.ship_order[{task_id}] retry")
+
+        assert found == (1, 1), f"(shipments, bookings) of order {order}: {found}"
+        assert completed_runs(conn, task_id) == 1
+        assert sheet.notes["retries"] == 1
+        assert failed not in text
         booking_key = scalar(
             conn, 'SELECT idempotency_key FROM shop_carrierbooking WHERE "order" = %s', [order]
         )

@@ -1,0 +1,44 @@
+"""What the soak leaves on the shared RabbitMQ: nothing of its run's names."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from amqp.exceptions import NotFound
+from kombu import Connection, Exchange, Queue
+
+from .services import AMQP_URL, delete_queue
+
+
+def exists(channel_of: Connection, declare: str, name: str) -> bool:
+    channel = channel_of.channel()
+    try:
+        if declare == "queue":
+            channel.queue_declare(name, passive=True)
+        else:
+            channel.exchange_declare(name, "direct", passive=True)
+        return True
+    except NotFound:
+        return False
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+@pytest.mark.e2e
+def test_delete_queue_removes_the_exchange_celery_declared_for_it() -> None:
+    # A worker with CELERY_TASK_DEFAULT_QUEUE = name declares a durable direct exchange of the
+    # same name too; left behind, every soak run adds one to the shared broker.
+    name = f"idempotency-soak-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with Connection(AMQP_URL, connect_timeout=5) as connection:
+        queue = Queue(name, Exchange(name, "direct"), routing_key=name)
+        queue(connection.default_channel).declare()
+        try:
+            delete_queue(name)
+            assert not exists(connection, "queue", name)
+            assert not exists(connection, "exchange", name)
+        finally:
+            connection.default_channel.queue_delete(name)
+            connection.default_channel.exchange_delete(name)
