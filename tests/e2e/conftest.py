@@ -194,36 +194,62 @@ def example_server(
     """gunicorn serving ``example_project.wsgi:application`` with 4 sync workers."""
     _, token = e2e_template
     port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=e2e_database_url)
     log_path = tmp_path / "gunicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                "--workers=4",
-                "--worker-class=sync",
-                f"--bind=127.0.0.1:{port}",
-                "--timeout=30",
-                "--graceful-timeout=5",
-                # A listen queue deep enough for every request a test fires at once.
-                "--backlog=256",
-                *_no_control_socket(),
-            ],
-            cwd=REPO_ROOT,
-            env=_project_env(e2e_database_url, EXAMPLE_GATEWAY_DELAY_MS=str(gateway_delay_ms)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process, server = _serve(
+        _gunicorn(port),
+        port,
+        database_url=e2e_database_url,
+        token=token,
+        log_path=log_path,
+        EXAMPLE_GATEWAY_DELAY_MS=str(gateway_delay_ms),
+    )
     try:
-        _wait_until_ready(process, server, log_path)
         yield server
     finally:
         _stop(process)
         # Captured by pytest and shown only when the test fails.
         print(f"--- gunicorn log ({log_path}) ---\n{log_path.read_text(errors='replace')}")
+
+
+def _gunicorn(port: int, *, workers: int = 4, backlog: int = 256) -> list[str]:
+    """The command line of the example project under gunicorn with sync workers; ``backlog``:
+    a listen queue deep enough for every request a test fires at once."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "example_project.wsgi:application",
+        f"--workers={workers}",
+        "--worker-class=sync",
+        f"--bind=127.0.0.1:{port}",
+        "--timeout=30",
+        "--graceful-timeout=5",
+        f"--backlog={backlog}",
+        *_no_control_socket(),
+    ]
+
+
+def _serve(
+    command: list[str], port: int, *, database_url: str, token: str, log_path: Path, **env: str
+) -> tuple[subprocess.Popen[bytes], Server]:
+    """Run ``command``, a server of the example project listening on ``port``, from the
+    repository root with its output in ``log_path``, and wait until it answers; stopped again
+    if it never does."""
+    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=database_url)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=_project_env(database_url, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_ready(process, server, log_path)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, server
 
 
 def _no_control_socket() -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,15 +18,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.e2e.conftest import (
-    REPO_ROOT,
-    Server,
-    _free_port,
-    _no_control_socket,
-    _project_env,
-    _stop,
-    _wait_until_ready,
-)
+from tests.e2e.conftest import Server, _free_port, _gunicorn, _serve, _stop
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
@@ -73,35 +64,17 @@ def start_instance(
 ) -> Instance:
     """Start the example project under gunicorn and wait until a worker answers."""
     port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=database_url)
     log_path = log_dir / f"gunicorn-{name}-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                f"--workers={workers}",
-                "--worker-class=sync",
-                f"--bind=127.0.0.1:{port}",
-                "--timeout=30",
-                "--graceful-timeout=5",
-                "--backlog=512",
-                *_no_control_socket(),
-            ],
-            cwd=REPO_ROOT,
-            env=_project_env(database_url, EXAMPLE_GATEWAY_DELAY_MS=str(delay_ms), **(env or {})),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    instance = Instance(name=name, server=server, process=process, log_path=log_path)
-    try:
-        _wait_until_ready(process, server, log_path)
-    except BaseException:
-        instance.stop()
-        raise
-    return instance
+    process, server = _serve(
+        _gunicorn(port, workers=workers, backlog=512),
+        port,
+        database_url=database_url,
+        token=token,
+        log_path=log_path,
+        EXAMPLE_GATEWAY_DELAY_MS=str(delay_ms),
+        **(env or {}),
+    )
+    return Instance(name=name, server=server, process=process, log_path=log_path)
 
 
 def children(pid: int) -> list[int]:
