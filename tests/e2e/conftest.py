@@ -8,6 +8,7 @@ The migrated database is built once per session as a template; every test gets i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -27,6 +28,9 @@ from psycopg import sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 E2E_USERNAME = "e2e"
+# The hidden inputs of a rendered form: the key the page was issued, and Django's CSRF token.
+KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 # Databases made by these tests are named <prefix>tpl_<random> (the migrated template) and
 # <prefix><random> (one per test), on DATABASE_URL's server.
 E2E_DB_PREFIX = os.environ.get("IDEMPOTENCY_E2E_DB_PREFIX", "e2e_")
@@ -51,6 +55,22 @@ class Server:
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         """A direct connection to the server's database, to count rows behind its back."""
         return psycopg.connect(self.database_url, autocommit=True)
+
+
+def logged_in_browser(url: str, *, timeout: float) -> requests.Session:
+    """A browser session of the e2e user, logged in through the example's login form."""
+    browser = requests.Session()
+    page = browser.get(f"{url}/accounts/login/", timeout=timeout)
+    csrf = CSRF_INPUT.search(page.text)
+    assert csrf is not None, page.text
+    response = browser.post(
+        f"{url}/accounts/login/",
+        data={"username": E2E_USERNAME, "password": "e2e", "csrfmiddlewaretoken": csrf.group(1)},
+        allow_redirects=False,
+        timeout=timeout,
+    )
+    assert response.status_code == 302, response.text
+    return browser
 
 
 def _with_database(url: str, name: str) -> str:

@@ -5,14 +5,13 @@ async one under uvicorn). One order per rendered page or key; never a 500."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
 import psycopg
 import pytest
 import requests
 
-from tests.e2e.conftest import E2E_USERNAME, Server
+from tests.e2e.conftest import CSRF_INPUT, KEY_INPUT, Server, logged_in_browser
 from tests.e2e.uvicorn_server import asgi_server
 
 from .conftest import Launch
@@ -34,23 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 TIMEOUT = 60.0
 PAGES, SUBMITS = 6, 6
 KEYS, COPIES = 6, 6
-KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
-CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def _logged_in(url: str) -> requests.Session:
-    browser = requests.Session()
-    page = browser.get(f"{url}/accounts/login/", timeout=TIMEOUT)
-    csrf = CSRF_INPUT.search(page.text)
-    assert csrf is not None, page.text
-    response = browser.post(
-        f"{url}/accounts/login/",
-        data={"username": E2E_USERNAME, "password": "e2e", "csrfmiddlewaretoken": csrf.group(1)},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 302, response.text
-    return browser
 
 
 def _settle(sheet: Sheet, database_url: str, tally: Tally, names: list[str]) -> dict[str, int]:
@@ -80,7 +62,7 @@ def test_checkout_storm_across_two_app_servers(e2e_database_url: str, launch: La
         f"submitted {SUBMITS} times at once from the one rendered page (double clicks, second "
         "tabs) over two gunicorn instances: one order and one 303 per page.",
     ) as sheet:
-        with _logged_in(urls[0]) as browser:
+        with logged_in_browser(urls[0], timeout=TIMEOUT) as browser:
             forms = []
             for n in range(PAGES):
                 page = browser.get(f"{urls[n % 2]}/shop/checkout/", timeout=TIMEOUT)
