@@ -18,13 +18,14 @@ from .conftest import Launch
 from .figures import E2E, Sheet, measure
 from .harness import (
     Tally,
+    fill_in_sheet,
     fire_together,
     in_flight_records,
-    is_problem,
     is_replayed,
     rows_by,
     stored_server_errors,
 )
+from .storms import assert_one_original
 
 __all__ = ["asgi_server"]  # the fixture, imported for this module's tests
 
@@ -41,13 +42,8 @@ def _settle(sheet: Sheet, database_url: str, tally: Tally, names: list[str]) -> 
         orders = rows_by(conn, "SELECT item, count(*) FROM shop_order GROUP BY item")
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)
-    sheet.requests += tally.requests
-    sheet.operations += len(names)
-    sheet.lost += sum(1 for name in names if orders.get(name, 0) == 0)
-    sheet.duplicated += sum(max(0, orders.get(name, 0) - 1) for name in names)
-    sheet.server_errors += tally.server_errors
-    sheet.unclean_server_errors += tally.unclean_server_errors
-    sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+    ours = {name: orders.get(name, 0) for name in names}
+    fill_in_sheet(sheet, tally, effects=ours, operations=names)
     assert stored_errors == 0
     return orders
 
@@ -132,15 +128,7 @@ def _ninja_storm(sheet: Sheet, urls: list[str], token: str, path: str, database_
     for (name, _), response in zip(fired, answers, strict=True):
         by_key[name].append(response)
     for name, responses in by_key.items():
-        created = [r for r in responses if r.status_code == 201]
-        assert created, [r.status_code for r in responses]
-        assert sum(not is_replayed(r) for r in created) == 1, name
-        assert {r.content for r in created} == {created[0].content}, name
-        for response in responses:
-            if response.status_code != 201:
-                # Still in flight after the wait: a 409 problem the client retries.
-                assert response.status_code == 409, response.text
-                assert is_problem(response), response.text
+        assert_one_original(responses, name)
         assert orders[name] == 1
     assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
     assert tally.server_errors == 0, tally.statuses
