@@ -25,6 +25,8 @@ from .harness import (
     stored_server_errors,
 )
 
+PAYMENTS_PER_ORDER = "SELECT order_id, count(*) FROM shop_payment GROUP BY order_id"
+
 
 def duplicate_storm(
     sheet: Sheet, urls: list[str], token: str, database_url: str, *, keys: int, copies: int
@@ -129,13 +131,9 @@ def reference_storm(
 
     answers = fire_together([lambda b=b, k=k, u=u: send(b, k, u) for _, b, k, u in fired])
     sheet.requests += orders  # the orders paid
+    paid = [(order, response) for (order, *_), response in zip(fired, answers, strict=True)]
     one_effect_per_reference(
-        sheet,
-        tally,
-        database_url,
-        effects="SELECT order_id, count(*) FROM shop_payment GROUP BY order_id",
-        references=order_ids,
-        answers=[(order, response) for (order, *_), response in zip(fired, answers, strict=True)],
+        sheet, tally, database_url, effects=PAYMENTS_PER_ORDER, references=order_ids, answers=paid
     )
 
 

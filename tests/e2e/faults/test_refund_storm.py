@@ -16,6 +16,7 @@ from .storms import one_effect_per_reference
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 PAYMENTS, SAME_KEY_COPIES, NEW_KEYS, OTHER_AMOUNT_KEYS = 10, 4, 4, 2
+REFUNDS_PER_PAYMENT = "SELECT payment_id, count(*) FROM shop_refund GROUP BY payment_id"
 
 
 def test_refund_storm_across_two_app_servers(
@@ -59,11 +60,12 @@ def test_refund_storm_across_two_app_servers(
         )
 
         sheet.requests += 2 * PAYMENTS  # the orders and the payments refunded
+        refunded = [(payment, r) for (payment, *_), r in zip(fired, answers, strict=True)]
         one_effect_per_reference(
             sheet,
             tally,
             e2e_database_url,
-            effects="SELECT payment_id, count(*) FROM shop_refund GROUP BY payment_id",
+            effects=REFUNDS_PER_PAYMENT,
             references=payment_ids,
-            answers=[(payment, r) for (payment, *_), r in zip(fired, answers, strict=True)],
+            answers=refunded,
         )
