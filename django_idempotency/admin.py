@@ -156,6 +156,22 @@ def _record(pk: str) -> IdempotencyRecord | None:
     return cast("IdempotencyRecord | None", record)
 
 
+# -- inspection only ----------------------------------------------------------------------
+
+
+class _InspectionOnly:
+    """No adding, changing or deleting: rows are written by the engine and removed by the purge."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 # -- records ------------------------------------------------------------------------------
 
 
@@ -170,7 +186,7 @@ class EventInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
         return self._about
 
 
-class EventInline(admin.TabularInline):  # type: ignore[type-arg]
+class EventInline(_InspectionOnly, admin.TabularInline):  # type: ignore[type-arg]
     model = IdempotencyEvent
     fk_name = "record"
     formset = EventInlineFormSet
@@ -180,15 +196,6 @@ class EventInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     verbose_name = _("event")
     verbose_name_plural = _("events (latest %(limit)d)") % {"limit": INLINE_EVENT_LIMIT}
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("time"))
     def time(self, event: IdempotencyEvent) -> str:
@@ -246,7 +253,7 @@ class _BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(_BigTableAdmin):
+class IdempotencyRecordAdmin(_InspectionOnly, _BigTableAdmin):
     list_display = (
         "key",
         "scope",
@@ -329,16 +336,6 @@ class IdempotencyRecordAdmin(_BigTableAdmin):
         "conflict_count",
         "events_link",
     )
-
-    # Inspection only: rows are written by the engine and removed by the purge.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_purge_permission(self, request: HttpRequest) -> bool:
         """Purging needs the model's delete permission, though single deletes stay off."""
@@ -507,7 +504,7 @@ class IdempotencyRecordAdmin(_BigTableAdmin):
 
 
 @admin.register(IdempotencyEvent)
-class IdempotencyEventAdmin(_BigTableAdmin):
+class IdempotencyEventAdmin(_InspectionOnly, _BigTableAdmin):
     list_display = (
         "at_display",
         "kind_badge",
@@ -532,15 +529,6 @@ class IdempotencyEventAdmin(_BigTableAdmin):
         "expires_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("time"), ordering="pk")
     def at_display(self, event: IdempotencyEvent) -> str:

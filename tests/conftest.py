@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from tests.factories import TokenFactory, UserFactory
+
+T = TypeVar("T")
 
 
 def _on_postgres() -> bool:
@@ -55,6 +59,22 @@ def client_for(user: Any) -> APIClient:
     token = TokenFactory(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+def race(copies: int, call: Callable[[int], T]) -> list[T]:
+    """``call(0)`` ... ``call(copies - 1)`` from as many threads, released together by a
+    barrier; each thread closes its own database connections when it is done."""
+    barrier = threading.Barrier(copies)
+
+    def one(index: int) -> T:
+        try:
+            barrier.wait(timeout=10)
+            return call(index)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        return list(pool.map(one, range(copies)))
 
 
 @pytest.fixture

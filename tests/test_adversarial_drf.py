@@ -12,8 +12,7 @@ import pytest
 from django.test import Client
 
 from django_idempotency.models import IdempotencyRecord
-from tests.conftest import client_for
-from tests.test_refund import race
+from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db

@@ -4,12 +4,10 @@ nested operations and the example gateway's deduplication under concurrent calls
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connections
 
 from django_idempotency.derived_keys import NoCurrentOperation, derive_key, hmac_key
 from django_idempotency.engine import current_operation
@@ -18,6 +16,7 @@ from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, once, perform, run_once
 from example_project.shop import gateway
 from example_project.shop.models import GatewayCharge
+from tests.conftest import race
 from tests.testapp.models import Execution
 
 PRINTABLE = {chr(code) for code in range(0x21, 0x7F)}
@@ -219,17 +218,11 @@ def test_an_outer_failure_rolls_back_the_inner_stored_result() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_charges_with_one_key_create_one_charge() -> None:
     copies = 8
-    barrier = threading.Barrier(copies)
 
     def one(_index: int) -> str:
-        try:
-            barrier.wait(timeout=10)
-            return gateway.charge(Decimal("25.00"), order_id=7, idempotency_key="idk_same")
-        finally:
-            connections.close_all()
+        return gateway.charge(Decimal("25.00"), order_id=7, idempotency_key="idk_same")
 
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        charge_ids = set(pool.map(one, range(copies)))
+    charge_ids = set(race(copies, one))
 
     assert len(charge_ids) == 1
     assert GatewayCharge.objects.count() == 1

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import Client, override_settings
 
 from example_project.shop.models import Order
+from tests.conftest import race
 
 CHECKOUT = "/shop/checkout/"
 KEY_INPUT = re.compile(r'<input type="hidden" name="idempotency_key" value="([^"]+)">')
@@ -158,18 +156,8 @@ class TestCheckout:
 def test_one_rendered_form_submitted_at_once_from_many_threads(user: Any) -> None:
     key = rendered_key(browser(user))
     copies = 8
-    barrier = threading.Barrier(copies)
-
-    def one(_: int) -> Any:
-        client = browser(user)
-        try:
-            barrier.wait(timeout=10)
-            return submit(client, key)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        responses = list(pool.map(one, range(copies)))
+    clients = [browser(user) for _ in range(copies)]
+    responses = race(copies, lambda index: submit(clients[index], key))
     assert [r.status_code for r in responses] == [303] * copies
     assert len({r["Location"] for r in responses}) == 1
     assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == copies - 1

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from django_idempotency.models import IdempotencyRecord
-from tests.conftest import client_for
+from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def race(copies: int, send: Callable[[APIClient, int], Any], client: APIClient) -> list[Any]:
-    """Fire ``copies`` requests at once from as many threads, each on its own connection."""
-    barrier = threading.Barrier(copies)
-
-    def one(index: int) -> Any:
-        try:
-            barrier.wait(timeout=10)
-            return send(client, index)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        return list(pool.map(one, range(copies)))
-
-
-def post_probe(body: dict[str, Any], key: Callable[[int], str]) -> Callable[[APIClient, int], Any]:
-    def send(client: APIClient, index: int) -> Any:
+def post_probe(
+    client: APIClient, body: dict[str, Any], key: Callable[[int], str]
+) -> Callable[[int], Any]:
+    def send(index: int) -> Any:
         return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY=key(index))
 
     return send
@@ -43,7 +27,7 @@ def post_probe(body: dict[str, Any], key: Callable[[int], str]) -> Callable[[API
 
 def test_copies_of_one_request_run_once_and_get_identical_answers(user: Any) -> None:
     client = client_for(user)
-    responses = race(12, post_probe({"label": "storm", "sleep": 0.5}, lambda i: "k"), client)
+    responses = race(12, post_probe(client, {"label": "storm", "sleep": 0.5}, lambda i: "k"))
 
     assert [r.status_code for r in responses] == [201] * 12
     assert len({r.content for r in responses}) == 1
@@ -56,7 +40,7 @@ def test_copies_of_one_request_run_once_and_get_identical_answers(user: Any) -> 
 def test_different_keys_for_one_reference_run_once(user: Any) -> None:
     client = client_for(user)
     body = {"label": "pay", "ref": "order-7", "sleep": 0.5}
-    responses = race(8, post_probe(body, lambda i: f"key-{i}"), client)
+    responses = race(8, post_probe(client, body, lambda i: f"key-{i}"))
 
     assert [r.status_code for r in responses] == [201] * 8
     assert len({r.content for r in responses}) == 1
@@ -67,11 +51,11 @@ def test_different_keys_for_one_reference_run_once(user: Any) -> None:
 def test_different_bodies_for_one_reference_conflict(user: Any) -> None:
     client = client_for(user)
 
-    def send(client: APIClient, index: int) -> Any:
+    def send(index: int) -> Any:
         body = {"label": f"variant-{index}", "ref": "order-8", "sleep": 0.3}
         return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY=f"k{index}")
 
-    responses = race(6, send, client)
+    responses = race(6, send)
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 5
@@ -84,7 +68,7 @@ def test_different_bodies_for_one_reference_conflict(user: Any) -> None:
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.3, IDEMPOTENCY_RETRY_AFTER=2)
 def test_copies_of_a_long_original_get_409_with_retry_after(user: Any) -> None:
     client = client_for(user)
-    responses = race(5, post_probe({"label": "slow", "sleep": 2}, lambda i: "slow"), client)
+    responses = race(5, post_probe(client, {"label": "slow", "sleep": 2}, lambda i: "slow"))
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 409, 409, 409, 409]
@@ -98,14 +82,14 @@ def test_released_original_lets_a_waiting_copy_run(user: Any) -> None:
     """A copy that waited behind a 400 (released, rolled back) runs the view itself."""
     client = client_for(user)
 
-    def send(client: APIClient, index: int) -> Any:
+    def send(index: int) -> Any:
         # The first copy fails validation; the others are the corrected request.
         body: dict[str, Any] = {"label": "fixed", "sleep": 0.3}
         if index == 0:
             body["raise"] = "validation"
         return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY="fix")
 
-    responses = race(4, send, client)
+    responses = race(4, send)
 
     successes = [r for r in responses if r.status_code == 201]
     assert successes, [r.status_code for r in responses]

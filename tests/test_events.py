@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
-from tests.conftest import client_for
+from tests.conftest import client_for, race
 
 Kind = IdempotencyEvent.Kind
 EVENT_TABLE = IdempotencyEvent._meta.db_table
@@ -176,20 +173,6 @@ def test_events_are_written_to_the_operations_database(api: APIClient) -> None:
 # -- PostgreSQL: real concurrency ---------------------------------------------------------
 
 
-def _race(copies: int, send: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(copies)
-
-    def one(index: int) -> Any:
-        try:
-            barrier.wait(timeout=10)
-            return send(index)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        return list(pool.map(one, range(copies)))
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("log_events", [True, False])
@@ -199,7 +182,7 @@ def test_counters_and_log_agree_under_concurrency(user: Any, log_events: bool) -
 
     with override_settings(IDEMPOTENCY_RECORD_EVENTS=log_events):
         # Even copies replay, odd ones reuse the key with another payload.
-        responses = _race(
+        responses = race(
             16, lambda i: probe(client, "hot", label="a" if i % 2 == 0 else f"other-{i}")
         )
 
@@ -225,7 +208,7 @@ def test_an_in_flight_refusal_is_logged_and_found_from_its_record(user: Any) -> 
             time.sleep(0.3)  # let the slow original claim the key first
         return probe(client, "slow", label="a", sleep=1.5 if index == 0 else 0)
 
-    first, copy = _race(2, send)
+    first, copy = race(2, send)
 
     assert (first.status_code, copy.status_code) == (201, 409)
     event = IdempotencyEvent.objects.get()

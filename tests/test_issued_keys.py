@@ -3,13 +3,10 @@ requires them (``POST /api/transfers/``, ``idempotency_key_source = "issued"``).
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -17,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from django_idempotency.exceptions import InvalidIssuedKey, IssuedKeyExpired
 from django_idempotency.issued_keys import issue_key, verify_issued_key
 from example_project.shop.models import Transfer
-from tests.conftest import client_for
+from tests.conftest import client_for, race
 
 KEYS = "/api/idempotency-keys/"
 TRANSFERS = "/api/transfers/"
@@ -147,17 +144,11 @@ def test_concurrent_copies_of_one_transfer_run_once(user: Any) -> None:
     client = client_for(user)
     key = issued(client)
     copies = 8
-    barrier = threading.Barrier(copies)
 
     def one(_: int) -> Any:
-        try:
-            barrier.wait(timeout=10)
-            return client.post(TRANSFERS, BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
-        finally:
-            connections.close_all()
+        return client.post(TRANSFERS, BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        responses = list(pool.map(one, range(copies)))
+    responses = race(copies, one)
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Transfer.objects.count() == 1

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Order
+from tests.conftest import race
 from tests.factories import TokenFactory
 from tests.testapp.models import Execution
 
@@ -134,18 +132,8 @@ def test_openapi_documents_the_header_and_refusals() -> None:
 def test_concurrent_copies_run_once(user: Any, path: str) -> None:
     token = TokenFactory(user=user).key
     copies = 8
-    barrier = threading.Barrier(copies)
-
-    def one(_: int) -> Any:
-        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-        try:
-            barrier.wait(timeout=10)
-            return send(client, path, ORDER, key="storm")
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        responses = list(pool.map(one, range(copies)))
+    clients = [Client(HTTP_AUTHORIZATION=f"Bearer {token}") for _ in range(copies)]
+    responses = race(copies, lambda index: send(clients[index], path, ORDER, key="storm"))
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Order.objects.count() == 1

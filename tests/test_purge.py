@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.utils import timezone
 from django_idempotency import store
 from django_idempotency.managers import PurgeResult, parse_age
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from tests.conftest import race
 
 State = IdempotencyRecord.State
 Kind = IdempotencyEvent.Kind
@@ -356,17 +356,11 @@ def test_two_purges_racing_split_the_work_without_errors() -> None:
     rows = records(20_000, expired=True)
     events_for(rows[::3])
     keep = records(500, expired=False)
-    barrier = threading.Barrier(2)
 
     def purge(_: int) -> PurgeResult:
-        try:
-            barrier.wait(timeout=10)
-            return IdempotencyRecord.objects.purge_expired(batch_size=250)
-        finally:
-            connections.close_all()
+        return IdempotencyRecord.objects.purge_expired(batch_size=250)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(purge, range(2))
+    first, second = race(2, purge)
 
     assert first.deleted + second.deleted == 20_000
     assert first.events_deleted + second.events_deleted == len(rows[::3])

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connections
 
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Payment, Refund
-from tests.conftest import client_for
+from tests.conftest import client_for, race
 from tests.factories import OrderFactory
 
 
@@ -125,20 +122,6 @@ def test_the_same_key_on_two_users_is_two_operations(post, other_api, payment, o
         post(refund_url(theirs), {"amount": "1.00"}, key="k", client=other_api).status_code == 201
     )
     assert Refund.objects.count() == 2
-
-
-def race(copies: int, send: Any) -> list[Any]:
-    barrier = threading.Barrier(copies)
-
-    def one(index: int) -> Any:
-        try:
-            barrier.wait(timeout=10)
-            return send(index)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        return list(pool.map(one, range(copies)))
 
 
 @pytest.mark.postgres

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 from django_idempotency.engine import Operation
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.signals import request_conflicted, response_replayed, response_stored
-from tests.conftest import client_for
-from tests.test_events import _race, probe
+from tests.conftest import client_for, race
+from tests.test_events import probe
 
 
 class Received(list[dict[str, Any]]):
@@ -153,7 +153,7 @@ def test_conflicted_in_flight_has_no_record(user: Any, received: dict[str, Recei
             time.sleep(0.3)
         return probe(client, "slow", label="a", sleep=1.5 if index == 0 else 0)
 
-    first, copy = _race(2, send)
+    first, copy = race(2, send)
 
     assert (first.status_code, copy.status_code) == (201, 409)
     (call,) = received["conflicted"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from django_idempotency.issued_keys import issue_key
 from django_idempotency.principals import user_principal
 from django_idempotency.views import idempotent_view
 from example_project.shop.models import Payment
+from tests.conftest import race
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
@@ -244,18 +243,12 @@ class TestAsyncView:
 @pytest.mark.parametrize("path", [PLAIN, ASYNC])
 def test_concurrent_copies_run_once(user: Any, path: str) -> None:
     copies = 8
-    barrier = threading.Barrier(copies)
+    clients = [logged_in(user) for _ in range(copies)]
 
-    def one(_: int) -> Any:
-        client = logged_in(user)
-        try:
-            barrier.wait(timeout=10)
-            return post_json(client, path, {"label": "storm", "sleep": 0.3}, key="storm")
-        finally:
-            connections.close_all()
+    def one(index: int) -> Any:
+        return post_json(clients[index], path, {"label": "storm", "sleep": 0.3}, key="storm")
 
-    with ThreadPoolExecutor(max_workers=copies) as pool:
-        responses = list(pool.map(one, range(copies)))
+    responses = race(copies, one)
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Execution.objects.count() == 1

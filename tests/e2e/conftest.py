@@ -8,6 +8,7 @@ The migrated database is built once per session as a template; every test gets i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -27,6 +28,9 @@ from psycopg import sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 E2E_USERNAME = "e2e"
+# The hidden inputs of a rendered form: the key the page was issued, and Django's CSRF token.
+KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 # Databases made by these tests are named <prefix>tpl_<random> (the migrated template) and
 # <prefix><random> (one per test), on DATABASE_URL's server.
 E2E_DB_PREFIX = os.environ.get("IDEMPOTENCY_E2E_DB_PREFIX", "e2e_")
@@ -51,6 +55,22 @@ class Server:
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         """A direct connection to the server's database, to count rows behind its back."""
         return psycopg.connect(self.database_url, autocommit=True)
+
+
+def logged_in_browser(url: str, *, timeout: float) -> requests.Session:
+    """A browser session of the e2e user, logged in through the example's login form."""
+    browser = requests.Session()
+    page = browser.get(f"{url}/accounts/login/", timeout=timeout)
+    csrf = CSRF_INPUT.search(page.text)
+    assert csrf is not None, page.text
+    response = browser.post(
+        f"{url}/accounts/login/",
+        data={"username": E2E_USERNAME, "password": "e2e", "csrfmiddlewaretoken": csrf.group(1)},
+        allow_redirects=False,
+        timeout=timeout,
+    )
+    assert response.status_code == 302, response.text
+    return browser
 
 
 def _with_database(url: str, name: str) -> str:
@@ -194,36 +214,62 @@ def example_server(
     """gunicorn serving ``example_project.wsgi:application`` with 4 sync workers."""
     _, token = e2e_template
     port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=e2e_database_url)
     log_path = tmp_path / "gunicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                "--workers=4",
-                "--worker-class=sync",
-                f"--bind=127.0.0.1:{port}",
-                "--timeout=30",
-                "--graceful-timeout=5",
-                # A listen queue deep enough for every request a test fires at once.
-                "--backlog=256",
-                *_no_control_socket(),
-            ],
-            cwd=REPO_ROOT,
-            env=_project_env(e2e_database_url, EXAMPLE_GATEWAY_DELAY_MS=str(gateway_delay_ms)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process, server = _serve(
+        _gunicorn(port),
+        port,
+        database_url=e2e_database_url,
+        token=token,
+        log_path=log_path,
+        EXAMPLE_GATEWAY_DELAY_MS=str(gateway_delay_ms),
+    )
     try:
-        _wait_until_ready(process, server, log_path)
         yield server
     finally:
         _stop(process)
         # Captured by pytest and shown only when the test fails.
         print(f"--- gunicorn log ({log_path}) ---\n{log_path.read_text(errors='replace')}")
+
+
+def _gunicorn(port: int, *, workers: int = 4, backlog: int = 256) -> list[str]:
+    """The command line of the example project under gunicorn with sync workers; ``backlog``:
+    a listen queue deep enough for every request a test fires at once."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "example_project.wsgi:application",
+        f"--workers={workers}",
+        "--worker-class=sync",
+        f"--bind=127.0.0.1:{port}",
+        "--timeout=30",
+        "--graceful-timeout=5",
+        f"--backlog={backlog}",
+        *_no_control_socket(),
+    ]
+
+
+def _serve(
+    command: list[str], port: int, *, database_url: str, token: str, log_path: Path, **env: str
+) -> tuple[subprocess.Popen[bytes], Server]:
+    """Run ``command``, a server of the example project listening on ``port``, from the
+    repository root with its output in ``log_path``, and wait until it answers; stopped again
+    if it never does."""
+    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=database_url)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=_project_env(database_url, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_ready(process, server, log_path)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, server
 
 
 def _no_control_socket() -> list[str]:

@@ -4,7 +4,6 @@ under gunicorn, both ninja operations under gunicorn and uvicorn. 0 duplicates, 
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .conftest import E2E_USERNAME, Server
+from .conftest import CSRF_INPUT, KEY_INPUT, Server, logged_in_browser
 from .uvicorn_server import asgi_server
 
 __all__ = ["asgi_server"]  # the fixture, imported for this module's tests
@@ -21,8 +20,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 TIMEOUT = 30.0
 COPIES = 16
-KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
-CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 def all_at_once(copies: int, send: Callable[[int], requests.Response]) -> list[requests.Response]:
@@ -43,23 +40,8 @@ def count(server: Server, table: str) -> int:
     return int(row[0])
 
 
-def logged_in_browser(server: Server) -> requests.Session:
-    browser = requests.Session()
-    page = browser.get(f"{server.url}/accounts/login/", timeout=TIMEOUT)
-    csrf = CSRF_INPUT.search(page.text)
-    assert csrf is not None, page.text
-    response = browser.post(
-        f"{server.url}/accounts/login/",
-        data={"username": E2E_USERNAME, "password": "e2e", "csrfmiddlewaretoken": csrf.group(1)},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 302, response.text
-    return browser
-
-
 def test_checkout_page_submitted_many_times_creates_one_order(example_server: Server) -> None:
-    with logged_in_browser(example_server) as browser:
+    with logged_in_browser(example_server.url, timeout=TIMEOUT) as browser:
         checkout_storm(example_server, browser)
 
 
@@ -167,7 +149,7 @@ def test_ninja_under_uvicorn(asgi_server: Server, path: str) -> None:
 
 def test_every_door_under_uvicorn(asgi_server: Server) -> None:
     """The ASGI app serves the HTML checkout and the DRF doors too."""
-    with logged_in_browser(asgi_server) as browser:
+    with logged_in_browser(asgi_server.url, timeout=TIMEOUT) as browser:
         page = browser.get(f"{asgi_server.url}/shop/checkout/", timeout=TIMEOUT)
     assert KEY_INPUT.search(page.text) is not None
     order = requests.post(

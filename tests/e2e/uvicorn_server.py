@@ -6,21 +6,13 @@ database per test and their start/stop helpers.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import (
-    REPO_ROOT,
-    Server,
-    _free_port,
-    _project_env,
-    _stop,
-    _wait_until_ready,
-)
+from .conftest import Server, _free_port, _serve, _stop
 
 #: Two processes, each an event loop with its per-request thread-sensitive threads.
 UVICORN_WORKERS = 2
@@ -32,28 +24,22 @@ def asgi_server(
 ) -> Iterator[Server]:
     _, token = e2e_template
     port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=e2e_database_url)
     log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "example_project.asgi:application",
-                "--host=127.0.0.1",
-                f"--port={port}",
-                f"--workers={UVICORN_WORKERS}",
-                "--backlog=256",
-                "--no-access-log",
-            ],
-            cwd=REPO_ROOT,
-            env=_project_env(e2e_database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "example_project.asgi:application",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--workers={UVICORN_WORKERS}",
+        "--backlog=256",
+        "--no-access-log",
+    ]
+    process, server = _serve(
+        command, port, database_url=e2e_database_url, token=token, log_path=log_path
+    )
     try:
-        _wait_until_ready(process, server, log_path)
         yield server
     finally:
         _stop(process)

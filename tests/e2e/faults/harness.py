@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +18,9 @@ import psycopg
 import pytest
 import requests
 
-from tests.e2e.conftest import (
-    REPO_ROOT,
-    Server,
-    _free_port,
-    _no_control_socket,
-    _project_env,
-    _stop,
-    _wait_until_ready,
-)
+from tests.e2e.conftest import Server, _free_port, _gunicorn, _serve, _stop
+
+from .figures import Sheet
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
@@ -73,35 +66,17 @@ def start_instance(
 ) -> Instance:
     """Start the example project under gunicorn and wait until a worker answers."""
     port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", token=token, database_url=database_url)
     log_path = log_dir / f"gunicorn-{name}-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                f"--workers={workers}",
-                "--worker-class=sync",
-                f"--bind=127.0.0.1:{port}",
-                "--timeout=30",
-                "--graceful-timeout=5",
-                "--backlog=512",
-                *_no_control_socket(),
-            ],
-            cwd=REPO_ROOT,
-            env=_project_env(database_url, EXAMPLE_GATEWAY_DELAY_MS=str(delay_ms), **(env or {})),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    instance = Instance(name=name, server=server, process=process, log_path=log_path)
-    try:
-        _wait_until_ready(process, server, log_path)
-    except BaseException:
-        instance.stop()
-        raise
-    return instance
+    process, server = _serve(
+        _gunicorn(port, workers=workers, backlog=512),
+        port,
+        database_url=database_url,
+        token=token,
+        log_path=log_path,
+        EXAMPLE_GATEWAY_DELAY_MS=str(delay_ms),
+        **(env or {}),
+    )
+    return Instance(name=name, server=server, process=process, log_path=log_path)
 
 
 def children(pid: int) -> list[int]:
@@ -146,6 +121,15 @@ def pid_with_local_port(port: int, candidates: Iterable[int]) -> int | None:
             except OSError:
                 continue
     return None
+
+
+def holder_worker(app: Instance, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """The worker whose request sits in an open transaction, and that transaction's backend:
+    found through the backend's client port and the worker's sockets."""
+    [(backend, port)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
+    worker = pid_with_local_port(port, app.worker_pids())
+    assert worker is not None, "no worker of this server owns the holding connection"
+    return worker, backend
 
 
 # -- clients -------------------------------------------------------------------------------
@@ -252,6 +236,42 @@ def settle(
     return None
 
 
+def new_order(url: str, token: str, key: str) -> int:
+    """A fresh order to pay, created under ``key``: its id."""
+    response = post(url, token, "/api/orders/", {"item": "x", "quantity": 1}, key)
+    assert response.status_code == 201, response.text
+    return json_id(response)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A client's payment of one order under one key, sent to one app server."""
+
+    url: str
+    token: str
+    order: int
+    key: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return {"order": self.order, "amount": "25.00"}
+
+    def send(self) -> requests.Response:
+        return post(self.url, self.token, "/api/payments/", self.body, self.key)
+
+    def settle(self, tally: Tally, *, seconds: float) -> requests.Response | None:
+        """The client's retries until a final answer (see ``settle``)."""
+        return settle(
+            [self.url],
+            self.token,
+            "/api/payments/",
+            self.body,
+            self.key,
+            tally=tally,
+            deadline=time.monotonic() + seconds,
+        )
+
+
 # -- waiting, in the background and for the database --------------------------------------
 
 FIND_TIMEOUT = 10.0
@@ -338,3 +358,21 @@ def rows_by(conn: psycopg.Connection[Any], query: str) -> dict[Any, int]:
 
 def json_id(response: requests.Response) -> int:
     return int(json.loads(response.content)["id"])
+
+
+# -- the figures ---------------------------------------------------------------------------
+
+
+def fill_in_sheet(
+    sheet: Sheet, tally: Tally, *, effects: Mapping[Any, int], operations: Collection[Any]
+) -> None:
+    """Add to the sheet what the clients saw and what came of it: ``effects`` counts the
+    business rows per operation (the orders per item, the payments per order ...), and each of
+    ``operations`` should have exactly one."""
+    sheet.requests += tally.requests
+    sheet.operations += len(operations)
+    sheet.lost += sum(1 for operation in operations if effects.get(operation, 0) == 0)
+    sheet.duplicated += sum(max(0, count - 1) for count in effects.values())
+    sheet.server_errors += tally.server_errors
+    sheet.unclean_server_errors += tally.unclean_server_errors
+    sheet.notes["answers"] = dict(sorted(tally.statuses.items()))

@@ -1,5 +1,6 @@
 """The two storms, run against any set of app servers: many copies of each key at once, and
-many keys paying each order at once. Each fills in the test's sheet and asserts the promise."""
+many keys paying each order at once. Each fills in the test's sheet and asserts the promise,
+with checks the other storms share."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import requests
 from .figures import Sheet
 from .harness import (
     Tally,
+    fill_in_sheet,
     fire_together,
     in_flight_records,
     is_problem,
@@ -22,6 +24,8 @@ from .harness import (
     scalar,
     stored_server_errors,
 )
+
+PAYMENTS_PER_ORDER = "SELECT order_id, count(*) FROM shop_payment GROUP BY order_id"
 
 
 def duplicate_storm(
@@ -62,13 +66,8 @@ def duplicate_storm(
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)
         records = scalar(conn, "SELECT count(*) FROM django_idempotency_idempotencyrecord")
-    sheet.requests += tally.requests
-    sheet.operations += keys
-    sheet.lost += sum(1 for key in names if rows.get(bodies[key]["item"], 0) == 0)
-    sheet.duplicated += sum(max(0, count - 1) for count in rows.values())
-    sheet.server_errors += tally.server_errors
-    sheet.unclean_server_errors += tally.unclean_server_errors
-    sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+    items = [bodies[key]["item"] for key in names]
+    fill_in_sheet(sheet, tally, effects=rows, operations=items)
 
     assert tally.dropped == 0, tally.statuses
     for key, responses in by_key.items():
@@ -131,31 +130,50 @@ def reference_storm(
         return response
 
     answers = fire_together([lambda b=b, k=k, u=u: send(b, k, u) for _, b, k, u in fired])
+    sheet.requests += orders  # the orders paid
+    paid = [(order, response) for (order, *_), response in zip(fired, answers, strict=True)]
+    one_effect_per_reference(
+        sheet, tally, database_url, effects=PAYMENTS_PER_ORDER, references=order_ids, answers=paid
+    )
 
+
+def one_effect_per_reference(
+    sheet: Sheet,
+    tally: Tally,
+    database_url: str,
+    *,
+    effects: str,
+    references: list[int],
+    answers: list[tuple[int, requests.Response]],
+) -> None:
+    """After a storm on ``references`` (each fired at once under many keys): the sheet filled
+    in, and the promise asserted: one effect per reference (``effects`` counts them, ``SELECT
+    reference, count(*) ... GROUP BY reference``) and, of its ``answers``, one original."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        payments = rows_by(conn, "SELECT order_id, count(*) FROM shop_payment GROUP BY order_id")
+        found = rows_by(conn, effects)
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)
-    sheet.requests += tally.requests + orders
-    sheet.operations += orders
-    sheet.lost += sum(1 for order in order_ids if payments.get(order, 0) == 0)
-    sheet.duplicated += sum(max(0, count - 1) for count in payments.values())
-    sheet.server_errors += tally.server_errors
-    sheet.unclean_server_errors += tally.unclean_server_errors
-    sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+    fill_in_sheet(sheet, tally, effects=found, operations=references)
 
-    by_order: dict[int, list[requests.Response]] = defaultdict(list)
-    for (order, _, _, _), response in zip(fired, answers, strict=True):
-        by_order[order].append(response)
-    for responses in by_order.values():
-        created = [r for r in responses if r.status_code == 201]
-        assert created, [r.status_code for r in responses]
-        assert sum(not is_replayed(r) for r in created) == 1
-        assert {r.content for r in created} == {created[0].content}
-        for response in responses:
-            if response.status_code != 201:
-                assert response.status_code == 409, response.text
-                assert is_problem(response), response.text
+    by_reference: dict[int, list[requests.Response]] = defaultdict(list)
+    for reference, response in answers:
+        by_reference[reference].append(response)
+    for reference, responses in by_reference.items():
+        assert_one_original(responses, reference)
     assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
     assert stored_errors == 0
     assert tally.server_errors == 0, tally.statuses
+
+
+def assert_one_original(responses: list[requests.Response], operation: object) -> None:
+    """The answers to the copies of one ``operation`` (one key, or one reference under many
+    keys) sent at once: one original 201, every other 201 identical to it (a replay), and the
+    rest 409 problems (the key still in flight, or the reference held) that a client retries."""
+    created = [r for r in responses if r.status_code == 201]
+    assert created, (operation, [r.status_code for r in responses])
+    assert sum(not is_replayed(r) for r in created) == 1, operation
+    assert {r.content for r in created} == {created[0].content}, operation
+    for response in responses:
+        if response.status_code != 201:
+            assert response.status_code == 409, response.text
+            assert is_problem(response), response.text

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from typing import Any
 
 import psycopg
 import pytest
@@ -16,18 +14,16 @@ from .conftest import Launch
 from .figures import FAULTS, measure
 from .harness import (
     Background,
-    Instance,
+    Payment,
     Tally,
-    busy_backends,
+    fill_in_sheet,
+    holder_worker,
     in_flight_records,
     is_replayed,
-    json_id,
     lock_waiters,
-    pid_with_local_port,
-    post,
+    new_order,
     rows_by,
     session_exists,
-    settle,
     stored_server_errors,
     wait_for,
 )
@@ -36,15 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 ROUNDS = 3
 GATEWAY_DELAY_MS = 2000
-
-
-def holder_worker(app: Instance, conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    """The worker whose request sits in an open transaction (the gateway call), and its
-    backend: found through the backend's client port and the worker's sockets."""
-    [(backend, port)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
-    worker = pid_with_local_port(port, app.worker_pids())
-    assert worker is not None, "no worker of this server owns the holding connection"
-    return worker, backend
 
 
 def test_a_worker_killed_while_holding_a_key(
@@ -64,19 +51,13 @@ def test_a_worker_killed_while_holding_a_key(
     ):
         outcomes = []
         for round_ in range(ROUNDS):
-            order = post(
-                app.url, e2e_token, "/api/orders/", {"item": "x", "quantity": 1}, f"o{round_}"
-            )
-            assert order.status_code == 201
+            order = new_order(app.url, e2e_token, f"o{round_}")
             tally.requests += 1
-            body, key = {"order": json_id(order), "amount": "25.00"}, f"crash-{round_}"
+            payment = Payment(app.url, e2e_token, order=order, key=f"crash-{round_}")
 
-            def pay(body: dict[str, Any] = body, key: str = key) -> requests.Response:
-                return post(app.url, e2e_token, "/api/payments/", body, key)
-
-            holder = Background(pay)
+            holder = Background(payment.send)
             worker, backend = holder_worker(app, conn)
-            copy = Background(pay)
+            copy = Background(payment.send)
             # The copy is queued behind the holder's uncommitted claim before the kill.
             wait_for(lambda: lock_waiters(conn))
             os.kill(worker, signal.SIGKILL)
@@ -88,29 +69,16 @@ def test_a_worker_killed_while_holding_a_key(
             wait_for(lambda b=backend: not session_exists(conn, b))
             copy.join()
             tally.saw(copy.response, copy.error)
-            retry = settle(
-                [app.url],
-                e2e_token,
-                "/api/payments/",
-                body,
-                key,
-                tally=tally,
-                deadline=time.monotonic() + 30,
-            )
-            again = pay()
+            retry = payment.settle(tally, seconds=30)
+            again = payment.send()
             tally.saw(again)
-            outcomes.append((holder, copy, retry, again, json_id(order)))
+            outcomes.append((holder, copy, retry, again, order))
 
         payments = rows_by(conn, "SELECT order_id, count(*) FROM shop_payment GROUP BY order_id")
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)
-        sheet.requests = tally.requests
-        sheet.operations = ROUNDS
-        sheet.lost = sum(1 for *_, order in outcomes if payments.get(order, 0) == 0)
-        sheet.duplicated = sum(max(0, count - 1) for count in payments.values())
-        sheet.server_errors = tally.server_errors
-        sheet.unclean_server_errors = tally.unclean_server_errors
-        sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+        orders = [order for *_, order in outcomes]
+        fill_in_sheet(sheet, tally, effects=payments, operations=orders)
 
         for holder, copy, retry, again, order in outcomes:
             # The killed worker never answered; the connection just dropped.

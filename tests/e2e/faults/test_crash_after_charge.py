@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import psycopg
@@ -19,15 +18,13 @@ from .figures import FAULTS, measure
 from .harness import (
     Background,
     Instance,
+    Payment,
     Tally,
-    busy_backends,
+    holder_worker,
     in_flight_records,
-    json_id,
-    pid_with_local_port,
-    post,
+    new_order,
     scalar,
     session_exists,
-    settle,
     wait_for,
 )
 
@@ -45,23 +42,13 @@ def payments(conn: psycopg.Connection[Any], order: int) -> int:
     return int(scalar(conn, "SELECT count(*) FROM shop_payment WHERE order_id = %s", [order]))
 
 
-def holder_worker(app: Instance, conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    """The worker whose request sits in its open transaction, and that transaction's backend."""
-    [(backend, port)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
-    worker = pid_with_local_port(port, app.worker_pids())
-    assert worker is not None, "no worker of this server owns the holding connection"
-    return worker, backend
-
-
 def crash_after_charge(
     app: Instance, token: str, conn: psycopg.Connection[Any], round_: int, tally: Tally
 ) -> tuple[int, requests.Response | None]:
     """One payment whose worker dies in the crash window, then retried until it settles."""
-    order = post(app.url, token, "/api/orders/", {"item": "x", "quantity": 1}, f"o{round_}")
-    assert order.status_code == 201
-    order_id = json_id(order)
-    body, key = {"order": order_id, "amount": "25.00"}, f"charge-crash-{round_}"
-    holder = Background(lambda: post(app.url, token, "/api/payments/", body, key))
+    order_id = new_order(app.url, token, f"o{round_}")
+    payment = Payment(app.url, token, order=order_id, key=f"charge-crash-{round_}")
+    holder = Background(payment.send)
     # The gateway has recorded the charge; our transaction is still open in the sleep after it.
     wait_for(lambda: charges(conn, order_id) == 1, timeout=30)
     worker, backend = holder_worker(app, conn)
@@ -72,10 +59,7 @@ def crash_after_charge(
     wait_for(lambda: not session_exists(conn, backend))
     assert payments(conn, order_id) == 0  # rolled back with the worker
 
-    retry = settle(
-        [app.url], token, "/api/payments/", body, key, tally=tally, deadline=time.monotonic() + 60
-    )
-    return order_id, retry
+    return order_id, payment.settle(tally, seconds=60)
 
 
 def test_a_worker_killed_after_the_charge_charges_once(

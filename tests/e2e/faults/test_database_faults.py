@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import psycopg
 import pytest
@@ -17,12 +16,15 @@ from .conftest import Launch, PrivateCluster
 from .figures import FAULTS, measure
 from .harness import (
     Background,
+    Payment,
     Tally,
     busy_backends,
+    fill_in_sheet,
     in_flight_records,
     is_problem,
     is_replayed,
     json_id,
+    new_order,
     post,
     rows_by,
     session_exists,
@@ -54,46 +56,27 @@ def test_the_requests_backend_terminated_mid_request(
     ):
         outcomes = []
         for round_ in range(ROUNDS):
-            order = post(
-                app.url, e2e_token, "/api/orders/", {"item": "x", "quantity": 1}, f"o{round_}"
-            )
-            assert order.status_code == 201
+            order = new_order(app.url, e2e_token, f"o{round_}")
             tally.requests += 1
-            body, key = {"order": json_id(order), "amount": "25.00"}, f"terminated-{round_}"
+            payment = Payment(app.url, e2e_token, order=order, key=f"terminated-{round_}")
 
-            def pay(body: dict[str, Any] = body, key: str = key) -> requests.Response:
-                return post(app.url, e2e_token, "/api/payments/", body, key)
-
-            first = Background(pay)
+            first = Background(payment.send)
             [(backend, _)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
             conn.execute("SELECT pg_terminate_backend(%s)", [backend])
             sheet.faults_injected += 1
             wait_for(lambda b=backend: not session_exists(conn, b))
             first.join()
             tally.saw(first.response, first.error)
-            retry = settle(
-                [app.url],
-                e2e_token,
-                "/api/payments/",
-                body,
-                key,
-                tally=tally,
-                deadline=time.monotonic() + 30,
-            )
-            again = pay()
+            retry = payment.settle(tally, seconds=30)
+            again = payment.send()
             tally.saw(again)
-            outcomes.append((first, retry, again, json_id(order)))
+            outcomes.append((first, retry, again, order))
 
         payments = rows_by(conn, "SELECT order_id, count(*) FROM shop_payment GROUP BY order_id")
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)
-        sheet.requests = tally.requests
-        sheet.operations = ROUNDS
-        sheet.lost = sum(1 for *_, order in outcomes if payments.get(order, 0) == 0)
-        sheet.duplicated = sum(max(0, count - 1) for count in payments.values())
-        sheet.server_errors = tally.server_errors
-        sheet.unclean_server_errors = tally.unclean_server_errors
-        sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+        orders = [order for *_, order in outcomes]
+        fill_in_sheet(sheet, tally, effects=payments, operations=orders)
 
         for first, retry, again, order in outcomes:
             # The worker survived and answered: a 5xx, as problem+json.
@@ -176,13 +159,8 @@ def test_postgresql_restarted_under_load(
             sheet.stuck_records = in_flight_records(conn)
             stored_errors = stored_server_errors(conn)
         unanswered = [key for key, _ in operations if finals.get(key) is None]
-        sheet.requests = tally.requests
-        sheet.operations = len(operations)
-        sheet.lost = sum(1 for _, body in operations if rows.get(body["item"], 0) == 0)
-        sheet.duplicated = sum(max(0, count - 1) for count in rows.values())
-        sheet.server_errors = tally.server_errors
-        sheet.unclean_server_errors = tally.unclean_server_errors
-        sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+        items = [body["item"] for _, body in operations]
+        fill_in_sheet(sheet, tally, effects=rows, operations=items)
         sheet.notes["unanswered operations"] = len(unanswered)
 
         assert unanswered == []

@@ -5,27 +5,27 @@ async one under uvicorn). One order per rendered page or key; never a 500."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
 import psycopg
 import pytest
 import requests
 
-from tests.e2e.conftest import E2E_USERNAME, Server
+from tests.e2e.conftest import CSRF_INPUT, KEY_INPUT, Server, logged_in_browser
 from tests.e2e.uvicorn_server import asgi_server
 
 from .conftest import Launch
 from .figures import E2E, Sheet, measure
 from .harness import (
     Tally,
+    fill_in_sheet,
     fire_together,
     in_flight_records,
-    is_problem,
     is_replayed,
     rows_by,
     stored_server_errors,
 )
+from .storms import assert_one_original
 
 __all__ = ["asgi_server"]  # the fixture, imported for this module's tests
 
@@ -34,23 +34,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 TIMEOUT = 60.0
 PAGES, SUBMITS = 6, 6
 KEYS, COPIES = 6, 6
-KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
-CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def _logged_in(url: str) -> requests.Session:
-    browser = requests.Session()
-    page = browser.get(f"{url}/accounts/login/", timeout=TIMEOUT)
-    csrf = CSRF_INPUT.search(page.text)
-    assert csrf is not None, page.text
-    response = browser.post(
-        f"{url}/accounts/login/",
-        data={"username": E2E_USERNAME, "password": "e2e", "csrfmiddlewaretoken": csrf.group(1)},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 302, response.text
-    return browser
 
 
 def _settle(sheet: Sheet, database_url: str, tally: Tally, names: list[str]) -> dict[str, int]:
@@ -59,13 +42,8 @@ def _settle(sheet: Sheet, database_url: str, tally: Tally, names: list[str]) -> 
         orders = rows_by(conn, "SELECT item, count(*) FROM shop_order GROUP BY item")
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)
-    sheet.requests += tally.requests
-    sheet.operations += len(names)
-    sheet.lost += sum(1 for name in names if orders.get(name, 0) == 0)
-    sheet.duplicated += sum(max(0, orders.get(name, 0) - 1) for name in names)
-    sheet.server_errors += tally.server_errors
-    sheet.unclean_server_errors += tally.unclean_server_errors
-    sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
+    ours = {name: orders.get(name, 0) for name in names}
+    fill_in_sheet(sheet, tally, effects=ours, operations=names)
     assert stored_errors == 0
     return orders
 
@@ -80,7 +58,7 @@ def test_checkout_storm_across_two_app_servers(e2e_database_url: str, launch: La
         f"submitted {SUBMITS} times at once from the one rendered page (double clicks, second "
         "tabs) over two gunicorn instances: one order and one 303 per page.",
     ) as sheet:
-        with _logged_in(urls[0]) as browser:
+        with logged_in_browser(urls[0], timeout=TIMEOUT) as browser:
             forms = []
             for n in range(PAGES):
                 page = browser.get(f"{urls[n % 2]}/shop/checkout/", timeout=TIMEOUT)
@@ -150,15 +128,7 @@ def _ninja_storm(sheet: Sheet, urls: list[str], token: str, path: str, database_
     for (name, _), response in zip(fired, answers, strict=True):
         by_key[name].append(response)
     for name, responses in by_key.items():
-        created = [r for r in responses if r.status_code == 201]
-        assert created, [r.status_code for r in responses]
-        assert sum(not is_replayed(r) for r in created) == 1, name
-        assert {r.content for r in created} == {created[0].content}, name
-        for response in responses:
-            if response.status_code != 201:
-                # Still in flight after the wait: a 409 problem the client retries.
-                assert response.status_code == 409, response.text
-                assert is_problem(response), response.text
+        assert_one_original(responses, name)
         assert orders[name] == 1
     assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
     assert tally.server_errors == 0, tally.statuses

@@ -3,30 +3,20 @@ servers: copies of one key and new keys for one payment, all at once; one refund
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 
 from .conftest import Launch
 from .figures import E2E, measure
-from .harness import (
-    Tally,
-    fire_together,
-    in_flight_records,
-    is_problem,
-    is_replayed,
-    json_id,
-    post,
-    rows_by,
-    stored_server_errors,
-)
+from .harness import Tally, fire_together, json_id, post
+from .storms import one_effect_per_reference
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 PAYMENTS, SAME_KEY_COPIES, NEW_KEYS, OTHER_AMOUNT_KEYS = 10, 4, 4, 2
+REFUNDS_PER_PAYMENT = "SELECT payment_id, count(*) FROM shop_refund GROUP BY payment_id"
 
 
 def test_refund_storm_across_two_app_servers(
@@ -69,32 +59,13 @@ def test_refund_storm_across_two_app_servers(
             [lambda p=p, b=b, k=k, u=u: send(p, b, k, u) for p, b, k, u in fired]
         )
 
-        with psycopg.connect(e2e_database_url, autocommit=True) as conn:
-            refunds = rows_by(
-                conn, "SELECT payment_id, count(*) FROM shop_refund GROUP BY payment_id"
-            )
-            sheet.stuck_records = in_flight_records(conn)
-            stored_errors = stored_server_errors(conn)
-        sheet.requests += tally.requests + 2 * PAYMENTS
-        sheet.operations += PAYMENTS
-        sheet.lost += sum(1 for payment in payment_ids if refunds.get(payment, 0) == 0)
-        sheet.duplicated += sum(max(0, count - 1) for count in refunds.values())
-        sheet.server_errors += tally.server_errors
-        sheet.unclean_server_errors += tally.unclean_server_errors
-        sheet.notes["answers"] = dict(sorted(tally.statuses.items()))
-
-        by_payment: dict[int, list[requests.Response]] = defaultdict(list)
-        for (payment, _, _, _), response in zip(fired, answers, strict=True):
-            by_payment[payment].append(response)
-        for responses in by_payment.values():
-            created = [r for r in responses if r.status_code == 201]
-            assert created, [r.status_code for r in responses]
-            assert sum(not is_replayed(r) for r in created) == 1
-            assert {r.content for r in created} == {created[0].content}
-            for response in responses:
-                if response.status_code != 201:
-                    assert response.status_code == 409, response.text
-                    assert is_problem(response), response.text
-        assert (sheet.lost, sheet.duplicated, sheet.stuck_records) == (0, 0, 0)
-        assert stored_errors == 0
-        assert tally.server_errors == 0, tally.statuses
+        sheet.requests += 2 * PAYMENTS  # the orders and the payments refunded
+        refunded = [(payment, r) for (payment, *_), r in zip(fired, answers, strict=True)]
+        one_effect_per_reference(
+            sheet,
+            tally,
+            e2e_database_url,
+            effects=REFUNDS_PER_PAYMENT,
+            references=payment_ids,
+            answers=refunded,
+        )
