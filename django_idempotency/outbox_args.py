@@ -11,10 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DEFAULT_DB_ALIAS, connections, router
-
 from .conf import app_settings
-from .purge_args import MAX_AGE, parse_age
+from .purge_args import MAX_AGE, ArgumentError, parse_age, parse_alias, parse_whole_number
 
 DEFAULT_RELAY_BATCH_SIZE = 100
 #: Messages per transaction: each batch holds its rows locked while it publishes them.
@@ -23,13 +21,8 @@ MAX_RELAY_BATCH_SIZE = 10_000
 _SECONDS = re.compile(r"\s*[0-9]{1,12}(\.[0-9]{1,9})?\s*")
 
 
-class RelayArgumentError(ValueError):
+class RelayArgumentError(ArgumentError):
     """A relay argument that is refused; ``option`` names it as the command spells it."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"{option}: {message}")
-        self.option = option
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -73,32 +66,20 @@ def parse_relay_older_than(value: object) -> timedelta:
 
 def parse_relay_batch_size(value: object) -> int:
     """Messages per transaction: a whole number from 1 to :data:`MAX_RELAY_BATCH_SIZE`."""
-    option = "--batch-size"
-    if value is None:
-        return DEFAULT_RELAY_BATCH_SIZE
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]{1,12}\s*", value):
-        number = int(value)
-    if number is None:
-        raise RelayArgumentError(option, f"{value!r} is not a whole number.")
-    if not 1 <= number <= MAX_RELAY_BATCH_SIZE:
-        raise RelayArgumentError(option, f"must be from 1 to {MAX_RELAY_BATCH_SIZE}, not {number}.")
-    return number
+    return parse_whole_number(
+        value,
+        option="--batch-size",
+        default=DEFAULT_RELAY_BATCH_SIZE,
+        maximum=MAX_RELAY_BATCH_SIZE,
+        error=RelayArgumentError,
+    )
 
 
 def parse_relay_database(value: object) -> str:
     """A configured alias; ``None`` means where the router writes outbox messages."""
     from .models import OutboxMessage
 
-    if value is None or value == "":
-        return router.db_for_write(OutboxMessage) or DEFAULT_DB_ALIAS
-    if not isinstance(value, str) or value not in connections:
-        raise RelayArgumentError(
-            "--database", f"unknown database {value!r}; configured: {', '.join(connections)}."
-        )
-    return value
+    return parse_alias(value, model=OutboxMessage, error=RelayArgumentError)
 
 
 def parse_relay_args(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections, router
+from django.db.models import Model
 
 DEFAULT_PURGE_BATCH_SIZE = 1000
 #: Ids per DELETE ... IN (...): PostgreSQL's protocol allows at most 65535 parameters.
@@ -25,13 +26,18 @@ _AGE_PART = re.compile(r"([0-9]+)\s*([smhdw])", re.IGNORECASE)
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
-class PurgeArgumentError(ValueError):
-    """A purge argument that is refused; ``option`` names it as the command spells it."""
+class ArgumentError(ValueError):
+    """A command or task argument that is refused; ``option`` names it as the command spells
+    it."""
 
     def __init__(self, option: str, message: str) -> None:
         super().__init__(f"{option}: {message}")
         self.option = option
         self.message = message
+
+
+class PurgeArgumentError(ArgumentError):
+    """A purge argument that is refused."""
 
 
 @dataclass(frozen=True)
@@ -91,21 +97,34 @@ def parse_older_than(value: object) -> timedelta | None:
 
 def parse_batch_size(value: object) -> int:
     """Records per transaction: a whole number from 1 to :data:`MAX_PURGE_BATCH_SIZE`."""
+    return parse_whole_number(
+        value, option="--batch-size", default=DEFAULT_PURGE_BATCH_SIZE, maximum=MAX_PURGE_BATCH_SIZE
+    )
+
+
+def parse_whole_number(
+    value: object,
+    *,
+    option: str,
+    default: int,
+    maximum: int,
+    error: type[ArgumentError] = PurgeArgumentError,
+) -> int:
+    """An int or a string of digits from 1 to ``maximum``; ``None`` is ``default``. ``True``
+    is refused (bool is an int), as is anything past twelve digits."""
     if value is None:
-        return DEFAULT_PURGE_BATCH_SIZE
+        return default
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]{1,12}\s*", value):
         number = int(value)
     if number is None:
-        raise PurgeArgumentError("--batch-size", f"{value!r} is not a whole number.")
+        raise error(option, f"{value!r} is not a whole number.")
     if number < 1:
-        raise PurgeArgumentError("--batch-size", f"must be at least 1, not {number}.")
-    if number > MAX_PURGE_BATCH_SIZE:
-        raise PurgeArgumentError(
-            "--batch-size", f"must be at most {MAX_PURGE_BATCH_SIZE}, not {number}."
-        )
+        raise error(option, f"must be at least 1, not {number}.")
+    if number > maximum:
+        raise error(option, f"must be at most {maximum}, not {number}.")
     return number
 
 
@@ -124,10 +143,18 @@ def parse_database(value: object) -> str:
     """A configured alias; ``None`` means where the router writes records."""
     from .models import IdempotencyRecord
 
+    return parse_alias(value, model=IdempotencyRecord)
+
+
+def parse_alias(
+    value: object, *, model: type[Model], error: type[ArgumentError] = PurgeArgumentError
+) -> str:
+    """A configured database alias; ``None`` or ``""`` means where the router writes
+    ``model``."""
     if value is None or value == "":
-        return router.db_for_write(IdempotencyRecord) or DEFAULT_DB_ALIAS
+        return router.db_for_write(model) or DEFAULT_DB_ALIAS
     if not isinstance(value, str) or value not in connections:
-        raise PurgeArgumentError(
+        raise error(
             "--database",
             f"unknown database {value!r}; configured: {', '.join(connections)}.",
         )
