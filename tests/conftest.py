@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
 from django.db import connection, connections
+from kombu import Connection
 from rest_framework.test import APIClient
 
 from tests.factories import TokenFactory, UserFactory
 
 T = TypeVar("T")
+
+#: The machine's RabbitMQ (``scripts/bootstrap.sh`` starts it).
+AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def _on_postgres() -> bool:
@@ -143,3 +148,14 @@ def assert_problem() -> ProblemCheck:
 def anon() -> APIClient:
     """A client with no credentials at all."""
     return APIClient()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A RabbitMQ queue of this test's own, deleted afterwards with the direct exchange of the
+    same name that Celery declares for it (durable: it would stay on the shared broker)."""
+    name = f"idempotency-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with Connection(AMQP_URL) as broker:
+        broker.default_channel.queue_delete(name)
+        broker.default_channel.exchange_delete(name)

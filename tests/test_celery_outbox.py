@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,21 +41,11 @@ from django_idempotency.models import OutboxMessage
 from django_idempotency.outbox import OutboxSendError
 from example_project.celery import app
 from example_project.shop.tasks import ship_order
+from tests.conftest import AMQP_URL
 from tests.factories import OrderFactory
 
-AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "shop.ship_order"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    """A RabbitMQ queue of this test's own (Celery declares it on the first publish)."""
-    name = f"idempotency-outbox-{uuid.uuid4().hex[:12]}"
-    yield name
-    with Connection(AMQP_URL) as connection:
-        connection.default_channel.queue_delete(name)
-        connection.default_channel.exchange_delete(name)
 
 
 def drain(queue: str) -> list[Message]:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import psycopg
 import pytest
 import requests
 from celery import Celery
-from kombu import Connection
 
+from tests.conftest import AMQP_URL
 from tests.e2e.conftest import REPO_ROOT, _project_env
 
 from .conftest import Launch
@@ -32,19 +31,10 @@ from .harness import Instance, in_flight_records, json_id, post, scalar, wait_fo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 CRASH_WINDOW_MS = 3000
 READY_TIMEOUT = 60.0
 
 Worker = Callable[[str], tuple[subprocess.Popen[bytes], Path]]
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"idempotency-e2e-{uuid.uuid4().hex[:12]}"
-    yield name
-    with Connection(AMQP_URL) as connection:
-        connection.default_channel.queue_delete(name)
 
 
 @pytest.fixture
