@@ -96,6 +96,16 @@ def start_worker(e2e_database_url: str, queue: str, tmp_path: Path) -> Iterator[
         print(f"--- {log_path} ---\n{log_path.read_text(errors='replace')}")
 
 
+@pytest.fixture
+def app(e2e_database_url: str, launch: Launch, queue: str) -> Instance:
+    """A gunicorn instance of the example that sends its tasks to this test's queue."""
+    return launch(
+        e2e_database_url,
+        name="app",
+        env={"CELERY_BROKER_URL": AMQP_URL, "EXAMPLE_CELERY_QUEUE": queue},
+    )
+
+
 def count(conn: psycopg.Connection[Any], table: str, column: str, order: int) -> int:
     return int(scalar(conn, f'SELECT count(*) FROM {table} WHERE "{column}" = %s', [order]))
 
@@ -137,15 +147,10 @@ def test_a_worker_killed_after_the_booking_ships_once(
     racers: int,
     e2e_database_url: str,
     e2e_token: str,
-    launch: Launch,
+    app: Instance,
     queue: str,
     start_worker: Worker,
 ) -> None:
-    app = launch(
-        e2e_database_url,
-        name="app",
-        env={"CELERY_BROKER_URL": AMQP_URL, "EXAMPLE_CELERY_QUEUE": queue},
-    )
     race = racers > 1
     with (
         measure(
@@ -223,15 +228,9 @@ def waiting_to_commit(conn: psycopg.Connection[Any], application: str) -> int | 
 def test_a_worker_whose_database_session_is_terminated_retries_and_ships_once(
     e2e_database_url: str,
     e2e_token: str,
-    launch: Launch,
-    queue: str,
+    app: Instance,
     start_worker: Worker,
 ) -> None:
-    app = launch(
-        e2e_database_url,
-        name="app",
-        env={"CELERY_BROKER_URL": AMQP_URL, "EXAMPLE_CELERY_QUEUE": queue},
-    )
     with (
         measure(
             "Celery worker's database session terminated after the carrier booked",
