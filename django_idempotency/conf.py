@@ -9,6 +9,9 @@ from django.conf import settings
 
 #: Statuses that mean "nothing happened, fix and retry": the key is released and the
 #: transaction, the view's own writes included, is rolled back. Every 5xx is released too.
+#: Extend it rather than copy it: in settings
+#: ``IDEMPOTENCY_RELEASE_STATUS_CODES = {*DEFAULT_RELEASE_STATUS_CODES, 406}``, or per view
+#: ``idempotency_extra_release_status_codes = {406}``.
 DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
     400,
     401,
@@ -22,6 +25,9 @@ DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
     422,
     429,
 )
+
+#: The values of ``IDEMPOTENCY_PRINCIPAL`` and of every door's ``principal`` option.
+PRINCIPALS: tuple[str, ...] = ("user", "session")
 
 #: The allow-list of the 0.x releases, kept for projects that set IDEMPOTENCY_REPLAY_HEADERS.
 DEFAULT_REPLAY_HEADERS: tuple[str, ...] = (
@@ -105,6 +111,28 @@ class Settings:
         """
         value = getattr(settings, "IDEMPOTENCY_REFERENCE_TTL", None)
         return None if value is None else as_timedelta(value)
+
+    @property
+    def KEY_REQUIRED(self) -> bool:
+        """Whether an unsafe request without a key is refused (400) on every door. Default True.
+
+        ``False``: keys are optional project-wide (a request without one runs as usual); a view's
+        ``idempotency_key_required`` (decorator: ``key_required``) overrides it.
+        """
+        return bool(getattr(settings, "IDEMPOTENCY_KEY_REQUIRED", True))
+
+    @property
+    def PRINCIPAL(self) -> str:
+        """Whose keys these are on every door: ``"user"`` (default) or ``"session"``.
+
+        ``"user"``: authenticated users only, a guest's keyed request is a 403. ``"session"``:
+        guests too, each by its own session (started on its first keyed request when it has
+        none). A view's ``idempotency_principal`` (decorator: ``principal``) overrides it.
+        """
+        value = getattr(settings, "IDEMPOTENCY_PRINCIPAL", "user")
+        if value not in PRINCIPALS:
+            raise ValueError(f"IDEMPOTENCY_PRINCIPAL must be one of {PRINCIPALS}, not {value!r}")
+        return str(value)
 
     @property
     def LOCK_TIMEOUT(self) -> float:

@@ -4,6 +4,7 @@ problem+json exception handler."""
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from .fingerprint import read_body, request_fingerprint
 from .issued_keys import max_age, verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
-from .principals import request_principal
+from .principals import request_principal, scope_after_login
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
 from .references import identity, reference_for, storable
 
@@ -42,11 +43,14 @@ from .references import identity, reference_for, storable
 #: decorated handler only.
 OPTIONS = (
     "key_required",
+    "key_source",
+    "principal",
     "scope",
     "reference_field",
     "reference_url_kwarg",
     "ttl",
     "release_status_codes",
+    "extra_release_status_codes",
     "database",
 )
 # Marks a decorated handler (and, through the bound method, the view's handler for a request).
@@ -142,7 +146,8 @@ class IdempotentViewMixin:
     """
 
     #: Refuse a request without a key (400). ``False``: a request without a key runs as usual.
-    idempotency_key_required: bool = True
+    #: Default ``None``: the ``IDEMPOTENCY_KEY_REQUIRED`` setting (True).
+    idempotency_key_required: bool | None = None
     #: Name of the endpoint part of the scope; default: the URL name (e.g. ``order-list``).
     idempotency_scope: str | None = None
     #: Request field holding a business reference (e.g. ``"order"``) that only one key may use.
@@ -153,8 +158,10 @@ class IdempotentViewMixin:
     #: How long the response is replayed; default ``IDEMPOTENCY_TTL``.
     idempotency_ttl: timedelta | int | float | None = None
     #: Statuses that release the key instead of storing the answer (every 5xx is released
-    #: too); default ``IDEMPOTENCY_RELEASE_STATUS_CODES``.
+    #: too); default ``IDEMPOTENCY_RELEASE_STATUS_CODES``. This list replaces the default.
     idempotency_release_status_codes: Iterable[int] | None = None
+    #: Statuses released besides that list (e.g. ``{406}``): extends it, no copy needed.
+    idempotency_extra_release_status_codes: Iterable[int] = ()
     #: Database alias of the record (it must be the one the view writes to); default: the
     #: router's answer for the ``queryset`` attribute's model, else for the record model.
     idempotency_database: str | None = None
@@ -164,10 +171,24 @@ class IdempotentViewMixin:
     #: ``"issued"``: accept only keys from the issuing view (``django_idempotency.urls``);
     #: any other key is a 400 ``invalid-issued-key`` problem. Default ``"any"``.
     idempotency_key_source: str = "any"
-    #: Scope an anonymous client's keys to its own session instead of refusing them (403).
-    idempotency_guest_sessions: bool = False
+    #: ``"user"``: anonymous clients' keys are refused (403); ``"session"``: scoped to their own
+    #: session (started on a guest's first keyed request). Default ``None``:
+    #: ``IDEMPOTENCY_PRINCIPAL`` (``"user"``). The same option as the other doors'.
+    idempotency_principal: str | None = None
+    #: Deprecated alias: ``True`` is ``idempotency_principal = "session"``.
+    idempotency_guest_sessions: bool | None = None
 
     request: Request
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "idempotency_guest_sessions" in cls.__dict__:
+            warnings.warn(
+                f"{cls.__qualname__}.idempotency_guest_sessions is deprecated: set "
+                'idempotency_principal = "session" (or "user") instead.',
+                DeprecationWarning,
+                stacklevel=2,
+            )
 
     # -- DRF hooks -----------------------------------------------------------------------
 
@@ -205,7 +226,7 @@ class IdempotentViewMixin:
     def get_idempotency_key(self, request: Request) -> str | None:
         """The key from the header, ``None`` without one (a 400 while a key is required)."""
         key = parse_key(_key_header(request))
-        if key is None and self.idempotency_key_required:
+        if key is None and self.get_idempotency_key_required():
             raise MissingKey(f"This endpoint requires an {app_settings.HEADER} header.")
         # ``idempotency_key_source = "issued"``: only keys from the issuing endpoint (400).
         if key is not None and getattr(self, "idempotency_key_source", "any") == "issued":
@@ -218,14 +239,31 @@ class IdempotentViewMixin:
             )
         return key
 
+    def get_idempotency_key_required(self) -> bool:
+        """``idempotency_key_required``, else ``IDEMPOTENCY_KEY_REQUIRED``."""
+        if self.idempotency_key_required is None:
+            return app_settings.KEY_REQUIRED
+        return bool(self.idempotency_key_required)
+
     def get_idempotency_principal(self, request: Request) -> str:
         """Whose keys these are: the user (``app_label.model:pk``, stateless JWT users too).
 
-        Anonymous clients are refused, unless the view sets ``idempotency_guest_sessions =
-        True``: then a guest's keys are bound to its established session.
+        Anonymous clients are refused, unless the principal is ``"session"``: then a guest's
+        keys are bound to its session, which its first keyed request starts if it has none
+        (the answer carries the cookie). A guest who logs in keeps its keys: see
+        ``principals.scope_after_login``.
         """
-        guest_sessions = bool(getattr(self, "idempotency_guest_sessions", False))
-        return request_principal(request, guest_sessions=guest_sessions)
+        guest_sessions = self._idempotency_principal_option() == "session"
+        return request_principal(request, guest_sessions=guest_sessions, start_session=True)
+
+    def _idempotency_principal_option(self) -> str:
+        principal = getattr(self, "idempotency_principal", None)
+        if principal is not None:
+            return str(principal)
+        guest_sessions = getattr(self, "idempotency_guest_sessions", None)
+        if guest_sessions is not None:  # the deprecated alias
+            return "session" if guest_sessions else "user"
+        return app_settings.PRINCIPAL
 
     def get_idempotency_scope(self, request: Request) -> str:
         """The principal plus the endpoint: one key, two users or endpoints, two operations."""
@@ -261,10 +299,15 @@ class IdempotentViewMixin:
         return as_timedelta(self.idempotency_ttl)
 
     def get_idempotency_release_status_codes(self) -> frozenset[int]:
-        """Statuses that release the key: "nothing happened, fix and retry" for this view."""
-        if self.idempotency_release_status_codes is None:
-            return app_settings.RELEASE_STATUS_CODES
-        return frozenset(int(code) for code in self.idempotency_release_status_codes)
+        """Statuses that release the key: "nothing happened, fix and retry" for this view.
+
+        ``idempotency_release_status_codes`` (else ``IDEMPOTENCY_RELEASE_STATUS_CODES``) plus
+        ``idempotency_extra_release_status_codes``.
+        """
+        codes = self.idempotency_release_status_codes
+        base = app_settings.RELEASE_STATUS_CODES if codes is None else codes
+        extra = getattr(self, "idempotency_extra_release_status_codes", None) or ()
+        return frozenset(int(code) for code in (*base, *extra))
 
     def get_idempotency_database(self) -> str:
         """The alias the view writes to; the record lives beside the business rows.
@@ -355,9 +398,16 @@ def _perform(
         return handler(view, request, *args, **kwargs)
     _avoid_html(view, request)
     database = view.get_idempotency_database()
+    scope = scope_after_login(
+        request,
+        view.get_idempotency_scope(request),
+        lambda: view.get_idempotency_scope(request),
+        key=key,
+        database=database,
+    )
     operation = Operation(
         database=database,
-        scope=view.get_idempotency_scope(request),
+        scope=scope,
         key=key,
         fingerprint=request_fingerprint(request._request),
         method=request.method or "POST",

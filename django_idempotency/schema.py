@@ -93,9 +93,9 @@ class IdempotentAutoSchema(AutoSchema):
         parameters = list(super().get_override_parameters())
         options = self.idempotency_options()
         if options is not None:
-            required = options.get(
-                "key_required", getattr(self.view, "idempotency_key_required", True)
-            )
+            required = options.get("key_required")
+            if required is None:
+                required = self.view.get_idempotency_key_required()
             parameters.append(idempotency_key_parameter(required=bool(required)))
         return parameters
 

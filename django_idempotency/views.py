@@ -11,7 +11,7 @@ the view's ``await Model.objects.acreate(...)`` lands on that thread's connectio
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from datetime import timedelta
 from functools import wraps
@@ -32,7 +32,7 @@ from .fingerprint import read_body, request_fingerprint
 from .issued_keys import verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
-from .principals import request_principal
+from .principals import request_principal, scope_after_login
 from .problems import error_response
 from .references import storable
 
@@ -70,11 +70,13 @@ class IdempotencyOptions:
     """The attributes and ``get_idempotency_*`` hooks both plain-Django doors share."""
 
     #: Refuse an unsafe request without a key (400). ``False``: it runs as usual.
-    idempotency_key_required: bool = True
+    #: Default ``None``: the ``IDEMPOTENCY_KEY_REQUIRED`` setting (True).
+    idempotency_key_required: bool | None = None
     #: ``"issued"``: refuse keys the server did not issue (400 ``invalid-issued-key``).
     idempotency_key_source: KeySource = "any"
-    #: ``"session"``: anonymous visitors are told apart by their session (opt-in).
-    idempotency_principal: PrincipalSource = "user"
+    #: ``"session"``: anonymous visitors are told apart by their session (opt-in). Default
+    #: ``None``: the ``IDEMPOTENCY_PRINCIPAL`` setting (``"user"``).
+    idempotency_principal: PrincipalSource | None = None
     #: Endpoint part of the scope; default: the URL name (the template tag's default too).
     idempotency_scope: str | None = None
     #: Form/JSON field naming a business object that only one key may act on.
@@ -83,6 +85,11 @@ class IdempotencyOptions:
     idempotency_ttl: timedelta | int | float | None = None
     #: Model the view writes; its database holds the record. Default: the view's ``model``.
     idempotency_model: type[Model] | None = None
+    #: Statuses (besides every 5xx) that release the key; default
+    #: ``IDEMPOTENCY_RELEASE_STATUS_CODES``. This list replaces the default.
+    idempotency_release_status_codes: Iterable[int] | None = None
+    #: Statuses released besides that list (e.g. ``{406}``): extends it, no copy needed.
+    idempotency_extra_release_status_codes: Iterable[int] = ()
 
     def get_idempotency_key(self, request: HttpRequest) -> tuple[str, bool] | None:
         """The key and whether it is server-issued (verified); ``None`` without a key.
@@ -92,7 +99,7 @@ class IdempotencyOptions:
         """
         header = request.headers.get(app_settings.HEADER)
         raw = header if header is not None else self._form_field(request)
-        if raw is None and not self.idempotency_key_required:
+        if raw is None and not self.get_idempotency_key_required():
             return None
         # Authentication first: an anonymous client learns nothing about keys.
         principal = self.get_idempotency_principal(request)
@@ -109,8 +116,25 @@ class IdempotencyOptions:
             )
         return key, issued
 
+    def get_idempotency_key_required(self) -> bool:
+        """``idempotency_key_required``, else ``IDEMPOTENCY_KEY_REQUIRED``."""
+        if self.idempotency_key_required is None:
+            return app_settings.KEY_REQUIRED
+        return bool(self.idempotency_key_required)
+
     def get_idempotency_principal(self, request: HttpRequest) -> str:
-        return request_principal(request, guest_sessions=self.idempotency_principal == "session")
+        """The user; with the ``"session"`` principal, else the guest's session.
+
+        A guest's first request may be the keyed one: a header key that needs no issuing
+        starts the session (a key issued to a form names a session that already exists).
+        """
+        principal = self.idempotency_principal or app_settings.PRINCIPAL
+        header_key = request.headers.get(app_settings.HEADER) is not None
+        return request_principal(
+            request,
+            guest_sessions=principal == "session",
+            start_session=header_key and self.idempotency_key_source != "issued",
+        )
 
     def get_idempotency_endpoint(self, request: HttpRequest) -> str:
         if self.idempotency_scope is not None:
@@ -151,6 +175,13 @@ class IdempotencyOptions:
         # The record must outlive the issued key, or a late retry would run again.
         return max(ttl, app_settings.ISSUED_KEY_MAX_AGE) if issued else ttl
 
+    def get_idempotency_release_status_codes(self) -> frozenset[int]:
+        """``idempotency_release_status_codes`` (else the setting) plus the extra ones."""
+        codes = self.idempotency_release_status_codes
+        base = app_settings.RELEASE_STATUS_CODES if codes is None else codes
+        extra = self.idempotency_extra_release_status_codes or ()
+        return frozenset(int(code) for code in (*base, *extra))
+
     def get_idempotency_database(self) -> str:
         model = self.idempotency_model or getattr(self, "model", None) or IdempotencyRecord
         return router.db_for_write(model) or "default"
@@ -168,9 +199,17 @@ class IdempotencyOptions:
             if found is None:
                 return view()
             key, issued = found
+            database = self.get_idempotency_database()
+            scope = scope_after_login(
+                request,
+                self.get_idempotency_scope(request),
+                lambda: self.get_idempotency_scope(request),
+                key=key,
+                database=database,
+            )
             operation = Operation(
-                database=self.get_idempotency_database(),
-                scope=self.get_idempotency_scope(request),
+                database=database,
+                scope=scope,
                 key=key,
                 fingerprint=request_fingerprint(request),
                 method=request.method or "POST",
@@ -178,6 +217,7 @@ class IdempotencyOptions:
                 reference=self.get_idempotency_reference(request),
                 ttl=self.get_idempotency_ttl(issued=issued),
                 lock_timeout=app_settings.LOCK_TIMEOUT,
+                release_status_codes=self.get_idempotency_release_status_codes(),
             )
             return perform_once(operation, view)
         except RequestDataTooBig as exc:

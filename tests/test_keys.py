@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 
 from django_idempotency.exceptions import InvalidKey
 from django_idempotency.keys import parse_key
@@ -95,6 +96,19 @@ def test_missing_key_runs_where_optional(post) -> None:
     assert post("/test/optional-probe/", {"label": "a"}).status_code == 201
     assert Execution.objects.count() == 2
     assert IdempotencyRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_keys_are_optional_project_wide_with_a_setting(post, assert_problem) -> None:
+    """``IDEMPOTENCY_KEY_REQUIRED = False``: every view without its own attribute follows."""
+    assert_problem(post("/test/probe/", {"label": "a"}), 400, "missing-idempotency-key")
+    with override_settings(IDEMPOTENCY_KEY_REQUIRED=False):
+        assert post("/test/probe/", {"label": "a"}).status_code == 201
+        keyed = post("/test/probe/", {"label": "a"}, key="k")
+        again = post("/test/probe/", {"label": "a"}, key="k")
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.content == keyed.content
+    assert Execution.objects.count() == 2
 
 
 @pytest.mark.django_db

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.test import override_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.tokens import AccessToken
 
+from django_idempotency.drf import IdempotentViewMixin
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.principals import user_principal
+from django_idempotency.principals import carried_guest_principal, user_principal
 from tests.factories import UserFactory
 from tests.testapp.models import Execution
 
@@ -115,8 +119,44 @@ def test_the_session_key_itself_is_never_stored() -> None:
     assert record.scope.startswith("guest-probe-list|session:")
 
 
-def test_a_guest_without_a_session_is_refused(assert_problem) -> None:
-    refused = keyed(APIClient(), GUEST, "checkout-1")
+def test_a_guests_first_request_may_be_the_keyed_one() -> None:
+    """No session yet: the keyed request starts it, and the answer carries its cookie."""
+    client = APIClient()
+    first = keyed(client, GUEST, "checkout-1")
+    assert first.status_code == 201, first.content
+    cookie = first.cookies[settings.SESSION_COOKIE_NAME].value
+    assert Session.objects.filter(session_key=cookie).exists()
+    again = keyed(client, GUEST, "checkout-1")
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert Execution.objects.count() == 1
+
+
+def test_a_started_session_is_never_stored_nor_replayed_to_another_guest() -> None:
+    one = APIClient()
+    first = keyed(one, GUEST, "checkout-1", label="one")
+    stored = IdempotencyRecord.objects.get()
+    assert not [name for name, _ in stored.response_headers if "cookie" in name.lower()]
+    again = keyed(one, GUEST, "checkout-1", label="one")
+    assert again["Idempotent-Replayed"] == "true"
+    # The replay sets no cookie at all: the client keeps the one its first answer set.
+    assert settings.SESSION_COOKIE_NAME not in again.cookies
+    other = APIClient()
+    theirs = keyed(other, GUEST, "checkout-1", label="other")
+    assert theirs.status_code == 201
+    assert not theirs.has_header("Idempotent-Replayed")
+    assert theirs.json()["label"] == "other"
+    mine = first.cookies[settings.SESSION_COOKIE_NAME].value
+    assert theirs.cookies[settings.SESSION_COOKIE_NAME].value != mine
+    assert Execution.objects.count() == 2
+
+
+def test_a_guest_with_a_dead_session_cookie_is_refused(assert_problem) -> None:
+    """A cookie naming no stored session (expired, or cycled by a login) is never a new guest:
+    it may be a copy of a request that ran in that session."""
+    client = guest()
+    Session.objects.all().delete()
+    refused = keyed(client, GUEST, "checkout-1")
     document = assert_problem(refused, 403, "idempotency-key-requires-authentication")
     assert "session" in document["detail"]
     assert Execution.objects.count() == 0
@@ -134,15 +174,120 @@ def test_a_forged_or_expired_session_cookie_is_no_principal(assert_problem) -> N
     assert IdempotencyRecord.objects.count() == 0
 
 
+def test_a_cycled_session_key_is_still_the_same_guest() -> None:
+    client = guest()
+    keyed(client, GUEST, "checkout-1")
+    client.get("/test/input/cycle-session/")
+    again = keyed(client, GUEST, "checkout-1")
+    assert again["Idempotent-Replayed"] == "true"
+    assert Execution.objects.count() == 1
+
+
 def test_a_lost_cookie_is_a_new_operation() -> None:
     """The documented limit: the key lives in the session; a new session is a new guest."""
     client = guest()
     keyed(client, GUEST, "checkout-1")
-    client.get("/test/input/cycle-session/")  # e.g. a login, or a new cookie
-    again = keyed(client, GUEST, "checkout-1")
+    again = keyed(guest(), GUEST, "checkout-1")
     assert again.status_code == 201
     assert not again.has_header("Idempotent-Replayed")
     assert Execution.objects.count() == 2
+
+
+# -- a guest who logs in between two copies ------------------------------------------------
+
+
+def log_in_with_the_login_view(client: APIClient, user: Any) -> None:
+    before = client.cookies[settings.SESSION_COOKIE_NAME].value
+    answer = client.post("/accounts/login/", {"username": user.username, "password": "secret"})
+    assert answer.status_code == 302, answer.content
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != before  # cycle_key()
+    assert not Session.objects.filter(session_key=before).exists()
+
+
+def log_in_with_the_test_client(client: APIClient, user: Any) -> None:
+    before = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert client.login(username=user.username, password="secret")
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != before
+
+
+@pytest.mark.parametrize("log_in", [log_in_with_the_login_view, log_in_with_the_test_client])
+def test_a_guest_who_logs_in_between_two_copies_gets_the_replay(user, log_in) -> None:
+    client = guest()
+    first = keyed(client, GUEST, "basket-line-1")
+    assert first.status_code == 201, first.content
+    log_in(client, user)
+    again = keyed(client, GUEST, "basket-line-1")
+    assert again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert Execution.objects.count() == 1
+    # A new key after the login is the user's own operation, scoped to the user.
+    assert keyed(client, GUEST, "basket-line-2").status_code == 201
+    assert IdempotencyRecord.objects.get(key="basket-line-2").scope.endswith(
+        f"|auth.user:{user.pk}"
+    )
+
+
+def test_a_guest_whose_first_request_was_keyed_keeps_it_through_the_login(user) -> None:
+    client = APIClient()
+    first = keyed(client, GUEST, "basket-line-1")
+    log_in_with_the_login_view(client, user)
+    again = keyed(client, GUEST, "basket-line-1")
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert Execution.objects.count() == 1
+
+
+def test_a_guests_retry_after_login_with_another_body_is_a_mismatch(user, assert_problem) -> None:
+    client = guest()
+    keyed(client, GUEST, "basket-line-1", label="a")
+    log_in_with_the_login_view(client, user)
+    assert_problem(keyed(client, GUEST, "basket-line-1", label="b"), 422)
+    assert Execution.objects.count() == 1
+
+
+def test_a_guests_answer_reaches_no_one_else_after_its_login(user, other_user) -> None:
+    client = guest()
+    keyed(client, GUEST, "basket-line-1", label="guest")
+    log_in_with_the_login_view(client, user)
+    # The same account in another session, another guest, another user: their own runs.
+    elsewhere = keyed(session_client(user), GUEST, "basket-line-1", label="elsewhere")
+    stranger = keyed(guest(), GUEST, "basket-line-1", label="stranger")
+    other = keyed(session_client(other_user), GUEST, "basket-line-1", label="other")
+    for answer in (elsewhere, stranger, other):
+        assert answer.status_code == 201
+        assert not answer.has_header("Idempotent-Replayed")
+    assert Execution.objects.count() == 4
+
+
+def test_a_logout_ends_the_guest(user, other_user) -> None:
+    """``logout()`` flushes the session: whoever logs in next in that browser is not the guest."""
+    client = guest()
+    keyed(client, GUEST, "basket-line-1")
+    log_in_with_the_login_view(client, user)
+    client.post("/test/input/logout/")
+    log_in_with_the_test_client(client, other_user)
+    after = keyed(client, GUEST, "basket-line-1")
+    assert after.status_code == 201
+    assert not after.has_header("Idempotent-Replayed")
+    assert Execution.objects.count() == 2
+
+
+def test_a_session_carries_its_guest_only_to_the_user_it_was_logged_in_for(
+    user, other_user, rf
+) -> None:
+    client = guest()
+    keyed(client, GUEST, "basket-line-1")
+    log_in_with_the_login_view(client, user)
+    request = rf.post(GUEST)
+    request.session = SessionStore(client.cookies[settings.SESSION_COOKIE_NAME].value)
+    request.user = user
+    carried = carried_guest_principal(request)
+    assert carried is not None and carried.startswith("session:")
+    request.user = other_user  # e.g. a token user sending the user's session cookie
+    assert carried_guest_principal(request) is None
+    request.user = AnonymousUser()
+    assert carried_guest_principal(request) is None
 
 
 def test_a_logged_in_user_keeps_the_user_scope_on_a_guest_view(user) -> None:
@@ -175,3 +320,38 @@ def test_users_need_only_a_pk() -> None:
 
     assert user_principal(Stateless()) == "auth.user:7"
     assert user_principal(UserFactory.build(pk=None)) is None
+
+
+# -- one vocabulary: the principal option and its setting ----------------------------------
+
+SETTINGS_PRINCIPAL = "/test/input/settings-principal/"
+
+
+def test_the_principal_setting_opens_every_view_to_guests(assert_problem) -> None:
+    assert_problem(keyed(guest(), SETTINGS_PRINCIPAL, "k"), 403)
+    with override_settings(IDEMPOTENCY_PRINCIPAL="session"):
+        client = APIClient()
+        first = keyed(client, SETTINGS_PRINCIPAL, "k")
+        again = keyed(client, SETTINGS_PRINCIPAL, "k")
+    assert first.status_code == 201, first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert Execution.objects.count() == 1
+
+
+def test_the_decorator_takes_the_principal_option() -> None:
+    client = APIClient()
+    first = client.post("/test/input/guest-action/checkout/", {}, HTTP_IDEMPOTENCY_KEY="k")
+    again = client.post("/test/input/guest-action/checkout/", {}, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 201, first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert Execution.objects.count() == 1
+
+
+def test_guest_sessions_is_a_deprecated_alias_of_the_session_principal() -> None:
+    with pytest.warns(DeprecationWarning, match="idempotency_principal"):
+
+        class Legacy(IdempotentViewMixin):
+            idempotency_guest_sessions = True
+
+    assert Legacy()._idempotency_principal_option() == "session"
+    assert IdempotentViewMixin()._idempotency_principal_option() == "user"

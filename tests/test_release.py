@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from django_idempotency.conf import DEFAULT_RELEASE_STATUS_CODES
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.views import make_policy
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +93,44 @@ def test_release_is_a_real_rollback(post) -> None:
     """Outside the test's own transaction: the release undoes committed-looking work too."""
     assert post("/test/probe/", {"label": "bad", "status": 500}, key="k").status_code == 500
     assert_released(post)
+
+
+EXTRA_406 = "/test/input/extra-406/"
+
+
+@pytest.mark.parametrize("status", [406, 404, 401, 409])
+def test_extra_release_codes_extend_the_default_list(post, status: int) -> None:
+    """``idempotency_extra_release_status_codes = {406}`` adds 406 and keeps every default."""
+    assert post(EXTRA_406, {"label": "bad", "status": status}, key="k").status_code == status
+    assert IdempotencyRecord.objects.count() == 0
+    assert Execution.objects.count() == 0
+    retry = post(EXTRA_406, {"label": "fixed"}, key="k")
+    assert retry.status_code == 201
+    assert not retry.has_header("Idempotent-Replayed")
+
+
+def test_extra_release_codes_store_what_is_not_listed(post) -> None:
+    first = post(EXTRA_406, {"status": 402}, key="k")
+    assert post(EXTRA_406, {"status": 402}, key="k")["Idempotent-Replayed"] == "true"
+    assert first.status_code == 402
+    assert Execution.objects.count() == 1
+
+
+@override_settings(IDEMPOTENCY_RELEASE_STATUS_CODES={*DEFAULT_RELEASE_STATUS_CODES, 406})
+def test_the_setting_extends_the_exported_default(post) -> None:
+    assert post("/test/probe/", {"label": "bad", "status": 406}, key="k").status_code == 406
+    assert post("/test/probe/", {"label": "bad", "status": 404}, key="k").status_code == 404
+    assert_released(post)
+
+
+def test_the_default_list_is_exported() -> None:
+    assert sorted(DEFAULT_RELEASE_STATUS_CODES) == RELEASED_BY_DEFAULT
+
+
+@override_settings(IDEMPOTENCY_RELEASE_STATUS_CODES=[402])
+def test_plain_views_take_the_same_release_options() -> None:
+    assert make_policy({}).get_idempotency_release_status_codes() == {402}
+    extended = make_policy({"extra_release_status_codes": [406]})
+    assert extended.get_idempotency_release_status_codes() == {402, 406}
+    replaced = make_policy({"release_status_codes": [400], "extra_release_status_codes": [406]})
+    assert replaced.get_idempotency_release_status_codes() == {400, 406}

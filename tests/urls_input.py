@@ -9,6 +9,9 @@ router = SimpleRouter()
 router.register("jwt-probe", views.JwtProbeViewSet, basename="jwt-probe")
 router.register("stateless-jwt-probe", views.StatelessJwtProbeViewSet, basename="stateless-probe")
 router.register("guest-probe", views.GuestProbeViewSet, basename="guest-probe")
+router.register("settings-principal", views.SettingsPrincipalProbeViewSet, basename="settings-p")
+router.register("guest-action", views.GuestActionViewSet, basename="guest-action")
+router.register("extra-406", views.Extra406ProbeViewSet, basename="extra-406")
 router.register("pay-hyperlinked", views.HyperlinkedViewSet, basename="pay-hyperlinked")
 router.register("pay-slug", views.SlugViewSet, basename="pay-slug")
 router.register("pay-pk", views.PkViewSet, basename="pay-pk")
@@ -20,5 +23,6 @@ router.register("plain", views.PlainResponseViewSet, basename="plain")
 urlpatterns = [
     path("start-session/", views.start_session),
     path("cycle-session/", views.cycle_session),
+    path("logout/", views.log_out),
     *router.urls,
 ]

@@ -28,7 +28,7 @@ from ninja.operation import Operation as NinjaOperation
 from pydantic import TypeAdapter, ValidationError
 
 from ..conf import app_settings
-from ..exceptions import AuthenticationRequired, IdempotencyError
+from ..exceptions import IdempotencyError
 from ..keys import MAX_KEY_LENGTH
 from ..principals import user_principal
 from ..problems import PROBLEM_CONTENT_TYPE, error_response
@@ -40,7 +40,8 @@ Func = TypeVar("Func", bound=Callable[..., Any])
 
 def idempotent(**options: Any) -> Callable[[Func], Func]:
     """Decorate one operation; ``options`` as for ``idempotent_view`` (``key_required``,
-    ``key_source``, ``scope``, ``reference_field``, ``ttl``, ``model``)."""
+    ``key_source``, ``principal``, ``scope``, ``reference_field``, ``ttl``,
+    ``release_status_codes``, ``extra_release_status_codes``, ``model``)."""
     return decorate_view(IdempotentRun(**options))
 
 
@@ -61,13 +62,10 @@ class _NinjaPolicy(IdempotencyOptions):
         self.operation = operation
 
     def get_idempotency_principal(self, request: HttpRequest) -> str:
-        """The user ninja's auth returned (``request.auth``), else the session's user."""
-        principal = user_principal(getattr(request, "auth", None)) or user_principal(
-            getattr(request, "user", None)
-        )
-        if principal is None:
-            raise AuthenticationRequired()
-        return principal
+        """The user ninja's auth returned (``request.auth``), else the session's user; with
+        the ``"session"`` principal, else the guest's session (as on the other doors)."""
+        principal = user_principal(getattr(request, "auth", None))
+        return principal or super().get_idempotency_principal(request)
 
     def normalise_idempotency_reference(self, name: str, value: str) -> Any:
         """The value as the operation's body schema parses it (``"07"`` and ``7`` are one)."""
@@ -103,7 +101,8 @@ class IdempotentRun:
         policy = _NinjaPolicy(operation)
         for name, value in self.options.items():
             setattr(policy, f"idempotency_{name}", value)
-        _document(operation, required=policy.idempotency_key_required)
+        # The OpenAPI entry is built now: it reads IDEMPOTENCY_KEY_REQUIRED when decorating.
+        _document(operation, required=policy.get_idempotency_key_required())
 
         if iscoroutinefunction(run):
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -15,7 +17,7 @@ from rest_framework_simplejwt.authentication import (
     JWTStatelessUserAuthentication,
 )
 
-from django_idempotency.drf import IdempotentCreateMixin
+from django_idempotency.drf import IdempotentCreateMixin, IdempotentViewMixin, idempotent
 from example_project.shop.models import Order
 
 from .models import Execution
@@ -39,7 +41,34 @@ class GuestProbeViewSet(ProbeViewSet):
 
     permission_classes = [AllowAny]
     authentication_classes = [SessionAuthentication]
-    idempotency_guest_sessions = True
+    idempotency_principal = "session"
+
+
+class SettingsPrincipalProbeViewSet(ProbeViewSet):
+    """Open to guests, with no principal of its own: ``IDEMPOTENCY_PRINCIPAL`` decides."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = [SessionAuthentication]
+
+
+class GuestActionViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """A guest checkout as an action: the decorator's ``principal`` option."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = [SessionAuthentication]
+    queryset = Execution.objects.all()
+
+    @action(methods=["post"], detail=False)
+    @idempotent(principal="session")
+    def checkout(self, request: Request) -> Response:
+        Execution.objects.create(label="checkout")
+        return Response({"ordered": Execution.objects.count()}, status=201)
+
+
+class Extra406ProbeViewSet(ProbeViewSet):
+    """A shop whose validation failures are 406: released besides the default list."""
+
+    idempotency_extra_release_status_codes = {406}
 
 
 def start_session(request: HttpRequest) -> JsonResponse:
@@ -50,6 +79,11 @@ def start_session(request: HttpRequest) -> JsonResponse:
 
 def cycle_session(request: HttpRequest) -> JsonResponse:
     request.session.cycle_key()
+    return JsonResponse({})
+
+
+def log_out(request: HttpRequest) -> JsonResponse:
+    logout(request)
     return JsonResponse({})
 
 
