@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -388,6 +389,24 @@ def test_a_message_the_broker_refuses_is_kept_not_lost(queue: str, reachable: No
     assert task_ids(drain(queue)) == [accepted]
     assert outbox() == [(refused, 1)]
     assert "NOT_FOUND" in OutboxMessage.objects.get().last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_redis_the_publish_is_answered_and_the_row_goes(queue: str) -> None:
+    """No publisher confirms on Redis: its publish is an LPUSH whose reply it waits for."""
+    import redis
+
+    url = os.environ.get("CELERY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        with broker(url, queue), transaction.atomic():
+            task_id = send_on_commit(ship_order.s(7))
+        assert not OutboxMessage.objects.exists()
+        (raw,) = client.lrange(queue, 0, -1)
+        assert json.loads(raw)["headers"]["id"] == task_id
+    finally:
+        client.delete(queue)
+        client.close()
 
 
 # -- one bad message -------------------------------------------------------------------------

@@ -195,8 +195,16 @@ def _confirming_producer(app: Celery) -> Iterator[Producer]:
     the outbox's and the app's other publishes keep theirs (and their speed).
     """
     connection = app.connection_for_write()
-    if connection.transport.driver_name in _CONFIRMING_TRANSPORTS:
+    transport = connection.transport
+    if transport.driver_name in _CONFIRMING_TRANSPORTS:
         connection = app.connection_for_write(transport_options={"confirm_publish": True})
+    elif transport.driver_type == "amqp":
+        # librabbitmq (which kombu picks for amqp:// when it is installed) cannot wait for a
+        # confirm: refused, so the messages stay rather than go unconfirmed.
+        raise OutboxUnavailable(
+            f"the {transport.driver_name} transport cannot confirm publishes; the outbox "
+            "needs py-amqp: use a pyamqp:// broker URL."
+        )
     pool = pools.producers[connection]
     with pool.acquire(block=True) as producer:
         yield producer
