@@ -1,4 +1,5 @@
-"""Read-only admin for records and the event log, with a purge that uses the one routine."""
+"""Read-only admin for records, the event log and the outbox, with a purge that uses the one
+routine."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from django.utils.translation import ngettext
 
 from .admin_paging import EstimatedCountPaginator, IndexedChangeList, count_rows
 from .managers import PurgeResult
-from .models import IdempotencyEvent, IdempotencyRecord
+from .models import IdempotencyEvent, IdempotencyRecord, OutboxMessage
 
 #: Characters of a stored body shown on the detail page; the rest is summarised.
 BODY_PREVIEW_LIMIT = 8 * 1024
@@ -549,6 +550,115 @@ class IdempotencyEventAdmin(_InspectionOnly, _BigTableAdmin):
             return "-"
         url = reverse("admin:django_idempotency_idempotencyrecord_change", args=[event.record_id])
         return format_html('<a href="{}">#{}</a>', url, event.record_id)
+
+
+# -- outbox -------------------------------------------------------------------------------
+
+
+class OutboxStateFilter(_ConditionFilter):
+    """Parked messages (a partial index), and those that failed but are still tried."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("parked", _("Parked (the relay gave up)")),
+            ("failing", _("Failed, tried again by the relay")),
+            ("waiting", _("Waiting to be sent")),
+        ]
+
+    def condition(self, value: str) -> Q | Combinable | None:
+        # The outbox is nearly empty while the broker is up; only "parked" needs its index.
+        return {
+            "parked": Q(parked_at__isnull=False),
+            "failing": Q(parked_at__isnull=True, attempts__gt=0),
+            "waiting": Q(parked_at__isnull=True, attempts=0),
+        }.get(value, Q(pk__in=[]))
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(_InspectionOnly, _BigTableAdmin):
+    """The task messages not yet sent: what waits, what fails, and why. Rows are written by
+    ``send_on_commit`` and removed by the publish that the broker confirmed."""
+
+    list_display = (
+        "task_id",
+        "name",
+        "created_display",
+        "state_badge",
+        "attempts",
+        "last_attempt_display",
+        "short_error",
+    )
+    list_filter = (OutboxStateFilter,)
+    sortable_by = ("created_display",)
+    search_fields = ("=task_id", "=name")
+    search_help_text = _("An exact task id or task name.")
+    list_per_page = 100
+    fields = (
+        "task_id",
+        "name",
+        "state_badge",
+        "args_display",
+        "kwargs_display",
+        "options_display",
+        "created_display",
+        "attempts",
+        "last_attempt_display",
+        "parked_display",
+        "error_display",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("created"), ordering="pk")
+    def created_display(self, message: OutboxMessage) -> str:
+        return _when(message.created_at)
+
+    @admin.display(description=_("last attempt"))
+    def last_attempt_display(self, message: OutboxMessage) -> str:
+        return _when(message.last_attempt_at)
+
+    @admin.display(description=_("parked"))
+    def parked_display(self, message: OutboxMessage) -> str:
+        return _when(message.parked_at)
+
+    @admin.display(description=_("state"))
+    def state_badge(self, message: OutboxMessage) -> SafeString:
+        if message.parked_at is not None:
+            return _badge(_("parked"), "#cf222e")
+        if message.attempts:
+            return _badge(_("failing"), "#9a6700")
+        return _badge(_("waiting"), "#59636e")
+
+    @admin.display(description=_("last error"))
+    def short_error(self, message: OutboxMessage) -> str:
+        error = message.last_error
+        return error if len(error) <= 80 else f"{error[:79]}…"
+
+    @admin.display(description=_("last error"))
+    def error_display(self, message: OutboxMessage) -> SafeString | str:
+        if not message.last_error:
+            return "-"
+        return format_html('<pre class="idem-pre">{}</pre>', message.last_error)
+
+    @admin.display(description=_("arguments"))
+    def args_display(self, message: OutboxMessage) -> SafeString:
+        return _json(message.args)
+
+    @admin.display(description=_("keyword arguments"))
+    def kwargs_display(self, message: OutboxMessage) -> SafeString:
+        return _json(message.kwargs)
+
+    @admin.display(description=_("options"))
+    def options_display(self, message: OutboxMessage) -> SafeString:
+        return _json(message.options)
+
+
+def _json(value: Any) -> SafeString:
+    return format_html(
+        '<pre class="idem-pre">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
+    )
 
 
 def _purge_preview(records: QuerySet[Any]) -> dict[str, Any]:

@@ -292,6 +292,29 @@ class OutboxMessage(models.Model):
             "sends it once it is older than IDEMPOTENCY_OUTBOX_RELAY_AFTER."
         ),
     )
+    attempts = models.PositiveIntegerField(
+        _("failed attempts"),
+        default=0,
+        help_text=_(
+            "Publishes of this message that failed for a reason of its own (an unreachable "
+            "broker counts none); at the relay's limit the message is parked."
+        ),
+    )
+    last_error = models.TextField(
+        _("last error"), blank=True, default="", help_text=_("Why the latest publish failed.")
+    )
+    last_attempt_at = models.DateTimeField(
+        _("last attempt"), null=True, blank=True, help_text=_("When the latest publish failed.")
+    )
+    parked_at = models.DateTimeField(
+        _("parked"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the relay gave up on this message: it is left alone until an operator "
+            "fixes the cause and unparks it (OutboxMessage.objects.parked().unpark())."
+        ),
+    )
 
     objects = OutboxMessageQuerySet.as_manager()
 
@@ -302,6 +325,14 @@ class OutboxMessage(models.Model):
         # come first, and the table is nearly empty whenever the broker is up.
         constraints = [
             models.UniqueConstraint(fields=["task_id"], name="idempotency_outbox_task_id_uniq"),
+        ]
+        indexes = [
+            # The parked messages (the admin's filter, the relay's report): few or none.
+            models.Index(
+                fields=["parked_at"],
+                condition=Q(parked_at__isnull=False),
+                name="idempotency_outbox_parked_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,19 +23,74 @@ if TYPE_CHECKING:
 Send = Callable[["OutboxMessage"], None]
 
 
-class OutboxSendError(RuntimeError):
-    """A message could not be sent: it and the messages after it stay in the outbox.
+#: Failed publishes after which a message is parked: the relay leaves it alone from then on.
+DEFAULT_MAX_ATTEMPTS = 5
+#: Characters of a failure kept on the message (an exception's text can be a whole payload).
+MAX_ERROR_LENGTH = 2000
 
-    ``sent`` counts the messages sent (and deleted) before it; the cause is ``__cause__``.
+
+class OutboxUnavailable(Exception):
+    """Raised by a send when nothing can be sent now (the broker is unreachable, or did not
+    confirm the message): the relay stops, and the message counts no attempt against itself.
+
+    Anything else a send raises is the message's own failure: it is set aside (see
+    :meth:`OutboxMessageQuerySet.send_each`) and the relay goes on with the rest.
     """
 
-    def __init__(self, task_id: str, sent: int, cause: BaseException) -> None:
+
+class OutboxSendError(RuntimeError):
+    """Nothing could be sent (:class:`OutboxUnavailable`): this message and the rest stay.
+
+    ``sent`` counts the messages sent (and deleted) before it, ``set_aside`` those that failed
+    on their own before it; the cause is ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        sent: int,
+        cause: BaseException,
+        set_aside: tuple[SetAside, ...] = (),
+    ) -> None:
         super().__init__(
             f"could not send outbox message {task_id!r} ({type(cause).__name__}: {cause}); "
             f"{sent} sent before it, it and the rest stay for the next relay."
         )
         self.task_id = task_id
         self.sent = sent
+        self.set_aside = set_aside
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A message whose send failed on its own: kept, skipped for this run, parked at the limit."""
+
+    task_id: str
+    attempts: int
+    error: str
+    parked: bool
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one ``send_each`` did."""
+
+    sent: int = 0
+    set_aside: tuple[SetAside, ...] = ()
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    """What one relay did on ``database``; ``parked`` counts every message parked there."""
+
+    database: str
+    sent: int
+    set_aside: tuple[SetAside, ...]
+    parked: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON, for a task's result."""
+        return {**asdict(self), "set_aside": [asdict(item) for item in self.set_aside]}
 
 
 def json_only(value: Any, where: str) -> Any:
@@ -105,26 +161,45 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
             )
         return self.using(alias).filter(created_at__lte=cutoff)  # type: ignore[no-any-return]
 
-    def send_each(self, send: Send, *, batch_size: int) -> int:
-        """Send every message of this queryset once and delete it; return how many were sent.
+    def parked(self) -> OutboxMessageQuerySet:
+        """Messages the relay has given up on (see :meth:`send_each`)."""
+        return self.filter(parked_at__isnull=False)
+
+    def unpark(self) -> int:
+        """Let the relay try these parked messages again, from zero attempts."""
+        return self.parked().update(parked_at=None, attempts=0)
+
+    def send_each(
+        self, send: Send, *, batch_size: int, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ) -> SendResult:
+        """Send every unparked message of this queryset once and delete it.
 
         Messages go in primary-key order, in batches of ``batch_size``, each batch its own
         transaction on this queryset's write alias that deletes the messages it sent. The
         batch is picked ``FOR UPDATE SKIP LOCKED`` where the database can: a message another
-        sender holds is left to it, so two senders never send the same one at once. A send
-        that raises stops everything: the messages sent before it are deleted, it and the
-        rest stay, and :class:`OutboxSendError` is raised.
+        sender holds is left to it, so two senders never send the same one at once.
+
+        A send that raises :class:`OutboxUnavailable` stops everything: the messages sent
+        before it are deleted, it and the rest stay, and :class:`OutboxSendError` is raised.
+        Any other exception is the message's own failure: its attempts, error and time are
+        recorded, it is parked once it has failed ``max_attempts`` times, and the rest are sent
+        (one bad message must not hold up every message behind it).
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1.")
         alias = self._write_alias()
         skip_locked = connections[alias].features.has_select_for_update_skip_locked
         total = 0
+        set_aside: list[SetAside] = []
         last_pk = 0
         while True:
             failure: tuple[OutboxMessage, Exception] | None = None
             with transaction.atomic(using=alias):
-                batch = self.using(alias).filter(pk__gt=last_pk).order_by("pk")
+                batch = (
+                    self.using(alias).filter(pk__gt=last_pk, parked_at__isnull=True).order_by("pk")
+                )
                 if skip_locked:
                     batch = batch.select_for_update(skip_locked=True)
                 messages = list(batch[:batch_size])
@@ -132,21 +207,42 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
                 for message in messages:
                     try:
                         send(message)
-                    except Exception as exc:
+                    except OutboxUnavailable as exc:
                         failure = (message, exc)
                         break
+                    except Exception as exc:
+                        set_aside.append(self._set_aside(alias, message, exc, max_attempts))
+                        continue
                     sent.append(message.pk)
                 if sent:
                     self.model._default_manager.using(alias).filter(pk__in=sent).delete()
             total += len(sent)
             # Raised only now: inside the block it would roll back the deletes of what was sent.
             if failure is not None:
-                unsent, cause = failure
-                raise OutboxSendError(unsent.task_id, total, cause) from cause
+                unsent, unavailable = failure
+                cause = unavailable.__cause__ or unavailable
+                raise OutboxSendError(unsent.task_id, total, cause, tuple(set_aside)) from cause
             if len(messages) < batch_size:
-                return total
+                return SendResult(sent=total, set_aside=tuple(set_aside))
             # Keyset paging: a message skipped because someone else holds it is not met again.
             last_pk = messages[-1].pk
+
+    def _set_aside(
+        self, alias: str, message: OutboxMessage, error: Exception, max_attempts: int
+    ) -> SetAside:
+        """Record a failed send on ``message`` (locked by the caller's batch)."""
+        attempts = message.attempts + 1
+        parked = attempts >= max_attempts
+        # A NUL cannot be stored in a PostgreSQL text column.
+        text = f"{type(error).__name__}: {error}".replace("\x00", "\\x00")[:MAX_ERROR_LENGTH]
+        now = _clock(alias)
+        self.model._default_manager.using(alias).filter(pk=message.pk).update(
+            attempts=attempts,
+            last_error=text,
+            last_attempt_at=now,
+            parked_at=now if parked else None,
+        )
+        return SetAside(task_id=message.task_id, attempts=attempts, error=text, parked=parked)
 
     def _write_alias(self) -> str:
         return self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .conf import app_settings
+from .outbox import DEFAULT_MAX_ATTEMPTS
 from .purge_args import MAX_AGE, ArgumentError, parse_age, parse_alias, parse_whole_number
 
 DEFAULT_RELAY_BATCH_SIZE = 100
 #: Messages per transaction: each batch holds its rows locked while it publishes them.
 MAX_RELAY_BATCH_SIZE = 10_000
+#: The most failed publishes a message may have before it is parked.
+MAX_RELAY_MAX_ATTEMPTS = 1000
 
 _SECONDS = re.compile(r"\s*[0-9]{1,12}(\.[0-9]{1,9})?\s*")
 
@@ -32,6 +35,7 @@ class RelayArgs:
     older_than: timedelta
     batch_size: int
     database: str
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
 def parse_relay_older_than(value: object) -> timedelta:
@@ -75,6 +79,17 @@ def parse_relay_batch_size(value: object) -> int:
     )
 
 
+def parse_relay_max_attempts(value: object) -> int:
+    """Failed publishes after which a message is parked: 1 to :data:`MAX_RELAY_MAX_ATTEMPTS`."""
+    return parse_whole_number(
+        value,
+        option="--max-attempts",
+        default=DEFAULT_MAX_ATTEMPTS,
+        maximum=MAX_RELAY_MAX_ATTEMPTS,
+        error=RelayArgumentError,
+    )
+
+
 def parse_relay_database(value: object) -> str:
     """A configured alias; ``None`` means where the router writes outbox messages."""
     from .models import OutboxMessage
@@ -83,11 +98,16 @@ def parse_relay_database(value: object) -> str:
 
 
 def parse_relay_args(
-    *, older_than: object = None, batch_size: object = None, database: object = None
+    *,
+    older_than: object = None,
+    batch_size: object = None,
+    database: object = None,
+    max_attempts: object = None,
 ) -> RelayArgs:
     """Check every argument; raise :class:`RelayArgumentError` on the first bad one."""
     return RelayArgs(
         older_than=parse_relay_older_than(older_than),
         batch_size=parse_relay_batch_size(batch_size),
         database=parse_relay_database(database),
+        max_attempts=parse_relay_max_attempts(max_attempts),
     )

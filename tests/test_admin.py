@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_idempotency.admin import BODY_PREVIEW_LIMIT
-from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from django_idempotency.models import IdempotencyEvent, IdempotencyRecord, OutboxMessage
 from tests.factories import IdempotencyRecordFactory, UserFactory
 from tests.test_events import probe
 
@@ -423,3 +423,87 @@ def test_staff_without_delete_permission_can_look_but_not_purge(seeded: Seeded) 
     assert client.get(record_url(seeded.paid)).status_code == 200
     assert client.get(EVENTS).status_code == 200
     assert IdempotencyRecord.objects.expired().count() == 1
+
+
+# -- outbox -------------------------------------------------------------------------------
+
+OUTBOX = reverse("admin:django_idempotency_outboxmessage_changelist")
+
+
+def outbox_seeded() -> dict[str, OutboxMessage]:
+    """A message waiting, one failing, one parked, set aside by the outbox's own routine."""
+
+    def send(message: OutboxMessage) -> None:
+        if message.task_id != "waiting-1":
+            raise ValueError(f"<b>refused</b> {message.task_id}")
+
+    waiting = OutboxMessage.objects.add(task_id="waiting-1", name="shop.ship_order", args=[1])
+    failing = OutboxMessage.objects.add(task_id="failing-1", name="shop.ship_order", args=[2])
+    parked = OutboxMessage.objects.add(
+        task_id="parked-1", name="shop.refund", kwargs={"amount": "9.50"}, options={"queue": "q"}
+    )
+    OutboxMessage.objects.filter(pk=parked.pk).send_each(send, batch_size=1, max_attempts=1)
+    OutboxMessage.objects.filter(pk=failing.pk).send_each(send, batch_size=1, max_attempts=5)
+    return {"waiting": waiting, "failing": failing, "parked": parked}
+
+
+def outbox_shown(client: Client, query: str = "") -> set[str]:
+    response = client.get(f"{OUTBOX}?{query}")
+    assert response.status_code == 200, query
+    return {message.task_id for message in response.context["cl"].result_list}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {"waiting-1", "failing-1", "parked-1"}),
+        ("state=parked", {"parked-1"}),
+        ("state=failing", {"failing-1"}),
+        ("state=waiting", {"waiting-1"}),
+        ("state=nope", set()),
+        ("q=parked-1", {"parked-1"}),
+        ("q=shop.ship_order", {"waiting-1", "failing-1"}),
+        ("q=parked", set()),  # exact matches only
+    ],
+)
+def test_the_outbox_list_and_its_filters(
+    admin_client: Client, query: str, expected: set[str]
+) -> None:
+    outbox_seeded()
+    assert outbox_shown(admin_client, query) == expected
+
+
+def test_the_outbox_list_shows_state_attempts_and_error(admin_client: Client) -> None:
+    outbox_seeded()
+    html = admin_client.get(OUTBOX).content.decode()
+    for header in ("Task id", "Task name", "Created", "State", "Failed attempts", "Last error"):
+        assert f">{header}<" in html, header
+    assert ">parked<" in html
+    assert ">failing<" in html
+    assert ">waiting<" in html
+    assert "&lt;b&gt;refused&lt;/b&gt; parked-1" in html  # escaped, never rendered
+    assert admin_client.get(f"{OUTBOX}?attempts__gt=0").status_code == 400
+
+
+def test_the_outbox_detail_page(admin_client: Client) -> None:
+    parked = outbox_seeded()["parked"]
+    url = reverse("admin:django_idempotency_outboxmessage_change", args=[parked.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "ValueError: &lt;b&gt;refused&lt;/b&gt; parked-1" in html
+    assert "&quot;amount&quot;: &quot;9.50&quot;" in html
+    assert "&quot;queue&quot;: &quot;q&quot;" in html
+
+
+def test_outbox_messages_cannot_be_added_changed_or_deleted(admin_client: Client) -> None:
+    parked = outbox_seeded()["parked"]
+    change = reverse("admin:django_idempotency_outboxmessage_change", args=[parked.pk])
+    delete = reverse("admin:django_idempotency_outboxmessage_delete", args=[parked.pk])
+    assert (
+        admin_client.get(reverse("admin:django_idempotency_outboxmessage_add")).status_code == 403
+    )
+    assert admin_client.post(change, {"task_id": "changed"}).status_code == 403
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert OutboxMessage.objects.get(pk=parked.pk).task_id == "parked-1"
+    assert admin_client.get(OUTBOX).context["action_form"] is None  # no action at all

@@ -8,8 +8,11 @@ the outbox and the relay sends it once the broker is back.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from io import StringIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from amqp import Message
@@ -43,9 +47,13 @@ from example_project.celery import app
 from example_project.shop.tasks import ship_order
 from tests.conftest import AMQP_URL
 from tests.factories import OrderFactory
+from tests.soak.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "shop.ship_order"
+#: Ports for this module's fault proxies, a new one each time: kombu pools connections per
+#: broker URL for the whole process, and a pooled link through a closed proxy is dead.
+PROXY_PORTS = iter(range(18300, 18400))
 
 
 def drain(queue: str) -> list[Message]:
@@ -137,9 +145,9 @@ def test_a_shipment_whose_publish_failed_at_commit_is_sent_by_the_relay(
         assert OutboxMessage.objects.count() == 1
 
     with broker(AMQP_URL, queue):
-        assert relay_outbox(app=app) == 0  # younger than IDEMPOTENCY_OUTBOX_RELAY_AFTER
+        assert relay_outbox(app=app).sent == 0  # younger than IDEMPOTENCY_OUTBOX_RELAY_AFTER
         assert OutboxMessage.objects.count() == 1
-        assert relay_outbox(app=app, older_than=0) == 1
+        assert relay_outbox(app=app, older_than=0).sent == 1
         assert not OutboxMessage.objects.exists()
         (sent,) = drain(queue)
         assert sent.headers["id"] == task_id
@@ -152,7 +160,7 @@ def test_a_shipment_whose_publish_failed_at_commit_is_sent_by_the_relay(
         assert replay["Idempotent-Replayed"] == "true"
         assert drain(queue) == []
         assert not OutboxMessage.objects.exists()
-        assert relay_outbox(app=app, older_than=0) == 0
+        assert relay_outbox(app=app, older_than=0).sent == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -165,7 +173,7 @@ def test_a_commit_sends_the_message_once_and_deletes_it(queue: str, reachable: N
     assert sent.headers["id"] == task_id
     assert sent.properties["priority"] == 3
     assert not OutboxMessage.objects.exists()
-    assert relay_outbox(app=app, older_than=0) == 0
+    assert relay_outbox(app=app, older_than=0).sent == 0
     assert drain(queue) == []
 
 
@@ -182,7 +190,7 @@ def test_a_rollback_sends_nothing_and_leaves_nothing(queue: str, reachable: None
     with pytest.raises(Refused):
         write_then_refuse()
     assert not OutboxMessage.objects.exists()
-    assert relay_outbox(app=app, older_than=0) == 0
+    assert relay_outbox(app=app, older_than=0).sent == 0
     assert drain(queue) == []
 
 
@@ -220,8 +228,8 @@ def test_the_relay_leaves_messages_younger_than_the_age(queue: str, unreachable:
     # does not even try to publish.
     with transaction.atomic():
         send_on_commit(ship_order.s(7))
-    assert relay_outbox(app=app, older_than=60) == 0
-    assert relay_outbox(app=app) == 0  # IDEMPOTENCY_OUTBOX_RELAY_AFTER: 30 seconds
+    assert relay_outbox(app=app, older_than=60).sent == 0
+    assert relay_outbox(app=app).sent == 0  # IDEMPOTENCY_OUTBOX_RELAY_AFTER: 30 seconds
     assert OutboxMessage.objects.count() == 1
 
     OutboxMessage.objects.update(created_at=F("created_at") - timedelta(seconds=31))
@@ -252,7 +260,7 @@ def test_two_relays_racing_publish_each_message_once(queue: str, reachable: None
                 first_thread.append(threading.current_thread())
             else:
                 assert holding.wait(30)
-            return relay_outbox(app=app, older_than=0, batch_size=10)
+            return relay_outbox(app=app, older_than=0, batch_size=10).sent
         finally:
             if not first:
                 release.set()
@@ -282,8 +290,197 @@ def test_a_failed_relay_publishes_in_order_and_keeps_the_rest(queue: str) -> Non
         relay_outbox(app=app, older_than=0)
     assert OutboxMessage.objects.count() == 3
     with broker(AMQP_URL, queue):
-        assert relay_outbox(app=app, older_than=0, batch_size=2) == 3
+        assert relay_outbox(app=app, older_than=0, batch_size=2).sent == 3
     assert task_ids(drain(queue)) == ["t-0", "t-1", "t-2"]
+
+
+# -- the broker's confirm ---------------------------------------------------------------------
+
+
+def is_publish(chunk: bytes) -> bool:
+    """Whether ``chunk`` holds an AMQP ``basic.publish`` method frame (class 60, method 40)."""
+    offset = 0
+    while offset + 11 <= len(chunk):
+        size = int.from_bytes(chunk[offset + 3 : offset + 7], "big")
+        if chunk[offset] == 1 and chunk[offset + 7 : offset + 11] == b"\x00\x3c\x00\x28":
+            return True
+        offset += 8 + size  # type, channel, size, payload, frame end
+    return False
+
+
+@contextmanager
+def fault_proxy() -> Iterator[tuple[FaultProxy, str]]:
+    """The soak's fault proxy in front of the machine's RabbitMQ, run by a loop in a thread;
+    yields it and the broker URL through it."""
+    upstream = urlsplit(AMQP_URL)
+    proxy = FaultProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(30)
+
+    try:
+        for port in PROXY_PORTS:
+            try:
+                run(proxy.start(port))
+                break
+            except OSError:
+                continue
+        else:
+            raise RuntimeError("no free port left in 18300-18399")
+        credentials = upstream.netloc.rpartition("@")[0]
+        yield proxy, upstream._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl()
+    finally:
+        run(proxy.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def outbox() -> list[tuple[str, int]]:
+    return list(OutboxMessage.objects.order_by("pk").values_list("task_id", "attempts"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_cut_after_its_write_keeps_its_row_for_the_relay(queue: str) -> None:
+    """The connection dies right after the publish was written: the broker never got the
+    message, so the row may not go (it went, before publisher confirms, and the task with it)."""
+    with fault_proxy() as (proxy, url), broker(url, queue):
+        proxy.cut_on(is_publish)
+        with transaction.atomic():
+            task_id = send_on_commit(ship_order.s(7))
+        assert proxy.resets == 1  # the publish was written, and the link cut under it
+        assert drain(queue) == []
+        assert outbox() == [(task_id, 0)]  # an unreachable broker is no fault of the message
+        relay_outbox(app=app, older_than=0)  # the next connection through the proxy is fine
+    assert task_ids(drain(queue)) == [task_id]
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_cut_after_a_publish_stops_there_and_keeps_the_rest(queue: str) -> None:
+    for index in range(3):
+        OutboxMessage.objects.add(task_id=f"t-{index}", name=TASK, args=[index])
+    publishes = itertools.count(1)
+    with fault_proxy() as (proxy, url), broker(url, queue):
+        proxy.cut_on(lambda chunk: is_publish(chunk) and next(publishes) == 2)
+        with pytest.raises(OutboxSendError, match="'t-1'") as failed:
+            relay_outbox(app=app, older_than=0)
+        assert failed.value.sent == 1
+        assert proxy.resets == 1
+        assert outbox() == [("t-1", 0), ("t-2", 0)]
+        assert task_ids(drain(queue)) == ["t-0"]
+        relay_outbox(app=app, older_than=0)
+    assert task_ids(drain(queue)) == ["t-1", "t-2"]
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_the_broker_refuses_is_kept_not_lost(queue: str, reachable: None) -> None:
+    """Published to an exchange that does not exist, RabbitMQ drops the message and closes the
+    channel; only its confirm tells. The message is set aside and the next one still goes."""
+    missing = f"{queue}-missing"
+    with transaction.atomic():
+        refused = send_on_commit(ship_order.s(1).set(exchange=missing, routing_key=queue))
+    with transaction.atomic():
+        accepted = send_on_commit(ship_order.s(2))
+    assert task_ids(drain(queue)) == [accepted]
+    assert outbox() == [(refused, 1)]
+    assert "NOT_FOUND" in OutboxMessage.objects.get().last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_redis_the_publish_is_answered_and_the_row_goes(queue: str) -> None:
+    """No publisher confirms on Redis: its publish is an LPUSH whose reply it waits for."""
+    import redis
+
+    url = os.environ.get("CELERY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        with broker(url, queue), transaction.atomic():
+            task_id = send_on_commit(ship_order.s(7))
+        assert not OutboxMessage.objects.exists()
+        (raw,) = client.lrange(queue, 0, -1)
+        assert json.loads(raw)["headers"]["id"] == task_id
+    finally:
+        client.delete(queue)
+        client.close()
+
+
+# -- one bad message -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_that_cannot_be_published_is_parked_and_the_rest_go(
+    queue: str, unreachable: None
+) -> None:
+    with transaction.atomic():
+        first = send_on_commit(ship_order.s(1))
+        bad = send_on_commit(ship_order.s(2).set(countdown="soon"))  # JSON, but no countdown
+        last = send_on_commit(ship_order.s(3))
+    # The broker was down at the commit: nothing went. The bad message also failed on its own
+    # (before any connection), which counts.
+    assert outbox() == [(first, 0), (bad, 1), (last, 0)]
+
+    with broker(AMQP_URL, queue):
+        result = relay_outbox(app=app, older_than=0, max_attempts=3)
+        assert (result.sent, result.parked) == (2, 0)
+        (aside,) = result.set_aside
+        assert (aside.task_id, aside.attempts, aside.parked) == (bad, 2, False)
+        assert task_ids(drain(queue)) == [first, last]
+        message = OutboxMessage.objects.get()
+        assert (message.task_id, message.attempts, message.parked_at) == (bad, 2, None)
+        assert message.last_error.startswith("TypeError: ")
+        assert message.last_attempt_at is not None
+
+        second = relay_outbox(app=app, older_than=0, max_attempts=3)
+        assert (second.sent, second.parked, second.set_aside[0].parked) == (0, 1, True)
+        assert OutboxMessage.objects.get().parked_at is not None
+        # Parked: the relay leaves it alone, and says so every time.
+        third = relay_outbox(app=app, older_than=0, max_attempts=3)
+        assert (third.sent, third.set_aside, third.parked) == (0, (), 1)
+
+        with transaction.atomic():
+            after = send_on_commit(ship_order.s(4))
+        assert task_ids(drain(queue)) == [after]
+        assert OutboxMessage.objects.parked().unpark() == 1
+        assert OutboxMessage.objects.get().attempts == 0
+    assert drain(queue) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_reports_what_it_set_aside_and_parked(queue: str, reachable: None) -> None:
+    OutboxMessage.objects.add(task_id="bad", name=TASK, args=[1], options={"countdown": "soon"})
+    OutboxMessage.objects.add(task_id="good", name=TASK, args=[2])
+    out, err = StringIO(), StringIO()
+    with current(app):
+        call_command(
+            "idempotency_relay_outbox", "--older-than", "0", "--max-attempts", "1",
+            stdout=out, stderr=err,
+        )  # fmt: skip
+    assert out.getvalue().strip() == "Published 1 outbox message on database 'default'."
+    lines = err.getvalue().strip().splitlines()
+    assert lines[0].startswith("Outbox message 'bad' parked after 1 failed attempt: ")
+    assert "TypeError" in lines[0]
+    assert lines[1].startswith("1 outbox message is parked on database 'default'")
+    assert task_ids(drain(queue)) == ["good"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_task_reports_what_it_set_aside(queue: str, reachable: None) -> None:
+    import django_idempotency.contrib.celery  # noqa: F401 (registers the package's tasks)
+
+    OutboxMessage.objects.add(task_id="bad", name=TASK, args=[1], options={"countdown": "soon"})
+    OutboxMessage.objects.add(task_id="good", name=TASK, args=[2])
+    task = app.tasks["django_idempotency.relay_outbox"]
+    result = task.apply(kwargs={"older_than": 0}).get()
+    assert result["sent"] == 1
+    assert result["parked"] == 0
+    assert [(item["task_id"], item["attempts"]) for item in result["set_aside"]] == [("bad", 1)]
+    json.dumps(result)  # a result backend stores it
+    assert task_ids(drain(queue)) == ["good"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -292,7 +489,7 @@ def test_the_beat_task_relays_with_its_own_app(queue: str, reachable: None) -> N
 
     OutboxMessage.objects.add(task_id="beat-1", name=TASK, args=[1])
     task = app.tasks["django_idempotency.relay_outbox"]
-    assert task.apply(kwargs={"older_than": 0}).get() == 1
+    assert task.apply(kwargs={"older_than": 0}).get()["sent"] == 1
     assert task_ids(drain(queue)) == ["beat-1"]
 
 

@@ -12,7 +12,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 
 from django_idempotency.models import OutboxMessage
-from django_idempotency.outbox import OutboxSendError, json_only
+from django_idempotency.outbox import OutboxSendError, OutboxUnavailable, json_only
 
 pytestmark = pytest.mark.django_db
 
@@ -98,18 +98,18 @@ def test_send_each_sends_in_order_in_batches_and_deletes() -> None:
     def send(message: OutboxMessage) -> None:
         sent.append(message.task_id)
 
-    assert OutboxMessage.objects.all().send_each(send, batch_size=3) == 7
+    assert OutboxMessage.objects.all().send_each(send, batch_size=3).sent == 7
     assert sent == [f"t-{index}" for index in range(7)]
     assert not OutboxMessage.objects.exists()
 
 
-def test_a_failed_send_stops_keeps_the_rest_and_deletes_what_was_sent() -> None:
+def test_an_unavailable_broker_stops_keeps_the_rest_and_deletes_what_was_sent() -> None:
     for index in range(5):
         add(f"t-{index}")
 
     def send(message: OutboxMessage) -> None:
         if message.task_id == "t-3":
-            raise ConnectionError("broker down")
+            raise OutboxUnavailable("broker down") from ConnectionError("refused")
 
     with pytest.raises(OutboxSendError) as failed:
         OutboxMessage.objects.all().send_each(send, batch_size=2)
@@ -117,13 +117,61 @@ def test_a_failed_send_stops_keeps_the_rest_and_deletes_what_was_sent() -> None:
     assert failed.value.task_id == "t-3"
     assert isinstance(failed.value.__cause__, ConnectionError)
     assert "'t-3'" in str(failed.value)
-    assert "broker down" in str(failed.value)
-    assert sorted(OutboxMessage.objects.values_list("task_id", flat=True)) == ["t-3", "t-4"]
+    assert "refused" in str(failed.value)
+    # No fault of the message's: nothing counted against it.
+    assert list(OutboxMessage.objects.order_by("pk").values_list("task_id", "attempts")) == [
+        ("t-3", 0),
+        ("t-4", 0),
+    ]
 
 
-def test_send_each_needs_a_positive_batch_size() -> None:
+def test_a_message_that_fails_on_its_own_is_set_aside_and_the_rest_are_sent() -> None:
+    for index in range(5):
+        add(f"t-{index}")
+    sent: list[str] = []
+
+    def send(message: OutboxMessage) -> None:
+        if message.task_id == "t-1":
+            raise ValueError("no such exchange \x00 here")
+        sent.append(message.task_id)
+
+    for attempt in (1, 2):
+        result = OutboxMessage.objects.all().send_each(send, batch_size=2, max_attempts=3)
+        (aside,) = result.set_aside
+        assert (aside.task_id, aside.attempts, aside.parked) == ("t-1", attempt, False)
+        message = OutboxMessage.objects.get()
+        assert (message.task_id, message.attempts, message.parked_at) == ("t-1", attempt, None)
+    assert result.sent == 0
+    assert sent == ["t-0", "t-2", "t-3", "t-4"]
+    # A NUL would not fit a PostgreSQL text column.
+    assert message.last_error == "ValueError: no such exchange \\x00 here"
+    assert message.last_attempt_at is not None
+
+    third = OutboxMessage.objects.all().send_each(send, batch_size=2, max_attempts=3)
+    assert third.set_aside[0].parked
+    assert list(OutboxMessage.objects.parked().values_list("task_id", flat=True)) == ["t-1"]
+    # Parked: not tried again, until unparked.
+    assert OutboxMessage.objects.all().send_each(send, batch_size=2, max_attempts=3).set_aside == ()
+    assert OutboxMessage.objects.parked().unpark() == 1
+    assert OutboxMessage.objects.all().send_each(lambda m: None, batch_size=2).sent == 1
+    assert not OutboxMessage.objects.exists()
+
+
+def test_a_long_error_is_cut() -> None:
+    add("t-1")
+
+    def send(message: OutboxMessage) -> None:
+        raise ValueError("x" * 10_000)
+
+    OutboxMessage.objects.all().send_each(send, batch_size=1)
+    assert len(OutboxMessage.objects.get().last_error) == 2000
+
+
+def test_send_each_needs_a_positive_batch_size_and_attempts() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         OutboxMessage.objects.all().send_each(lambda message: None, batch_size=0)
+    with pytest.raises(ValueError, match="max_attempts"):
+        OutboxMessage.objects.all().send_each(lambda message: None, batch_size=1, max_attempts=0)
 
 
 @pytest.mark.django_db(databases=["default", "other"])
@@ -131,5 +179,5 @@ def test_messages_live_on_the_alias_they_were_written_to() -> None:
     OutboxMessage.objects.using("other").add(task_id="t-1", name="tests.task")
     assert not OutboxMessage.objects.using("default").exists()
     assert OutboxMessage.objects.using("other").due(timedelta(0)).count() == 1
-    assert OutboxMessage.objects.using("other").send_each(lambda m: None, batch_size=10) == 1
+    assert OutboxMessage.objects.using("other").send_each(lambda m: None, batch_size=10).sent == 1
     assert not OutboxMessage.objects.using("other").exists()

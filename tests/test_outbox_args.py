@@ -47,6 +47,10 @@ BAD_ARGUMENTS: list[dict[str, Any]] = [
     {"batch_size": 10**6},
     {"database": "nope"},
     {"database": 1},
+    {"max_attempts": 0},
+    {"max_attempts": True},
+    {"max_attempts": "often"},
+    {"max_attempts": 10**6},
 ]
 
 
@@ -79,6 +83,7 @@ def test_the_task_refuses_what_the_parser_refuses(arguments: dict[str, Any]) -> 
         ("--batch-size", "0"),
         ("--batch-size", "many"),
         ("--database", "nope"),
+        ("--max-attempts", "0"),
     ],
 )
 def test_the_command_refuses_with_the_option_named(option: str, value: str) -> None:
@@ -108,6 +113,11 @@ def test_the_parser_accepts(
         batch_size,
         "default",
     )
+
+
+def test_max_attempts_defaults_to_five_and_takes_digits() -> None:
+    assert parse_relay_args().max_attempts == 5
+    assert parse_relay_args(max_attempts=" 3 ").max_attempts == 3
 
 
 def test_the_default_age_is_the_setting(settings: Any) -> None:

@@ -50,21 +50,28 @@ def relay_outbox(
     older_than: str | float | None = None,
     batch_size: int | None = None,
     database: str | None = None,
-) -> int:
+    max_attempts: int | None = None,
+) -> dict[str, Any]:
     """Publish the outbox messages left unsent (``contrib.celery_outbox.relay_outbox``) with
-    this task's own Celery app; return how many were sent.
+    this task's own Celery app; return what it did as a dict: ``sent``, the messages
+    ``set_aside`` (each with its attempts, error and whether it is now parked) and how many
+    are ``parked`` on the database.
 
     ``older_than`` is in seconds (default ``IDEMPOTENCY_OUTBOX_RELAY_AFTER``); the arguments are
-    checked by the same parser as ``idempotency_relay_outbox``'s (``RelayArgumentError``). A
-    publish that fails raises ``OutboxSendError``, which fails the task; the next run retries.
+    checked by the same parser as ``idempotency_relay_outbox``'s (``RelayArgumentError``). An
+    unreachable broker raises ``OutboxSendError``, which fails the task; the next run retries.
     """
     from django_idempotency.contrib.celery_outbox import relay_outbox as relay
     from django_idempotency.outbox_args import parse_relay_args
 
-    args = parse_relay_args(older_than=older_than, batch_size=batch_size, database=database)
-    return relay(
+    args = parse_relay_args(
+        older_than=older_than, batch_size=batch_size, database=database, max_attempts=max_attempts
+    )
+    result = relay(
         app=self.app,
         older_than=args.older_than,
         batch_size=args.batch_size,
         using=args.database,
+        max_attempts=args.max_attempts,
     )
+    return result.as_dict()

@@ -11,20 +11,36 @@ transaction instead; it is published right after the commit and deleted, and wha
 is published by ``relay_outbox`` (a beat task or ``manage.py idempotency_relay_outbox``).
 A message can so be published twice, never not at all: the task must be an ``IdempotentTask``
 (``contrib/celery_tasks.py``), which runs once per task id.
+
+A row goes only once the broker has taken the message: on AMQP (``amqp://``, ``pyamqp://``) the
+outbox publishes on connections of its own with publisher confirms on (``confirm_publish``),
+so a publish returns once RabbitMQ acknowledged the message, not once its bytes were written
+to a socket that may already be dead. Redis answers each publish (an ``LPUSH``) before it
+returns anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery, Signature
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, router, transaction
+from kombu import Connection, Producer, pools
 
 from django_idempotency.models import OutboxMessage
-from django_idempotency.outbox import OutboxMessageQuerySet, OutboxSendError
+from django_idempotency.outbox import (
+    DEFAULT_MAX_ATTEMPTS,
+    OutboxMessageQuerySet,
+    OutboxSendError,
+    OutboxUnavailable,
+    RelayResult,
+)
 from django_idempotency.outbox_args import DEFAULT_RELAY_BATCH_SIZE, parse_relay_args
 
 logger = logging.getLogger(__name__)
@@ -32,6 +48,12 @@ logger = logging.getLogger(__name__)
 #: Signature options that only make sense in the process that froze the signature: the reply
 #: queue of this thread (RPC result backend). The relay may publish from anywhere.
 _LOCAL_OPTIONS = frozenset({"task_id", "reply_to"})
+
+#: Seconds a publish waits for the broker's confirm; past it the message stays for the relay
+#: (RabbitMQ holds back confirms while a memory or disk alarm blocks publishers).
+CONFIRM_TIMEOUT = 10.0
+#: The kombu transports (py-amqp) that publish asynchronously unless confirms are on.
+_CONFIRMING_TRANSPORTS = frozenset({"py-amqp"})
 
 
 def send_on_commit(signature: Signature, *, using: str | None = None) -> str:
@@ -79,36 +101,127 @@ def relay_outbox(
     older_than: float | timedelta | None = None,
     batch_size: int = DEFAULT_RELAY_BATCH_SIZE,
     using: str | None = None,
-) -> int:
-    """Publish every message older than ``older_than`` seconds and delete it; return how many.
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> RelayResult:
+    """Publish every message older than ``older_than`` seconds and delete it; say what it did.
 
     ``older_than`` defaults to ``IDEMPOTENCY_OUTBOX_RELAY_AFTER``; ``app`` to Celery's current
     app (your project's, once its Celery module is imported); ``using`` to where the router
     writes outbox messages. Batches of ``batch_size`` are each a transaction that locks its
     messages (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so relays running at once do not
-    publish the same message. A publish that fails stops the relay: what was published is
-    deleted, the rest stays, and ``OutboxSendError`` (with ``.sent``) is raised.
+    publish the same message.
+
+    A message whose publish fails on its own (the broker refused it, it cannot be encoded) is
+    set aside, counted, and parked after ``max_attempts`` failures; the rest are published.
+    When the broker cannot be reached (or does not confirm), the relay stops: what was
+    published is deleted, the rest stays, and ``OutboxSendError`` (with ``.sent``) is raised.
     """
-    args = parse_relay_args(older_than=older_than, batch_size=batch_size, database=using)
+    args = parse_relay_args(
+        older_than=older_than, batch_size=batch_size, database=using, max_attempts=max_attempts
+    )
     publisher = app or current_app()
-    due: OutboxMessageQuerySet = OutboxMessage.objects.using(args.database).due(args.older_than)
-    return due.send_each(functools.partial(publish, publisher), batch_size=args.batch_size)
+    messages = OutboxMessage.objects.using(args.database)
+    due: OutboxMessageQuerySet = messages.due(args.older_than)
+    done = due.send_each(
+        functools.partial(publish, publisher),
+        batch_size=args.batch_size,
+        max_attempts=args.max_attempts,
+    )
+    for item in done.set_aside:
+        logger.warning(
+            "outbox message %r %s after %d failed attempt(s): %s",
+            item.task_id,
+            "parked" if item.parked else "set aside for the next relay",
+            item.attempts,
+            item.error,
+        )
+    return RelayResult(
+        database=args.database,
+        sent=done.sent,
+        set_aside=done.set_aside,
+        parked=messages.parked().count(),
+    )
 
 
 def publish(app: Celery, message: OutboxMessage) -> None:
-    """Publish ``message`` as ``signature.apply_async()`` would.
+    """Publish ``message`` as ``signature.apply_async()`` would; return once the broker has it.
 
     Through the task's own ``apply_async`` when ``app`` knows the task (its options and
     overrides apply, and ``task_always_eager`` runs it here, as in tests); by name with
-    ``app.send_task`` when the task lives in another code base.
+    ``app.send_task`` when the task lives in another code base. On AMQP the publish waits for
+    the broker's confirm. A broker that cannot be reached, or does not confirm, raises
+    :class:`OutboxUnavailable`; anything else is this message's own failure.
     """
     task = app.tasks.get(message.name)
-    if task is not None:
+    if task is not None and app.conf.task_always_eager:
         task.apply_async(message.args, message.kwargs, task_id=message.task_id, **message.options)
-    else:
-        app.send_task(
-            message.name, message.args, message.kwargs, task_id=message.task_id, **message.options
+        return
+    with _confirming_producer(app) as producer:
+        options: dict[str, Any] = {"confirm_timeout": CONFIRM_TIMEOUT, **message.options}
+        try:
+            if task is not None:
+                task.apply_async(
+                    message.args,
+                    message.kwargs,
+                    task_id=message.task_id,
+                    producer=producer,
+                    **options,
+                )
+            else:
+                app.send_task(
+                    message.name,
+                    message.args,
+                    message.kwargs,
+                    task_id=message.task_id,
+                    producer=producer,
+                    **options,
+                )
+        except Exception as exc:
+            unavailable = _unavailable(exc, producer.connection)
+            # The channel may still owe a confirm: one owed for this message must not be taken
+            # for the next message's. The connection is dropped; the next publish reconnects.
+            with contextlib.suppress(Exception):
+                producer.connection.collect()
+            if unavailable:
+                raise OutboxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+
+@contextlib.contextmanager
+def _confirming_producer(app: Celery) -> Iterator[Producer]:
+    """A producer from the outbox's own pool: the app's broker, with publisher confirms on.
+
+    kombu keeps one pool per broker URL and transport options, so these connections are
+    the outbox's and the app's other publishes keep theirs (and their speed).
+    """
+    connection = app.connection_for_write()
+    transport = connection.transport
+    if transport.driver_name in _CONFIRMING_TRANSPORTS:
+        connection = app.connection_for_write(transport_options={"confirm_publish": True})
+    elif transport.driver_type == "amqp":
+        # librabbitmq (which kombu picks for amqp:// when it is installed) cannot wait for a
+        # confirm: refused, so the messages stay rather than go unconfirmed.
+        raise OutboxUnavailable(
+            f"the {transport.driver_name} transport cannot confirm publishes; the outbox "
+            "needs py-amqp: use a pyamqp:// broker URL."
         )
+    pool = pools.producers[connection]
+    with pool.acquire(block=True) as producer:
+        yield producer
+
+
+def _unavailable(error: BaseException, connection: Connection) -> bool:
+    """Whether ``error`` (or what caused it) says the broker is out of reach, not the message
+    at fault: a connection error, a timeout, a confirm refused (``basic.nack``)."""
+    kinds = tuple(connection.connection_errors) + tuple(connection.recoverable_connection_errors)
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def current_app() -> Celery:
@@ -130,11 +243,14 @@ def current_app() -> Celery:
 def _publish_committed(app: Celery, task_id: str, alias: str) -> None:
     """The on-commit publish. It never raises: the operation has committed and answered."""
     try:
-        OutboxMessage.objects.using(alias).filter(task_id=task_id).send_each(
-            functools.partial(publish, app), batch_size=1
+        done = (
+            OutboxMessage.objects.using(alias)
+            .filter(task_id=task_id)
+            .send_each(functools.partial(publish, app), batch_size=1)
         )
     except OutboxSendError as exc:
         logger.warning("%s The relay will send it.", exc, exc_info=exc.__cause__)
+        return
     except Exception:
         # A database error after the publish: the row stays, the relay sends it again.
         logger.warning(
@@ -142,4 +258,12 @@ def _publish_committed(app: Celery, task_id: str, alias: str) -> None:
             "will send it.",
             task_id,
             exc_info=True,
+        )
+        return
+    for item in done.set_aside:
+        logger.warning(
+            "outbox message %r could not be sent after the commit (%s); it stays in the "
+            "outbox for the relay.",
+            item.task_id,
+            item.error,
         )

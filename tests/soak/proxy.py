@@ -1,8 +1,9 @@
 """A small fault-injecting TCP proxy on loopback, for the soak (the kernel here has no netem).
 
 It forwards bytes both ways between its clients and one upstream (PostgreSQL, PgBouncer) and,
-on command, delays every chunk (latency plus jitter), stalls all traffic until resumed, or
-resets live connections (an RST, not a polite FIN, so the peer sees the link die mid-query).
+on command, delays every chunk (latency plus jitter), stalls all traffic until resumed, resets
+live connections (an RST, not a polite FIN, so the peer sees the link die mid-query), or cuts
+the link that writes a chosen chunk (the write succeeded for the client, its peer never saw it).
 Order within a direction is kept: one pump per direction forwards chunk after chunk.
 """
 
@@ -14,6 +15,7 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CHUNK = 65536
@@ -59,6 +61,7 @@ class FaultProxy:
         #: Connections accepted, and connections reset on command.
         self.accepted = 0
         self.resets = 0
+        self._cut_on: Callable[[bytes], bool] | None = None
 
     async def start(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
@@ -108,6 +111,18 @@ class FaultProxy:
         self.resets += len(chosen)
         return len(chosen)
 
+    def cut_on(self, match: Callable[[bytes], bool]) -> None:
+        """Once: the first chunk a client sends for which ``match`` is true is dropped and its
+        connection reset. The client's write succeeded; the upstream never received it."""
+        self._cut_on = match
+
+    def _cuts(self, data: bytes, upstream_bound: bool) -> bool:
+        if not upstream_bound or self._cut_on is None or not self._cut_on(data):
+            return False
+        self._cut_on = None
+        self.resets += 1
+        return True
+
     @property
     def connections(self) -> int:
         return len(self._links)
@@ -126,8 +141,8 @@ class FaultProxy:
         link = _Link(client=writer, upstream=up_writer)
         self._links.add(link)
         link.tasks = [
-            asyncio.create_task(self._pump(reader, up_writer, link)),
-            asyncio.create_task(self._pump(up_reader, writer, link)),
+            asyncio.create_task(self._pump(reader, up_writer, link, upstream_bound=True)),
+            asyncio.create_task(self._pump(up_reader, writer, link, upstream_bound=False)),
         ]
         with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing: end quietly
             await asyncio.gather(*link.tasks, return_exceptions=True)
@@ -137,7 +152,12 @@ class FaultProxy:
                 end.close()
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        upstream_bound: bool,
     ) -> None:
         try:
             while True:
@@ -145,6 +165,10 @@ class FaultProxy:
                 if not data:
                     break
                 link.last_activity = time.monotonic()
+                if self._cuts(data, upstream_bound):
+                    link.abort()
+                    self._links.discard(link)
+                    break
                 delay = self.latency + (self._rng.random() * self.jitter if self.jitter else 0.0)
                 if delay:
                     await asyncio.sleep(delay)

@@ -76,7 +76,7 @@ while time.monotonic() < deadline:
     try:
         result = IdempotencyRecord.objects.purge_expired(batch_size=500)
         print("purged", result.deleted, result.events_deleted, flush=True)
-        relayed = relay_outbox(app=app, older_than={relay_after})
+        relayed = relay_outbox(app=app, older_than={relay_after}).sent
         if relayed:
             print("relayed", relayed, flush=True)
     except Exception as exc:

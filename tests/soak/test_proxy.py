@@ -128,6 +128,23 @@ def test_reset_prefers_connections_in_the_middle_of_traffic() -> None:
     _through_proxy(test)
 
 
+def test_cut_on_drops_the_matching_write_once_and_resets_its_connection() -> None:
+    async def test(proxy: FaultProxy) -> None:
+        reader, writer = await _connect(proxy)
+        assert await _round_trip(reader, writer, b"before") == b"before"
+        proxy.cut_on(lambda data: b"publish" in data)
+        writer.write(b"publish")
+        await writer.drain()  # the write itself succeeds
+        with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+            await reader.readexactly(1)  # nothing came back: the upstream never saw it
+        assert proxy.resets == 1
+        reader, writer = await _connect(proxy)  # once only
+        assert await _round_trip(reader, writer, b"publish") == b"publish"
+        writer.close()
+
+    _through_proxy(test)
+
+
 def test_upstream_down_resets_the_client() -> None:
     async def main() -> None:
         proxy = FaultProxy("127.0.0.1", 1)  # nothing listens on port 1

@@ -7,10 +7,11 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_idempotency.outbox import OutboxSendError
+from django_idempotency.outbox import DEFAULT_MAX_ATTEMPTS, OutboxSendError, RelayResult
 from django_idempotency.outbox_args import (
     DEFAULT_RELAY_BATCH_SIZE,
     MAX_RELAY_BATCH_SIZE,
+    MAX_RELAY_MAX_ATTEMPTS,
     RelayArgumentError,
     parse_relay_args,
 )
@@ -21,7 +22,9 @@ class Command(BaseCommand):
         "Publish the Celery task messages of the outbox that were not published when their "
         "transaction committed, and delete them. Uses Celery's current app: the project's "
         "Celery module must be imported (as Django projects do in their package __init__.py). "
-        "Safe to run from several places at once."
+        "Safe to run from several places at once. A message that fails on its own is set "
+        "aside, reported on stderr and parked after --max-attempts failures; the rest are "
+        "published."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,6 +40,11 @@ class Command(BaseCommand):
             f"(default {DEFAULT_RELAY_BATCH_SIZE}).",
         )
         parser.add_argument(
+            "--max-attempts",
+            help=f"Failed publishes after which a message is parked, 1 to "
+            f"{MAX_RELAY_MAX_ATTEMPTS} (default {DEFAULT_MAX_ATTEMPTS}).",
+        )
+        parser.add_argument(
             "--database",
             help="Database alias of the outbox (default: where the router writes it).",
         )
@@ -48,6 +56,7 @@ class Command(BaseCommand):
                 older_than=options["older_than"],
                 batch_size=options["batch_size"],
                 database=options["database"],
+                max_attempts=options["max_attempts"],
             )
         except RelayArgumentError as exc:
             raise CommandError(str(exc)) from None
@@ -59,18 +68,37 @@ class Command(BaseCommand):
                 f"The outbox relay needs Celery (pip install 'django-idempotency[celery]'): {exc}"
             ) from None
         try:
-            sent = relay_outbox(
+            result = relay_outbox(
                 app=current_app(),
                 older_than=relay.older_than,
                 batch_size=relay.batch_size,
                 using=relay.database,
+                max_attempts=relay.max_attempts,
             )
         except (ImproperlyConfigured, OutboxSendError) as exc:
             raise CommandError(str(exc)) from exc
-        if int(options["verbosity"]):
+        self._report(result, verbose=bool(int(options["verbosity"])))
+
+    def _report(self, result: RelayResult, *, verbose: bool) -> None:
+        # What needs an operator goes to stderr whatever the verbosity: cron mails it.
+        for item in result.set_aside:
+            fate = "parked" if item.parked else "set aside for the next relay"
+            self.stderr.write(
+                f"Outbox message {item.task_id!r} {fate} after {item.attempts} failed "
+                f"attempt{'' if item.attempts == 1 else 's'}: {item.error}"
+            )
+        if result.parked:
+            self.stderr.write(
+                f"{result.parked} outbox message{' is' if result.parked == 1 else 's are'} "
+                f"parked on database {result.database!r}: the relay leaves "
+                f"{'it' if result.parked == 1 else 'them'} alone until unparked "
+                "(see the admin's outbox page)."
+            )
+        if verbose:
+            sent = result.sent
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Published {sent} outbox message{'' if sent == 1 else 's'} "
-                    f"on database {relay.database!r}."
+                    f"on database {result.database!r}."
                 )
             )
