@@ -26,7 +26,7 @@ from django.http.request import RawPostDataException
 from django.template.loader import render_to_string
 
 from .conf import app_settings, as_timedelta
-from .engine import Operation, perform_once
+from .engine import Operation, current_operation, perform_once
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
 from .issued_keys import verify_issued_key
@@ -217,9 +217,10 @@ class IdempotentViewMixin(IdempotencyOptions):
 
     def form_invalid(self, form: Any) -> HttpResponseBase:
         # "Fix and retry": a 400 releases the key instead of storing the error page, so the
-        # corrected form can be sent again.
+        # corrected form can be sent again. Only under a key: without one the view answers
+        # exactly as it would without this package.
         response: HttpResponseBase = super().form_invalid(form)  # type: ignore[misc]
-        if response.status_code == 200:
+        if response.status_code == 200 and current_operation() is not None:
             response.status_code = 400
         return response
 
