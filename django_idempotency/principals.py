@@ -126,9 +126,13 @@ def request_principal(
         if principal is not None:
             return principal
         raise AuthenticationRequired(
-            "Idempotency keys of guests are bound to their session: start a session first "
-            "(the session cookie is missing, expired, or names no stored session), or send "
-            "the request without a key."
+            "Idempotency keys of guests are bound to their session (the session cookie is "
+            "missing, expired, or names no stored session); nothing was performed for this "
+            "request. A key issued to a lost session cannot be used again: if an earlier "
+            "attempt of this request may have been performed, check its result before you "
+            "start a session and send it anew.",
+            # The key died with the session: only a new key can follow, and nothing ran.
+            retry="new",
         )
     raise AuthenticationRequired()
 

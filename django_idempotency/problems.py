@@ -72,6 +72,9 @@ def server_error(request: HttpRequest) -> HttpResponse:
         status=500,
         code="server-error",
         title=status_title(500),
-        detail="The server failed to handle the request; nothing was stored for its key.",
+        detail=(
+            "The server failed to handle the request. Retry the same request with the same "
+            "Idempotency-Key: if it was performed after all, you get its answer, not a second run."
+        ),
     )
     return problem_response(document)

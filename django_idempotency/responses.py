@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.template.response import SimpleTemplateResponse
 
 from .conf import app_settings, is_never_stored
 from .exceptions import ResponseNotStorable
@@ -39,7 +40,7 @@ class StoredResponse:
 
     @classmethod
     def capture(cls, response: HttpResponseBase) -> StoredResponse:
-        """What a replay needs of a rendered response.
+        """What a replay needs of a rendered response (a template response is rendered first).
 
         Every header is kept except the never-stored ones (``conf.is_never_stored``). A body over
         ``IDEMPOTENCY_MAX_STORED_BODY_SIZE`` is replaced by a problem document pointing to the
@@ -51,6 +52,10 @@ class StoredResponse:
                 "The view returned a streaming response, which cannot be stored for replay; "
                 "its effects were rolled back."
             )
+        if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+            # Django's handler renders a TemplateResponse after the view; the bytes are
+            # needed now, as the DRF door renders its Response before it is stored.
+            response.render()
         assert isinstance(response, HttpResponse)
         headers = _storable_headers(response)
         body = response.content

@@ -130,17 +130,19 @@ class IdempotentAutoSchema(AutoSchema):
                 "request itself is invalid. Nothing was stored: fix the request and retry."
             ],
             "403": [
-                "Idempotency keys are scoped to an authenticated client: authenticate, or send "
-                "the request without a key."
+                "Idempotency keys are scoped to an authenticated client: authenticate and send "
+                "the request again with the same key."
             ],
             "413": ["The request body is larger than this server accepts."],
             "409": [
-                "The original request with this key is still running (retry after "
-                "Retry-After seconds), or another key already performed this operation."
+                "The original request with this key is still running (send the same request "
+                "with the same key after Retry-After seconds, never under a new key), or "
+                "another key already performed this operation (do not send it again)."
             ],
         }
         answers.setdefault(str(app_settings.MISMATCH_STATUS), []).append(
-            "The key was used before with a different method, path or body."
+            "The key was used before with a different method, path or body; that request "
+            "was performed. To retry it, send it unchanged; a new key only for a new operation."
         )
         media_type, schema = self._error_body()
         for code, texts in answers.items():

@@ -16,17 +16,20 @@ from contextlib import suppress
 from datetime import timedelta
 from functools import wraps
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import parse_qsl
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, ValidationError
 from django.db import router
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
 from django.template.loader import render_to_string
 
 from .conf import app_settings, as_timedelta
-from .engine import Operation, perform_once
+from .engine import Operation, current_operation, perform_once
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
 from .issued_keys import verify_issued_key
@@ -52,18 +55,56 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 def refusal_response(request: HttpRequest, error: IdempotencyError) -> HttpResponse:
-    """problem+json for API clients, a short HTML page for a browser."""
+    """problem+json for API clients, a short HTML page for a browser.
+
+    The page offers only what is safe after this refusal (``error.retry``): a button that
+    sends this same submission again (same key, same fields), or a fresh form only when nothing
+    ran; following it never performs an operation twice.
+    """
     if wants_json(request):
         return error_response(error)
     html = render_to_string(
         "django_idempotency/refusal.html",
-        {"title": error.title, "detail": error.detail, "back": request.get_full_path()},
+        {
+            "title": error.title,
+            "detail": error.detail,
+            "retry": error.retry,
+            "retry_after": error.headers.get("Retry-After"),
+            "action": request.get_full_path(),
+            "enctype": request.content_type,
+            "fields": _resendable_fields(request) if error.retry == "same" else None,
+        },
         request=request,
     )
     response = HttpResponse(html, status=error.get_status_code())
     for name, value in error.headers.items():
         response[name] = value
+    # The page may repeat the submitted fields: no cache may keep them.
+    response["Cache-Control"] = "no-store"
     return response
+
+
+def _resendable_fields(request: HttpRequest) -> list[tuple[str, str]] | None:
+    """The submitted form fields, in order, for a page that posts them again unchanged.
+
+    ``None`` when an HTML form cannot repeat the request: not a POSTed form, a form with
+    files, or a key in a header (a page cannot resend headers).
+    """
+    if request.method != "POST" or request.content_type not in _FORM_TYPES:
+        return None
+    if request.headers.get(app_settings.HEADER):
+        return None
+    # A body that cannot be read back as fields gets the "reload the page" advice instead.
+    with suppress(ValueError, LookupError, SuspiciousOperation, MultiPartParserError):
+        if request.content_type == "application/x-www-form-urlencoded":
+            with suppress(RawPostDataException):
+                # The raw body keeps the fields' order, which its fingerprint depends on.
+                text = request.body.decode(request.encoding or settings.DEFAULT_CHARSET)
+                return parse_qsl(text, keep_blank_values=True)
+        if request.FILES:
+            return None
+        return [(name, value) for name, values in request.POST.lists() for value in values]
+    return None
 
 
 class IdempotencyOptions:
@@ -257,9 +298,10 @@ class IdempotentViewMixin(IdempotencyOptions):
 
     def form_invalid(self, form: Any) -> HttpResponseBase:
         # "Fix and retry": a 400 releases the key instead of storing the error page, so the
-        # corrected form can be sent again.
+        # corrected form can be sent again. Only under a key: without one the view answers
+        # exactly as it would without this package.
         response: HttpResponseBase = super().form_invalid(form)  # type: ignore[misc]
-        if response.status_code == 200:
+        if response.status_code == 200 and current_operation() is not None:
             response.status_code = 400
         return response
 

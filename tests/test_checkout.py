@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
@@ -191,4 +192,45 @@ def test_real_csrf_check_and_either_form_encoding(user: Any, multipart: bool) ->
         ]
     assert [r.status_code for r in responses] == [303, 303]
     assert responses[1]["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
+
+
+IN_FLIGHT_FORM = re.compile(
+    r'<form method="post" action="([^"]*)" enctype="([^"]*)">(.*?)</form>', re.S
+)
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
+def test_a_second_click_on_a_slow_checkout_resends_the_same_order(user: Any, monkeypatch) -> None:
+    """Two real concurrent submissions of one rendered form while the provider is slow: the
+    second is told the first is in flight; doing what its page offers shows the one order."""
+    monkeypatch.setenv("EXAMPLE_CHECKOUT_DELAY_MS", "3000")  # far beyond the 0.2 s lock wait
+    client = browser(user)
+    key = rendered_key(client)
+
+    clicks = race(2, lambda _: submit(client, key))
+
+    placed, in_flight = sorted(clicks, key=lambda response: response.status_code)
+    assert (placed.status_code, in_flight.status_code) == (303, 409)
+    assert in_flight["Retry-After"] == "1"
+    page = in_flight.content.decode()
+    # The page must not send the user back to a fresh form (a new key: a second order).
+    assert f'href="{CHECKOUT}"' not in page
+    form = IN_FLIGHT_FORM.search(page)
+    assert form is not None, page
+    action, enctype, inputs = form.groups()
+    fields: dict[str, list[str]] = {}
+    for name, value in HIDDEN.findall(inputs):
+        fields.setdefault(html.unescape(name), []).append(html.unescape(value))
+    assert fields["idempotency_key"] == [key]
+    assert enctype == "multipart/form-data"  # as the browser sent it (the test client's way)
+
+    resent = client.post(html.unescape(action), fields)
+
+    assert resent.status_code == 303
+    assert resent["Idempotent-Replayed"] == "true"
+    assert resent["Location"] == placed["Location"]
     assert Order.objects.count() == 1

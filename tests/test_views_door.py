@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db import connections
-from django.test import AsyncClient, Client
+from django.template import TemplateSyntaxError, engines
+from django.test import AsyncClient, Client, RequestFactory
 
 from django_idempotency.issued_keys import issue_key
 from django_idempotency.principals import user_principal
@@ -277,3 +280,96 @@ def test_anonymous_without_or_with_a_bad_key_is_403_first(assert_problem: Any) -
     code = "idempotency-key-requires-authentication"
     assert_problem(post_json(Client(), PLAIN, {}), 403, code)
     assert_problem(post_json(Client(), PLAIN, {}, key=" bad"), 403, code)
+
+
+@pytest.mark.django_db
+class TestTemplateResponses:
+    """A view may answer with an unrendered ``TemplateResponse``: it is stored as rendered."""
+
+    def test_function_view_template_response_is_stored_and_replayed(self, user: Any) -> None:
+        client = logged_in(user)
+        path = "/test/doors/template/"
+        first = client.post(path, {"label": "t"}, HTTP_IDEMPOTENCY_KEY="k")
+        second = client.post(path, {"label": "t"}, HTTP_IDEMPOTENCY_KEY="k")
+        assert first.status_code == second.status_code == 201
+        assert first.content == second.content
+        assert b"Saved t as #" in first.content
+        assert second["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+    def test_form_view_template_response_is_stored_and_replayed(self, user: Any) -> None:
+        client = logged_in(user)
+        path = "/test/doors/form-optional-key/"
+        first = client.post(path, {"label": "f"}, HTTP_IDEMPOTENCY_KEY="k")
+        second = client.post(path, {"label": "f"}, HTTP_IDEMPOTENCY_KEY="k")
+        assert first.status_code == second.status_code == 200
+        assert first.content == second.content
+        assert second["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+class TestInvalidForms:
+    """An invalid form is a 400 only under a key (releasing it); without one, as without us."""
+
+    path = "/test/doors/form-optional-key/"
+    bare = "/test/doors/form/"  # the same FormView without the package
+
+    def test_without_a_key_the_answer_is_the_plain_views(self, user: Any) -> None:
+        client = logged_in(user)
+        ours = client.post(self.path, {"label": ""})
+        theirs = client.post(self.bare, {"label": ""})
+        assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content)
+        assert ours.status_code == 200
+        assert Execution.objects.count() == 0
+
+    def test_without_a_key_a_valid_form_is_the_plain_views_too(self, user: Any) -> None:
+        client = logged_in(user)
+        ours = client.post(self.path, {"label": "x"})
+        again = client.post(self.path, {"label": "x"})
+        assert ours.status_code == again.status_code == 200
+        assert "Idempotent-Replayed" not in again  # no key, no protection: it ran twice
+        assert Execution.objects.count() == 2
+
+    def test_under_a_key_it_is_a_400_that_releases_the_key(self, user: Any) -> None:
+        client = logged_in(user)
+        refused = client.post(self.path, {"label": ""}, HTTP_IDEMPOTENCY_KEY="k")
+        assert refused.status_code == 400
+        fixed = client.post(self.path, {"label": "x"}, HTTP_IDEMPOTENCY_KEY="k")
+        assert fixed.status_code == 200
+        assert "Idempotent-Replayed" not in fixed
+        assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+class TestKeyTemplateTag:
+    """The tag starts a session for a guest only where the view scopes guests by session."""
+
+    def test_a_guest_page_view_creates_no_session(self) -> None:
+        visitor = Client()
+        page = visitor.get(PLAIN)  # the tag without arguments: the default "user" principal
+        assert page.status_code == 200
+        assert not KEY_INPUT.search(page.content.decode())  # nothing to bind a key to
+        assert Session.objects.count() == 0
+        assert settings.SESSION_COOKIE_NAME not in page.cookies
+
+    def test_session_principal_starts_a_session_and_binds_the_key(self) -> None:
+        visitor = Client()
+        key = rendered_key(visitor, "/test/doors/session/")
+        assert Session.objects.count() == 1
+        response = visitor.post("/test/doors/session/", {"label": "s", "idempotency_key": key})
+        assert response.status_code == 201
+
+    def test_a_user_gets_a_key_and_no_guest_session(self, user: Any) -> None:
+        client = logged_in(user)
+        sessions = Session.objects.count()  # the login's own
+        key = rendered_key(client, PLAIN)
+        assert client.post(PLAIN, {"idempotency_key": key}).status_code == 201
+        assert Session.objects.count() == sessions
+
+    def test_an_unknown_principal_is_a_template_error(self) -> None:
+        page = engines["django"].from_string(
+            '{% load idempotency %}{% idempotency_key_input principal="tenant" %}'
+        )
+        with pytest.raises(TemplateSyntaxError, match="tenant"):
+            page.render({}, RequestFactory().get("/"))

@@ -13,3 +13,12 @@ urlpatterns = [
     path("payment/", csrf_exempt(views_doors.PaymentCreateView.as_view()), name="payment"),
     path("async-class/", csrf_exempt(views_doors.AsyncClassView.as_view()), name="async-class"),
 ]
+urlpatterns += [
+    path("template/", views_doors.template_view, name="template"),
+    path("form/", csrf_exempt(views_doors.LabelFormView.as_view()), name="form"),
+    path(
+        "form-optional-key/",
+        csrf_exempt(views_doors.OptionalKeyFormView.as_view()),
+        name="form-optional-key",
+    ),
+]

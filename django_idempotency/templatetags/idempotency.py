@@ -10,24 +10,39 @@ from django.utils.safestring import SafeString
 
 from ..conf import app_settings
 from ..issued_keys import issue_key
-from ..principals import request_principal, start_guest_session
+from ..principals import request_principal, start_guest_session, user_principal
 
 register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
-def idempotency_key_input(context: Any, endpoint: str | None = None) -> SafeString:
+def idempotency_key_input(
+    context: Any, endpoint: str | None = None, principal: str | None = None
+) -> SafeString:
     """Render ``<input type="hidden" name="idempotency_key" value="...">``.
 
-    The key is bound to the visitor (user, else session) and to ``endpoint``: the scope name of
-    the view the form posts to, by default the URL name of the page being rendered (a form that
-    posts back to its own URL needs no argument).
+    The key is bound to the visitor and to ``endpoint``: the scope name of the view the form
+    posts to, by default the URL name of the page being rendered (a form that posts back to its
+    own URL needs no argument). ``principal`` names the view's ``idempotency_principal``: with
+    ``"user"`` (the default is ``IDEMPOTENCY_PRINCIPAL``) an anonymous visitor gets no key, and no session is created for a
+    mere page view (a keyed submission of theirs would be refused anyway); ``"session"`` starts
+    a stored session for a guest and binds the key to it.
     """
     request = context["request"]
     if endpoint is None:
         match = request.resolver_match
         endpoint = match.view_name if match else ""
-    start_guest_session(request)
+    if principal is None:
+        principal = app_settings.PRINCIPAL
+    if principal == "user":
+        if user_principal(getattr(request, "user", None)) is None:
+            return SafeString("")
+    elif principal == "session":
+        start_guest_session(request)
+    else:
+        raise template.TemplateSyntaxError(
+            f'idempotency_key_input: principal must be "user" or "session", not {principal!r}.'
+        )
     issued = issue_key(request_principal(request, guest_sessions=True), endpoint)
     return format_html(
         '<input type="hidden" name="{}" value="{}">', app_settings.ISSUED_KEY_FIELD, issued.key

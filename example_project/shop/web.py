@@ -10,6 +10,7 @@ from django.views.generic import CreateView, DetailView
 
 from django_idempotency.views import IdempotentViewMixin
 
+from .external import sleep_ms
 from .models import Order
 
 
@@ -31,6 +32,8 @@ class CheckoutView(LoginRequiredMixin, IdempotentViewMixin, CreateView):  # type
     idempotency_key_source = "issued"
 
     def form_valid(self, form: CheckoutForm) -> HttpResponseBase:
+        # EXAMPLE_CHECKOUT_DELAY_MS: a slow provider, so a second click finds it in flight.
+        sleep_ms("EXAMPLE_CHECKOUT_DELAY_MS")
         form.instance.owner = self.request.user
         order = form.save()
         response = HttpResponseRedirect(f"/shop/orders/{order.pk}/")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
+from django.template.response import TemplateResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from django.views.generic import CreateView
+from django.views.generic import CreateView, FormView
 
 from django_idempotency.views import IdempotentViewMixin, idempotent_view
 from example_project.shop.models import Payment
@@ -19,6 +21,9 @@ from tests.testapp.models import Execution
 
 FORM = engines["django"].from_string(
     "{% load idempotency %}<form method=post>{% idempotency_key_input %}</form>"
+)
+SESSION_FORM = (
+    '{% load idempotency %}<form method=post>{% idempotency_key_input principal="session" %}</form>'
 )
 
 
@@ -48,7 +53,7 @@ def plain_view(request: HttpRequest) -> HttpResponse:
 @idempotent_view(key_source="issued", principal="session")
 def session_view(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return HttpResponse(FORM.render({}, request))
+        return HttpResponse(engines["django"].from_string(SESSION_FORM).render({}, request))
     return _answer(request, _fields(request))
 
 
@@ -98,3 +103,42 @@ class PaymentCreateView(IdempotentViewMixin, CreateView):  # type: ignore[type-a
         form.instance.charge_id = "ch_test"
         payment = form.save()
         return JsonResponse({"id": payment.pk}, status=201)
+
+
+# -- template responses and forms, with and without a key ----------------------------------
+
+LABEL_PAGE = engines["django"].from_string(
+    "{% if form %}{{ form.as_p }}{% else %}<p>Saved {{ label }} as #{{ id }}.</p>{% endif %}"
+)
+
+
+@csrf_exempt
+@idempotent_view
+def template_view(request: HttpRequest) -> TemplateResponse:
+    """Answers with an unrendered ``TemplateResponse``, as ``render()``-less views do."""
+    execution = Execution.objects.create(label=request.POST.get("label", "page"))
+    context = {"label": execution.label, "id": execution.pk}
+    return TemplateResponse(request, LABEL_PAGE, context, status=201)  # type: ignore[arg-type]
+
+
+class LabelForm(forms.Form):
+    label = forms.CharField(max_length=20)
+
+
+class LabelFormView(FormView):  # type: ignore[type-arg]
+    """A plain ``FormView`` without the package: the behaviour the mixin must keep keyless."""
+
+    form_class = LabelForm
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> TemplateResponse:
+        return TemplateResponse(self.request, LABEL_PAGE, context, **kwargs)  # type: ignore[arg-type]
+
+    def form_valid(self, form: LabelForm) -> HttpResponse:
+        execution = Execution.objects.create(label=form.cleaned_data["label"])
+        return self.render_to_response({"label": execution.label, "id": execution.pk})
+
+
+class OptionalKeyFormView(IdempotentViewMixin, LabelFormView):
+    """Keys optional: a request without one must be answered exactly as ``LabelFormView``."""
+
+    idempotency_key_required = False
