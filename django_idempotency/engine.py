@@ -259,9 +259,11 @@ def _answer(operation: Operation, blocker: _Blocker) -> HttpResponseBase:
 
 
 def stored_response(record: IdempotencyRecord) -> StoredResponse:
-    assert record.response_status is not None
+    status = record.response_status
+    if status is None:  # only a completed record is replayed, and completing stores a status
+        raise ValueError(f"Record {record.pk} has no stored response to replay.")
     return StoredResponse(
-        status=record.response_status,
+        status=status,
         headers=[(str(name), str(value)) for name, value in record.response_headers],
         body=bytes(record.response_body),
     )

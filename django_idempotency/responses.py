@@ -51,7 +51,11 @@ class StoredResponse:
                 "The view returned a streaming response, which cannot be stored for replay; "
                 "its effects were rolled back."
             )
-        assert isinstance(response, HttpResponse)
+        if not isinstance(response, HttpResponse):
+            raise ResponseNotStorable(
+                f"The view returned a {type(response).__name__}, whose body cannot be stored "
+                "for replay; its effects were rolled back."
+            )
         headers = _storable_headers(response)
         body = response.content
         if len(body) > app_settings.MAX_STORED_BODY_SIZE:

@@ -166,8 +166,7 @@ def touch(
     }
     if not _judges_time(connection):
         params["now"] = _prep(connection, "expires_at", now)
-    if folds_event:
-        assert log_as is not None
+    if folds_event and log_as is not None:
         params.update(
             at=_event_prep(connection, "at", now),
             kind=log_as.refusal,

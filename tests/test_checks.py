@@ -13,7 +13,7 @@ from django.core.management.base import SystemCheckError
 from django.db.utils import ConnectionHandler
 from django.test import override_settings
 
-from django_idempotency import checks
+from django_idempotency import checks, conf
 
 # Django 6.1 runs the model checks against every database alias (a JSONField asks SQLite
 # whether it supports JSON), so the checks need database access like `manage.py check` has.
@@ -40,21 +40,72 @@ def test_the_default_settings_pass() -> None:
         ({"IDEMPOTENCY_TTL": "soon"}, "E002"),
         ({"IDEMPOTENCY_LOCK_TIMEOUT": "long"}, "E002"),
         ({"IDEMPOTENCY_RELEASE_STATUS_CODES": None}, "E002"),
+        ({"IDEMPOTENCY_RELEASE_STATUS_CODES": "400"}, "E002"),  # three "codes" once iterated
+        ({"IDEMPOTENCY_TTL": float("nan")}, "E002"),
         ({"IDEMPOTENCY_TTL": 0}, "E003"),
         ({"IDEMPOTENCY_TTL": timedelta(hours=-1)}, "E003"),
         ({"IDEMPOTENCY_LOCK_TIMEOUT": 0}, "E004"),
+        ({"IDEMPOTENCY_LOCK_TIMEOUT": float("inf")}, "E004"),
+        ({"IDEMPOTENCY_LOCK_TIMEOUT": 3_000_000}, "E004"),  # over PostgreSQL's lock_timeout
         ({"IDEMPOTENCY_RELEASE_STATUS_CODES": [400, 500]}, "E005"),
         ({"IDEMPOTENCY_RELEASE_STATUS_CODES": [200]}, "E005"),
         ({"IDEMPOTENCY_MAX_STORED_BODY_SIZE": 0}, "E006"),
         ({"IDEMPOTENCY_OUTBOX_RELAY_AFTER": "soon"}, "E002"),
         ({"IDEMPOTENCY_OUTBOX_RELAY_AFTER": -1}, "E008"),
+        ({"IDEMPOTENCY_RETRY_AFTER": -1}, "E020"),
+        ({"IDEMPOTENCY_ISSUED_KEY_MAX_AGE": 0}, "E021"),
         ({"IDEMPOTENCY_MISMATCH_STATUS": 400}, "W002"),
+        ({"IDEMPOTENCY_MISMATCH_STATUS": 99}, "E002"),  # Django cannot send it at all
         ({"USE_TZ": False}, "W003"),
     ],
 )
 def test_bad_settings_are_reported(overrides: dict[str, Any], expected: str) -> None:
     with override_settings(**overrides):
         assert idempotency_ids() == [f"django_idempotency.{expected}"]
+
+
+#: A value of each setting that must not pass, and the id it is reported under. Keyed by the
+#: ``conf.Settings`` property: a new setting fails ``test_every_setting_is_checked`` until it
+#: gets a bad value here and a rule in ``checks.SETTING_RULES``.
+BAD_VALUES: dict[str, tuple[Any, str]] = {
+    "HEADER": ("Idempotency Key", "E002"),  # a space: no client could send it
+    "TTL": ("a day", "E002"),
+    "REFERENCE_TTL": ("forever", "E002"),
+    "LOCK_TIMEOUT": (-1, "E004"),
+    "RETRY_AFTER": ("soon", "E002"),  # was a 500 in the 409 path
+    "MISMATCH_STATUS": ("422", "E002"),
+    "RELEASE_STATUS_CODES": ([400, "406"], "E002"),
+    "REPLAY_HEADERS": ("Location", "E002"),
+    "NEVER_REPLAYED_HEADERS": ("X-Request-Id", "E002"),
+    "MAX_STORED_BODY_SIZE": ("6MB", "E002"),
+    "PROBLEM_TYPE_BASE": (None, "E002"),
+    "RECORD_EVENTS": ("false", "E002"),  # bool("false") is True
+    "DERIVED_KEY_SECRET": (b"secret", "E002"),
+    "ISSUED_KEY_MAX_AGE": ("abc", "E002"),  # was a 500 when a key was issued or verified
+    "ISSUED_KEY_FIELD": ("", "E002"),
+    "OUTBOX_RELAY_AFTER": (timedelta(seconds=-1), "E008"),
+}
+
+
+def setting_names() -> list[str]:
+    return sorted(
+        name for name, member in vars(conf.Settings).items() if isinstance(member, property)
+    )
+
+
+@pytest.mark.parametrize("name", setting_names())
+def test_every_setting_is_checked(name: str) -> None:
+    assert name in BAD_VALUES, f"IDEMPOTENCY_{name} has no bad value here (nor, likely, a check)"
+    value, expected = BAD_VALUES[name]
+    with override_settings(**{f"IDEMPOTENCY_{name}": value}):
+        found = [m for m in run_checks() if m.id == f"django_idempotency.{expected}"]
+    assert [f"IDEMPOTENCY_{name}" in m.msg for m in found] == [True], found
+
+
+def test_a_secret_is_not_shown_in_its_message() -> None:
+    with override_settings(IDEMPOTENCY_DERIVED_KEY_SECRET=b"hunter2"):
+        (message,) = [m for m in run_checks() if m.id == "django_idempotency.E002"]
+    assert "hunter2" not in message.msg
 
 
 @pytest.mark.parametrize(
@@ -64,6 +115,13 @@ def test_bad_settings_are_reported(overrides: dict[str, Any], expected: str) -> 
         {"IDEMPOTENCY_TTL": 60, "IDEMPOTENCY_LOCK_TIMEOUT": 0.5},
         {"IDEMPOTENCY_RELEASE_STATUS_CODES": []},
         {"IDEMPOTENCY_OUTBOX_RELAY_AFTER": 0},
+        {"IDEMPOTENCY_RELEASE_STATUS_CODES": (400, 406), "IDEMPOTENCY_RETRY_AFTER": 0},
+        {"IDEMPOTENCY_RELEASE_STATUS_CODES": frozenset({422})},
+        {"IDEMPOTENCY_REPLAY_HEADERS": ["Location", "ETag"], "IDEMPOTENCY_HEADER": "X-Key"},
+        {"IDEMPOTENCY_NEVER_REPLAYED_HEADERS": ("X-Request-Id",)},
+        {"IDEMPOTENCY_REFERENCE_TTL": timedelta(days=30), "IDEMPOTENCY_ISSUED_KEY_MAX_AGE": 600},
+        {"IDEMPOTENCY_MAX_STORED_BODY_SIZE": None, "IDEMPOTENCY_DERIVED_KEY_SECRET": "s"},
+        {"IDEMPOTENCY_RECORD_EVENTS": False, "IDEMPOTENCY_LOCK_TIMEOUT": 0.001},
     ],
 )
 def test_good_alternatives_pass(overrides: dict[str, Any]) -> None:
