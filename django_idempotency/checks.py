@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
-from . import checks_pooling
+from . import checks_pooling, checks_views
 from .conf import app_settings
 from .store import SUPPORTED_VENDORS
 
@@ -226,24 +226,5 @@ SETTING_RULES: dict[str, SettingRule] = {
 
 
 register(*checks_pooling.TAGS)(checks_pooling.check_pooling)
-
-
-@register(Tags.compatibility)
-def check_hidden_creates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """A ``create()`` on a view that hides ``IdempotentCreateMixin``'s runs unprotected, or
-    turns errors into answers outside the stored transaction (a 402 released, paid twice)."""
-    try:
-        from .drf import HIDDEN_CREATES
-    except ImportError:  # DRF is not installed: no DRF views to check
-        return []
-    return [
-        Error(
-            f"{view.__module__}.{view.__qualname__} defines create() in front of "
-            "IdempotentCreateMixin's, so keyed requests are not (or only partly) exactly-once.",
-            hint="Decorate that create() with @django_idempotency.drf.idempotent(), or move it "
-            "to a class listed after IdempotentCreateMixin in the bases.",
-            obj=view,
-            id="django_idempotency.E007",
-        )
-        for view in HIDDEN_CREATES
-    ]
+register(*checks_views.TAGS)(checks_views.check_hidden_creates)
+register(*checks_views.TAGS)(checks_views.check_idempotent_without_mixin)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +17,21 @@ from django.core.management.base import SystemCheckError
 from django.db.utils import ConnectionHandler
 from django.test import override_settings
 
-from django_idempotency import checks, conf
+from django_idempotency import checks, checks_views, conf
+from tests.testapp import views_checks, views_drf
 
 # Django 6.1 runs the model checks against every database alias (a JSONField asks SQLite
 # whether it supports JSON), so the checks need database access like `manage.py check` has.
 pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+#: Views the test project routes although they are misconfigured, to test what a request to
+#: them gets; the view checks report them (``test_the_routed_views_are_judged``).
+ROUTED_ON_PURPOSE = {
+    views_drf.WrappedCreateViewSet: "django_idempotency.E007",
+    views_drf.ShadowingViewSet: "django_idempotency.E007",
+    views_drf.WithoutMixinAPIView: "django_idempotency.E030",
+}
 
 
 def idempotency_ids() -> list[str]:
@@ -27,6 +41,7 @@ def idempotency_ids() -> list[str]:
         if message.id
         and message.id.startswith("django_idempotency.")
         and message.id != "django_idempotency.W001"  # the test database may well be SQLite
+        and message.obj not in ROUTED_ON_PURPOSE
     )
 
 
@@ -159,3 +174,67 @@ def test_the_pooling_check_is_registered() -> None:
     from django_idempotency.checks_pooling import check_pooling
 
     assert check_pooling in registry.get_checks()
+
+
+# -- the views the URLconf routes (E007, E030) ------------------------------------------------
+
+
+def view_messages() -> list[tuple[str | None, Any]]:
+    return [
+        (message.id, message.obj)
+        for message in run_checks(tags=["urls"])
+        if message.id in ("django_idempotency.E007", "django_idempotency.E030")
+    ]
+
+
+def test_the_routed_views_are_judged() -> None:
+    assert sorted(view_messages(), key=str) == sorted(
+        ((check_id, view) for view, check_id in ROUTED_ON_PURPOSE.items()), key=str
+    )
+
+
+@override_settings(ROOT_URLCONF="tests.urls_view_checks")
+def test_views_are_found_through_includes_namespaces_and_decorators() -> None:
+    assert view_messages() == [
+        ("django_idempotency.E007", views_checks.HiddenCreateViewSet),
+        ("django_idempotency.E030", views_checks.WithoutMixinView),
+    ]
+    assert views_checks.MixinInSubclassView in checks_views.routed_view_classes()
+    assert views_checks.UndecoratedOverrideView in checks_views.routed_view_classes()
+
+
+@override_settings(ROOT_URLCONF=None)
+def test_a_project_without_urls_has_no_views_to_judge() -> None:
+    assert checks_views.routed_view_classes() == []
+
+
+def manage_py_check(settings_module: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py check`` in a fresh interpreter: only what the command itself imports."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "DJANGO_SETTINGS_MODULE": settings_module}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_manage_py_check_reports_the_views_without_importing_them_first() -> None:
+    """It said nothing while ``migrate`` (which loads the URLconf) failed with E007."""
+    result = manage_py_check("tests.settings_view_checks")
+    assert result.returncode == 1, result.stdout + result.stderr
+    reported = [line for line in result.stderr.splitlines() if "django_idempotency.E0" in line]
+    assert len(reported) == 2, result.stderr
+    assert "views_checks.HiddenCreateViewSet" in reported[0]
+    assert "django_idempotency.E007" in reported[0]
+    assert "views_checks.WithoutMixinView" in reported[1]
+    assert "django_idempotency.E030" in reported[1]
+
+
+def test_the_example_project_passes_manage_py_check() -> None:
+    result = manage_py_check("example_project.settings")
+    assert result.returncode == 0, result.stdout + result.stderr
