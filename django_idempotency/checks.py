@@ -205,6 +205,13 @@ SETTING_RULES: dict[str, SettingRule] = {
     ),
     "PROBLEM_TYPE_BASE": SettingRule("a string", lambda value: isinstance(value, str)),
     "RECORD_EVENTS": SettingRule("True or False", lambda value: isinstance(value, bool)),
+    "MAX_EVENTS_PER_RECORD": SettingRule(
+        "a whole number",
+        _is_whole,
+        "django_idempotency.E022",
+        "zero or positive",
+        lambda value: value >= 0,
+    ),
     "DERIVED_KEY_SECRET": SettingRule(
         "None or a string", _optional(lambda value: isinstance(value, str)), secret=True
     ),

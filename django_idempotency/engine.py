@@ -231,7 +231,12 @@ def _visitor(operation: Operation, refusal: str) -> store.Visitor | None:
     """How the lookup logs this request's visit; ``None`` with the event log switched off."""
     if not app_settings.RECORD_EVENTS:
         return None
-    return store.Visitor(key=operation.key, reference=operation.reference, refusal=refusal)
+    return store.Visitor(
+        key=operation.key,
+        reference=operation.reference,
+        refusal=refusal,
+        limit=app_settings.MAX_EVENTS_PER_RECORD,
+    )
 
 
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:

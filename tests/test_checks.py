@@ -69,6 +69,7 @@ def test_the_default_settings_pass() -> None:
         ({"IDEMPOTENCY_OUTBOX_RELAY_AFTER": -1}, "E008"),
         ({"IDEMPOTENCY_RETRY_AFTER": -1}, "E020"),
         ({"IDEMPOTENCY_ISSUED_KEY_MAX_AGE": 0}, "E021"),
+        ({"IDEMPOTENCY_MAX_EVENTS_PER_RECORD": "20"}, "E002"),
         ({"IDEMPOTENCY_MISMATCH_STATUS": 400}, "W002"),
         ({"IDEMPOTENCY_MISMATCH_STATUS": 99}, "E002"),  # Django cannot send it at all
         ({"USE_TZ": False}, "W003"),
@@ -95,6 +96,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "MAX_STORED_BODY_SIZE": ("6MB", "E002"),
     "PROBLEM_TYPE_BASE": (None, "E002"),
     "RECORD_EVENTS": ("false", "E002"),  # bool("false") is True
+    "MAX_EVENTS_PER_RECORD": (-1, "E022"),
     "DERIVED_KEY_SECRET": (b"secret", "E002"),
     "ISSUED_KEY_MAX_AGE": ("abc", "E002"),  # was a 500 when a key was issued or verified
     "ISSUED_KEY_FIELD": ("", "E002"),
@@ -137,6 +139,7 @@ def test_a_secret_is_not_shown_in_its_message() -> None:
         {"IDEMPOTENCY_REFERENCE_TTL": timedelta(days=30), "IDEMPOTENCY_ISSUED_KEY_MAX_AGE": 600},
         {"IDEMPOTENCY_MAX_STORED_BODY_SIZE": None, "IDEMPOTENCY_DERIVED_KEY_SECRET": "s"},
         {"IDEMPOTENCY_RECORD_EVENTS": False, "IDEMPOTENCY_LOCK_TIMEOUT": 0.001},
+        {"IDEMPOTENCY_MAX_EVENTS_PER_RECORD": 0},
     ],
 )
 def test_good_alternatives_pass(overrides: dict[str, Any]) -> None:
