@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -241,3 +242,17 @@ def test_manage_py_check_reports_the_views_without_importing_them_first() -> Non
 def test_the_example_project_passes_manage_py_check() -> None:
     result = manage_py_check("example_project.settings")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_check_id_is_documented() -> None:
+    """An id is a promise to the projects that silence it: each one in the code is listed."""
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"django_idempotency\.[EW]\d{3}")
+    in_code = {
+        found
+        for path in (root / "django_idempotency").rglob("*.py")
+        for found in pattern.findall(path.read_text())
+    }
+    documented = set(pattern.findall((root / "docs" / "settings.md").read_text()))
+    assert in_code, "no check id found in the package"
+    assert in_code <= documented, sorted(in_code - documented)
