@@ -79,7 +79,7 @@ class SettingRule:
     value_id: str | None = None
     usable_value: str = ""
     usable: Callable[[Any], bool] = lambda value: True
-    level: type[CheckMessage] = Error
+    level: Callable[..., CheckMessage] = Error
     secret: bool = False
 
 

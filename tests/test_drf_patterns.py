@@ -168,7 +168,7 @@ def test_a_create_hiding_the_mixins_is_a_check_error() -> None:
 
     # Judged where the URLconf routes it (tests/test_checks.py: the walk over a whole URLconf).
     urlconf = ModuleType("hiding_urls")
-    urlconf.urlpatterns = [path("hiding/", Hiding.as_view({"post": "create"}))]  # type: ignore[attr-defined]
+    urlconf.urlpatterns = [path("hiding/", Hiding.as_view({"post": "create"}))]
     with override_settings(ROOT_URLCONF=urlconf):
         errors = checks_views.check_hidden_creates()
     assert [(m.id, m.obj) for m in errors] == [("django_idempotency.E007", Hiding)]
