@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
-from . import checks_pooling
+from . import checks_pooling, checks_views
 from .conf import app_settings
 from .store import SUPPORTED_VENDORS
 
@@ -47,56 +51,10 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every ``IDEMPOTENCY_*`` setting (``conf.Settings``), each judged by its ``SettingRule``."""
     messages: list[CheckMessage] = []
-    try:
-        ttl = app_settings.TTL
-        lock_timeout = app_settings.LOCK_TIMEOUT
-        mismatch = app_settings.MISMATCH_STATUS
-        release = app_settings.RELEASE_STATUS_CODES
-        max_body = app_settings.MAX_STORED_BODY_SIZE
-        relay_after = app_settings.OUTBOX_RELAY_AFTER
-    except (TypeError, ValueError) as exc:
-        return [
-            Error(
-                f"An IDEMPOTENCY_* setting has the wrong type: {exc}", id="django_idempotency.E002"
-            )
-        ]
-    if ttl.total_seconds() <= 0:
-        messages.append(Error("IDEMPOTENCY_TTL must be positive.", id="django_idempotency.E003"))
-    if lock_timeout <= 0:
-        messages.append(
-            Error("IDEMPOTENCY_LOCK_TIMEOUT must be positive.", id="django_idempotency.E004")
-        )
-    if mismatch not in (409, 422):
-        messages.append(
-            Warning(
-                f"IDEMPOTENCY_MISMATCH_STATUS is {mismatch}; clients expect 422 (the IETF draft) "
-                "or 409.",
-                id="django_idempotency.W002",
-            )
-        )
-    if any(code < 400 or code > 499 for code in release):
-        messages.append(
-            Error(
-                "IDEMPOTENCY_RELEASE_STATUS_CODES may only list 4xx statuses "
-                "(every 5xx is released anyway).",
-                id="django_idempotency.E005",
-            )
-        )
-    if max_body <= 0:
-        messages.append(
-            Error(
-                "IDEMPOTENCY_MAX_STORED_BODY_SIZE must be positive.",
-                id="django_idempotency.E006",
-            )
-        )
-    if relay_after.total_seconds() < 0:
-        messages.append(
-            Error(
-                "IDEMPOTENCY_OUTBOX_RELAY_AFTER must not be negative.",
-                id="django_idempotency.E008",
-            )
-        )
+    for name, rule in SETTING_RULES.items():
+        messages.extend(_check_setting(name, rule))
     if not getattr(settings, "USE_TZ", True):
         messages.append(
             Warning(
@@ -107,25 +65,173 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return messages
 
 
-register(*checks_pooling.TAGS)(checks_pooling.check_pooling)
+@dataclass(frozen=True)
+class SettingRule:
+    """How one setting is checked at start-up.
+
+    A value that is not of the setting's ``kind`` is ``django_idempotency.E002`` (judged on the
+    value as set, because the typed property coerces: ``bool("false")`` is True, ``tuple("X-A")``
+    is three names); a value of that kind that the layer cannot use is ``value_id``.
+    """
+
+    kind: str
+    is_kind: Callable[[Any], bool]
+    value_id: str | None = None
+    usable_value: str = ""
+    usable: Callable[[Any], bool] = lambda value: True
+    level: Callable[..., CheckMessage] = Error
+    secret: bool = False
 
 
-@register(Tags.compatibility)
-def check_hidden_creates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """A ``create()`` on a view that hides ``IdempotentCreateMixin``'s runs unprotected, or
-    turns errors into answers outside the stored transaction (a 402 released, paid twice)."""
+def _check_setting(name: str, rule: SettingRule) -> list[CheckMessage]:
+    setting = f"IDEMPOTENCY_{name}"
+    if hasattr(settings, setting):
+        raw = getattr(settings, setting)
+        shown = "set" if rule.secret else repr(raw)
+        if not rule.is_kind(raw):
+            return [
+                Error(
+                    f"{setting} must be {rule.kind}; it is {shown}.",
+                    id="django_idempotency.E002",
+                )
+            ]
     try:
-        from .drf import HIDDEN_CREATES
-    except ImportError:  # DRF is not installed: no DRF views to check
+        value = getattr(app_settings, name)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. timedelta(seconds=nan)
+        return [
+            Error(
+                f"{setting} must be {rule.kind}; reading it failed: {exc}",
+                id="django_idempotency.E002",
+            )
+        ]
+    if rule.value_id is None or rule.usable(value):
         return []
-    return [
-        Error(
-            f"{view.__module__}.{view.__qualname__} defines create() in front of "
-            "IdempotentCreateMixin's, so keyed requests are not (or only partly) exactly-once.",
-            hint="Decorate that create() with @django_idempotency.drf.idempotent(), or move it "
-            "to a class listed after IdempotentCreateMixin in the bases.",
-            obj=view,
-            id="django_idempotency.E007",
-        )
-        for view in HIDDEN_CREATES
-    ]
+    shown = "set" if rule.secret else repr(getattr(settings, setting, value))
+    return [rule.level(f"{setting} must be {rule.usable_value}; it is {shown}.", id=rule.value_id)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_duration(value: Any) -> bool:
+    return isinstance(value, timedelta) or _is_number(value)
+
+
+def _is_status(value: Any) -> bool:
+    # Django refuses to send any other status: the answer would be a 500 at request time.
+    return _is_whole(value) and 100 <= value <= 599
+
+
+# RFC 9110 5.1: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _is_header_name(value: Any) -> bool:
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+
+
+def _is_collection(value: Any, item: Callable[[Any], bool]) -> bool:
+    # A string is refused although it iterates: "X-A" would be three header names.
+    return isinstance(value, (list, tuple, set, frozenset)) and all(item(v) for v in value)
+
+
+def _optional(is_kind: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or is_kind(value)
+
+
+def _positive(value: timedelta) -> bool:
+    return value.total_seconds() > 0
+
+
+# PostgreSQL's lock_timeout is a whole number of milliseconds up to 2**31 - 1.
+_MAX_LOCK_TIMEOUT = (2**31 - 1) / 1000
+
+_SECONDS = "a timedelta or a number of seconds"
+_HEADER_NAMES = "a list of header names"
+
+#: One rule per ``conf.Settings`` property, by its name without the ``IDEMPOTENCY_`` prefix.
+#: A new setting needs a rule here (tests/test_checks.py fails without one).
+SETTING_RULES: dict[str, SettingRule] = {
+    "HEADER": SettingRule("a header name (a non-empty token, RFC 9110)", _is_header_name),
+    "TTL": SettingRule(_SECONDS, _is_duration, "django_idempotency.E003", "positive", _positive),
+    "REFERENCE_TTL": SettingRule(f"None or {_SECONDS}", _optional(_is_duration)),
+    "LOCK_TIMEOUT": SettingRule(
+        "a number of seconds",
+        _is_number,
+        "django_idempotency.E004",
+        f"positive and at most {_MAX_LOCK_TIMEOUT:g} (PostgreSQL's limit)",
+        lambda value: 0 < value <= _MAX_LOCK_TIMEOUT,
+    ),
+    "RETRY_AFTER": SettingRule(
+        "a whole number of seconds",
+        _is_whole,
+        "django_idempotency.E020",
+        "zero or positive (it is sent as Retry-After)",
+        lambda value: value >= 0,
+    ),
+    "MISMATCH_STATUS": SettingRule(
+        "an HTTP status code (an int from 100 to 599)",
+        _is_status,
+        "django_idempotency.W002",
+        "422 (the IETF draft) or 409, which clients expect",
+        lambda value: value in (409, 422),
+        level=Warning,
+    ),
+    "RELEASE_STATUS_CODES": SettingRule(
+        "a list of HTTP status codes (ints from 100 to 599)",
+        lambda value: _is_collection(value, _is_status),
+        "django_idempotency.E005",
+        "a list of 4xx statuses only (every 5xx is released anyway)",
+        lambda codes: all(400 <= code <= 499 for code in codes),
+    ),
+    "REPLAY_HEADERS": SettingRule(
+        f"None or {_HEADER_NAMES}",
+        _optional(lambda value: _is_collection(value, _is_header_name)),
+    ),
+    "NEVER_REPLAYED_HEADERS": SettingRule(
+        _HEADER_NAMES, lambda value: _is_collection(value, _is_header_name)
+    ),
+    "MAX_STORED_BODY_SIZE": SettingRule(
+        "None or a whole number of bytes",
+        _optional(_is_whole),
+        "django_idempotency.E006",
+        "positive",
+        lambda value: value > 0,
+    ),
+    "PROBLEM_TYPE_BASE": SettingRule("a string", lambda value: isinstance(value, str)),
+    "RECORD_EVENTS": SettingRule("True or False", lambda value: isinstance(value, bool)),
+    "MAX_EVENTS_PER_RECORD": SettingRule(
+        "a whole number",
+        _is_whole,
+        "django_idempotency.E022",
+        "zero or positive",
+        lambda value: value >= 0,
+    ),
+    "DERIVED_KEY_SECRET": SettingRule(
+        "None or a string", _optional(lambda value: isinstance(value, str)), secret=True
+    ),
+    "ISSUED_KEY_MAX_AGE": SettingRule(
+        _SECONDS, _is_duration, "django_idempotency.E021", "positive", _positive
+    ),
+    "ISSUED_KEY_FIELD": SettingRule(
+        "a form field name (a non-empty string)",
+        lambda value: isinstance(value, str) and value != "",
+    ),
+    "OUTBOX_RELAY_AFTER": SettingRule(
+        _SECONDS,
+        _is_duration,
+        "django_idempotency.E008",
+        "zero or positive",
+        lambda value: value.total_seconds() >= 0,
+    ),
+}
+
+
+register(*checks_pooling.TAGS)(checks_pooling.check_pooling)
+register(*checks_views.TAGS)(checks_views.check_hidden_creates)
+register(*checks_views.TAGS)(checks_views.check_idempotent_without_mixin)

@@ -198,6 +198,16 @@ class Settings:
         return bool(getattr(settings, "IDEMPOTENCY_RECORD_EVENTS", True))
 
     @property
+    def MAX_EVENTS_PER_RECORD(self) -> int:
+        """How many visits to one record the event log keeps: the first ones. Default 20.
+
+        Later replays and refusals of that record only move its counters, so a client that
+        repeats a request without end cannot grow the log without end. ``0``: no event is
+        logged for a record (an in-flight refusal, which has no record yet, still is).
+        """
+        return int(getattr(settings, "IDEMPOTENCY_MAX_EVENTS_PER_RECORD", 20))
+
+    @property
     def DERIVED_KEY_SECRET(self) -> str:
         """Secret of the HMAC behind derived keys; default ``SECRET_KEY``. Changing it changes
         every derived key, so a retry after the change is a new call to the downstream API."""

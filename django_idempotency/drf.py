@@ -350,11 +350,6 @@ class IdempotentViewMixin:
             return None
 
 
-#: Classes using ``IdempotentCreateMixin`` whose ``create()`` is not the mixin's nor
-#: ``@idempotent``: reported by the system check ``django_idempotency.E007``.
-HIDDEN_CREATES: list[type] = []
-
-
 class IdempotentCreateMixin(IdempotentViewMixin):
     """Make ``create()`` (POST) of a DRF view exactly-once per ``Idempotency-Key``.
 
@@ -362,11 +357,6 @@ class IdempotentCreateMixin(IdempotentViewMixin):
     a ``create()`` defined on the view itself hides this one (system check
     ``django_idempotency.E007``); decorate such a ``create()`` with ``@idempotent()``.
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if idempotent_options(getattr(cls, "create", None)) is None:
-            HIDDEN_CREATES.append(cls)
 
     @idempotent()
     def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:

@@ -231,7 +231,12 @@ def _visitor(operation: Operation, refusal: str) -> store.Visitor | None:
     """How the lookup logs this request's visit; ``None`` with the event log switched off."""
     if not app_settings.RECORD_EVENTS:
         return None
-    return store.Visitor(key=operation.key, reference=operation.reference, refusal=refusal)
+    return store.Visitor(
+        key=operation.key,
+        reference=operation.reference,
+        refusal=refusal,
+        limit=app_settings.MAX_EVENTS_PER_RECORD,
+    )
 
 
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:
@@ -259,9 +264,11 @@ def _answer(operation: Operation, blocker: _Blocker) -> HttpResponseBase:
 
 
 def stored_response(record: IdempotencyRecord) -> StoredResponse:
-    assert record.response_status is not None
+    status = record.response_status
+    if status is None:  # only a completed record is replayed, and completing stores a status
+        raise ValueError(f"Record {record.pk} has no stored response to replay.")
     return StoredResponse(
-        status=record.response_status,
+        status=status,
         headers=[(str(name), str(value)) for name, value in record.response_headers],
         body=bytes(record.response_body),
     )

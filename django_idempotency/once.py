@@ -21,6 +21,7 @@ from django.http import HttpResponse, HttpResponseBase
 
 from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
+from .exceptions import InvalidKey
 from .fingerprint import canonical_json
 from .keys import parse_key
 from .models import IdempotencyRecord
@@ -50,7 +51,8 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     _refuse_non_string_keys([args, kwargs])
     document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
     canonical = canonical_json(document)
-    assert canonical is not None  # json.dumps wrote it, so it parses
+    if canonical is None:  # json.dumps wrote it, so it parses, unless nested past the limit
+        raise TypeError("The arguments are nested too deeply to fingerprint the call.")
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -85,7 +87,8 @@ def perform(
     whatever ``function`` raises, after rolling its writes back.
     """
     parsed = parse_key(key)
-    assert parsed is not None
+    if parsed is None:  # a key function that returned None
+        raise InvalidKey("perform() needs a key; got None.")
     if not scope or len(scope) > _MAX_SCOPE_LENGTH:
         raise ValueError(f"A scope must be 1 to {_MAX_SCOPE_LENGTH} characters long.")
     operation = Operation(
@@ -100,7 +103,8 @@ def perform(
         lock_timeout=app_settings.LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
     )
     response = perform_once(operation, partial(_as_response, function))
-    assert isinstance(response, HttpResponse)
+    if not isinstance(response, HttpResponse):  # both the first run and a replay are one
+        raise TypeError(f"Expected the stored result as an HttpResponse, got {response!r}.")
     return Outcome(
         result=json.loads(response.content),
         replayed=response.get(REPLAYED_HEADER) == "true",

@@ -56,7 +56,11 @@ class StoredResponse:
             # Django's handler renders a TemplateResponse after the view; the bytes are
             # needed now, as the DRF door renders its Response before it is stored.
             response.render()
-        assert isinstance(response, HttpResponse)
+        if not isinstance(response, HttpResponse):
+            raise ResponseNotStorable(
+                f"The view returned a {type(response).__name__}, whose body cannot be stored "
+                "for replay; its effects were rolled back."
+            )
         headers = _storable_headers(response)
         body = response.content
         if len(body) > app_settings.MAX_STORED_BODY_SIZE:

@@ -108,12 +108,14 @@ class Visitor:
     """The request that looks a record up, as the event log records its visit.
 
     Its event is ``replayed`` when its fingerprint matches the record's, else ``refusal``
-    (``mismatch`` for a key lookup, ``reference`` for a reference lookup).
+    (``mismatch`` for a key lookup, ``reference`` for a reference lookup). It is logged only
+    while the record has had at most ``limit`` visits (its counters, this one included).
     """
 
     key: str
     reference: str | None
     refusal: str
+    limit: int
 
 
 _REPLAYED = "replayed"
@@ -166,13 +168,13 @@ def touch(
     }
     if not _judges_time(connection):
         params["now"] = _prep(connection, "expires_at", now)
-    if folds_event:
-        assert log_as is not None
+    if folds_event and log_as is not None:
         params.update(
             at=_event_prep(connection, "at", now),
             kind=log_as.refusal,
             key=log_as.key,
             reference=log_as.reference,
+            event_limit=log_as.limit,
         )
     with connection.cursor() as cursor, _bounded_wait():
         cursor.execute(sql, params)
@@ -181,7 +183,7 @@ def touch(
         return None
     record = _record_from_row(connection, row[:-1])
     replayable = bool(row[-1])
-    if log_as is not None and not folds_event:
+    if log_as is not None and not folds_event and _visits(record) <= log_as.limit:
         replayed = replayable and record.fingerprint == fingerprint
         log_event(
             database,
@@ -195,6 +197,11 @@ def touch(
             expires_at=record.expires_at,
         )
     return record, replayable
+
+
+def _visits(record: IdempotencyRecord) -> int:
+    """Visits after the first request, this one included (the counters as just moved)."""
+    return record.replay_count + record.conflict_count
 
 
 def _owns_transaction(connection: BaseDatabaseWrapper) -> bool:
@@ -257,7 +264,9 @@ def _touch_sql(
             f"logged AS (INSERT INTO {_table(connection, IdempotencyEvent)} ({names}) "
             f"SELECT {at}, CASE WHEN touched.replayed "
             f"THEN '{_REPLAYED}' ELSE {kind} END, {scope}, {key}, {reference}, {fingerprint}, "
-            f"touched.{col('id')}, touched.{col('expires_at')} FROM touched)"
+            f"touched.{col('id')}, touched.{col('expires_at')} FROM touched "
+            f"WHERE touched.{col('replay_count')} + touched.{col('conflict_count')} "
+            "<= %(event_limit)s)"
         )
     return f"WITH {', '.join(parts)} SELECT {columns}, replayable FROM touched"
 

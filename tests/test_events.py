@@ -84,6 +84,32 @@ def test_every_visit_after_the_first_is_one_event_in_order(api: APIClient) -> No
     assert (record.replay_count, record.conflict_count) == (2, 2)
 
 
+@pytest.mark.django_db
+@override_settings(IDEMPOTENCY_MAX_EVENTS_PER_RECORD=3)
+def test_a_record_logs_its_first_visits_and_only_counts_the_rest(api: APIClient) -> None:
+    """A client repeating a mismatched request writes no event past the limit."""
+    probe(api, "k1", label="a")
+    for body in ({"label": "a"}, {"label": "x"}, {"label": "a"}, {"label": "y"}, {"label": "z"}):
+        probe(api, "k1", **body)
+
+    kinds = list(IdempotencyEvent.objects.order_by("pk").values_list("kind", flat=True))
+    assert kinds == [Kind.REPLAYED, Kind.MISMATCH, Kind.REPLAYED]
+    record = IdempotencyRecord.objects.get()
+    assert (record.replay_count, record.conflict_count) == (2, 3)
+
+
+@pytest.mark.django_db
+@override_settings(IDEMPOTENCY_MAX_EVENTS_PER_RECORD=1)
+def test_the_limit_is_per_record(api: APIClient) -> None:
+    for key in ("k1", "k2"):
+        probe(api, key, label=key)
+        probe(api, key, label=key)
+        probe(api, key, label="other")
+
+    events = IdempotencyEvent.objects.order_by("pk").values_list("key", "kind")
+    assert list(events) == [("k1", Kind.REPLAYED), ("k2", Kind.REPLAYED)]
+
+
 def _idempotency_statements(queries: CaptureQueriesContext) -> list[str]:
     """The statements that touch the app's tables, minus the claim that every request starts
     with (it inserts nothing when it meets a stored record)."""
@@ -195,6 +221,23 @@ def test_counters_and_log_agree_under_concurrency(user: Any, log_events: bool) -
         assert IdempotencyEvent.objects.filter(record=record).count() == 16
     else:
         assert kinds == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_copies_log_exactly_the_limit(user: Any) -> None:
+    client = client_for(user)
+    assert probe(client, "hot", label="a").status_code == 201
+
+    with override_settings(IDEMPOTENCY_MAX_EVENTS_PER_RECORD=5):
+        responses = race(
+            16, lambda i: probe(client, "hot", label="a" if i % 2 == 0 else f"other-{i}")
+        )
+
+    assert sorted(r.status_code for r in responses) == [201] * 8 + [422] * 8
+    record = IdempotencyRecord.objects.get()
+    assert (record.replay_count, record.conflict_count) == (8, 8)
+    assert IdempotencyEvent.objects.filter(record=record).count() == 5
 
 
 @pytest.mark.postgres

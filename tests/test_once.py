@@ -103,6 +103,10 @@ def test_keys_and_scopes_are_validated_like_headers() -> None:
         run_once(lambda: 1, scope="jobs", key="x" * 256)
     with pytest.raises(ValueError, match="scope"):
         run_once(lambda: 1, scope="s" * 256, key="k")
+    # A key function that returns None (untyped callers): refused, also under python -O.
+    with pytest.raises(InvalidKey):
+        once(key=lambda order: None, scope="jobs")(lambda order: order)(1)
+    assert not IdempotencyRecord.objects.exists()
 
 
 def test_the_fingerprint_is_canonical_and_refuses_lossy_arguments() -> None:

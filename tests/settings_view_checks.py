@@ -1,0 +1,5 @@
+"""The test settings with the URLconf the view checks judge (for ``manage.py check``)."""
+
+from tests.settings import *  # noqa: F403
+
+ROOT_URLCONF = "tests.urls_view_checks"
