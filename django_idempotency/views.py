@@ -26,6 +26,7 @@ from django.http.request import RawPostDataException
 from django.template.loader import render_to_string
 
 from .conf import app_settings, as_timedelta
+from .endpoints import route_endpoint
 from .engine import Operation, perform_once
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
@@ -75,7 +76,8 @@ class IdempotencyOptions:
     idempotency_key_source: KeySource = "any"
     #: ``"session"``: anonymous visitors are told apart by their session (opt-in).
     idempotency_principal: PrincipalSource = "user"
-    #: Endpoint part of the scope; default: the URL name (the template tag's default too).
+    #: Endpoint part of the scope; default: the route (URL name, else pattern; the method in
+    #: front unless POST), the template tag's default too.
     idempotency_scope: str | None = None
     #: Form/JSON field naming a business object that only one key may act on.
     idempotency_reference_field: str | None = None
@@ -113,10 +115,11 @@ class IdempotencyOptions:
         return request_principal(request, guest_sessions=self.idempotency_principal == "session")
 
     def get_idempotency_endpoint(self, request: HttpRequest) -> str:
+        """``idempotency_scope``, else the route (``endpoints.route_endpoint``): its URL name,
+        or its pattern when unnamed, with the method in front unless it is POST."""
         if self.idempotency_scope is not None:
             return self.idempotency_scope
-        match = request.resolver_match
-        return match.view_name if match else type(self).__qualname__
+        return route_endpoint(request) or type(self).__qualname__
 
     def get_idempotency_scope(self, request: HttpRequest) -> str:
         endpoint = self.get_idempotency_endpoint(request)
@@ -263,6 +266,11 @@ def make_policy(options: dict[str, Any]) -> IdempotencyOptions:
         if not hasattr(policy, attribute):
             raise TypeError(f"Unknown idempotency option {name!r}.")
         setattr(policy, attribute, value)
+    if policy.idempotency_principal not in ("user", "session"):
+        # A typo would silently mean "user": guests then get 403s nobody can explain.
+        raise ValueError(
+            f'principal must be "user" or "session", not {policy.idempotency_principal!r}.'
+        )
     return policy
 
 

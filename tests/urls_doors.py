@@ -12,4 +12,7 @@ urlpatterns = [
     path("ninja/", ninja_api.urls),
     path("payment/", csrf_exempt(views_doors.PaymentCreateView.as_view()), name="payment"),
     path("async-class/", csrf_exempt(views_doors.AsyncClassView.as_view()), name="async-class"),
+    # Unnamed, one view class: two routes all the same.
+    path("pay/", csrf_exempt(views_doors.OrderActionView.as_view(kind="payment"))),
+    path("refund/", csrf_exempt(views_doors.OrderActionView.as_view(kind="refund"))),
 ]

@@ -98,3 +98,15 @@ class PaymentCreateView(IdempotentViewMixin, CreateView):  # type: ignore[type-a
         form.instance.charge_id = "ch_test"
         payment = form.save()
         return JsonResponse({"id": payment.pk}, status=201)
+
+
+class OrderActionView(IdempotentViewMixin, View):
+    """One class for several unnamed routes (``as_view(kind=...)``), one action per order each."""
+
+    kind = ""
+    idempotency_reference_field = "order"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        fields = _fields(request)
+        execution = Execution.objects.create(label=f"{self.kind} {fields['order']}")
+        return JsonResponse({"id": execution.pk, "label": execution.label}, status=201)
