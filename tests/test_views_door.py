@@ -295,6 +295,14 @@ class TestScopeIsTheRoute:
             f"test/doors/refund/|auth.user:{user.pk}",
         ]
 
+    def test_a_form_key_is_bound_to_its_unnamed_route(self, user: Any) -> None:
+        client = logged_in(user)
+        key = rendered_key(client, "/test/doors/form-a/")  # the tag's endpoint: this route
+        elsewhere = client.post("/test/doors/form-b/", {"idempotency_key": key})
+        assert elsewhere.status_code == 400  # same view class, another route
+        assert client.post("/test/doors/form-a/", {"idempotency_key": key}).status_code == 201
+        assert Execution.objects.count() == 1
+
     def test_two_methods_on_one_url_name(self, user: Any) -> None:
         client = logged_in(user)
         created = post_json(client, PLAIN, {"ref": "7"}, key="create")

@@ -15,4 +15,6 @@ urlpatterns = [
     # Unnamed, one view class: two routes all the same.
     path("pay/", csrf_exempt(views_doors.OrderActionView.as_view(kind="payment"))),
     path("refund/", csrf_exempt(views_doors.OrderActionView.as_view(kind="refund"))),
+    path("form-a/", csrf_exempt(views_doors.ClassView.as_view())),
+    path("form-b/", csrf_exempt(views_doors.ClassView.as_view())),
 ]
