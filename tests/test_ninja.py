@@ -10,8 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from ninja import NinjaAPI, Router
+from ninja.decorators import decorate_view
 from rest_framework.authtoken.models import Token
 
 from django_idempotency.contrib.ninja import idempotent, idempotent_router
@@ -226,6 +228,25 @@ def test_router_over_a_decorated_operation_loads() -> None:
     api = NinjaAPI(urls_namespace=f"twice-{uuid.uuid4().hex}")
     api.add_router("/", router)
     assert [pattern.name for pattern in api.urls[0]][-2:] == ["create", "api-root"]
+
+
+def test_router_over_an_opaque_view_decorator_is_a_clear_startup_error() -> None:
+    """A view decorator without ``functools.wraps`` hides the operation: say so at URL loading."""
+    router = Router()
+
+    def opaque(run: Any) -> Any:
+        return lambda request, **kw: run(request, **kw)
+
+    @router.post("/")
+    @decorate_view(opaque)
+    def create(request: Any) -> Any:
+        return {}
+
+    idempotent_router(router)
+    api = NinjaAPI(urls_namespace=f"opaque-{uuid.uuid4().hex}")
+    api.add_router("/", router)
+    with pytest.raises(ImproperlyConfigured, match="functools.wraps"):
+        api.urls  # noqa: B018
 
 
 @pytest.mark.django_db(transaction=True)
