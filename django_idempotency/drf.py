@@ -23,6 +23,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from .conf import app_settings, as_timedelta
+from .endpoints import route_endpoint
 from .engine import Operation, perform_once
 from .exceptions import (
     DatabaseUnavailable,
@@ -148,7 +149,7 @@ class IdempotentViewMixin:
     #: Refuse a request without a key (400). ``False``: a request without a key runs as usual.
     #: Default ``None``: the ``IDEMPOTENCY_KEY_REQUIRED`` setting (True).
     idempotency_key_required: bool | None = None
-    #: Name of the endpoint part of the scope; default: the URL name (e.g. ``order-list``).
+    #: Name of the endpoint part of the scope; default: the route (``get_idempotency_endpoint``).
     idempotency_scope: str | None = None
     #: Request field holding a business reference (e.g. ``"order"``) that only one key may use.
     idempotency_reference_field: str | None = None
@@ -233,9 +234,7 @@ class IdempotentViewMixin:
             verify_issued_key(
                 key,
                 principal=self.get_idempotency_principal(request),
-                endpoint=str(
-                    self.idempotency_scope or getattr(request.resolver_match, "view_name", "")
-                ),
+                endpoint=self.get_idempotency_endpoint(request),
             )
         return key
 
@@ -265,12 +264,16 @@ class IdempotentViewMixin:
             return "session" if guest_sessions else "user"
         return app_settings.PRINCIPAL
 
+    def get_idempotency_endpoint(self, request: Request) -> str:
+        """``idempotency_scope``, else the route: the URL name (``payment-list``; the pattern
+        when unnamed), with the method in front unless it is POST (``DELETE payment-detail``)."""
+        if self.idempotency_scope is not None:
+            return self.idempotency_scope
+        return route_endpoint(request) or type(self).__qualname__
+
     def get_idempotency_scope(self, request: Request) -> str:
-        """The principal plus the endpoint: one key, two users or endpoints, two operations."""
-        endpoint = self.idempotency_scope
-        if endpoint is None:
-            match = request.resolver_match
-            endpoint = match.view_name if match else type(self).__qualname__
+        """The principal plus the endpoint: one key, two users or routes, two operations."""
+        endpoint = self.get_idempotency_endpoint(request)
         return _bounded(f"{endpoint}|{self.get_idempotency_principal(request)}") or ""
 
     def get_idempotency_reference(self, request: Request) -> str | None:

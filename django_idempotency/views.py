@@ -28,7 +28,8 @@ from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
 from django.template.loader import render_to_string
 
-from .conf import app_settings, as_timedelta
+from .conf import PRINCIPALS, app_settings, as_timedelta
+from .endpoints import route_endpoint
 from .engine import Operation, current_operation, perform_once
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
@@ -118,7 +119,8 @@ class IdempotencyOptions:
     #: ``"session"``: anonymous visitors are told apart by their session (opt-in). Default
     #: ``None``: the ``IDEMPOTENCY_PRINCIPAL`` setting (``"user"``).
     idempotency_principal: PrincipalSource | None = None
-    #: Endpoint part of the scope; default: the URL name (the template tag's default too).
+    #: Endpoint part of the scope; default: the route (URL name, else pattern; the method in
+    #: front unless POST), the template tag's default too.
     idempotency_scope: str | None = None
     #: Form/JSON field naming a business object that only one key may act on.
     idempotency_reference_field: str | None = None
@@ -178,10 +180,11 @@ class IdempotencyOptions:
         )
 
     def get_idempotency_endpoint(self, request: HttpRequest) -> str:
+        """``idempotency_scope``, else the route (``endpoints.route_endpoint``): its URL name,
+        or its pattern when unnamed, with the method in front unless it is POST."""
         if self.idempotency_scope is not None:
             return self.idempotency_scope
-        match = request.resolver_match
-        return match.view_name if match else type(self).__qualname__
+        return route_endpoint(request) or type(self).__qualname__
 
     def get_idempotency_scope(self, request: HttpRequest) -> str:
         endpoint = self.get_idempotency_endpoint(request)
@@ -345,6 +348,11 @@ def make_policy(options: dict[str, Any]) -> IdempotencyOptions:
         if not hasattr(policy, attribute):
             raise TypeError(f"Unknown idempotency option {name!r}.")
         setattr(policy, attribute, value)
+    if policy.idempotency_principal not in (None, *PRINCIPALS):
+        # A typo would silently mean "user": guests then get 403s nobody can explain.
+        raise ValueError(
+            f"principal must be one of {PRINCIPALS}, not {policy.idempotency_principal!r}."
+        )
     return policy
 
 

@@ -1,15 +1,22 @@
 """The django-ninja door: the example's ``/ninja/orders/`` (sync) and ``/ninja/async/orders/``
-(``async def``), and a test router made idempotent as a whole (references, release, store)."""
+(``async def``), a test router made idempotent as a whole (references, release, store), scopes by
+route, an operation decorated twice and guests by their session."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
+from ninja import NinjaAPI, Router
+from ninja.decorators import decorate_view
 from rest_framework.authtoken.models import Token
 
+from django_idempotency.contrib.ninja import idempotent, idempotent_router
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Order
 from tests.conftest import race
@@ -137,3 +144,186 @@ def test_concurrent_copies_run_once(user: Any, path: str) -> None:
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Order.objects.count() == 1
+
+
+PAYMENTS = "/test/doors/ninja/payments/"
+REFUNDS = "/test/doors/ninja/refunds/"
+
+
+@pytest.mark.django_db(transaction=True)
+class TestScopeIsTheRoute:
+    """Two routers each with ``def create`` (ninja names both URLs ``create``) are two routes, and
+    so are two methods on one path: each its own scope."""
+
+    def test_a_refund_after_the_payment_of_the_same_order(self, ninja: Any) -> None:
+        paid = send(ninja, PAYMENTS, {"order": 7}, key="pay-7")
+        refunded = send(ninja, REFUNDS, {"order": 7}, key="refund-7")
+        assert (paid.status_code, refunded.status_code) == (201, 201), refunded.content
+        assert refunded.json()["label"] == "refund 7"
+        # Each route still holds its reference: another key refunding order 7 gets that refund.
+        again = send(ninja, REFUNDS, {"order": 7}, key="refund-7-again")
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.content == refunded.content
+        assert sorted(Execution.objects.values_list("label", flat=True)) == [
+            "payment 7",
+            "refund 7",
+        ]
+
+    def test_one_key_on_both_routes_is_two_operations(self, ninja: Any) -> None:
+        paid = send(ninja, PAYMENTS, {"order": 8}, key="k")
+        refunded = send(ninja, REFUNDS, {"order": 8}, key="k")
+        assert (paid.status_code, refunded.status_code) == (201, 201), refunded.content
+        assert "Idempotent-Replayed" not in refunded
+        assert send(ninja, REFUNDS, {"order": 8}, key="k")["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 2
+
+    def test_two_methods_on_one_path(self, ninja: Any) -> None:
+        created = send(ninja, PAYMENTS, {"order": 9}, key="create-9")
+        amended = ninja.patch(
+            PAYMENTS, json.dumps({"order": 9}), "application/json", HTTP_IDEMPOTENCY_KEY="amend-9"
+        )
+        assert (created.status_code, amended.status_code) == (201, 201), amended.content
+        assert amended.json()["label"] == "payment amended 9"
+
+    def test_the_scope_names_method_and_pattern(self, ninja: Any, user: Any) -> None:
+        send(ninja, PAYMENTS, {"order": 1}, key="k")
+        body = json.dumps({"order": 1})
+        ninja.patch(PAYMENTS, body, "application/json", HTTP_IDEMPOTENCY_KEY="k")
+        assert sorted(IdempotencyRecord.objects.values_list("scope", flat=True)) == [
+            f"PATCH test/doors/ninja/payments/|auth.user:{user.pk}",
+            f"test/doors/ninja/payments/|auth.user:{user.pk}",
+        ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_payment_and_refund_race_each_runs_once(user: Any) -> None:
+    """Copies of a payment and of a refund of one order under one key, all at once: one of
+    each, every copy answered with its own route's response."""
+    token = TokenFactory(user=user).key
+    copies = 8
+    clients = [Client(HTTP_AUTHORIZATION=f"Bearer {token}") for _ in range(copies)]
+    paths = [PAYMENTS if index % 2 else REFUNDS for index in range(copies)]
+    responses = race(copies, lambda i: send(clients[i], paths[i], {"order": 5}, key="storm"))
+    assert [r.status_code for r in responses] == [201] * copies
+    for path in (PAYMENTS, REFUNDS):
+        answers = {r.content for r, p in zip(responses, paths, strict=True) if p == path}
+        assert len(answers) == 1
+    assert sorted(Execution.objects.values_list("label", flat=True)) == ["payment 5", "refund 5"]
+
+
+TWICE = "/test/doors/ninja/twice/"
+
+
+def test_router_over_a_decorated_operation_loads() -> None:
+    """``idempotent_router()`` over an operation that has ``@idempotent()`` loads its URLs."""
+    router = Router()
+
+    @router.post("/")
+    @idempotent()
+    def create(request: Any) -> Any:
+        return {}
+
+    idempotent_router(router)
+    api = NinjaAPI(urls_namespace=f"twice-{uuid.uuid4().hex}")
+    api.add_router("/", router)
+    assert [pattern.name for pattern in api.urls[0]][-2:] == ["create", "api-root"]
+
+
+def test_router_over_an_opaque_view_decorator_is_a_clear_startup_error() -> None:
+    """A view decorator without ``functools.wraps`` hides the operation: say so at URL loading."""
+    router = Router()
+
+    def opaque(run: Any) -> Any:
+        return lambda request, **kw: run(request, **kw)
+
+    @router.post("/")
+    @decorate_view(opaque)
+    def create(request: Any) -> Any:
+        return {}
+
+    idempotent_router(router)
+    api = NinjaAPI(urls_namespace=f"opaque-{uuid.uuid4().hex}")
+    api.add_router("/", router)
+    with pytest.raises(ImproperlyConfigured, match="functools.wraps"):
+        api.urls  # noqa: B018
+
+
+@pytest.mark.django_db(transaction=True)
+class TestDecoratedTwice:
+    """The example of that: one claim per request, the operation's own options, the router's
+    for the rest (its TTL)."""
+
+    def test_runs_once_and_replays(self, ninja: Any) -> None:
+        first = send(ninja, TWICE, {"label": "a"}, key="k")
+        second = send(ninja, TWICE, {"label": "a"}, key="k")
+        assert first.status_code == 201, first.content
+        assert second["Idempotent-Replayed"] == "true"
+        assert second.content == first.content
+        assert Execution.objects.count() == 1
+
+    def test_options_of_both(self, ninja: Any) -> None:
+        send(ninja, TWICE, {"label": "a", "ref": "r1"}, key="k")
+        record = IdempotencyRecord.objects.get()
+        assert record.reference == "ref:r1"  # the operation's own option
+        lifetime = record.expires_at - record.created_at  # the router's TTL, not the default
+        assert timedelta(seconds=60) <= lifetime < timedelta(minutes=10), lifetime
+
+
+GUESTS = "/test/doors/ninja/guests/"
+
+
+def guest() -> Client:
+    visitor = Client()
+    visitor.get("/test/doors/session/")  # a page with a key field starts a stored session
+    return visitor
+
+
+@pytest.mark.django_db(transaction=True)
+class TestSessionPrincipal:
+    """``principal="session"``: a guest's keys are bound to its session, as on the plain doors."""
+
+    def test_a_guest_by_its_session(self) -> None:
+        visitor = guest()
+        first = send(visitor, GUESTS, {"label": "g"}, key="k")
+        second = send(visitor, GUESTS, {"label": "g"}, key="k")
+        assert first.status_code == 201, first.content
+        assert second["Idempotent-Replayed"] == "true"
+        assert second.content == first.content
+        assert IdempotencyRecord.objects.get().scope.startswith(f"{GUESTS[1:]}|session:")
+
+    def test_two_guests_are_two_scopes(self) -> None:
+        send(guest(), GUESTS, {"label": "g"}, key="k")
+        theirs = send(guest(), GUESTS, {"label": "g"}, key="k")
+        assert theirs.status_code == 201
+        assert "Idempotent-Replayed" not in theirs
+        assert Execution.objects.count() == 2
+
+    def test_a_signed_in_user_is_the_user(self, user: Any) -> None:
+        client = Client()
+        client.force_login(user)
+        send(client, GUESTS, {"label": "u"}, key="k")
+        assert IdempotencyRecord.objects.get().scope.endswith(f"|auth.user:{user.pk}")
+
+    def test_no_session_is_refused(self, assert_problem: Any) -> None:
+        response = send(Client(), GUESTS, {"label": "g"}, key="k")
+        assert_problem(response, 403, "idempotency-key-requires-authentication")
+        assert Execution.objects.count() == 0
+
+    def test_an_unknown_principal_is_refused_at_import(self) -> None:
+        with pytest.raises(ValueError, match="sesion"):
+            idempotent(principal="sesion")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_guests_copies_run_once() -> None:
+    visitor = guest()
+    copies = 6
+    clients = [Client() for _ in range(copies)]
+    for client in clients:
+        client.cookies = visitor.cookies
+    responses = race(copies, lambda i: send(clients[i], GUESTS, {"label": "g"}, key="storm"))
+    assert [r.status_code for r in responses] == [201] * copies
+    assert len({r.content for r in responses}) == 1
+    assert Execution.objects.count() == 1

@@ -102,3 +102,23 @@ def test_a_repeated_get_is_answered_afresh(api, user) -> None:
     listed = api.get("/api/orders/", HTTP_IDEMPOTENCY_KEY="k")
     assert empty.json() == []
     assert [order["item"] for order in listed.json()] == ["book"]
+
+
+def test_two_methods_on_one_url_name_are_two_routes(api, user) -> None:
+    """``-detail`` serves PUT and DELETE: the update's reference does not refuse the delete."""
+    execution = Execution.objects.create(label="x")
+    url = f"/test/drf/held-updates/{execution.pk}/"
+    updated = api.put(url, {"label": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="update")
+    deleted = api.delete(url, HTTP_IDEMPOTENCY_KEY="delete")
+    assert (updated.status_code, deleted.status_code) == (200, 204), deleted.content
+    assert not Execution.objects.exists()
+    assert sorted(IdempotencyRecord.objects.values_list("scope", flat=True)) == [
+        f"DELETE drf-held-updates-detail|auth.user:{user.pk}",
+        f"PUT drf-held-updates-detail|auth.user:{user.pk}",
+    ]
+
+
+def test_a_post_route_keeps_its_url_name_as_scope(post, user) -> None:
+    """POST scopes are what they were (the URL name): records written before still replay."""
+    post("/test/probe/", {"label": "a"}, key="k")
+    assert IdempotencyRecord.objects.get().scope == f"probe-list|auth.user:{user.pk}"

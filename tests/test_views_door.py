@@ -16,6 +16,7 @@ from django.template import TemplateSyntaxError, engines
 from django.test import AsyncClient, Client, RequestFactory
 
 from django_idempotency.issued_keys import issue_key
+from django_idempotency.models import IdempotencyRecord
 from django_idempotency.principals import user_principal
 from django_idempotency.views import idempotent_view
 from example_project.shop.models import Payment
@@ -273,6 +274,49 @@ def test_form_view_reference_as_the_form_saves_it(user: Any, assert_problem: Any
     )
     assert_problem(second, 409, "idempotency-reference-conflict")
     assert Payment.objects.count() == 1
+
+
+@pytest.mark.django_db
+class TestScopeIsTheRoute:
+    """The endpoint is the route (method and URL), not the view: one class behind two unnamed
+    URLs, or one view answering two methods, is two operations."""
+
+    def test_one_view_class_on_two_unnamed_routes(self, user: Any) -> None:
+        client = logged_in(user)
+        paid = post_json(client, "/test/doors/pay/", {"order": 7}, key="pay-7")
+        refunded = post_json(client, "/test/doors/refund/", {"order": 7}, key="refund-7")
+        assert (paid.status_code, refunded.status_code) == (201, 201), refunded.content
+        same_key = post_json(client, "/test/doors/refund/", {"order": 8}, key="pay-7")
+        assert same_key.status_code == 201, same_key.content
+        assert sorted(Execution.objects.values_list("label", flat=True)) == [
+            "payment 7",
+            "refund 7",
+            "refund 8",
+        ]
+        assert sorted(IdempotencyRecord.objects.values_list("scope", flat=True))[:2] == [
+            f"test/doors/pay/|auth.user:{user.pk}",
+            f"test/doors/refund/|auth.user:{user.pk}",
+        ]
+
+    def test_a_form_key_is_bound_to_its_unnamed_route(self, user: Any) -> None:
+        client = logged_in(user)
+        key = rendered_key(client, "/test/doors/form-a/")  # the tag's endpoint: this route
+        elsewhere = client.post("/test/doors/form-b/", {"idempotency_key": key})
+        assert elsewhere.status_code == 400  # same view class, another route
+        assert client.post("/test/doors/form-a/", {"idempotency_key": key}).status_code == 201
+        assert Execution.objects.count() == 1
+
+    def test_two_methods_on_one_url_name(self, user: Any) -> None:
+        client = logged_in(user)
+        created = post_json(client, PLAIN, {"ref": "7"}, key="create")
+        deleted = client.delete(
+            PLAIN, json.dumps({"ref": "7"}), "application/json", HTTP_IDEMPOTENCY_KEY="delete"
+        )
+        assert (created.status_code, deleted.status_code) == (201, 201), deleted.content
+        assert sorted(IdempotencyRecord.objects.values_list("scope", flat=True)) == [
+            f"DELETE plain|auth.user:{user.pk}",
+            f"plain|auth.user:{user.pk}",
+        ]
 
 
 @pytest.mark.django_db

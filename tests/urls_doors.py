@@ -12,6 +12,11 @@ urlpatterns = [
     path("ninja/", ninja_api.urls),
     path("payment/", csrf_exempt(views_doors.PaymentCreateView.as_view()), name="payment"),
     path("async-class/", csrf_exempt(views_doors.AsyncClassView.as_view()), name="async-class"),
+    # Unnamed, one view class: two routes all the same.
+    path("pay/", csrf_exempt(views_doors.OrderActionView.as_view(kind="payment"))),
+    path("refund/", csrf_exempt(views_doors.OrderActionView.as_view(kind="refund"))),
+    path("form-a/", csrf_exempt(views_doors.ClassView.as_view())),
+    path("form-b/", csrf_exempt(views_doors.ClassView.as_view())),
 ]
 urlpatterns += [
     path("template/", views_doors.template_view, name="template"),

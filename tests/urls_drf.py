@@ -19,6 +19,7 @@ for prefix, viewset in [
     ("shadowing", views_drf.ShadowingViewSet),
     ("browsable", views_drf.BrowsableViewSet),
     ("decorated-updates", views_drf.DecoratedUpdatesViewSet),
+    ("held-updates", views_drf.HeldUpdatesViewSet),
 ]:
     router.register(prefix, viewset, basename=f"drf-{prefix}")
 

@@ -16,11 +16,13 @@ connection while it awaits, as a sync operation would.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
@@ -28,9 +30,10 @@ from ninja.operation import Operation as NinjaOperation
 from pydantic import TypeAdapter, ValidationError
 
 from ..conf import app_settings
+from ..endpoints import route_endpoint
 from ..exceptions import IdempotencyError
 from ..keys import MAX_KEY_LENGTH
-from ..principals import user_principal
+from ..principals import request_principal, user_principal
 from ..problems import PROBLEM_CONTENT_TYPE, error_response
 from ..responses import REPLAYED_HEADER
 from ..views import UNSAFE_METHODS, IdempotencyOptions, make_policy
@@ -41,7 +44,10 @@ Func = TypeVar("Func", bound=Callable[..., Any])
 def idempotent(**options: Any) -> Callable[[Func], Func]:
     """Decorate one operation; ``options`` as for ``idempotent_view`` (``key_required``,
     ``key_source``, ``principal``, ``scope``, ``reference_field``, ``ttl``,
-    ``release_status_codes``, ``extra_release_status_codes``, ``model``)."""
+    ``release_status_codes``, ``extra_release_status_codes``, ``model``).
+
+    Under ``idempotent_router()`` too, the operation still claims once: its own options win,
+    the router's fill in the rest."""
     return decorate_view(IdempotentRun(**options))
 
 
@@ -66,6 +72,17 @@ class _NinjaPolicy(IdempotencyOptions):
         the ``"session"`` principal, else the guest's session (as on the other doors)."""
         principal = user_principal(getattr(request, "auth", None))
         return principal or super().get_idempotency_principal(request)
+
+    def get_idempotency_endpoint(self, request: HttpRequest) -> str:
+        """``scope=``, else the route by its URL pattern: ninja names URLs after the function,
+        and two routers' ``def create`` would share one name (and one scope)."""
+        if self.idempotency_scope is not None:
+            return self.idempotency_scope
+        found = route_endpoint(request, by_name=False)
+        if found is not None:
+            return found
+        func = self.operation.view_func
+        return f"{request.method} {func.__module__}.{func.__qualname__}"
 
     def normalise_idempotency_reference(self, name: str, value: str) -> Any:
         """The value as the operation's body schema parses it (``"07"`` and ``7`` are one)."""
@@ -95,7 +112,14 @@ class IdempotentRun:
         make_policy(options)  # unknown options fail here, at import time
 
     def __call__(self, run: Callable[..., Any]) -> Callable[..., Any]:
-        operation: NinjaOperation = run.__self__  # type: ignore[attr-defined]
+        claimed: _Claimed | None = getattr(run, _CLAIMED, None)
+        if claimed is not None:
+            # Already idempotent (``@idempotent()`` under ``idempotent_router()``): one claim
+            # per request, or the second would find the first's row in flight (409). The
+            # operation's own options win; the router's fill in the rest.
+            claimed.add_defaults(self.options)
+            return run
+        operation = _operation_of(run)
         if not UNSAFE_METHODS.intersection(operation.methods):
             return run
         policy = _NinjaPolicy(operation)
@@ -103,7 +127,13 @@ class IdempotentRun:
             setattr(policy, f"idempotency_{name}", value)
         # The OpenAPI entry is built now: it reads IDEMPOTENCY_KEY_REQUIRED when decorating.
         _document(operation, required=policy.get_idempotency_key_required())
+        wrapped = self._wrap(run, operation, policy)
+        setattr(wrapped, _CLAIMED, _Claimed(operation, policy, set(self.options)))
+        return wrapped
 
+    def _wrap(
+        self, run: Callable[..., Any], operation: NinjaOperation, policy: _NinjaPolicy
+    ) -> Callable[..., Any]:
         if iscoroutinefunction(run):
 
             @wraps(run)
@@ -132,6 +162,37 @@ class IdempotentRun:
             return policy.run_idempotently(request, lambda: run(request, **kw))
 
         return sync_run
+
+
+#: Marks a ``run`` that claims keys (``functools.wraps`` copies it onto outer wrappers).
+_CLAIMED = "_idempotency_claimed"
+
+
+class _Claimed:
+    """The policy of an idempotent ``run``, for a second decorator to extend, not repeat."""
+
+    def __init__(self, operation: NinjaOperation, policy: _NinjaPolicy, own: set[str]) -> None:
+        self.operation = operation
+        self.policy = policy
+        self.own = own
+
+    def add_defaults(self, options: dict[str, Any]) -> None:
+        for name, value in options.items():
+            if name not in self.own:
+                setattr(self.policy, f"idempotency_{name}", value)
+        _document(self.operation, required=self.policy.idempotency_key_required)
+
+
+def _operation_of(run: Callable[..., Any]) -> NinjaOperation:
+    """The operation whose bound ``run`` is (or is wrapped, via ``__wrapped__``, in) ``run``."""
+    for candidate in (run, inspect.unwrap(run)):
+        operation = getattr(candidate, "__self__", None)
+        if isinstance(operation, NinjaOperation):
+            return operation
+    raise ImproperlyConfigured(
+        f"django-idempotency cannot find the ninja operation behind {run!r}: a view decorator "
+        "applied before it must keep functools.wraps (``__wrapped__``)."
+    )
 
 
 def _document(operation: NinjaOperation, *, required: bool) -> None:

@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..conf import app_settings
+from ..endpoints import route_endpoint
 from ..issued_keys import issue_key
 from ..principals import request_principal, start_guest_session, user_principal
 
@@ -21,8 +22,8 @@ def idempotency_key_input(
 ) -> SafeString:
     """Render ``<input type="hidden" name="idempotency_key" value="...">``.
 
-    The key is bound to the visitor and to ``endpoint``: the scope name of the view the form
-    posts to, by default the URL name of the page being rendered (a form that posts back to its
+    The key is bound to the visitor and to ``endpoint``: the endpoint of the view the form
+    posts to (its URL name, or its ``idempotency_scope``), by default that of the page being rendered (a form that posts back to its
     own URL needs no argument). ``principal`` names the view's ``idempotency_principal``: with
     ``"user"`` (the default is ``IDEMPOTENCY_PRINCIPAL``) an anonymous visitor gets no key, and no session is created for a
     mere page view (a keyed submission of theirs would be refused anyway); ``"session"`` starts
@@ -30,8 +31,8 @@ def idempotency_key_input(
     """
     request = context["request"]
     if endpoint is None:
-        match = request.resolver_match
-        endpoint = match.view_name if match else ""
+        # The form posts back here: the endpoint the view computes for that POST.
+        endpoint = route_endpoint(request, method="POST") or ""
     if principal is None:
         principal = app_settings.PRINCIPAL
     if principal == "user":

@@ -1,4 +1,5 @@
-"""Test-only django-ninja API: a router made idempotent as a whole, sync and async probes."""
+"""Test-only django-ninja API: a router made idempotent as a whole, sync and async probes, two
+routers with same-named operations, an operation decorated twice and a guest operation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.http import HttpRequest
 from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import HttpError
 
-from django_idempotency.contrib.ninja import idempotent_router
+from django_idempotency.contrib.ninja import idempotent, idempotent_router
 from example_project.shop.ninja_api import DrfTokenBearer
 from tests.testapp.models import Execution
 
@@ -50,5 +51,54 @@ def probes(request: HttpRequest) -> Any:
 
 idempotent_router(router, reference_field="ref")
 
+
+class OrderIn(Schema):
+    order: int
+
+
+def _order_router(kind: str) -> Router:
+    """Payments and refunds: each router's operations are ``def create`` and ``def amend``, as
+    in two apps of one project (ninja names both URLs after the function)."""
+    orders = Router()
+
+    @orders.post("/", response={201: dict[str, Any]})
+    def create(request: HttpRequest, payload: OrderIn) -> Any:
+        execution = Execution.objects.create(label=f"{kind} {payload.order}")
+        return Status(201, {"id": execution.pk, "label": execution.label})
+
+    @orders.patch("/", response={201: dict[str, Any]})
+    def amend(request: HttpRequest, payload: OrderIn) -> Any:
+        execution = Execution.objects.create(label=f"{kind} amended {payload.order}")
+        return Status(201, {"id": execution.pk, "label": execution.label})
+
+    return idempotent_router(orders, reference_field="order")
+
+
+#: ``@idempotent()`` on an operation of a router made idempotent as a whole: its own reference,
+#: the router's TTL.
+twice = Router()
+
+
+@twice.post("/", response={201: dict[str, Any]})
+@idempotent(reference_field="ref")
+def decorated_twice(request: HttpRequest, payload: ProbeIn) -> Any:
+    return _answer(Execution.objects.create(label=payload.label), payload.status)
+
+
+idempotent_router(twice, ttl=60)
+
+guests = Router(auth=None)
+
+
+@guests.post("/", response={201: dict[str, Any]})
+@idempotent(principal="session")
+def guest_order(request: HttpRequest, payload: ProbeIn) -> Any:
+    return _answer(Execution.objects.create(label=payload.label), payload.status)
+
+
 api = NinjaAPI(urls_namespace="test-ninja", auth=DrfTokenBearer())
 api.add_router("/", router)
+api.add_router("/payments/", _order_router("payment"))
+api.add_router("/refunds/", _order_router("refund"))
+api.add_router("/twice/", twice)
+api.add_router("/guests/", guests)

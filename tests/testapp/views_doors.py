@@ -142,3 +142,15 @@ class OptionalKeyFormView(IdempotentViewMixin, LabelFormView):
     """Keys optional: a request without one must be answered exactly as ``LabelFormView``."""
 
     idempotency_key_required = False
+
+
+class OrderActionView(IdempotentViewMixin, View):
+    """One class for several unnamed routes (``as_view(kind=...)``), one action per order each."""
+
+    kind = ""
+    idempotency_reference_field = "order"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        fields = _fields(request)
+        execution = Execution.objects.create(label=f"{self.kind} {fields['order']}")
+        return JsonResponse({"id": execution.pk, "label": execution.label}, status=201)

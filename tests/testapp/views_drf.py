@@ -268,3 +268,25 @@ class DecoratedUpdatesViewSet(
     @idempotent(key_required=False)
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().destroy(request, *args, **kwargs)
+
+
+class HeldUpdatesViewSet(
+    IdempotentViewMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[Execution],
+):
+    """One update and one delete per row (``reference_url_kwarg``): two operations on one URL
+    name (``-detail``), which must not hold each other's reference."""
+
+    queryset = Execution.objects.all()
+    serializer_class = ExecutionSerializer
+    idempotency_reference_url_kwarg = "pk"
+
+    @idempotent()
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().update(request, *args, **kwargs)
+
+    @idempotent()
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
