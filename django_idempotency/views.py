@@ -29,7 +29,7 @@ from .conf import app_settings, as_timedelta
 from .engine import Operation, perform_once
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
-from .issued_keys import verify_issued_key
+from .issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
 from .principals import request_principal
@@ -103,6 +103,8 @@ class IdempotencyOptions:
                 where += f" or an issued key in the {app_settings.ISSUED_KEY_FIELD!r} field"
             raise MissingKey(f"This endpoint requires {where}.")
         issued = header is None or self.idempotency_key_source == "issued"
+        # Only the signature (principal, endpoint) here: the engine judges the key's age, and
+        # only for a claim that would start a new operation, so a retry of one that ran replays.
         if issued:
             verify_issued_key(
                 key, principal=principal, endpoint=self.get_idempotency_endpoint(request)
@@ -148,8 +150,7 @@ class IdempotencyOptions:
     def get_idempotency_ttl(self, *, issued: bool) -> timedelta:
         own = self.idempotency_ttl
         ttl = app_settings.TTL if own is None else as_timedelta(own)
-        # The record must outlive the issued key, or a late retry would run again.
-        return max(ttl, app_settings.ISSUED_KEY_MAX_AGE) if issued else ttl
+        return record_ttl(ttl) if issued else ttl
 
     def get_idempotency_database(self) -> str:
         model = self.idempotency_model or getattr(self, "model", None) or IdempotencyRecord
@@ -178,6 +179,7 @@ class IdempotencyOptions:
                 reference=self.get_idempotency_reference(request),
                 ttl=self.get_idempotency_ttl(issued=issued),
                 lock_timeout=app_settings.LOCK_TIMEOUT,
+                key_expires_at=key_expires_at(key) if issued else None,
             )
             return perform_once(operation, view)
         except RequestDataTooBig as exc:
