@@ -288,9 +288,11 @@ class TestKeyAge:
             assert door.send(client, key, "b").status_code == 422
         assert door.rows() == 1
 
+    @pytest.mark.postgres
     def test_a_retry_through_a_server_whose_clock_runs_ahead_replays(
         self, door: Door, user: Any, app_clock: Any
     ) -> None:
+        """App servers share PostgreSQL's clock (SQLite has one host and the app's clock)."""
         client = door.client(user)
         with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
             key = door.issue(client, user)
