@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +26,7 @@ from django_idempotency.exceptions import InvalidIssuedKey, IssuedKeyExpired
 from django_idempotency.issued_keys import issue_key, verify_issued_key
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.principals import user_principal
+from example_project import settings as example_settings
 from example_project.shop.models import Order, Transfer
 from tests.conftest import client_for, race
 from tests.testapp.models import Execution
@@ -327,3 +330,16 @@ class TestKeyAge:
             first = door.send(client, key, "a")
         assert first.status_code in (201, 303), first.content
         assert door.rows() == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "seconds"), [({"IDEMPOTENCY_ISSUED_KEY_MAX_AGE": "90"}, 90), ({}, 24 * 3600)]
+)
+def test_the_example_reads_the_max_age_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], seconds: float
+) -> None:
+    monkeypatch.delenv("IDEMPOTENCY_ISSUED_KEY_MAX_AGE", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    example = runpy.run_path(str(Path(example_settings.__file__)))
+    assert example["IDEMPOTENCY_ISSUED_KEY_MAX_AGE"] == seconds
