@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.core import signing
 from django.utils import timezone
@@ -61,7 +62,7 @@ class _KeySigner(signing.TimestampSigner):
 
 
 def _stamp_time(stamp: str) -> datetime:
-    return datetime.fromtimestamp(signing.b62_decode(stamp), tz=UTC)
+    return datetime.fromtimestamp(signing.b62_decode(stamp), tz=dt_timezone.utc)
 
 
 def _signer(principal: str, endpoint: str) -> _KeySigner:

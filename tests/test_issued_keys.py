@@ -343,3 +343,26 @@ def test_the_example_reads_the_max_age_from_the_environment(
         monkeypatch.setenv(name, value)
     example = runpy.run_path(str(Path(example_settings.__file__)))
     assert example["IDEMPOTENCY_ISSUED_KEY_MAX_AGE"] == seconds
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_copies_under_an_expired_key_all_start_nothing(
+    user: Any, app_clock: Any
+) -> None:
+    """Each copy's claim is rolled back; the copies waiting behind it are refused in turn."""
+    client = client_for(user)
+    app_clock(-MINUTES)
+    key = issued(client)
+    app_clock(timedelta(0))
+    copies = 8
+
+    def one(_: int) -> Any:
+        return client.post(TRANSFERS, BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+    with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
+        responses = race(copies, one)
+    assert [r.status_code for r in responses] == [400] * copies
+    assert {r.json()["type"].rsplit("#", 1)[1] for r in responses} == {"issued-key-expired"}
+    assert Transfer.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
