@@ -215,10 +215,14 @@ class Settings:
 
     @property
     def ISSUED_KEY_MAX_AGE(self) -> timedelta:
-        """How long a server-issued key is accepted (a timedelta or seconds). Default 24 hours.
+        """How long a server-issued key may start an operation (a timedelta or seconds), never
+        longer than ``IDEMPOTENCY_TTL``. Default 24 hours.
 
-        A request under an issued key is stored for at least this long, whatever its TTL, so a
-        key can never outlive the record that makes its retry a replay.
+        The age limits only what a key starts: a retry of an operation the key started replays,
+        whatever its age. It is judged by the database's clock on PostgreSQL (the app's on
+        SQLite) against the key's stamp from the issuing server. A request under an issued key
+        is stored for at least this long, whatever its TTL, so a key can never outlive the
+        record that makes its retry a replay.
         """
         value = getattr(settings, "IDEMPOTENCY_ISSUED_KEY_MAX_AGE", timedelta(hours=24))
         return as_timedelta(value)

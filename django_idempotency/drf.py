@@ -33,7 +33,7 @@ from .exceptions import (
     PayloadTooLarge,
 )
 from .fingerprint import read_body, request_fingerprint
-from .issued_keys import max_age, verify_issued_key
+from .issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
 from .principals import request_principal, scope_after_login
@@ -230,7 +230,9 @@ class IdempotentViewMixin:
         if key is None and self.get_idempotency_key_required():
             raise MissingKey(f"This endpoint requires an {app_settings.HEADER} header.")
         # ``idempotency_key_source = "issued"``: only keys from the issuing endpoint (400).
-        if key is not None and getattr(self, "idempotency_key_source", "any") == "issued":
+        # Their age is judged later, by the engine, and only for a claim that would start a
+        # new operation: a retry of one that ran replays.
+        if key is not None and _takes_issued_keys(self):
             verify_issued_key(
                 key,
                 principal=self.get_idempotency_principal(request),
@@ -409,6 +411,7 @@ def _perform(
         ttl=_ttl(view),
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
+        key_expires_at=key_expires_at(key) if _takes_issued_keys(view) else None,
     )
     setattr(request, _ACTIVE, True)
     try:
@@ -538,10 +541,11 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRe
 
 def _ttl(view: IdempotentViewMixin) -> timedelta:
     ttl = view.get_idempotency_ttl()
-    # The record must outlive an issued key, or a late retry under a valid key would run again.
-    if getattr(view, "idempotency_key_source", "any") == "issued":
-        return max(ttl, max_age())
-    return ttl
+    return record_ttl(ttl) if _takes_issued_keys(view) else ttl
+
+
+def _takes_issued_keys(view: Any) -> bool:
+    return getattr(view, "idempotency_key_source", "any") == "issued"
 
 
 def _problem_code(exc: Exception) -> str:

@@ -21,6 +21,7 @@ from .conf import app_settings
 from .events import record_event
 from .exceptions import (
     IdempotencyError,
+    IssuedKeyExpired,
     KeyMismatch,
     ReferenceConflict,
     ReferenceHeld,
@@ -49,6 +50,10 @@ class Operation:
     lock_timeout: float
     #: Statuses released instead of stored (besides every 5xx); ``None``: the setting.
     release_status_codes: frozenset[int] | None = None
+    #: An issued key's expiry: a claim that would start a new operation after it, by the
+    #: clock that dates the records, is refused (``IssuedKeyExpired``); a retry whose record
+    #: exists replays whatever the key's age. ``None``: the key does not expire.
+    key_expires_at: datetime | None = None
 
     def derive_key(self, label: str) -> str:
         """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
@@ -146,7 +151,7 @@ def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase])
 
 def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome | None:
     now = timezone.now()
-    record_id = store.claim(
+    claimed = store.claim(
         operation.database,
         scope=operation.scope,
         key=operation.key,
@@ -158,8 +163,12 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         ttl=operation.ttl,
         lock_timeout=operation.lock_timeout,
     )
-    if record_id is None:
+    if claimed is None:
         return _find_blocker(operation, now)
+    if _too_old(operation.key_expires_at, claimed.at):
+        # Raised inside the claim's transaction: the claim is rolled back, nothing ran.
+        raise IssuedKeyExpired()
+    record_id = claimed.id
 
     # The view gets a savepoint of its own: whatever it does to the transaction (a failed
     # statement it caught, DRF's rollback mark under ATOMIC_REQUESTS) undoes its own writes
@@ -190,6 +199,21 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         using=operation.database,
     )
     return response
+
+
+def _too_old(key_expires_at: datetime | None, claimed_at: datetime) -> bool:
+    """Whether a key that expires at ``key_expires_at`` is too old to start an operation
+    claimed at ``claimed_at`` (the store's clock: the database's on PostgreSQL)."""
+    if key_expires_at is None:
+        return False
+    return _aware(claimed_at) > _aware(key_expires_at)
+
+
+def _aware(moment: datetime) -> datetime:
+    # With USE_TZ = False the store's clock reads naive local time.
+    if timezone.is_aware(moment):
+        return moment
+    return timezone.make_aware(moment, timezone.get_default_timezone())
 
 
 def _find_blocker(operation: Operation, now: datetime) -> _Blocker | None:

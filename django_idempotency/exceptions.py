@@ -185,6 +185,11 @@ class InvalidIssuedKey(IdempotencyError):
 
 
 class IssuedKeyExpired(InvalidIssuedKey):
+    """A genuine issued key too old to start an operation; a retry of one it started replays."""
+
     default_code = "issued-key-expired"
     title = "Issued Idempotency-Key expired"
-    default_detail = "The issued key has expired; ask for a new key and send the request again."
+    default_detail = (
+        "The issued key is too old to start a new operation, and no request made with it is "
+        "on record: nothing was carried out. Ask for a new key and send the request again."
+    )

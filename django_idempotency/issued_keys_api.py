@@ -17,7 +17,10 @@ from .principals import request_principal
 
 class IssuedKeySerializer(serializers.Serializer):  # type: ignore[type-arg]
     key = serializers.CharField(help_text="Send it back as the Idempotency-Key header.")
-    expires_at = serializers.DateTimeField(help_text="The key is refused after this moment.")
+    expires_at = serializers.DateTimeField(
+        help_text="After this moment the key can no longer start an operation; a retry of one "
+        "it started still replays."
+    )
 
 
 def _documented(post: Callable[..., Response]) -> Callable[..., Response]:

@@ -317,6 +317,15 @@ def _event_prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
     return field.get_db_prep_save(value, connection)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """The in-flight record a claim inserted, and when by the store's clock."""
+
+    id: int
+    #: The record's ``created_at``: the database's clock on PostgreSQL, ``now`` on SQLite.
+    at: datetime
+
+
 def claim(
     database: str,
     *,
@@ -329,8 +338,8 @@ def claim(
     now: datetime,
     ttl: timedelta,
     lock_timeout: float,
-) -> int | None:
-    """Insert the in-flight record; its id, or ``None`` when a committed record is in the way.
+) -> Claimed | None:
+    """Insert the in-flight record; it, or ``None`` when a committed record is in the way.
 
     Must run inside the caller's transaction. Raises ``WaitExpired`` when a concurrent
     holder of the key or reference did not finish within ``lock_timeout`` seconds.
@@ -367,7 +376,10 @@ def claim(
     with connection.cursor() as cursor, _bounded_wait():
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    if not row or row[0] is None:
+        return None
+    # SQLite dates the record by ``now``, as sent; PostgreSQL returns its own clock's reading.
+    return Claimed(id=int(row[0]), at=row[1] if connection.vendor == "postgresql" else now)
 
 
 def _plain_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) -> str:
@@ -387,6 +399,7 @@ def _bounded_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) 
     returned, so the view runs under the project's own ``lock_timeout``.
     """
     columns = ", ".join(_column(connection, name) for name in names)
+    record_id, created_at = _column(connection, "id"), _column(connection, "created_at")
     casts = ", ".join(
         _DATED.get(name) or _cast(connection, IdempotencyRecord, name) for name in names
     )
@@ -396,8 +409,8 @@ def _bounded_claim_sql(connection: BaseDatabaseWrapper, names: tuple[str, ...]) 
         " FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS saved"
         "), claimed AS ("
         f" INSERT INTO {_table(connection)} ({columns}) SELECT {casts} FROM limits"
-        f" ON CONFLICT DO NOTHING RETURNING {_column(connection, 'id')}"
-        ") SELECT (SELECT * FROM claimed),"
+        f" ON CONFLICT DO NOTHING RETURNING {record_id}, {created_at}"
+        f") SELECT (SELECT {record_id} FROM claimed), (SELECT {created_at} FROM claimed),"
         " set_config('lock_timeout', (SELECT previous FROM limits), true)"
     )
 

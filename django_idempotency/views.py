@@ -33,7 +33,7 @@ from .endpoints import route_endpoint
 from .engine import Operation, current_operation, perform_once
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
-from .issued_keys import verify_issued_key
+from .issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
 from .principals import request_principal, scope_after_login
@@ -153,6 +153,8 @@ class IdempotencyOptions:
                 where += f" or an issued key in the {app_settings.ISSUED_KEY_FIELD!r} field"
             raise MissingKey(f"This endpoint requires {where}.")
         issued = header is None or self.idempotency_key_source == "issued"
+        # Only the signature (principal, endpoint) here: the engine judges the key's age, and
+        # only for a claim that would start a new operation, so a retry of one that ran replays.
         if issued:
             verify_issued_key(
                 key, principal=principal, endpoint=self.get_idempotency_endpoint(request)
@@ -216,8 +218,7 @@ class IdempotencyOptions:
     def get_idempotency_ttl(self, *, issued: bool) -> timedelta:
         own = self.idempotency_ttl
         ttl = app_settings.TTL if own is None else as_timedelta(own)
-        # The record must outlive the issued key, or a late retry would run again.
-        return max(ttl, app_settings.ISSUED_KEY_MAX_AGE) if issued else ttl
+        return record_ttl(ttl) if issued else ttl
 
     def get_idempotency_release_status_codes(self) -> frozenset[int]:
         """``idempotency_release_status_codes`` (else the setting) plus the extra ones."""
@@ -262,6 +263,7 @@ class IdempotencyOptions:
                 ttl=self.get_idempotency_ttl(issued=issued),
                 lock_timeout=app_settings.LOCK_TIMEOUT,
                 release_status_codes=self.get_idempotency_release_status_codes(),
+                key_expires_at=key_expires_at(key) if issued else None,
             )
             return perform_once(operation, view)
         except RequestDataTooBig as exc:

@@ -98,6 +98,8 @@ SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "
 
 # Seconds a stored response is replayed; the soak (tests/soak/) shortens it to see keys expire.
 IDEMPOTENCY_TTL = float(os.environ.get("IDEMPOTENCY_TTL", 24 * 3600))
+# Seconds an issued key may start an operation (a retry of one it started always replays).
+IDEMPOTENCY_ISSUED_KEY_MAX_AGE = float(os.environ.get("IDEMPOTENCY_ISSUED_KEY_MAX_AGE", 24 * 3600))
 # Celery (example_project/celery.py): at least once, made exactly once by IdempotentTask.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("EXAMPLE_CELERY_QUEUE", "celery")

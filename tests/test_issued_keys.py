@@ -1,20 +1,35 @@
-"""Server-issued keys for API clients: ``POST /api/idempotency-keys/`` and a view that
-requires them (``POST /api/transfers/``, ``idempotency_key_source = "issued"``)."""
+"""Server-issued keys: ``POST /api/idempotency-keys/`` and a view that requires them
+(``POST /api/transfers/``, ``idempotency_key_source = "issued"``), and how old a key may be on
+every door that takes them (API, form, ninja): age limits what a key starts, never a replay."""
 
 from __future__ import annotations
 
+import json
+import re
+import runpy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.test import override_settings
+from django.core import signing
+from django.test import Client, override_settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from rest_framework.authtoken.models import Token
 
 from django_idempotency.exceptions import InvalidIssuedKey, IssuedKeyExpired
 from django_idempotency.issued_keys import issue_key, verify_issued_key
-from example_project.shop.models import Transfer
+from django_idempotency.models import IdempotencyRecord
+from django_idempotency.principals import user_principal
+from example_project import settings as example_settings
+from example_project.shop.models import Order, Transfer
 from tests.conftest import client_for, race
+from tests.testapp.models import Execution
 
 KEYS = "/api/idempotency-keys/"
 TRANSFERS = "/api/transfers/"
@@ -62,13 +77,14 @@ class TestVerification:
         with pytest.raises(InvalidIssuedKey):
             verify_issued_key(api_key, principal="auth.user:2", endpoint="transfer")
 
-    def test_expired_is_its_own_refusal(self) -> None:
+    def test_verification_checks_the_signature_not_the_age(self) -> None:
+        """The age is the engine's to judge, and only for a key that would start something."""
         key = issue_key("auth.user:1").key
-        with (
-            override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=-1),
-            pytest.raises(IssuedKeyExpired),
-        ):
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=-1):
             verify_issued_key(key, principal="auth.user:1", endpoint="x")
+            with pytest.raises(InvalidIssuedKey) as refused:
+                verify_issued_key(key, principal="auth.user:2", endpoint="x")
+        assert not isinstance(refused.value, IssuedKeyExpired)
 
     def test_secret_rotation_keeps_keys_in_flight(self) -> None:
         with override_settings(SECRET_KEY="old-secret-old-secret-old-secret-old-secret"):
@@ -162,3 +178,191 @@ def test_openapi_documents_the_issuing_view(api: Any) -> None:
     assert list(operation["responses"]) == ["201"]
     transfer = schema["paths"]["/api/transfers/"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in transfer["parameters"])
+
+
+# -- The key's age limits what it may start, never the replay of what it started ---------------
+
+CHECKOUT = "/shop/checkout/"
+NINJA = "/test/issued/ninja/probe/"
+KEY_INPUT = re.compile(r'<input type="hidden" name="idempotency_key" value="([^"]+)">')
+MAX_AGE = timedelta(minutes=5)
+# Beyond MAX_AGE: how old a key is, or how far an app server's clock runs ahead.
+MINUTES = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Door:
+    """A door that takes issued keys, as its client uses it: get a key, send the request."""
+
+    client: Callable[[Any], Any]
+    issue: Callable[[Any, Any], str]
+    send: Callable[[Any, str, str], Any]
+    rows: Callable[[], int]
+
+
+def _browser(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _bearer(user: Any) -> Client:
+    token, _ = Token.objects.get_or_create(user=user)
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+
+
+def _rendered_key(client: Client, user: Any) -> str:
+    match = KEY_INPUT.search(client.get(CHECKOUT).content.decode())
+    assert match is not None
+    return match.group(1)
+
+
+DOORS = {
+    "api": Door(
+        client=client_for,
+        issue=lambda client, user: issued(client),
+        send=lambda client, key, to: client.post(
+            TRANSFERS, {**BODY, "to": to}, format="json", HTTP_IDEMPOTENCY_KEY=key
+        ),
+        rows=lambda: Transfer.objects.count(),
+    ),
+    "form": Door(
+        client=_browser,
+        issue=_rendered_key,
+        send=lambda client, key, item: client.post(
+            CHECKOUT,
+            {"item": item, "quantity": 2, "idempotency_key": key},
+            HTTP_ACCEPT="application/json",
+        ),
+        rows=lambda: Order.objects.count(),
+    ),
+    "ninja": Door(
+        client=_bearer,
+        issue=lambda client, user: issue_key(user_principal(user) or "").key,
+        send=lambda client, key, label: client.post(
+            NINJA,
+            json.dumps({"label": label}),
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        ),
+        rows=lambda: Execution.objects.count(),
+    ),
+}
+doors = pytest.mark.parametrize("door", list(DOORS.values()), ids=list(DOORS))
+
+
+@pytest.fixture
+def app_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], None]:
+    """``app_clock(by)``: this app server's clock runs ``by`` off, the database's does not.
+
+    Both readings an app server takes move: ``timezone.now`` and the signer's ``time.time``.
+    """
+    real_now, real_time = timezone.now, time.time
+
+    def skew(by: timedelta) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + by)
+        clock = SimpleNamespace(time=lambda: real_time() + by.total_seconds())
+        monkeypatch.setattr(signing, "time", clock)
+
+    return skew
+
+
+def assert_replayed(again: Any, first: Any) -> None:
+    assert again.status_code == first.status_code, again.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+
+
+@pytest.mark.urls("tests.urls_issued_keys")
+@pytest.mark.django_db
+@doors
+class TestKeyAge:
+    def test_a_retry_after_the_max_age_replays(self, door: Door, user: Any, app_clock: Any) -> None:
+        client = door.client(user)
+        app_clock(-MINUTES)  # the key was issued ten minutes ago
+        key = door.issue(client, user)
+        app_clock(timedelta(0))
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MINUTES * 2):
+            first = door.send(client, key, "a")
+        assert first.status_code in (201, 303), first.content
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
+            assert_replayed(door.send(client, key, "a"), first)
+            # Another request under the old key is told apart from the one that ran.
+            assert door.send(client, key, "b").status_code == 422
+        assert door.rows() == 1
+
+    @pytest.mark.postgres
+    def test_a_retry_through_a_server_whose_clock_runs_ahead_replays(
+        self, door: Door, user: Any, app_clock: Any
+    ) -> None:
+        """App servers share PostgreSQL's clock (SQLite has one host and the app's clock)."""
+        client = door.client(user)
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
+            key = door.issue(client, user)
+            first = door.send(client, key, "a")
+            app_clock(MINUTES)
+            assert_replayed(door.send(client, key, "a"), first)
+        assert door.rows() == 1
+
+    def test_an_expired_key_starts_nothing(
+        self, door: Door, user: Any, app_clock: Any, assert_problem: Any
+    ) -> None:
+        client = door.client(user)
+        app_clock(-MINUTES)
+        key = door.issue(client, user)
+        app_clock(timedelta(0))
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
+            for _attempt in range(2):  # what the refusal says holds: nothing ran, nothing stored
+                refused = assert_problem(door.send(client, key, "a"), 400, "issued-key-expired")
+                assert "nothing was carried out" in refused["detail"]
+        assert door.rows() == 0
+        assert not IdempotencyRecord.objects.exists()
+
+    @pytest.mark.postgres
+    def test_a_server_whose_clock_runs_ahead_accepts_a_fresh_key(
+        self, door: Door, user: Any, app_clock: Any
+    ) -> None:
+        """The age is the database's to judge: app servers cannot disagree about a key."""
+        client = door.client(user)
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
+            key = door.issue(client, user)
+            app_clock(MINUTES)
+            first = door.send(client, key, "a")
+        assert first.status_code in (201, 303), first.content
+        assert door.rows() == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "seconds"), [({"IDEMPOTENCY_ISSUED_KEY_MAX_AGE": "90"}, 90), ({}, 24 * 3600)]
+)
+def test_the_example_reads_the_max_age_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], seconds: float
+) -> None:
+    monkeypatch.delenv("IDEMPOTENCY_ISSUED_KEY_MAX_AGE", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    example = runpy.run_path(str(Path(example_settings.__file__)))
+    assert example["IDEMPOTENCY_ISSUED_KEY_MAX_AGE"] == seconds
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_copies_under_an_expired_key_all_start_nothing(
+    user: Any, app_clock: Any
+) -> None:
+    """Each copy's claim is rolled back; the copies waiting behind it are refused in turn."""
+    client = client_for(user)
+    app_clock(-MINUTES)
+    key = issued(client)
+    app_clock(timedelta(0))
+    copies = 8
+
+    def one(_: int) -> Any:
+        return client.post(TRANSFERS, BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+    with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=MAX_AGE):
+        responses = race(copies, one)
+    assert [r.status_code for r in responses] == [400] * copies
+    assert {r.json()["type"].rsplit("#", 1)[1] for r in responses} == {"issued-key-expired"}
+    assert Transfer.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
