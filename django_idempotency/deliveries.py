@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, connections, models
 
+if TYPE_CHECKING:
+    from .models import TaskDelivery
 
-class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):  # type: ignore[name-defined]  # noqa: F821
+
+class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):
     def count_delivery(
         self, database: str, *, scope: str, key: str, now: datetime, lifetime: timedelta
     ) -> int:

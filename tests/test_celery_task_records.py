@@ -30,7 +30,9 @@ def app_with(broker: str, **options: Any) -> Celery:
     app = Celery("records", broker=broker, set_as_current=False)
     app.conf.broker_transport_options = options
 
-    @app.task(base=IdempotentTask, name="records.ship", shared=False, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        base=IdempotentTask, name="records.ship", shared=False, bind=True
+    )
     def ship(self: IdempotentTask, label: str, reference: str | None = None) -> int:
         return Execution.objects.create(label=label).pk
 
@@ -96,7 +98,9 @@ def test_a_key_that_cannot_be_stored_fails_the_task_once() -> None:
 def test_arguments_kombus_json_carries_are_fingerprinted_as_it_carries_them() -> None:
     app = app_with("memory://")
 
-    @app.task(base=IdempotentTask, name="records.pay", shared=False)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        base=IdempotentTask, name="records.pay", shared=False
+    )
     def pay(amount: Decimal, at: datetime, day: date, order: UUID) -> str:
         return str(Execution.objects.create(label=f"pay:{order}:{amount}").pk)
 

@@ -265,5 +265,6 @@ def test_a_reference_with_a_nul_is_held_by_its_digest_and_a_bad_scope_is_refused
     with pytest.raises(ValueError, match="scope"):
         perform(lambda: 1, scope="refs\x00", key="k3", fingerprint="f")
     with pytest.raises(TypeError, match="reference"):
-        perform(lambda: 1, scope="refs", key="k4", fingerprint="f", reference=42)  # type: ignore[arg-type]
+        number: Any = 42
+        perform(lambda: 1, scope="refs", key="k4", fingerprint="f", reference=number)
     assert IdempotencyRecord.objects.count() == 1
