@@ -243,6 +243,17 @@ class Settings:
         value = getattr(settings, "IDEMPOTENCY_OUTBOX_RELAY_AFTER", timedelta(seconds=30))
         return as_timedelta(value)
 
+    @property
+    def TASK_MAX_DELIVERIES(self) -> int:
+        """Deliveries of one task message that may start without finishing. Default 5.
+
+        ``acks_late`` and ``reject_on_worker_lost`` deliver again the task of a worker that
+        died; a task that kills its own worker would come back for ever. After this many
+        deliveries that never reported back, the next one stores the operation as failed and
+        the message is acknowledged. A task's ``idempotency_max_deliveries`` overrides it.
+        """
+        return int(getattr(settings, "IDEMPOTENCY_TASK_MAX_DELIVERIES", 5))
+
 
 def as_timedelta(value: timedelta | int | float) -> timedelta:
     if isinstance(value, timedelta):

@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .deliveries import TaskDeliveryQuerySet
 from .managers import IdempotencyEventQuerySet, IdempotencyRecordQuerySet
 from .outbox import OutboxMessageQuerySet
 
@@ -337,3 +338,38 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}[{self.task_id}]"
+
+
+class TaskDelivery(models.Model):
+    """How many deliveries of an idempotent task's message did not come back (``IdempotentTask``).
+
+    Written before each run in a commit of its own and removed when the delivery ends in any
+    way its worker survives, so what is left counts the deliveries that killed their worker.
+    Past the task's limit the operation is stored as failed (see ``contrib/celery_tasks.py``).
+    """
+
+    scope = models.CharField(
+        _("scope"), max_length=255, help_text=_("The task's scope (celery:<task name>).")
+    )
+    key = models.CharField(_("key"), max_length=255, help_text=_("The task's idempotency key."))
+    deliveries = models.PositiveIntegerField(
+        _("deliveries"),
+        default=1,
+        help_text=_("Deliveries in a row that started the task and never reported back."),
+    )
+    expires_at = models.DateTimeField(
+        _("expires"),
+        help_text=_("After this the count starts again; the record it counts for is gone too."),
+    )
+
+    objects = TaskDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("task delivery count")
+        verbose_name_plural = _("task delivery counts")
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_task_delivery_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.scope}): {self.deliveries}"

@@ -25,6 +25,7 @@ from .exceptions import InvalidKey
 from .fingerprint import canonical_json
 from .keys import parse_key
 from .models import IdempotencyRecord
+from .references import storable, unsafe
 from .responses import REPLAYED_HEADER
 
 P = ParamSpec("P")
@@ -32,6 +33,8 @@ R = TypeVar("R")
 
 _MAX_SCOPE_LENGTH = 255
 _JSON = "application/json"
+# Module names a script runs under: every script's functions share them.
+_SCRIPT_MODULES = frozenset({"__main__", "__mp_main__"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Outcome:
 
     result: Any
     replayed: bool
+    #: 200 for a function's result; a door that stores a failure (``IdempotentTask`` giving
+    #: up) stores it with another status, and its replay carries that status.
+    status: int = 200
 
 
 def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -48,7 +54,7 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     Arguments must be JSON-serialisable: a lossy stand-in (``repr``) could make two different
     calls look alike, and a false match is the one mistake this package never makes.
     """
-    _refuse_non_string_keys([args, kwargs])
+    refuse_non_string_keys([args, kwargs])
     document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
     canonical = canonical_json(document)
     if canonical is None:  # json.dumps wrote it, so it parses, unless nested past the limit
@@ -56,16 +62,62 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return hashlib.sha256(canonical).hexdigest()
 
 
-def _refuse_non_string_keys(value: Any) -> None:
+def refuse_non_string_keys(value: Any) -> None:
+    """Raise ``TypeError`` for a dictionary key, at any depth, that is not a string."""
     # json.dumps writes {1: x}, {"1": x} and {True: x} / {"true": x} alike: a false match.
     if isinstance(value, dict):
         for name, item in value.items():
             if not isinstance(name, str):
                 raise TypeError(f"Dictionary keys must be strings to fingerprint a call: {name!r}")
-            _refuse_non_string_keys(item)
+            refuse_non_string_keys(item)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _refuse_non_string_keys(item)
+            refuse_non_string_keys(item)
+
+
+def operation(
+    *,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    reference: str | None = None,
+    database: str | None = None,
+    ttl: timedelta | int | float | None = None,
+    lock_timeout: float | None = None,
+    method: str = "CALL",
+) -> Operation:
+    """The engine's ``Operation`` for a call, its parts checked as the HTTP doors check theirs.
+
+    Raises ``InvalidKey`` for a key a header could not carry either, ``ValueError`` for a scope
+    no column takes, ``TypeError`` for a key or reference that is not a string. A reference
+    goes through ``references.storable`` like every door's: one longer than 255 characters or
+    with characters no database stores (NUL, lone surrogates) is held as its SHA-256, never cut.
+    """
+    if key is None:  # a key function that returned None
+        raise InvalidKey("The idempotency key is missing.")
+    if not isinstance(key, str):
+        raise TypeError(f"An idempotency key must be a string, not {type(key).__name__}.")
+    parsed = parse_key(key)
+    if parsed is None:  # parse_key answers None only for an absent key
+        raise InvalidKey("The idempotency key is missing.")
+    if not scope or len(scope) > _MAX_SCOPE_LENGTH or unsafe(scope) is not None:
+        raise ValueError(
+            f"A scope must be 1 to {_MAX_SCOPE_LENGTH} characters long, without NUL or lone "
+            f"surrogates: {scope[:80]!r}"
+        )
+    if reference is not None and not isinstance(reference, str):
+        raise TypeError(f"A reference must be a string or None, not {type(reference).__name__}.")
+    return Operation(
+        database=database or router.db_for_write(IdempotencyRecord) or "default",
+        scope=scope,
+        key=parsed,
+        fingerprint=fingerprint,
+        method=method,
+        path=scope,
+        reference=None if not reference else storable(reference),
+        ttl=app_settings.TTL if ttl is None else as_timedelta(ttl),
+        lock_timeout=app_settings.LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+    )
 
 
 def perform(
@@ -82,32 +134,32 @@ def perform(
 ) -> Outcome:
     """Run ``function`` once for (scope, key), or answer with the result the first run stored.
 
-    Raises ``InvalidKey`` for a key a header could not carry either, ``KeyMismatch``,
-    ``ReferenceConflict``, ``RequestInFlight`` (after waiting ``lock_timeout`` seconds), and
-    whatever ``function`` raises, after rolling its writes back.
+    Raises what ``operation()`` raises for a key, scope or reference that cannot be stored,
+    ``KeyMismatch``, ``ReferenceConflict``, ``RequestInFlight`` (after waiting
+    ``lock_timeout`` seconds), and whatever ``function`` raises, after rolling its writes back.
     """
-    parsed = parse_key(key)
-    if parsed is None:  # a key function that returned None
-        raise InvalidKey("perform() needs a key; got None.")
-    if not scope or len(scope) > _MAX_SCOPE_LENGTH:
-        raise ValueError(f"A scope must be 1 to {_MAX_SCOPE_LENGTH} characters long.")
-    operation = Operation(
-        database=database or router.db_for_write(IdempotencyRecord) or "default",
+    prepared = operation(
         scope=scope,
-        key=parsed,
+        key=key,
         fingerprint=fingerprint,
-        method=method,
-        path=scope,
         reference=reference,
-        ttl=app_settings.TTL if ttl is None else as_timedelta(ttl),
-        lock_timeout=app_settings.LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+        database=database,
+        ttl=ttl,
+        lock_timeout=lock_timeout,
+        method=method,
     )
-    response = perform_once(operation, partial(_as_response, function))
-    if not isinstance(response, HttpResponse):  # both the first run and a replay are one
-        raise TypeError(f"Expected the stored result as an HttpResponse, got {response!r}.")
+    return answer(prepared, json_view(function))
+
+
+def answer(operation: Operation, view: Callable[[], HttpResponseBase]) -> Outcome:
+    """Run ``view`` (answering JSON) once for ``operation``; its answer, or the stored one."""
+    response = perform_once(operation, view)
+    if not isinstance(response, HttpResponse):
+        raise TypeError(f"A run-once view must answer an HttpResponse, not {response!r}.")
     return Outcome(
         result=json.loads(response.content),
         replayed=response.get(REPLAYED_HEADER) == "true",
+        status=response.status_code,
     )
 
 
@@ -134,8 +186,9 @@ def once(
 ) -> Callable[[Callable[P, R]], Callable[P, Any]]:
     """Decorator: the function runs once per key that ``key(*args, **kwargs)`` returns.
 
-    The scope defaults to the function's dotted path (a nested function or a lambda must name
-    one: its path is not unique), the fingerprint is that name plus the
+    The scope defaults to the function's dotted path (a nested function, a lambda or a function
+    of a script run as ``__main__`` must name one: its path is not unique), the fingerprint is
+    that name plus the
     arguments. The decorated function returns the JSON form of the result, first run and
     replay alike (a tuple comes back as a list, a Decimal must be converted by the function).
     """
@@ -147,6 +200,13 @@ def once(
             # names: one scope for different operations would replay one's result to another.
             raise ValueError(
                 f"once() needs a scope for {function.__qualname__}: its name is not unique."
+            )
+        if scope is None and function.__module__ in _SCRIPT_MODULES:
+            # Every script run as a program is "__main__": two scripts' "process" functions
+            # would share one scope, and the second would replay the first one's result.
+            raise ValueError(
+                f"once() needs a scope for {function.__qualname__} in {function.__module__}: "
+                "every script run as a program shares that module name."
             )
 
         @wraps(function)
@@ -163,6 +223,11 @@ def once(
         return wrapper
 
     return decorate
+
+
+def json_view(function: Callable[[], Any]) -> Callable[[], HttpResponseBase]:
+    """A view for ``answer()`` that answers ``function()``'s result as stored JSON."""
+    return partial(_as_response, function)
 
 
 def _as_response(function: Callable[[], Any]) -> HttpResponseBase:

@@ -13,11 +13,13 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 REDIS_URL = os.environ.get("CELERY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: The broker; Redis unless a test runs its worker on RabbitMQ.
+BROKER_URL = os.environ.get("CELERY_TEST_BROKER_URL", REDIS_URL)
 
 app = Celery("tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
-    broker_url=REDIS_URL,
+    broker_url=BROKER_URL,
     result_backend=REDIS_URL,
     # Lets the test see which worker ran the task: proof it did not run in the test itself.
     result_extended=True,

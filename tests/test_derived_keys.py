@@ -132,3 +132,43 @@ def test_without_derived_keys_the_gateway_gets_none(
     order = OrderFactory(owner=user)
     assert pay(api, order.pk, "pay-2").status_code == 201
     assert GatewayCharge.objects.get().idempotency_key is None
+
+
+@pytest.mark.django_db
+def test_a_retry_after_a_release_keeps_its_downstream_key_unless_its_content_changed() -> None:
+    """The decision (docs/side-effects.md, "Derived keys"): the fingerprint stays in the key.
+
+    A retry can reach the run with another fingerprint only after the first run left no
+    record (it failed, or died after the downstream call): with a record, the door refuses it
+    (``KeyMismatch``, a 422) before anything derives a key. What only looks different — member
+    order, whitespace — is one fingerprint, so one downstream key; other content is another
+    request, and a callee that deduplicates by key alone must not answer it with the first
+    one's charge (a false replay), so it gets another key.
+    """
+    derived: list[str] = []
+
+    def charge_then_fail() -> None:
+        derived.append(derive_key("charge"))
+        raise RuntimeError("died after the charge")
+
+    def attempt(body: bytes) -> None:
+        with pytest.raises(RuntimeError):
+            run_once(charge_then_fail, scope="pay", key="k", fingerprint=body_fingerprint(body))
+
+    attempt(b'{"amount": "10.00", "note": "gift"}')
+    attempt(b'{"note":"gift","amount":"10.00"}')  # the same request, spelled otherwise
+    attempt(b'{"amount": "10.00", "note": "a gift"}')  # other content
+
+    assert derived[0] == derived[1]
+    assert derived[2] != derived[0]
+    assert not IdempotencyRecord.objects.exists()
+
+
+def body_fingerprint(body: bytes) -> str:
+    from django.test import RequestFactory
+
+    from django_idempotency.fingerprint import request_fingerprint
+
+    return request_fingerprint(
+        RequestFactory().post("/pay/", data=body, content_type="application/json")
+    )

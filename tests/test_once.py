@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import threading
 import time
 from collections.abc import Callable
@@ -11,9 +12,15 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from django_idempotency.exceptions import InvalidKey, KeyMismatch, RequestInFlight
+from django_idempotency.exceptions import (
+    InvalidKey,
+    KeyMismatch,
+    ReferenceConflict,
+    RequestInFlight,
+)
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, once, perform, run_once
+from django_idempotency.references import storable
 from tests.e2e.faults.figures import E2E, measure
 from tests.testapp.models import Execution
 
@@ -210,3 +217,58 @@ def test_a_copy_gives_up_after_lock_timeout_while_the_original_runs() -> None:
     assert executions("held") == 1
     # Once the original committed, the copy's retry gets its result.
     assert run_once(slow_job("held", 0), scope="jobs", key="held") == original
+
+
+def test_a_function_of_a_script_run_as_main_needs_a_scope(tmp_path: Any) -> None:
+    # Two scripts run as programs are both "__main__": "__main__.process" names neither.
+    script = tmp_path / "nightly.py"
+    script.write_text(
+        "from django_idempotency.once import once\n"
+        "@once(key=lambda batch: batch)\n"
+        "def process(batch):\n"
+        "    return batch\n"
+    )
+    with pytest.raises(ValueError, match="__main__"):
+        runpy.run_path(str(script), run_name="__main__")
+
+    named = tmp_path / "named.py"
+    named.write_text(
+        "from django_idempotency.once import once\n"
+        "@once(key=lambda batch: batch, scope='nightly.process')\n"
+        "def process(batch):\n"
+        "    return batch\n"
+    )
+    assert callable(runpy.run_path(str(named), run_name="__main__")["process"])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_references_that_share_their_first_255_characters_are_two_references() -> None:
+    # Cut to the column's 255 characters they would be one: the second call found a
+    # reference it could not see and came back as "in flight" for ever.
+    stem = "order:" + "x" * 260
+    first = perform(lambda: 1, scope="refs", key="k1", fingerprint="f", reference=stem + "1")
+    second = perform(lambda: 2, scope="refs", key="k2", fingerprint="f", reference=stem + "2")
+
+    assert (first.result, second.result) == (1, 2)
+    with pytest.raises(ReferenceConflict):
+        perform(lambda: 3, scope="refs", key="k3", fingerprint="g", reference=stem + "1")
+    held = IdempotencyRecord.objects.get(key="k1").reference
+    assert held == storable(stem + "1")
+    assert held is not None and held.startswith("sha256:")
+
+
+@pytest.mark.django_db
+def test_a_reference_with_a_nul_is_held_by_its_digest_and_a_bad_scope_is_refused() -> None:
+    outcome = perform(lambda: 1, scope="refs", key="k1", fingerprint="f", reference="a\x00b")
+    assert outcome.result == 1
+    assert IdempotencyRecord.objects.get(key="k1").reference == storable("a\x00b")
+    with pytest.raises(ReferenceConflict):
+        perform(lambda: 2, scope="refs", key="k2", fingerprint="g", reference="a\x00b")
+
+    with pytest.raises(ValueError, match="scope"):
+        perform(lambda: 1, scope="refs\x00", key="k3", fingerprint="f")
+    with pytest.raises(TypeError, match="reference"):
+        number: Any = 42
+        perform(lambda: 1, scope="refs", key="k4", fingerprint="f", reference=number)
+    assert IdempotencyRecord.objects.count() == 1

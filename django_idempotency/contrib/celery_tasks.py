@@ -5,26 +5,50 @@ timeout redelivers one still running). The task's writes, its claim and its resu
 transaction through ``django_idempotency.once``, so a redelivered copy whose first run committed
 returns the stored result without running, one whose first run died runs again, and one that
 arrives while the original still runs waits ``idempotency_wait`` seconds, then answers from
-storage or retries later with Celery's own ``retry(countdown=...)``: never twice, never dropped.
-A run whose database connection breaks (or that meets a lock or statement timeout) rolled back
-and is retried with a capped exponential backoff, since ``acks_late`` would acknowledge it as
-failed and drop it.
+storage or retries later with Celery's own ``retry(countdown=...)``: it never runs twice.
+
+It is not "never dropped": a task ends failed, and its message is acknowledged, when its own
+code raises; when its key, scope or reference cannot be stored; after
+``idempotency_db_max_retries`` retries on database errors of operation (a broken connection, a
+lock or statement timeout; each rolled the run back and is retried with a capped exponential
+backoff first); and when ``idempotency_max_deliveries`` deliveries in a row never reported back
+(a task that kills its worker), which is stored as a failed operation, visible in the admin.
+Sending the message again with the same task id then answers the stored failure; send it with a
+new id to run it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import random
 import sys
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import worker_init
 from django.db import Error, InterfaceError, OperationalError, connections
+from django.utils import timezone
+from kombu import serialization
+from kombu.utils.json import dumps as kombu_json
 
+from django_idempotency.conf import app_settings, as_timedelta
+from django_idempotency.engine import Operation
 from django_idempotency.exceptions import RequestInFlight
-from django_idempotency.once import call_fingerprint, perform
+from django_idempotency.fingerprint import canonical_json
+from django_idempotency.models import TaskDelivery
+from django_idempotency.once import (
+    Outcome,
+    answer,
+    json_view,
+    operation,
+    refuse_non_string_keys,
+)
+from django_idempotency.problems import problem_document, problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +62,61 @@ VISIBILITY_TIMEOUT_BROKERS = ("redis", "rediss", "sqs", "sentinel")
 RETRIED_DATABASE_ERRORS = (OperationalError, InterfaceError)
 #: The message header that counts a task's retries after a database error, carried by each retry.
 DB_RETRIES_HEADER = "idempotency_db_retries"
+#: Seconds after which kombu redelivers an unacknowledged message when the app sets no
+#: ``visibility_timeout`` (kombu's own defaults).
+DEFAULT_VISIBILITY_TIMEOUTS = {"redis": 3600, "rediss": 3600, "sentinel": 3600, "sqs": 1800}
+#: Status of the stored failure of a task that gave up (a 5xx would not be stored).
+GAVE_UP_STATUS = 422
+
+
+class TaskAbandoned(Exception):  # noqa: N818 (what happened to the task, not an "error" of it)
+    """The task's operation is stored as failed; every later delivery of it answers this.
+
+    ``problem`` is the stored RFC 9457 document (``type`` ends in ``#task-abandoned``).
+    """
+
+    def __init__(self, detail: str, problem: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)  # one argument: result backends rebuild it from its args
+        self.problem = problem or {}
+
+
+def task_fingerprint(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], serializer: str = "json"
+) -> str:
+    """SHA-256 of the task name and its arguments in the form the message carries them.
+
+    With JSON (Celery's default) that is kombu's own encoding, which carries ``Decimal``,
+    ``datetime``, ``date``, ``time``, ``UUID`` and bytes as typed values and decodes them back,
+    so a redelivery re-encodes to the same document; its members are then put in key order.
+    With another serializer, the bytes it writes for them (never a false match: at worst two
+    equal calls differ, a refusal). Raises what the serializer raises for what it cannot carry.
+    """
+    document = [name, list(args), kwargs]
+    if serializer == "json":
+        # The wire has string keys only; an eager call may not, and JSON would merge {1: x}
+        # and {"1": x}.
+        refuse_non_string_keys(document)
+        canonical = canonical_json(kombu_json(document).encode())
+        if canonical is not None:
+            return hashlib.sha256(canonical).hexdigest()
+    content_type, encoding, payload = serialization.dumps(document, serializer=serializer)
+    digest = hashlib.sha256(f"{content_type};{encoding}\0".encode())
+    digest.update(payload if isinstance(payload, bytes) else str(payload).encode())
+    return digest.hexdigest()
+
+
+def redelivery_window(app: Celery) -> timedelta:
+    """How long after a delivery the broker may deliver the same message again by itself.
+
+    Redis and SQS redeliver an unacknowledged message once ``visibility_timeout`` passes (the
+    app's, else kombu's default); RabbitMQ does it as soon as the consumer's channel closes.
+    """
+    scheme = str(app.conf.broker_url or "").split(":", 1)[0]
+    if scheme not in VISIBILITY_TIMEOUT_BROKERS:
+        return timedelta(0)
+    options = app.conf.broker_transport_options or {}
+    seconds = options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUTS.get(scheme, 3600))
+    return timedelta(seconds=float(seconds))
 
 
 class IdempotentTask(Task):  # type: ignore[misc]
@@ -65,7 +144,8 @@ class IdempotentTask(Task):  # type: ignore[misc]
     idempotency_wait: float = 5.0
     #: Countdown of that retry, in seconds.
     idempotency_retry_countdown: float = 10.0
-    #: How long the result is replayed (seconds or a timedelta); default ``IDEMPOTENCY_TTL``.
+    #: How long the result is replayed (seconds or a timedelta) after the broker's redelivery
+    #: window (``idempotency_lifetime()``); default ``IDEMPOTENCY_TTL``.
     idempotency_ttl: Any = None
     #: Retries after a database error of operation before the task fails (see above).
     idempotency_db_max_retries: int = 12
@@ -73,6 +153,9 @@ class IdempotentTask(Task):  # type: ignore[misc]
     idempotency_db_retry_backoff: float = 1.0
     #: ... up to this many seconds. Keep it below a Redis/SQS visibility timeout.
     idempotency_db_retry_backoff_max: float = 300.0
+    #: Deliveries that may start without finishing before the operation is stored as failed
+    #: (see the module docstring); ``None``: ``IDEMPOTENCY_TASK_MAX_DELIVERIES`` (5).
+    idempotency_max_deliveries: int | None = None
 
     def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The key this run is deduplicated by; the task id unless overridden."""
@@ -91,20 +174,23 @@ class IdempotentTask(Task):  # type: ignore[misc]
         )
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
+    def idempotency_lifetime(self) -> timedelta:
+        """How long the record answers redeliveries: the TTL, counted from the end of the
+        broker's redelivery window (``redelivery_window``), so that a message the broker
+        brings back after the longest wait it may take still finds the record."""
+        ttl = app_settings.TTL if self.idempotency_ttl is None else self.idempotency_ttl
+        return as_timedelta(ttl) + redelivery_window(self.app)
+
+    def idempotency_delivery_limit(self) -> int:
+        """``idempotency_max_deliveries``, else ``IDEMPOTENCY_TASK_MAX_DELIVERIES``."""
+        limit = self.idempotency_max_deliveries
+        return app_settings.TASK_MAX_DELIVERIES if limit is None else int(limit)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly:
             return self.run(*args, **kwargs)  # a plain function call, not a delivery
         try:
-            outcome = perform(
-                lambda: self.run(*args, **kwargs),
-                scope=f"celery:{self.name}",
-                key=self.idempotency_key(args, kwargs),
-                fingerprint=call_fingerprint(self.name, args, kwargs),
-                reference=self.idempotency_reference(args, kwargs),
-                ttl=self.idempotency_ttl,
-                lock_timeout=self.idempotency_wait,
-                method="TASK",
-            )
+            outcome = self._deliver(args, kwargs)
         except RequestInFlight as exc:
             # The original holds the key. Retrying keeps the work without running it twice:
             # the retry finds either the stored result or a released key. No limit: the key
@@ -137,9 +223,100 @@ class IdempotentTask(Task):  # type: ignore[misc]
                 max_retries=sys.maxsize,  # the limit is ours, counted in the header
                 headers={**headers, DB_RETRIES_HEADER: retries + 1},
             ) from exc
+        if outcome.status >= 400:
+            raise TaskAbandoned(str(outcome.result.get("detail")), outcome.result)
         if outcome.replayed:
             logger.info("%s[%s] already ran: stored result returned", self.name, self.request.id)
         return outcome.result
+
+    def _deliver(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome:
+        """Count this delivery, then run the task once, or store its failure past the limit."""
+        try:
+            fingerprint = task_fingerprint(self.name, args, kwargs, self.serializer or "json")
+        except Exception as exc:
+            if self.request.is_eager:
+                raise  # run in the caller's process: the caller gets the error, nothing is lost
+            # On a worker: not acknowledged and lost, but stored as failed, under a fingerprint
+            # of the task's name (a redelivery answers the same failure).
+            prepared = self._operation(args, kwargs, _unfingerprintable(self.name))
+            return self._abandon(prepared, f"its arguments cannot be fingerprinted ({exc!r})")
+        prepared = self._operation(args, kwargs, fingerprint)
+        forget = _forgetter(prepared)
+        deliveries = TaskDelivery.objects.count_delivery(
+            prepared.database,
+            scope=prepared.scope,
+            key=prepared.key,
+            now=timezone.now(),
+            lifetime=prepared.ttl,
+        )
+        limit = self.idempotency_delivery_limit()
+        if deliveries > limit:
+            return self._abandon(
+                prepared,
+                f"it was delivered {deliveries - 1} times without finishing (its worker died, "
+                f"or was killed, each time); the limit is {limit} (idempotency_max_deliveries, "
+                "IDEMPOTENCY_TASK_MAX_DELIVERIES)",
+            )
+
+        def run() -> Any:
+            # Removed with the run's commit: a run that dies before it keeps the count.
+            forget(quietly=False)
+            return self.run(*args, **kwargs)
+
+        try:
+            outcome = answer(prepared, json_view(run))
+        except BaseException:
+            forget(quietly=True)  # this process survived the delivery
+            raise
+        if outcome.replayed:
+            forget(quietly=True)
+        return outcome
+
+    def _operation(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], fingerprint: str
+    ) -> Operation:
+        return operation(
+            scope=f"celery:{self.name}",
+            key=self.idempotency_key(args, kwargs),
+            fingerprint=fingerprint,
+            reference=self.idempotency_reference(args, kwargs),
+            ttl=self.idempotency_lifetime(),
+            lock_timeout=self.idempotency_wait,
+            method="TASK",
+        )
+
+    def _abandon(self, prepared: Operation, why: str) -> Outcome:
+        """Store the operation as failed (unless a run of it was stored): every later delivery
+        answers that, and this one fails, so the broker's message is acknowledged."""
+        document = problem_document(
+            status=GAVE_UP_STATUS,
+            code="task-abandoned",
+            title="The task was given up",
+            detail=(
+                f"{self.name}[{self.request.id}] was not run: {why}. Its operation is stored "
+                "as failed; send it with a new task id to run it."
+            ),
+            task=self.name,
+            task_id=str(self.request.id),
+        )
+        logger.error("%s", document["detail"])
+        # Stored whatever IDEMPOTENCY_RELEASE_STATUS_CODES says: this status means "given up".
+        stored = dataclasses.replace(prepared, release_status_codes=frozenset())
+        outcome = answer(stored, lambda: problem_response(document))
+        _forgetter(prepared)(quietly=True)
+        return outcome
+
+
+def _unfingerprintable(name: str) -> str:
+    return hashlib.sha256(f"unfingerprintable\0{name}".encode()).hexdigest()
+
+
+def _forgetter(prepared: Operation) -> Callable[..., None]:
+    def forget(*, quietly: bool) -> None:
+        method = TaskDelivery.objects.forget_quietly if quietly else TaskDelivery.objects.forget
+        method(prepared.database, scope=prepared.scope, key=prepared.key)
+
+    return forget
 
 
 def _count(value: Any) -> int:
@@ -172,6 +349,7 @@ def configuration_problems(app: Celery) -> list[str]:
                 f"{name}: reject_on_worker_lost is off, so a task whose pool process dies is "
                 "acknowledged, not delivered again; set task_reject_on_worker_lost=True."
             )
+        problems.extend(f"{name}: {problem}" for problem in _lifetime_problems(task))
     scheme = str(app.conf.broker_url or "").split(":", 1)[0]
     if scheme in VISIBILITY_TIMEOUT_BROKERS:
         options = app.conf.broker_transport_options or {}
@@ -181,6 +359,35 @@ def configuration_problems(app: Celery) -> list[str]:
                 "your longest task (plus its countdowns); a task still running after it is "
                 "delivered again (it then waits and retries instead of running twice)."
             )
+    return problems
+
+
+def _lifetime_problems(task: IdempotentTask) -> list[str]:
+    """A delivery limit or lifetime the task cannot work with, and countdowns the broker
+    would cut short by delivering the retry again."""
+    try:
+        limit = task.idempotency_delivery_limit()
+        lifetime = task.idempotency_lifetime()
+    except (TypeError, ValueError) as exc:
+        return [f"idempotency_max_deliveries or the TTL is not a number ({exc})."]
+    problems: list[str] = []
+    if limit < 1:
+        problems.append(
+            f"the delivery limit is {limit}: no delivery could run; set "
+            "idempotency_max_deliveries (or IDEMPOTENCY_TASK_MAX_DELIVERIES) to 1 or more."
+        )
+    window = redelivery_window(task.app)
+    if lifetime <= window:
+        problems.append(
+            f"its TTL is not positive: its records would expire before the broker's redelivery "
+            f"window ({window}) ends, and a redelivery after that runs the task again."
+        )
+    longest = max(task.idempotency_retry_countdown, task.idempotency_db_retry_backoff_max)
+    if window and longest >= window.total_seconds():
+        problems.append(
+            f"a retry countdown of {longest:g} s is not below the visibility timeout "
+            f"({window.total_seconds():g} s): the broker delivers the waiting retry again."
+        )
     return problems
 
 
