@@ -22,7 +22,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from .conf import app_settings, as_timedelta
-from .engine import Operation, perform_once
+from .engine import Operation, perform_once, should_store
 from .exceptions import (
     DatabaseUnavailable,
     IdempotencyError,
@@ -37,6 +37,7 @@ from .models import IdempotencyRecord
 from .principals import request_principal
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
 from .references import identity, reference_for, storable
+from .release import restore_session, session_key
 
 #: What ``@idempotent(...)`` accepts: each sets the ``idempotency_<name>`` attribute for the
 #: decorated handler only.
@@ -367,11 +368,27 @@ def _perform(
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
     )
+    finalize = view.finalize_response
+    session_before = session_key(request._request)
+    ran = False
+
+    def run() -> HttpResponseBase:
+        nonlocal ran
+        ran = True
+        return _rendered(view, handler, request, *args, **kwargs)
+
     setattr(request, _ACTIVE, True)
     try:
-        return perform_once(operation, lambda: _rendered(view, handler, request, *args, **kwargs))
+        response = perform_once(operation, run)
     finally:
         setattr(request, _ACTIVE, False)
+    if ran and not should_store(response.status_code, operation.release_status_codes):
+        # The release rolled back the view's writes, the client's session among them.
+        restore_session(request._request, session_before, database)
+    # The answer is final, a replay's stored bytes included: dispatch's finalize_response
+    # must not run the view's own on it again.
+    view.finalize_response = _finalized(finalize, response)
+    return response
 
 
 def _avoid_html(view: Any, request: Request) -> None:
@@ -406,17 +423,15 @@ def _rendered(
 
     An exception DRF answers is treated as DRF treats it (the engine's savepoint undoes the
     view's writes when DRF marks a rollback under ``ATOMIC_REQUESTS``). ``finalize_response``
-    runs here, once: dispatch's own call gets this response back untouched.
+    runs here, once: dispatch's own call gets this response back untouched (``_perform``).
     """
     try:
         response = handler(view, request, *args, **kwargs)
     except Exception as exc:
         response = view.handle_exception(exc)  # re-raises what DRF does not answer
-    finalize = view.finalize_response
-    response = finalize(request, response, *args, **kwargs)
+    response = view.finalize_response(request, response, *args, **kwargs)
     if isinstance(response, Response):
         response.render()
-    view.finalize_response = _finalized(finalize, response)
     return response  # type: ignore[no-any-return]
 
 
