@@ -239,10 +239,12 @@ class IdempotentViewMixin:
     def get_idempotency_reference(self, request: Request) -> str | None:
         """``"<field>:<identity>"``: what the serializer's field resolves the value to.
 
-        Any related field (primary key, hyperlinked, slug, custom) names the related object's
-        primary key, so every spelling of one order is one reference; other fields name their
-        internal value. A value the field refuses is a 400 before any lookup (see
-        ``references.reference_for``).
+        The serializer is the view's, on every kind of view: ``get_serializer()``, else the
+        ``serializer_class`` (or ``get_serializer_class()``) of an ``APIView``; without one, the
+        value as sent. Any related field (primary key, hyperlinked, slug, custom) names the
+        related object's primary key, so every spelling of one order is one reference; other
+        fields name their internal value. A value the field refuses is a 400 before any lookup
+        (see ``references.reference_for``).
         """
         url_kwarg = self.idempotency_reference_url_kwarg
         if url_kwarg is not None:
@@ -299,13 +301,28 @@ class IdempotentViewMixin:
             return value  # the lookup answers 404, which releases the key
 
     def _serializer_field(self, name: str) -> Any:
-        get_serializer = getattr(self, "get_serializer", None)
-        if get_serializer is None:
-            return None
+        """The field that judges the reference: the same on every kind of view."""
         try:
-            return get_serializer().fields.get(name)
+            serializer = self._reference_serializer()
         except AssertionError:  # DRF's way of saying the view has no serializer_class
             return None
+        return None if serializer is None else serializer.fields.get(name)
+
+    def _reference_serializer(self) -> Any:
+        get_serializer = getattr(self, "get_serializer", None)
+        if get_serializer is not None:
+            return get_serializer()
+        # An APIView has no get_serializer(): the serializer class it declares (the one its
+        # handler validates with, and the one schema generators read) judges instead.
+        get_serializer_class = getattr(self, "get_serializer_class", None)
+        if get_serializer_class is not None:
+            serializer_class = get_serializer_class()
+        else:
+            serializer_class = getattr(self, "serializer_class", None)
+        if serializer_class is None:
+            return None
+        context = {"request": self.request, "format": getattr(self, "format_kwarg", None)}
+        return serializer_class(context={**context, "view": self})
 
 
 #: Classes using ``IdempotentCreateMixin`` whose ``create()`` is not the mixin's nor
