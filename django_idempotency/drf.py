@@ -4,6 +4,7 @@ problem+json exception handler."""
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -121,12 +122,17 @@ def handler_options(view: Any, handler: Any) -> dict[str, Any] | None:
     """The ``@idempotent`` options that apply when ``handler`` answers for ``view``.
 
     DRF's generic views' handlers (``CreateAPIView.post`` ...) only delegate to the action
-    (``create``), so that action is judged instead.
+    (``create``), so that action is judged instead; so is a view's own handler in front of
+    one of them (a ``post()`` calling ``super().post()``), which then runs under the action's
+    options as a whole (``IdempotentViewMixin.initial``).
     """
-    function = getattr(handler, "__func__", handler)
-    if getattr(function, "__module__", None) == "rest_framework.generics":
-        handler = getattr(view, _GENERIC_ACTIONS.get(function.__name__, ""), None)
-    return idempotent_options(handler)
+    options = idempotent_options(handler)
+    if options is not None:
+        return options
+    name = getattr(getattr(handler, "__func__", handler), "__name__", "")
+    if name not in _GENERIC_ACTIONS or not _generic_handler(view, name):
+        return None
+    return idempotent_options(getattr(view, _GENERIC_ACTIONS[name], None))
 
 
 def idempotent_options(handler: Any) -> dict[str, Any] | None:
@@ -179,8 +185,26 @@ class IdempotentViewMixin:
             # parses the stream, after which the bytes the fingerprint needs are gone.
             read_body(request._request)
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if request.method not in SAFE_METHODS:
+            self._wrap_own_generic_handler(request)
         if keyed and self.idempotency_refuse_unwrapped_keys:
             self._refuse_unwrapped_key(request)
+
+    def _wrap_own_generic_handler(self, request: Request) -> None:
+        """A generic view's own ``post()`` (``put()`` ...) around DRF's reaches the protected
+        ``create()`` (``update()`` ...) only inside: the whole handler runs once instead, under
+        that action's options, so what it does before ``super().post()`` runs once too."""
+        method = (request.method or "").lower()
+        handler = getattr(self, method, None)
+        function = getattr(handler, "__func__", None)
+        if function is None or function.__module__ == "rest_framework.generics":
+            return  # DRF's own handler only delegates to the protected action
+        if idempotent_options(handler) is not None:
+            return
+        options = handler_options(self, handler)
+        if options is not None:
+            # DRF looks the handler up after initial(); the instance is this request's own.
+            setattr(self, method, types.MethodType(idempotent(**options)(function), self))
 
     def _refuse_unwrapped_key(self, request: Request) -> None:
         """A key the layer would not honour is refused: silently ignoring it lets a client
@@ -325,6 +349,37 @@ class IdempotentViewMixin:
         return serializer_class(context={**context, "view": self})
 
 
+class _defined_behind:  # noqa: N801  (a decorator, named as one)
+    """A method of a mixin that exists on a view only when a class after the mixin in the
+    view's bases defines it too: ``IdempotentCreateMixin`` on a ``ReadOnlyModelViewSet`` adds
+    no ``create()``, so the router offers no POST and DRF answers 405, as without the mixin."""
+
+    def __init__(self, function: Handler) -> None:
+        self.function = function
+        functools.update_wrapper(self, function)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.mixin = owner
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        cls = owner if owner is not None else type(instance)
+        mro = cls.__mro__
+        if not any(self.name in vars(base) for base in mro[mro.index(self.mixin) + 1 :]):
+            raise AttributeError(
+                f"{cls.__qualname__} has no {self.name}() after {self.mixin.__qualname__}"
+            )
+        return self.function.__get__(instance, owner)
+
+
+def _generic_handler(view: Any, method: str) -> bool:
+    """``method`` of ``view`` is a DRF generic view's, or the view's own in front of one."""
+    return any(
+        base.__module__ == "rest_framework.generics" and method in vars(base)
+        for base in type(view).__mro__
+    )
+
+
 #: Classes using ``IdempotentCreateMixin`` whose ``create()`` is not the mixin's nor
 #: ``@idempotent``: reported by the system check ``django_idempotency.E007``.
 HIDDEN_CREATES: list[type] = []
@@ -340,9 +395,11 @@ class IdempotentCreateMixin(IdempotentViewMixin):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if idempotent_options(getattr(cls, "create", None)) is None:
+        create = getattr(cls, "create", None)
+        if create is not None and idempotent_options(create) is None:
             HIDDEN_CREATES.append(cls)
 
+    @_defined_behind
     @idempotent()
     def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         return super().create(request, *args, **kwargs)  # type: ignore[misc,no-any-return]
