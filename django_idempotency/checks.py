@@ -53,6 +53,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         lock_timeout = app_settings.LOCK_TIMEOUT
         mismatch = app_settings.MISMATCH_STATUS
         release = app_settings.RELEASE_STATUS_CODES
+        app_settings.REFERENCE_STATUS_CODES  # noqa: B018  (read for its type errors: E002)
         max_body = app_settings.MAX_STORED_BODY_SIZE
         relay_after = app_settings.OUTBOX_RELAY_AFTER
     except (TypeError, ValueError) as exc:

@@ -47,6 +47,7 @@ OPTIONS = (
     "scope",
     "reference_field",
     "reference_url_kwarg",
+    "reference_status_codes",
     "ttl",
     "release_status_codes",
     "database",
@@ -157,6 +158,10 @@ class IdempotentViewMixin:
     #: URL keyword argument naming the business reference instead (e.g. ``"pk"`` for
     #: ``POST /payments/{pk}/refund/``: one refund per payment, whatever the key).
     idempotency_reference_url_kwarg: str | None = None
+    #: Statuses whose answer completes the operation for its reference and holds it (leave out
+    #: a gateway's redirect that paid nothing yet); default ``IDEMPOTENCY_REFERENCE_STATUS_CODES``
+    #: (every 2xx).
+    idempotency_reference_status_codes: Iterable[int] | None = None
     #: How long the response is replayed; default ``IDEMPOTENCY_TTL``.
     idempotency_ttl: timedelta | int | float | None = None
     #: Statuses that release the key instead of storing the answer (every 5xx is released
@@ -280,6 +285,12 @@ class IdempotentViewMixin:
         if name is None:
             return None
         return reference_for(name, request.data, self._serializer_field(name))
+
+    def get_idempotency_reference_status_codes(self) -> frozenset[int]:
+        """Statuses whose answer holds the reference: those that complete the operation."""
+        if self.idempotency_reference_status_codes is None:
+            return app_settings.REFERENCE_STATUS_CODES
+        return frozenset(int(code) for code in self.idempotency_reference_status_codes)
 
     def get_idempotency_ttl(self) -> timedelta:
         """How long the response is replayed: ``idempotency_ttl``, else ``IDEMPOTENCY_TTL``."""
@@ -441,6 +452,7 @@ def _perform(
         ttl=_ttl(view),
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
+        reference_status_codes=frozenset(view.get_idempotency_reference_status_codes()),
     )
     finalize = view.finalize_response
     session_before = session_key(request._request)

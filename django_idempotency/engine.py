@@ -49,6 +49,8 @@ class Operation:
     lock_timeout: float
     #: Statuses released instead of stored (besides every 5xx); ``None``: the setting.
     release_status_codes: frozenset[int] | None = None
+    #: Statuses whose stored answer holds the reference; ``None``: the setting (every 2xx).
+    reference_status_codes: frozenset[int] | None = None
 
     def derive_key(self, label: str) -> str:
         """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
@@ -100,6 +102,13 @@ def should_store(status: int, release_status_codes: frozenset[int] | None = None
     if release_status_codes is None:
         release_status_codes = app_settings.RELEASE_STATUS_CODES
     return status < 500 and status not in release_status_codes
+
+
+def holds_reference(status: int, reference_status_codes: frozenset[int] | None = None) -> bool:
+    """A stored answer that completes the operation keeps its reference; any other frees it."""
+    if reference_status_codes is None:
+        reference_status_codes = app_settings.REFERENCE_STATUS_CODES
+    return status in reference_status_codes
 
 
 def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
@@ -174,7 +183,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         operation.database,
         record_id=record_id,
         response=stored,
-        keep_reference=200 <= stored.status < 300,
+        keep_reference=holds_reference(stored.status, operation.reference_status_codes),
         now=timezone.now(),
         ttl=operation.ttl,
         reference_ttl=app_settings.REFERENCE_TTL,
