@@ -7,7 +7,7 @@ import functools
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -58,6 +58,7 @@ _MARK = "idempotency_options"
 _ACTIVE = "_idempotency_active"
 
 Handler = Callable[..., HttpResponseBase]
+_H = TypeVar("_H", bound=Handler)
 
 # What the handlers of DRF's generic views (``CreateAPIView.post`` ...) delegate to.
 _GENERIC_ACTIONS = {
@@ -360,10 +361,9 @@ class IdempotentViewMixin:
         return serializer_class(context={**context, "view": self})
 
 
-class _defined_behind:  # noqa: N801  (a decorator, named as one)
-    """A method of a mixin that exists on a view only when a class after the mixin in the
-    view's bases defines it too: ``IdempotentCreateMixin`` on a ``ReadOnlyModelViewSet`` adds
-    no ``create()``, so the router offers no POST and DRF answers 405, as without the mixin."""
+class _DefinedBehind:
+    """A mixin's method that exists on a view only when a class after the mixin in the view's
+    bases defines it too (see ``_defined_behind``)."""
 
     def __init__(self, function: Handler) -> None:
         self.function = function
@@ -381,6 +381,13 @@ class _defined_behind:  # noqa: N801  (a decorator, named as one)
                 f"{cls.__qualname__} has no {self.name}() after {self.mixin.__qualname__}"
             )
         return self.function.__get__(instance, owner)
+
+
+def _defined_behind(function: _H) -> _H:
+    """``IdempotentCreateMixin`` on a ``ReadOnlyModelViewSet`` adds no ``create()``: the
+    router then offers no POST and DRF answers 405, as without the mixin. (Typed as the
+    function itself, so that a view's own ``create()`` still overrides a method.)"""
+    return _DefinedBehind(function)  # type: ignore[return-value]
 
 
 def _generic_handler(view: Any, method: str) -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -134,6 +135,16 @@ def test_a_released_answer_keeps_the_session_the_view_created(
     assert corrected.status_code == 201, corrected.content
     assert client.cookies["sessionid"].value == session_key  # the same session, kept
     assert Execution.objects.count() == 2
+
+
+def test_under_atomic_requests_a_released_answer_keeps_the_session_too(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    keyed = session_basket(api, {}, key="k")
+    assert keyed.status_code == 406, keyed.content
+    assert SessionStore(keyed.cookies["sessionid"].value).load() == {"basket": "open"}
+    assert Execution.objects.count() == 0
 
 
 def test_a_released_answer_keeps_a_session_the_view_cycled(api: APIClient) -> None:
