@@ -461,7 +461,8 @@ def _perform(
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
         reference_status_codes=frozenset(view.get_idempotency_reference_status_codes()),
     )
-    finalize = view.finalize_response
+    api_view: Any = view  # an APIView: the mixin is in its bases
+    finalize = api_view.finalize_response
     session_before = session_key(request._request)
     ran = False
 
@@ -480,7 +481,7 @@ def _perform(
         restore_session(request._request, session_before, database)
     # The answer is final, a replay's stored bytes included: dispatch's finalize_response
     # must not run the view's own on it again.
-    view.finalize_response = _finalized(finalize, response)
+    api_view.finalize_response = _finalized(finalize, response)
     return response
 
 

@@ -84,7 +84,8 @@ def test_an_apiviews_hyperlinked_reference_in_four_spellings_raced_runs_once(api
     responses = race(8, checkout)
 
     statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}, statuses
+    assert 201 in statuses, statuses
+    assert set(statuses) <= {201, 409}, statuses
     assert list(Execution.objects.values_list("label", flat=True)) == [f"checkout {pk}"]
     paid = [r for r in responses if r.status_code == 201]
     assert sum(not r.has_header("Idempotent-Replayed") for r in paid) == 1

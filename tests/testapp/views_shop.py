@@ -49,9 +49,7 @@ class SessionBasketViewSet(
     idempotency_release_status_codes = [*DEFAULT_RELEASE_STATUS_CODES, 406]
 
 
-class LiveBasketViewSet(
-    IdempotentCreateMixin, _SessionBasketCreate, viewsets.GenericViewSet[Any]
-):
+class LiveBasketViewSet(IdempotentCreateMixin, _SessionBasketCreate, viewsets.GenericViewSet[Any]):
     """``finalize_response`` swaps in the live basket (the lines counted now)."""
 
     queryset = Execution.objects.all()
