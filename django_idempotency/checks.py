@@ -13,7 +13,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
 from . import checks_pooling, checks_views
-from .conf import app_settings
+from .conf import PRINCIPALS, app_settings
 from .store import SUPPORTED_VENDORS
 
 
@@ -188,6 +188,24 @@ SETTING_RULES: dict[str, SettingRule] = {
         "django_idempotency.E005",
         "a list of 4xx statuses only (every 5xx is released anyway)",
         lambda codes: all(400 <= code <= 499 for code in codes),
+    ),
+    "REFERENCE_STATUS_CODES": SettingRule(
+        "a list of HTTP status codes (ints from 100 to 599)",
+        lambda value: _is_collection(value, _is_status),
+        "django_idempotency.E023",
+        "a list of 2xx statuses (only a success can hold a reference)",
+        lambda codes: all(200 <= code <= 299 for code in codes),
+    ),
+    "KEY_REQUIRED": SettingRule("True or False", lambda value: isinstance(value, bool)),
+    "PRINCIPAL": SettingRule(
+        f"one of {PRINCIPALS}", lambda value: isinstance(value, str) and value in PRINCIPALS
+    ),
+    "TASK_MAX_DELIVERIES": SettingRule(
+        "a whole number",
+        _is_whole,
+        "django_idempotency.E024",
+        "at least 1",
+        lambda value: value >= 1,
     ),
     "REPLAY_HEADERS": SettingRule(
         f"None or {_HEADER_NAMES}",

@@ -29,6 +29,9 @@ DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
 #: The values of ``IDEMPOTENCY_PRINCIPAL`` and of every door's ``principal`` option.
 PRINCIPALS: tuple[str, ...] = ("user", "session")
 
+#: Statuses whose answer holds its business reference: every success.
+DEFAULT_REFERENCE_STATUS_CODES: tuple[int, ...] = tuple(range(200, 300))
+
 #: The allow-list of the 0.x releases, kept for projects that set IDEMPOTENCY_REPLAY_HEADERS.
 DEFAULT_REPLAY_HEADERS: tuple[str, ...] = (
     "Content-Type",
@@ -154,6 +157,19 @@ class Settings:
         """Statuses (besides every 5xx) that release the key instead of storing the response."""
         codes: Sequence[int] = getattr(
             settings, "IDEMPOTENCY_RELEASE_STATUS_CODES", DEFAULT_RELEASE_STATUS_CODES
+        )
+        return frozenset(int(code) for code in codes)
+
+    @property
+    def REFERENCE_STATUS_CODES(self) -> frozenset[int]:
+        """Statuses whose stored answer completes the operation for its business reference,
+        which the answer then holds. Default: every 2xx.
+
+        Leave out a success that is only a step (a payment gateway's redirect, ``202``): the
+        reference is then free for the request that completes it.
+        """
+        codes: Sequence[int] = getattr(
+            settings, "IDEMPOTENCY_REFERENCE_STATUS_CODES", DEFAULT_REFERENCE_STATUS_CODES
         )
         return frozenset(int(code) for code in codes)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import functools
 import warnings
+import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -24,7 +25,7 @@ from rest_framework.views import set_rollback
 
 from .conf import app_settings, as_timedelta
 from .endpoints import route_endpoint
-from .engine import Operation, perform_once
+from .engine import Operation, perform_once, should_store
 from .exceptions import (
     DatabaseUnavailable,
     IdempotencyError,
@@ -39,6 +40,7 @@ from .models import IdempotencyRecord
 from .principals import request_principal, scope_after_login
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
 from .references import identity, reference_for, storable
+from .release import restore_session, session_key
 
 #: What ``@idempotent(...)`` accepts: each sets the ``idempotency_<name>`` attribute for the
 #: decorated handler only.
@@ -49,6 +51,7 @@ OPTIONS = (
     "scope",
     "reference_field",
     "reference_url_kwarg",
+    "reference_status_codes",
     "ttl",
     "release_status_codes",
     "extra_release_status_codes",
@@ -60,6 +63,7 @@ _MARK = "idempotency_options"
 _ACTIVE = "_idempotency_active"
 
 Handler = Callable[..., HttpResponseBase]
+_H = TypeVar("_H", bound=Handler)
 
 # What the handlers of DRF's generic views (``CreateAPIView.post`` ...) delegate to.
 _GENERIC_ACTIONS = {
@@ -125,12 +129,17 @@ def handler_options(view: Any, handler: Any) -> dict[str, Any] | None:
     """The ``@idempotent`` options that apply when ``handler`` answers for ``view``.
 
     DRF's generic views' handlers (``CreateAPIView.post`` ...) only delegate to the action
-    (``create``), so that action is judged instead.
+    (``create``), so that action is judged instead; so is a view's own handler in front of
+    one of them (a ``post()`` calling ``super().post()``), which then runs under the action's
+    options as a whole (``IdempotentViewMixin.initial``).
     """
-    function = getattr(handler, "__func__", handler)
-    if getattr(function, "__module__", None) == "rest_framework.generics":
-        handler = getattr(view, _GENERIC_ACTIONS.get(function.__name__, ""), None)
-    return idempotent_options(handler)
+    options = idempotent_options(handler)
+    if options is not None:
+        return options
+    name = getattr(getattr(handler, "__func__", handler), "__name__", "")
+    if name not in _GENERIC_ACTIONS or not _generic_handler(view, name):
+        return None
+    return idempotent_options(getattr(view, _GENERIC_ACTIONS[name], None))
 
 
 def idempotent_options(handler: Any) -> dict[str, Any] | None:
@@ -156,6 +165,10 @@ class IdempotentViewMixin:
     #: URL keyword argument naming the business reference instead (e.g. ``"pk"`` for
     #: ``POST /payments/{pk}/refund/``: one refund per payment, whatever the key).
     idempotency_reference_url_kwarg: str | None = None
+    #: Statuses whose answer completes the operation for its reference and holds it (leave out
+    #: a gateway's redirect that paid nothing yet); default ``IDEMPOTENCY_REFERENCE_STATUS_CODES``
+    #: (every 2xx).
+    idempotency_reference_status_codes: Iterable[int] | None = None
     #: How long the response is replayed; default ``IDEMPOTENCY_TTL``.
     idempotency_ttl: timedelta | int | float | None = None
     #: Statuses that release the key instead of storing the answer (every 5xx is released
@@ -200,8 +213,26 @@ class IdempotentViewMixin:
             # parses the stream, after which the bytes the fingerprint needs are gone.
             read_body(request._request)
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if request.method not in SAFE_METHODS:
+            self._wrap_own_generic_handler(request)
         if keyed and self.idempotency_refuse_unwrapped_keys:
             self._refuse_unwrapped_key(request)
+
+    def _wrap_own_generic_handler(self, request: Request) -> None:
+        """A generic view's own ``post()`` (``put()`` ...) around DRF's reaches the protected
+        ``create()`` (``update()`` ...) only inside: the whole handler runs once instead, under
+        that action's options, so what it does before ``super().post()`` runs once too."""
+        method = (request.method or "").lower()
+        handler = getattr(self, method, None)
+        function = getattr(handler, "__func__", None)
+        if function is None or function.__module__ == "rest_framework.generics":
+            return  # DRF's own handler only delegates to the protected action
+        if idempotent_options(handler) is not None:
+            return
+        options = handler_options(self, handler)
+        if options is not None:
+            # DRF looks the handler up after initial(); the instance is this request's own.
+            setattr(self, method, types.MethodType(idempotent(**options)(function), self))
 
     def _refuse_unwrapped_key(self, request: Request) -> None:
         """A key the layer would not honour is refused: silently ignoring it lets a client
@@ -281,10 +312,12 @@ class IdempotentViewMixin:
     def get_idempotency_reference(self, request: Request) -> str | None:
         """``"<field>:<identity>"``: what the serializer's field resolves the value to.
 
-        Any related field (primary key, hyperlinked, slug, custom) names the related object's
-        primary key, so every spelling of one order is one reference; other fields name their
-        internal value. A value the field refuses is a 400 before any lookup (see
-        ``references.reference_for``).
+        The serializer is the view's, on every kind of view: ``get_serializer()``, else the
+        ``serializer_class`` (or ``get_serializer_class()``) of an ``APIView``; without one, the
+        value as sent. Any related field (primary key, hyperlinked, slug, custom) names the
+        related object's primary key, so every spelling of one order is one reference; other
+        fields name their internal value. A value the field refuses is a 400 before any lookup
+        (see ``references.reference_for``).
         """
         url_kwarg = self.idempotency_reference_url_kwarg
         if url_kwarg is not None:
@@ -296,6 +329,12 @@ class IdempotentViewMixin:
         if name is None:
             return None
         return reference_for(name, request.data, self._serializer_field(name))
+
+    def get_idempotency_reference_status_codes(self) -> frozenset[int]:
+        """Statuses whose answer holds the reference: those that complete the operation."""
+        if self.idempotency_reference_status_codes is None:
+            return app_settings.REFERENCE_STATUS_CODES
+        return frozenset(int(code) for code in self.idempotency_reference_status_codes)
 
     def get_idempotency_ttl(self) -> timedelta:
         """How long the response is replayed: ``idempotency_ttl``, else ``IDEMPOTENCY_TTL``."""
@@ -346,13 +385,65 @@ class IdempotentViewMixin:
             return value  # the lookup answers 404, which releases the key
 
     def _serializer_field(self, name: str) -> Any:
-        get_serializer = getattr(self, "get_serializer", None)
-        if get_serializer is None:
-            return None
+        """The field that judges the reference: the same on every kind of view."""
         try:
-            return get_serializer().fields.get(name)
+            serializer = self._reference_serializer()
         except AssertionError:  # DRF's way of saying the view has no serializer_class
             return None
+        return None if serializer is None else serializer.fields.get(name)
+
+    def _reference_serializer(self) -> Any:
+        get_serializer = getattr(self, "get_serializer", None)
+        if get_serializer is not None:
+            return get_serializer()
+        # An APIView has no get_serializer(): the serializer class it declares (the one its
+        # handler validates with, and the one schema generators read) judges instead.
+        get_serializer_class = getattr(self, "get_serializer_class", None)
+        if get_serializer_class is not None:
+            serializer_class = get_serializer_class()
+        else:
+            serializer_class = getattr(self, "serializer_class", None)
+        if serializer_class is None:
+            return None
+        context = {"request": self.request, "format": getattr(self, "format_kwarg", None)}
+        return serializer_class(context={**context, "view": self})
+
+
+class _DefinedBehind:
+    """A mixin's method that exists on a view only when a class after the mixin in the view's
+    bases defines it too (see ``_defined_behind``)."""
+
+    def __init__(self, function: Handler) -> None:
+        self.function = function
+        functools.update_wrapper(self, function)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.mixin = owner
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        cls = owner if owner is not None else type(instance)
+        mro = cls.__mro__
+        if not any(self.name in vars(base) for base in mro[mro.index(self.mixin) + 1 :]):
+            raise AttributeError(
+                f"{cls.__qualname__} has no {self.name}() after {self.mixin.__qualname__}"
+            )
+        return self.function.__get__(instance, owner)
+
+
+def _defined_behind(function: _H) -> _H:
+    """``IdempotentCreateMixin`` on a ``ReadOnlyModelViewSet`` adds no ``create()``: the
+    router then offers no POST and DRF answers 405, as without the mixin. (Typed as the
+    function itself, so that a view's own ``create()`` still overrides a method.)"""
+    return _DefinedBehind(function)  # type: ignore[return-value]
+
+
+def _generic_handler(view: Any, method: str) -> bool:
+    """``method`` of ``view`` is a DRF generic view's, or the view's own in front of one."""
+    return any(
+        base.__module__ == "rest_framework.generics" and method in vars(base)
+        for base in type(view).__mro__
+    )
 
 
 class IdempotentCreateMixin(IdempotentViewMixin):
@@ -363,6 +454,7 @@ class IdempotentCreateMixin(IdempotentViewMixin):
     ``django_idempotency.E007``); decorate such a ``create()`` with ``@idempotent()``.
     """
 
+    @_defined_behind
     @idempotent()
     def create(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         return super().create(request, *args, **kwargs)  # type: ignore[misc,no-any-return]
@@ -412,12 +504,30 @@ def _perform(
         lock_timeout=app_settings.LOCK_TIMEOUT,
         release_status_codes=frozenset(view.get_idempotency_release_status_codes()),
         key_expires_at=key_expires_at(key) if _takes_issued_keys(view) else None,
+        reference_status_codes=frozenset(view.get_idempotency_reference_status_codes()),
     )
+    api_view: Any = view  # an APIView: the mixin is in its bases
+    finalize = api_view.finalize_response
+    session_before = session_key(request._request)
+    ran = False
+
+    def run() -> HttpResponseBase:
+        nonlocal ran
+        ran = True
+        return _rendered(view, handler, request, *args, **kwargs)
+
     setattr(request, _ACTIVE, True)
     try:
-        return perform_once(operation, lambda: _rendered(view, handler, request, *args, **kwargs))
+        response = perform_once(operation, run)
     finally:
         setattr(request, _ACTIVE, False)
+    if ran and not should_store(response.status_code, operation.release_status_codes):
+        # The release rolled back the view's writes, the client's session among them.
+        restore_session(request._request, session_before, database)
+    # The answer is final, a replay's stored bytes included: dispatch's finalize_response
+    # must not run the view's own on it again.
+    api_view.finalize_response = _finalized(finalize, response)
+    return response
 
 
 def _avoid_html(view: Any, request: Request) -> None:
@@ -452,17 +562,15 @@ def _rendered(
 
     An exception DRF answers is treated as DRF treats it (the engine's savepoint undoes the
     view's writes when DRF marks a rollback under ``ATOMIC_REQUESTS``). ``finalize_response``
-    runs here, once: dispatch's own call gets this response back untouched.
+    runs here, once: dispatch's own call gets this response back untouched (``_perform``).
     """
     try:
         response = handler(view, request, *args, **kwargs)
     except Exception as exc:
         response = view.handle_exception(exc)  # re-raises what DRF does not answer
-    finalize = view.finalize_response
-    response = finalize(request, response, *args, **kwargs)
+    response = view.finalize_response(request, response, *args, **kwargs)
     if isinstance(response, Response):
         response.render()
-    view.finalize_response = _finalized(finalize, response)
     return response  # type: ignore[no-any-return]
 
 

@@ -54,6 +54,8 @@ class Operation:
     #: clock that dates the records, is refused (``IssuedKeyExpired``); a retry whose record
     #: exists replays whatever the key's age. ``None``: the key does not expire.
     key_expires_at: datetime | None = None
+    #: Statuses whose stored answer holds the reference; ``None``: the setting (every 2xx).
+    reference_status_codes: frozenset[int] | None = None
 
     def derive_key(self, label: str) -> str:
         """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
@@ -105,6 +107,13 @@ def should_store(status: int, release_status_codes: frozenset[int] | None = None
     if release_status_codes is None:
         release_status_codes = app_settings.RELEASE_STATUS_CODES
     return status < 500 and status not in release_status_codes
+
+
+def holds_reference(status: int, reference_status_codes: frozenset[int] | None = None) -> bool:
+    """A stored answer that completes the operation keeps its reference; any other frees it."""
+    if reference_status_codes is None:
+        reference_status_codes = app_settings.REFERENCE_STATUS_CODES
+    return status in reference_status_codes
 
 
 def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
@@ -183,7 +192,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         operation.database,
         record_id=record_id,
         response=stored,
-        keep_reference=200 <= stored.status < 300,
+        keep_reference=holds_reference(stored.status, operation.reference_status_codes),
         now=timezone.now(),
         ttl=operation.ttl,
         reference_ttl=app_settings.REFERENCE_TTL,

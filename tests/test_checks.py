@@ -102,6 +102,10 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "ISSUED_KEY_MAX_AGE": ("abc", "E002"),  # was a 500 when a key was issued or verified
     "ISSUED_KEY_FIELD": ("", "E002"),
     "OUTBOX_RELAY_AFTER": (timedelta(seconds=-1), "E008"),
+    "REFERENCE_STATUS_CODES": ([201, 402], "E023"),  # a 402 decline would hold the order
+    "KEY_REQUIRED": ("no", "E002"),  # bool("no") is True
+    "PRINCIPAL": ("guest", "E002"),  # was a ValueError at request time
+    "TASK_MAX_DELIVERIES": (0, "E024"),  # no delivery could ever run
 }
 
 

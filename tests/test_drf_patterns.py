@@ -26,6 +26,7 @@ from django_idempotency.drf import IdempotentCreateMixin
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 from tests.testapp.views_drf import NoQuerysetViewSet
+from tests.testapp.views_shop import ReadOnlyBasketViewSet
 
 BASE = "/test/drf"
 
@@ -338,6 +339,37 @@ def test_generic_views_work_with_the_mixin(post, route: str) -> None:
     assert again["Idempotent-Replayed"] == "true"
     assert again.content == first.content
     assert labels() == ["a", "a-before"]
+
+
+@pytest.mark.django_db
+def test_a_generic_views_own_post_around_drfs_runs_once_per_key(post) -> None:
+    """``post()`` of its own that calls ``super().post()``: the whole handler runs once, under
+    the options of the mixin's ``create()``, instead of every key being refused."""
+    first = post("/test/shop/own-post/", {"label": "a"}, key="k")
+    again = post("/test/shop/own-post/", {"label": "a"}, key="k")
+    assert first.status_code == 201, first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert labels() == ["a", "a-before", "own post"]
+
+
+@pytest.mark.django_db
+def test_a_generic_views_own_post_still_requires_the_key(post, assert_problem) -> None:
+    assert_problem(post("/test/shop/own-post/", {"label": "a"}), 400, "missing-idempotency-key")
+    assert labels() == []  # refused before the view's own post() ran
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", [None, "k"], ids=["unkeyed", "keyed"])
+def test_the_mixin_on_a_read_only_viewset_offers_no_post(api, key: str | None) -> None:
+    """Without a ``create()`` behind the mixin there is none at all, as without the mixin."""
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    response = api.post("/test/shop/read-only-basket/", {}, format="json", **headers)
+    assert response.status_code == 405, response.content
+    assert "POST" not in api.options("/test/shop/read-only-basket/")["Allow"]
+    assert not hasattr(ReadOnlyBasketViewSet, "create")
+    assert ReadOnlyBasketViewSet not in HIDDEN_CREATES
+    assert IdempotencyRecord.objects.count() == 0
 
 
 @pytest.mark.django_db

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 from example_project.shop.models import Payment
 from tests.factories import OrderFactory
+from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
 
@@ -164,3 +165,46 @@ def test_a_purge_dry_run_counts_what_it_would_strip(post: Any, order: Any) -> No
     preview = IdempotencyRecord.objects.purge_expired(dry_run=True)
     assert (preview.deleted, preview.stripped) == (0, 1)
     assert IdempotencyRecord.objects.get().state == State.COMPLETED
+
+
+# -- which answers complete the operation for its reference ----------------------------------
+
+
+def checkout(post: Any, route: str, key: str, **body: Any) -> Any:
+    return post(f"/test/shop/{route}/", {"basket": "5", **body}, key=key)
+
+
+def test_a_gateway_redirect_does_not_hold_the_basket(post: Any) -> None:
+    """The view says only a ``201`` completes the checkout: the ``202`` redirect (nothing paid
+    yet) is stored and replayed under its key, but the payment that follows is not refused."""
+    redirect = checkout(post, "gateway-checkout", "k1")
+    assert redirect.status_code == 202
+    assert checkout(post, "gateway-checkout", "k1")["Idempotent-Replayed"] == "true"
+
+    paid = checkout(post, "gateway-checkout", "k2", secure_code="123")
+    assert paid.status_code == 201, paid.content
+    assert not paid.has_header("Idempotent-Replayed")
+    # Now the basket is held: a new key cannot pay it again.
+    again = checkout(post, "gateway-checkout", "k3", secure_code="123")
+    assert again["Idempotent-Replayed"] == "true"
+    other = checkout(post, "gateway-checkout", "k4", secure_code="456")
+    assert other.status_code == 409
+    assert list(Execution.objects.order_by("pk").values_list("label", flat=True)) == [
+        "redirect 5",
+        "paid 5",
+    ]
+
+
+def test_by_default_every_success_holds_the_reference(post: Any, assert_problem: Any) -> None:
+    assert checkout(post, "any-success-checkout", "k1").status_code == 202
+    held = checkout(post, "any-success-checkout", "k2", secure_code="123")
+    assert_problem(held, 409, "idempotency-reference-conflict")
+
+
+@override_settings(IDEMPOTENCY_REFERENCE_STATUS_CODES=[200, 201, 204])
+def test_the_statuses_that_hold_a_reference_are_a_setting(post: Any) -> None:
+    assert checkout(post, "any-success-checkout", "k1").status_code == 202
+    paid = checkout(post, "any-success-checkout", "k2", secure_code="123")
+    assert paid.status_code == 201, paid.content
+    assert IdempotencyRecord.objects.get(key="k2").reference == "basket:5"
+    assert IdempotencyRecord.objects.get(key="k1").reference is None

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Payment
+from tests.conftest import race
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
@@ -60,6 +61,36 @@ def test_every_spelling_of_a_hyperlink_pays_the_order_once(api, user) -> None:
     ]
     assert_paid_once(responses[0], responses[1:], str(pk))
     assert IdempotencyRecord.objects.get().reference == f"order:{pk}"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_apiviews_hyperlinked_reference_in_four_spellings_raced_runs_once(api, user) -> None:
+    """An ``APIView`` (no ``get_serializer()``) resolves its reference through the serializer
+    it declares, as a generic view does: eight checkouts of one basket under eight keys, in
+    four spellings, raced on real threads, check out once."""
+    pk = OrderFactory(owner=user).pk
+    spellings = [
+        f"http://testserver/api/orders/{pk}/",
+        f"/api/orders/{pk}/",
+        f"http://testserver/api/orders/{pk}/?x=1",
+        f"http://shop.example/api/orders/{pk}/",
+    ]
+
+    def checkout(index: int) -> Any:
+        body = json.dumps({"basket": spellings[index % 4]})
+        return pay(api, "/test/shop/checkout/", body, f"checkout-{index}")
+
+    responses = race(8, checkout)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert 201 in statuses, statuses
+    assert set(statuses) <= {201, 409}, statuses
+    assert list(Execution.objects.values_list("label", flat=True)) == [f"checkout {pk}"]
+    paid = [r for r in responses if r.status_code == 201]
+    assert sum(not r.has_header("Idempotent-Replayed") for r in paid) == 1
+    assert len({r.content for r in paid}) == 1
+    assert set(IdempotencyRecord.objects.values_list("reference", flat=True)) == {f"basket:{pk}"}
 
 
 def test_two_slugs_with_and_without_leading_zeros_are_two_orders(api, user) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from django_idempotency.conf import DEFAULT_RELEASE_STATUS_CODES
 from django_idempotency.models import IdempotencyRecord
@@ -134,3 +139,66 @@ def test_plain_views_take_the_same_release_options() -> None:
     assert extended.get_idempotency_release_status_codes() == {402, 406}
     replaced = make_policy({"release_status_codes": [400], "extra_release_status_codes": [406]})
     assert replaced.get_idempotency_release_status_codes() == {400, 406}
+
+
+# -- a released answer is the view's own answer, and the view's session survives it ----------
+
+
+def session_basket(client: APIClient, body: dict[str, Any], key: str | None) -> Any:
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    return client.post("/test/shop/session-basket/", body, format="json", **headers)
+
+
+@pytest.mark.parametrize(
+    "transaction",
+    [
+        pytest.param(False, id="in-test-transaction"),
+        pytest.param(True, id="committed", marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+def test_a_released_answer_keeps_the_session_the_view_created(
+    api: APIClient, other_api: APIClient, transaction: bool
+) -> None:
+    """A view creates the client's session, then answers 406 (released): the client gets the
+    406 and its session as without a key, not SessionMiddleware's 400 for a vanished row."""
+    unkeyed = session_basket(other_api, {}, key=None)
+    client = api
+    keyed = session_basket(client, {}, key="k")
+
+    assert keyed.status_code == unkeyed.status_code == 406, keyed.content
+    assert keyed["Content-Type"] == unkeyed["Content-Type"] == "application/json"
+    assert keyed.content == unkeyed.content
+    session_key = keyed.cookies["sessionid"].value
+    assert SessionStore(session_key).load() == {"basket": "open"}
+    # The release undid the view's own writes (the unkeyed request's line stays) and the key.
+    assert list(Execution.objects.values_list("label", flat=True)) == ["basket line"]
+    assert IdempotencyRecord.objects.count() == 0
+
+    corrected = session_basket(client, {"product": "book"}, key="k")
+    assert corrected.status_code == 201, corrected.content
+    assert client.cookies["sessionid"].value == session_key  # the same session, kept
+    assert Execution.objects.count() == 2
+
+
+def test_under_atomic_requests_a_released_answer_keeps_the_session_too(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    keyed = session_basket(api, {}, key="k")
+    assert keyed.status_code == 406, keyed.content
+    assert SessionStore(keyed.cookies["sessionid"].value).load() == {"basket": "open"}
+    assert Execution.objects.count() == 0
+
+
+def test_a_released_answer_keeps_a_session_the_view_cycled(api: APIClient) -> None:
+    client = api
+    assert session_basket(client, {"product": "book"}, key=None).status_code == 201
+    old_key = client.cookies["sessionid"].value
+    cycled = client.post(
+        "/test/shop/session-basket/?cycle=1", {}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert cycled.status_code == 406, cycled.content
+    new_key = cycled.cookies["sessionid"].value
+    assert new_key != old_key
+    assert SessionStore(new_key).load() == {"basket": "open"}
+    assert not SessionStore().exists(old_key)  # cycle_key() deleted it, as without a key

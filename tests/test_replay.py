@@ -99,3 +99,18 @@ def test_a_new_key_is_a_new_operation(post) -> None:
     assert not second.has_header("Idempotent-Replayed")
     assert second.json()["id"] != first.json()["id"]
     assert Order.objects.count() == 2
+
+
+def test_a_replay_runs_none_of_the_views_finalize_response(post) -> None:
+    """A view whose finalize_response swaps in the live basket: the replay is still the
+    stored bytes, marked replayed, not a fresh body built by the view."""
+    first = post("/test/shop/live-basket/", {"product": "book"}, key="k")
+    assert first.status_code == 201
+    assert first.json() == {"lines": 1}
+    Execution.objects.create(label="basket line")  # the live basket changes meanwhile
+
+    again = post("/test/shop/live-basket/", {"product": "book"}, key="k")
+    assert again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert again["Content-Type"] == first["Content-Type"]

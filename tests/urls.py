@@ -31,6 +31,7 @@ urlpatterns = [
     path("test/", include(router.urls)),
     path("test/input/", include("tests.urls_input")),
     path("test/drf/", include("tests.urls_drf")),
+    path("test/shop/", include("tests.urls_shop")),
     path("test/doors/", include("tests.urls_doors")),
     path("test/rev11/", include("tests.urls_rev11")),
     path("test/rev9/", include("tests.urls_rev9")),

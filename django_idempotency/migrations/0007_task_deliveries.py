@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_idempotency", "0005_outbox"),
+        ("django_idempotency", "0006_outbox_parking"),
     ]
 
     operations = [
