@@ -70,7 +70,9 @@ def check_hidden_creates(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
         )
         for view in routed_view_classes()
         if issubclass(view, IdempotentCreateMixin)
-        and idempotent_options(getattr(view, "create", None)) is None
+        # No create() at all (a read-only viewset): nothing runs unprotected.
+        and (create := getattr(view, "create", None)) is not None
+        and idempotent_options(create) is None
     ]
 
 

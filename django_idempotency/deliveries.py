@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, models
 
 if TYPE_CHECKING:
-    from .models import TaskDelivery
+    from .models import TaskDelivery  # noqa: F401  (named in a string: QuerySet["TaskDelivery"])
 
 
 class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):
@@ -31,8 +31,9 @@ class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):
         meta = self.model._meta
         quote = connection.ops.quote_name
         table = quote(meta.db_table)
-        column = {name: quote(meta.get_field(name).column) for name in _COLUMNS}
-        expires = meta.get_field("expires_at")
+        fields = {name: _concrete(meta.get_field(name)) for name in _COLUMNS}
+        column = {name: quote(str(field.column)) for name, field in fields.items()}
+        expires = fields["expires_at"]
         sql = (
             f"INSERT INTO {table} ({column['scope']}, {column['key']}, {column['deliveries']}, "
             f"{column['expires_at']}) VALUES (%s, %s, 1, %s) "
@@ -65,3 +66,9 @@ class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):
 
 
 _COLUMNS = ("scope", "key", "deliveries", "expires_at")
+
+
+def _concrete(field: models.Field[Any, Any] | models.ForeignObjectRel) -> models.Field[Any, Any]:
+    if not isinstance(field, models.Field):  # pragma: no cover - every name here is a column
+        raise TypeError(f"{field!r} is not a column")
+    return field

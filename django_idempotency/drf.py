@@ -4,8 +4,8 @@ problem+json exception handler."""
 from __future__ import annotations
 
 import functools
-import warnings
 import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar

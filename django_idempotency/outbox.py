@@ -163,7 +163,8 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
 
     def parked(self) -> OutboxMessageQuerySet:
         """Messages the relay has given up on (see :meth:`send_each`)."""
-        return self.filter(parked_at__isnull=False)
+        parked: OutboxMessageQuerySet = self.filter(parked_at__isnull=False)
+        return parked
 
     def unpark(self) -> int:
         """Let the relay try these parked messages again, from zero attempts."""

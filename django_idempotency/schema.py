@@ -95,7 +95,8 @@ class IdempotentAutoSchema(AutoSchema):
         if options is not None:
             required = options.get("key_required")
             if required is None:
-                required = self.view.get_idempotency_key_required()
+                view: Any = self.view  # the mixin is in its bases (idempotency_options)
+                required = view.get_idempotency_key_required()
             parameters.append(idempotency_key_parameter(required=bool(required)))
         return parameters
 

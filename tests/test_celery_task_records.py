@@ -74,7 +74,8 @@ def test_task_references_longer_than_a_column_are_held_whole() -> None:
     first = app.tasks["records.ship"].apply(args=["a"], kwargs={"reference": stem + "1"})
     second = app.tasks["records.ship"].apply(args=["b"], kwargs={"reference": stem + "2"})
 
-    assert first.successful() and second.successful()
+    assert first.successful()
+    assert second.successful()
     assert set(IdempotencyRecord.objects.values_list("reference", flat=True)) == {
         storable(stem + "1"),
         storable(stem + "2"),

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from ninja import NinjaAPI, Router
@@ -245,7 +246,7 @@ def test_router_over_an_opaque_view_decorator_is_a_clear_startup_error() -> None
     idempotent_router(router)
     api = NinjaAPI(urls_namespace=f"opaque-{uuid.uuid4().hex}")
     api.add_router("/", router)
-    with pytest.raises(ImproperlyConfigured, match="functools.wraps"):
+    with pytest.raises(ImproperlyConfigured, match=r"functools\.wraps"):
         api.urls  # noqa: B018
 
 
@@ -305,8 +306,19 @@ class TestSessionPrincipal:
         send(client, GUESTS, {"label": "u"}, key="k")
         assert IdempotencyRecord.objects.get().scope.endswith(f"|auth.user:{user.pk}")
 
-    def test_no_session_is_refused(self, assert_problem: Any) -> None:
-        response = send(Client(), GUESTS, {"label": "g"}, key="k")
+    def test_a_guests_first_keyed_request_starts_its_session(self) -> None:
+        client = Client()
+        first = send(client, GUESTS, {"label": "g"}, key="k")
+        assert first.status_code == 201
+        assert settings.SESSION_COOKIE_NAME in first.cookies
+        again = send(client, GUESTS, {"label": "g"}, key="k")
+        assert again["Idempotent-Replayed"] == "true"
+        assert Execution.objects.count() == 1
+
+    def test_a_dead_session_cookie_is_refused(self, assert_problem: Any) -> None:
+        client = Client()
+        client.cookies[settings.SESSION_COOKIE_NAME] = "no-such-session"
+        response = send(client, GUESTS, {"label": "g"}, key="k")
         assert_problem(response, 403, "idempotency-key-requires-authentication")
         assert Execution.objects.count() == 0
 

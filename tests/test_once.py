@@ -255,7 +255,8 @@ def test_references_that_share_their_first_255_characters_are_two_references() -
         perform(lambda: 3, scope="refs", key="k3", fingerprint="g", reference=stem + "1")
     held = IdempotencyRecord.objects.get(key="k1").reference
     assert held == storable(stem + "1")
-    assert held is not None and held.startswith("sha256:")
+    assert held is not None
+    assert held.startswith("sha256:")
 
 
 @pytest.mark.django_db
@@ -268,7 +269,7 @@ def test_a_reference_with_a_nul_is_held_by_its_digest_and_a_bad_scope_is_refused
 
     with pytest.raises(ValueError, match="scope"):
         perform(lambda: 1, scope="refs\x00", key="k3", fingerprint="f")
+    number: Any = 42
     with pytest.raises(TypeError, match="reference"):
-        number: Any = 42
         perform(lambda: 1, scope="refs", key="k4", fingerprint="f", reference=number)
     assert IdempotencyRecord.objects.count() == 1

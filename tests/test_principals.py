@@ -283,7 +283,8 @@ def test_a_session_carries_its_guest_only_to_the_user_it_was_logged_in_for(
     request.session = SessionStore(client.cookies[settings.SESSION_COOKIE_NAME].value)
     request.user = user
     carried = carried_guest_principal(request)
-    assert carried is not None and carried.startswith("session:")
+    assert carried is not None
+    assert carried.startswith("session:")
     request.user = other_user  # e.g. a token user sending the user's session cookie
     assert carried_guest_principal(request) is None
     request.user = AnonymousUser()

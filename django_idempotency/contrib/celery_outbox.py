@@ -31,7 +31,9 @@ from typing import Any
 from celery import Celery, Signature
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, router, transaction
-from kombu import Connection, Producer, pools
+from kombu import pools
+from kombu.connection import Connection
+from kombu.messaging import Producer
 
 from django_idempotency.models import OutboxMessage
 from django_idempotency.outbox import (

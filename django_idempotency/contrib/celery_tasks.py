@@ -69,7 +69,7 @@ DEFAULT_VISIBILITY_TIMEOUTS = {"redis": 3600, "rediss": 3600, "sentinel": 3600, 
 GAVE_UP_STATUS = 422
 
 
-class TaskAbandoned(Exception):  # noqa: N818 (what happened to the task, not an "error" of it)
+class TaskAbandoned(Exception):
     """The task's operation is stored as failed; every later delivery of it answers this.
 
     ``problem`` is the stored RFC 9457 document (``type`` ends in ``#task-abandoned``).
@@ -96,10 +96,12 @@ def task_fingerprint(
         # The wire has string keys only; an eager call may not, and JSON would merge {1: x}
         # and {"1": x}.
         refuse_non_string_keys(document)
-        canonical = canonical_json(kombu_json(document).encode())
+        canonical = canonical_json(kombu_json(document).encode())  # type: ignore[no-untyped-call]
         if canonical is not None:
             return hashlib.sha256(canonical).hexdigest()
-    content_type, encoding, payload = serialization.dumps(document, serializer=serializer)
+    content_type, encoding, payload = serialization.dumps(  # type: ignore[no-untyped-call]
+        document, serializer=serializer
+    )
     digest = hashlib.sha256(f"{content_type};{encoding}\0".encode())
     digest.update(payload if isinstance(payload, bytes) else str(payload).encode())
     return digest.hexdigest()

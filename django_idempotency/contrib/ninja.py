@@ -33,7 +33,7 @@ from ..conf import app_settings
 from ..endpoints import route_endpoint
 from ..exceptions import IdempotencyError
 from ..keys import MAX_KEY_LENGTH
-from ..principals import request_principal, user_principal
+from ..principals import user_principal
 from ..problems import PROBLEM_CONTENT_TYPE, error_response
 from ..responses import REPLAYED_HEADER
 from ..views import UNSAFE_METHODS, IdempotencyOptions, make_policy
@@ -180,7 +180,7 @@ class _Claimed:
         for name, value in options.items():
             if name not in self.own:
                 setattr(self.policy, f"idempotency_{name}", value)
-        _document(self.operation, required=self.policy.idempotency_key_required)
+        _document(self.operation, required=self.policy.get_idempotency_key_required())
 
 
 def _operation_of(run: Callable[..., Any]) -> NinjaOperation:

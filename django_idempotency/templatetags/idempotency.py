@@ -23,11 +23,12 @@ def idempotency_key_input(
     """Render ``<input type="hidden" name="idempotency_key" value="...">``.
 
     The key is bound to the visitor and to ``endpoint``: the endpoint of the view the form
-    posts to (its URL name, or its ``idempotency_scope``), by default that of the page being rendered (a form that posts back to its
-    own URL needs no argument). ``principal`` names the view's ``idempotency_principal``: with
-    ``"user"`` (the default is ``IDEMPOTENCY_PRINCIPAL``) an anonymous visitor gets no key, and no session is created for a
-    mere page view (a keyed submission of theirs would be refused anyway); ``"session"`` starts
-    a stored session for a guest and binds the key to it.
+    posts to (its URL name, or its ``idempotency_scope``), by default that of the page being
+    rendered (a form that posts back to its own URL needs no argument). ``principal`` names the
+    view's ``idempotency_principal`` (default: ``IDEMPOTENCY_PRINCIPAL``): with ``"user"`` an
+    anonymous visitor gets no key, and no session is created for a mere page view (a keyed
+    submission of theirs would be refused anyway); ``"session"`` starts a stored session for a
+    guest and binds the key to it.
     """
     request = context["request"]
     if endpoint is None:

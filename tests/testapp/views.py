@@ -48,8 +48,8 @@ class ProbeCreate:
         # Through the view's model, so a routed proxy writes to its own database.
         label = _encodable(data.get("label"))  # the fuzz tests send "\ud800" too
         # A text column holds no NUL and 200 characters: the probe's own limits, not the package's.
-        label = str(label).replace("\x00", "\\x00")[:200] if "label" in data else ""
-        self.get_queryset().model.objects.create(label=label)  # type: ignore[attr-defined]
+        stored = str(label).replace("\x00", "\\x00")[:200] if "label" in data else ""
+        self.get_queryset().model.objects.create(label=stored)  # type: ignore[attr-defined]
         time.sleep(float(data.get("sleep", 0)))
         raised = data.get("raise")
         if raised == "validation":

@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import serializers, viewsets
-from rest_framework.decorators import action
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
