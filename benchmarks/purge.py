@@ -202,7 +202,7 @@ def run_load(out: Path) -> None:
     from django.http import HttpResponse
 
     from django_idempotency.conf import app_settings
-    from django_idempotency.engine import Operation, perform_once
+    from django_idempotency.core.engine import Operation, perform_once
 
     stopping = False
 

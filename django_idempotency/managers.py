@@ -90,8 +90,8 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
         ``scope`` restricts the purge to scopes starting with that prefix. Run it outside a
         transaction: inside one, every batch would be held until the outer block commits.
         """
+        from .core.store import holds_reference
         from .models import IdempotencyEvent, IdempotencyRecord
-        from .store import holds_reference
 
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")

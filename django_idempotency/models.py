@@ -260,7 +260,7 @@ class OutboxMessage(models.Model):
     It commits with the operation's other rows, or not at all; once committed it is sent and
     deleted, right after the commit or, if that send never happens (a lost commit
     acknowledgement, a killed worker, an unreachable broker), by the relay
-    (``contrib/celery_outbox.py``). A message may so be sent twice, never not at all: the
+    (``celery/outbox.py``). A message may so be sent twice, never not at all: the
     receiving task deduplicates by ``task_id``.
     """
 
@@ -345,7 +345,7 @@ class TaskDelivery(models.Model):
 
     Written before each run in a commit of its own and removed when the delivery ends in any
     way its worker survives, so what is left counts the deliveries that killed their worker.
-    Past the task's limit the operation is stored as failed (see ``contrib/celery_tasks.py``).
+    Past the task's limit the operation is stored as failed (see ``celery/tasks.py``).
     """
 
     scope = models.CharField(

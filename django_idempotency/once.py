@@ -20,13 +20,13 @@ from django.db import router
 from django.http import HttpResponse, HttpResponseBase
 
 from .conf import app_settings, as_timedelta
-from .engine import Operation, perform_once
+from .core.engine import Operation, perform_once
+from .core.fingerprint import canonical_json
+from .core.keys import parse_key
+from .core.references import storable, unsafe
+from .core.responses import REPLAYED_HEADER
 from .exceptions import InvalidKey
-from .fingerprint import canonical_json
-from .keys import parse_key
 from .models import IdempotencyRecord
-from .references import storable, unsafe
-from .responses import REPLAYED_HEADER
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,7 +1,7 @@
 """Query logic of the outbox: messages written in a transaction, sent once it has committed.
 
 Framework-free: what "send" means (a Celery publish, for one) is a callable the caller passes;
-``contrib/celery_outbox.py`` is the Celery side.
+``celery/outbox.py`` is the Celery side.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .issued_keys_api import IssueKeyView
+from .drf.issued_keys import IssueKeyView
 
 urlpatterns = [
     path("idempotency-keys/", IssueKeyView.as_view(), name="idempotency-keys"),

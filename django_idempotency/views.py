@@ -29,16 +29,16 @@ from django.http.request import RawPostDataException
 from django.template.loader import render_to_string
 
 from .conf import PRINCIPALS, app_settings, as_timedelta
-from .endpoints import route_endpoint
-from .engine import Operation, current_operation, perform_once
+from .core.endpoints import route_endpoint
+from .core.engine import Operation, current_operation, perform_once
+from .core.fingerprint import read_body, request_fingerprint
+from .core.issued_keys import key_expires_at, record_ttl, verify_issued_key
+from .core.keys import parse_key
+from .core.principals import request_principal, scope_after_login
+from .core.problems import error_response
+from .core.references import storable
 from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
-from .fingerprint import read_body, request_fingerprint
-from .issued_keys import key_expires_at, record_ttl, verify_issued_key
-from .keys import parse_key
 from .models import IdempotencyRecord
-from .principals import request_principal, scope_after_login
-from .problems import error_response
-from .references import storable
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})

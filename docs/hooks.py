@@ -76,8 +76,8 @@ def _shown(value: Any) -> str:
 
 
 def mixin_reference() -> str:
-    tree = ast.parse((PACKAGE / "drf.py").read_text())
-    source = (PACKAGE / "drf.py").read_text().splitlines()
+    tree = ast.parse((PACKAGE / "drf" / "__init__.py").read_text())
+    source = (PACKAGE / "drf" / "__init__.py").read_text().splitlines()
     mixin = next(
         node
         for node in tree.body

@@ -88,7 +88,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "django_idempotency.drf.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # The OpenAPI schema at /api/schema/ documents the Idempotency-Key header and its answers.
-    "DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "django_idempotency.drf.schema.IdempotentAutoSchema",
 }
 
 # The HTML checkout: log in, then back to the form.
@@ -114,7 +114,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # sends what the ship action wrote but could not send after its commit (docs/side-effects.md);
 # the purge deletes expired keys. Schedules in seconds; a relay run that could not start in
 # time is dropped, the next one does its work.
-CELERY_IMPORTS = ["django_idempotency.contrib.celery"]
+CELERY_IMPORTS = ["django_idempotency.celery.beat"]
 CELERY_BEAT_SCHEDULE = {
     "idempotency-relay-outbox": {
         "task": "django_idempotency.relay_outbox",

@@ -17,4 +17,4 @@ urlpatterns = [
 ]
 
 # An API: even an unexpected failure answers in problem+json, never an HTML page.
-handler500 = "django_idempotency.problems.server_error"
+handler500 = "django_idempotency.core.problems.server_error"

@@ -23,7 +23,7 @@ app.conf.update(
     result_backend=REDIS_URL,
     # Lets the test see which worker ran the task: proof it did not run in the test itself.
     result_extended=True,
-    imports=["django_idempotency.contrib.celery", "tests.testapp.celery_tasks"],
+    imports=["django_idempotency.celery.beat", "tests.testapp.celery_tasks"],
     task_default_queue=os.environ.get("CELERY_TEST_QUEUE", "celery"),
     broker_connection_retry_on_startup=True,
 )

@@ -12,9 +12,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from django_idempotency.issued_keys import issue_key
+from django_idempotency.core.issued_keys import issue_key
+from django_idempotency.core.principals import user_principal
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.principals import user_principal
 from example_project.shop.models import Order, Payment, Refund, Transfer
 from example_project.shop.views import TransferViewSet
 from tests.test_checkout import browser, rendered_key

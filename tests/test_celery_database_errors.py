@@ -18,8 +18,8 @@ import pytest
 from celery import Celery
 from django.db import connection, connections, transaction
 
-from django_idempotency.contrib.celery_tasks import IdempotentTask
-from django_idempotency.engine import HotPath, hot_path
+from django_idempotency.celery.tasks import IdempotentTask
+from django_idempotency.core.engine import HotPath, hot_path
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, perform
 from tests.testapp.models import Execution
@@ -130,7 +130,7 @@ def test_a_connection_that_breaks_on_every_run_gives_up_after_the_retry_limit(
 ) -> None:
     script.faults = [terminate_own_backend] * 3
 
-    with caplog.at_level(logging.ERROR, logger="django_idempotency.contrib.celery_tasks"):
+    with caplog.at_level(logging.ERROR, logger="django_idempotency.celery.tasks"):
         result = app.tasks[TASK].apply(args=["poison"])
 
     assert result.failed()

@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 from django.db import connections
 
-from django_idempotency.contrib.celery_tasks import IdempotentTask, configuration_problems
+from django_idempotency.celery.tasks import IdempotentTask, configuration_problems
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, run_once
 from tests.test_celery_task import worker  # noqa: F401 (the real worker fixture)

@@ -36,7 +36,7 @@ from django.db.models import F
 from kombu import Connection
 from rest_framework.test import APIClient
 
-from django_idempotency.contrib.celery_outbox import (
+from django_idempotency.celery.outbox import (
     current_app,
     relay_outbox,
     send_on_commit,
@@ -131,7 +131,7 @@ def test_a_shipment_whose_publish_failed_at_commit_is_sent_by_the_relay(
 ) -> None:
     order = OrderFactory(owner=user)
     with broker(f"amqp://guest:guest@127.0.0.1:{closed_port()}//", queue):
-        with caplog.at_level(logging.WARNING, "django_idempotency.contrib.celery_outbox"):
+        with caplog.at_level(logging.WARNING, "django_idempotency.celery.outbox"):
             first = ship(api, order.pk, "ship-1")
         assert first.status_code == 202, first.content
         task_id = first.json()["task_id"]
@@ -470,7 +470,7 @@ def test_the_command_reports_what_it_set_aside_and_parked(queue: str, reachable:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_beat_task_reports_what_it_set_aside(queue: str, reachable: None) -> None:
-    import django_idempotency.contrib.celery  # noqa: F401 (registers the package's tasks)
+    import django_idempotency.celery.beat  # noqa: F401 (registers the package's tasks)
 
     OutboxMessage.objects.add(task_id="bad", name=TASK, args=[1], options={"countdown": "soon"})
     OutboxMessage.objects.add(task_id="good", name=TASK, args=[2])
@@ -485,7 +485,7 @@ def test_the_beat_task_reports_what_it_set_aside(queue: str, reachable: None) ->
 
 @pytest.mark.django_db(transaction=True)
 def test_the_beat_task_relays_with_its_own_app(queue: str, reachable: None) -> None:
-    import django_idempotency.contrib.celery  # noqa: F401 (registers the package's tasks)
+    import django_idempotency.celery.beat  # noqa: F401 (registers the package's tasks)
 
     OutboxMessage.objects.add(task_id="beat-1", name=TASK, args=[1])
     task = app.tasks["django_idempotency.relay_outbox"]
@@ -559,7 +559,7 @@ def test_the_example_and_documented_beat_entries_load_into_celery() -> None:
         beat = Celery("beat-check", set_as_current=False)
         beat.conf.update(
             beat_schedule=schedule,
-            imports=["django_idempotency.contrib.celery"],
+            imports=["django_idempotency.celery.beat"],
             broker_url="memory://",
         )
         beat.loader.import_default_modules()

@@ -65,7 +65,7 @@ def test_the_documented_beat_entry_loads_into_celery(snippet: str) -> None:
     assert not others
     assert entry["task"] in app.tasks, entry["task"]
     task = app.tasks[entry["task"]]
-    assert task.__module__ == "django_idempotency.contrib.celery"
+    assert task.__module__ == "django_idempotency.celery.beat"
     # The task accepts the documented arguments.
     assert set(entry.get("kwargs", {})) <= set(inspect.signature(task.run).parameters)
     scheduled = ScheduleEntry(name=name, app=app, **entry)

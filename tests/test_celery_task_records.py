@@ -13,14 +13,14 @@ import pytest
 from celery import Celery
 from django.utils import timezone
 
-from django_idempotency.contrib.celery_tasks import (
+from django_idempotency.celery.tasks import (
     IdempotentTask,
     configuration_problems,
     redelivery_window,
 )
+from django_idempotency.core.references import storable
 from django_idempotency.exceptions import InvalidKey
 from django_idempotency.models import IdempotencyRecord, TaskDelivery
-from django_idempotency.references import storable
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,8 @@ from django.core.management.base import SystemCheckError
 from django.db.utils import ConnectionHandler
 from django.test import override_settings
 
-from django_idempotency import checks, checks_views, conf
+from django_idempotency import checks, conf
+from django_idempotency.checks import views as checks_views
 from tests.testapp import views_checks, views_drf
 
 # Django 6.1 runs the model checks against every database alias (a JSONField asks SQLite
@@ -179,7 +180,7 @@ def test_database_vendors_are_checked(
 def test_the_pooling_check_is_registered() -> None:
     from django.core.checks.registry import registry
 
-    from django_idempotency.checks_pooling import check_pooling
+    from django_idempotency.checks.pooling import check_pooling
 
     assert check_pooling in registry.get_checks()
 

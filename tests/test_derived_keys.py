@@ -9,8 +9,8 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from django_idempotency.derived_keys import PREFIX, NoCurrentOperation, derive_key, hmac_key
-from django_idempotency.engine import current_operation
+from django_idempotency.core.derived_keys import PREFIX, NoCurrentOperation, derive_key, hmac_key
+from django_idempotency.core.engine import current_operation
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import run_once
 from example_project.shop.models import GatewayCharge, Payment
@@ -167,7 +167,7 @@ def test_a_retry_after_a_release_keeps_its_downstream_key_unless_its_content_cha
 def body_fingerprint(body: bytes) -> str:
     from django.test import RequestFactory
 
-    from django_idempotency.fingerprint import request_fingerprint
+    from django_idempotency.core.fingerprint import request_fingerprint
 
     return request_fingerprint(
         RequestFactory().post("/pay/", data=body, content_type="application/json")

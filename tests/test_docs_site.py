@@ -26,10 +26,10 @@ from rest_framework.exceptions import APIException
 
 import django_idempotency
 from django_idempotency.conf import Settings, app_settings
+from django_idempotency.core.problems import problem_type, server_error
+from django_idempotency.core.responses import StoredResponse
 from django_idempotency.drf import _problem_code
 from django_idempotency.exceptions import IdempotencyError
-from django_idempotency.problems import problem_type, server_error
-from django_idempotency.responses import StoredResponse
 
 pytestmark = pytest.mark.docs
 

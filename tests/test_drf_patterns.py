@@ -21,8 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from django_idempotency import checks, checks_views
-from django_idempotency.checks_views import check_hidden_creates
+from django_idempotency import checks
+from django_idempotency.checks import views as checks_views
+from django_idempotency.checks.views import check_hidden_creates
 from django_idempotency.drf import IdempotentCreateMixin
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution

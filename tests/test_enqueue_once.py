@@ -12,7 +12,7 @@ import pytest
 from celery.signals import task_prerun
 from rest_framework.test import APIClient
 
-from django_idempotency.derived_keys import hmac_key
+from django_idempotency.core.derived_keys import hmac_key
 from django_idempotency.models import IdempotencyRecord, OutboxMessage
 from example_project.celery import app
 from example_project.shop.models import CarrierBooking, Shipment

@@ -7,7 +7,7 @@ import pytest
 from django.test import RequestFactory
 from django.test.client import encode_multipart
 
-from django_idempotency.fingerprint import canonical_json, request_fingerprint
+from django_idempotency.core.fingerprint import canonical_json, request_fingerprint
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db

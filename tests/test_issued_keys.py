@@ -22,10 +22,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
 
+from django_idempotency.core.issued_keys import issue_key, verify_issued_key
+from django_idempotency.core.principals import user_principal
 from django_idempotency.exceptions import InvalidIssuedKey, IssuedKeyExpired
-from django_idempotency.issued_keys import issue_key, verify_issued_key
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.principals import user_principal
 from example_project import settings as example_settings
 from example_project.shop.models import Order, Transfer
 from tests.conftest import client_for, race

@@ -16,9 +16,9 @@ import pytest
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 
-from django_idempotency.issued_keys import issue_key
+from django_idempotency.core.issued_keys import issue_key
+from django_idempotency.core.principals import user_principal
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.principals import user_principal
 from tests.conftest import client_for
 from tests.testapp.models import Execution
 

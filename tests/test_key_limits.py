@@ -259,7 +259,7 @@ def test_a_huge_exponent_costs_no_time() -> None:
     # Canonicalising 1e999999999 as an integer would build a billion-digit number: a request
     # of 30 bytes must not hold a worker for minutes. A subprocess, so a hang is a failure.
     code = (
-        "from django_idempotency.fingerprint import canonical_json; "
+        "from django_idempotency.core.fingerprint import canonical_json; "
         "canonical_json(b'{\"amount\": 1e999999999}')"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=10, capture_output=True)

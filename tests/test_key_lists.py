@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from django_idempotency.keys import parse_key
+from django_idempotency.core.keys import parse_key
+from django_idempotency.drf.schema import KEY_PATTERN
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.schema import KEY_PATTERN
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from django_idempotency.core.keys import parse_key
 from django_idempotency.exceptions import InvalidKey
-from django_idempotency.keys import parse_key
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Note
 from tests.testapp.models import Execution

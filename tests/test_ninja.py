@@ -17,8 +17,8 @@ from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
 from rest_framework.authtoken.models import Token
 
-from django_idempotency.contrib.ninja import idempotent, idempotent_router
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.ninja import idempotent, idempotent_router
 from example_project.shop.models import Order
 from tests.conftest import race
 from tests.factories import TokenFactory

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from django_idempotency.core.references import storable
 from django_idempotency.exceptions import (
     InvalidKey,
     KeyMismatch,
@@ -20,7 +21,6 @@ from django_idempotency.exceptions import (
 )
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, once, perform, run_once
-from django_idempotency.references import storable
 from tests.e2e.faults.figures import E2E, measure
 from tests.testapp.models import Execution
 

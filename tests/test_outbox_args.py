@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from django_idempotency.contrib.celery import relay_outbox as relay_task
+from django_idempotency.celery.beat import relay_outbox as relay_task
 from django_idempotency.models import OutboxMessage
 from django_idempotency.outbox_args import (
     DEFAULT_RELAY_BATCH_SIZE,

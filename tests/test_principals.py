@@ -14,9 +14,9 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.tokens import AccessToken
 
+from django_idempotency.core.principals import carried_guest_principal, user_principal
 from django_idempotency.drf import IdempotentViewMixin
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.principals import carried_guest_principal, user_principal
 from tests.factories import UserFactory
 from tests.testapp.models import Execution
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from django_idempotency import exceptions
-from django_idempotency.problems import error_response
-from django_idempotency.responses import StoredResponse
+from django_idempotency.core.problems import error_response
+from django_idempotency.core.responses import StoredResponse
 
 
 def drf_spelling(body: bytes) -> bytes:

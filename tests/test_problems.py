@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from django_idempotency import exceptions
-from django_idempotency.problems import error_response
+from django_idempotency.core.problems import error_response
 from tests.factories import OrderFactory
 
 ERRORS = [

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from django_idempotency.core.fingerprint import canonical_json, request_fingerprint
+from django_idempotency.core.keys import MAX_KEY_LENGTH, parse_key
 from django_idempotency.exceptions import InvalidKey
-from django_idempotency.fingerprint import canonical_json, request_fingerprint
-from django_idempotency.keys import MAX_KEY_LENGTH, parse_key
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Note, Order, Payment
 from tests.conftest import client_for

@@ -13,7 +13,7 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_idempotency import store
+from django_idempotency.core import store
 from django_idempotency.managers import PurgeResult, parse_age
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 from tests.conftest import race

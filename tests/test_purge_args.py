@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from django_idempotency.contrib.celery import purge_expired
+from django_idempotency.celery.beat import purge_expired
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.purge_args import (
     DEFAULT_PURGE_BATCH_SIZE,

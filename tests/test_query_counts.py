@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from django_idempotency.engine import HotPath, hot_path
+from django_idempotency.core.engine import HotPath, hot_path
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

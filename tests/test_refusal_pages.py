@@ -18,8 +18,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, RequestFactory
 
 from django_idempotency import exceptions
-from django_idempotency.fingerprint import request_fingerprint
-from django_idempotency.problems import server_error
+from django_idempotency.core.fingerprint import request_fingerprint
+from django_idempotency.core.problems import server_error
 from django_idempotency.views import refusal_response
 from example_project.shop.models import Order
 

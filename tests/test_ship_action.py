@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from django_idempotency.contrib.celery_outbox import _publish_committed
+from django_idempotency.celery.outbox import _publish_committed
 from django_idempotency.models import OutboxMessage
 from tests.factories import OrderFactory
 

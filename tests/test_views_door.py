@@ -15,9 +15,9 @@ from django.db import connections
 from django.template import TemplateSyntaxError, engines
 from django.test import AsyncClient, Client, RequestFactory
 
-from django_idempotency.issued_keys import issue_key
+from django_idempotency.core.issued_keys import issue_key
+from django_idempotency.core.principals import user_principal
 from django_idempotency.models import IdempotencyRecord
-from django_idempotency.principals import user_principal
 from django_idempotency.views import idempotent_view
 from example_project.shop.models import Payment
 from tests.conftest import race

@@ -38,4 +38,4 @@ urlpatterns = [
     path("test/w11/", include("tests.urls_w11")),
 ]
 
-handler500 = "django_idempotency.problems.server_error"
+handler500 = "django_idempotency.core.problems.server_error"

@@ -10,4 +10,4 @@ urlpatterns = [
     path("", include("tests.urls")),
 ]
 
-handler500 = "django_idempotency.problems.server_error"
+handler500 = "django_idempotency.core.problems.server_error"

@@ -19,9 +19,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from django_idempotency.contrib.ninja import idempotent as ninja_idempotent
 from django_idempotency.drf import IdempotentViewMixin
 from django_idempotency.drf import idempotent as drf_idempotent
+from django_idempotency.ninja import idempotent as ninja_idempotent
 from django_idempotency.views import idempotent_view
 
 from .models import Order

@@ -15,8 +15,8 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 from rest_framework_idempotency_key.decorators import simple_idempotency_key_method
 
+from django_idempotency.core.engine import HotPath, hot_path
 from django_idempotency.drf import IdempotentCreateMixin
-from django_idempotency.engine import HotPath, hot_path
 
 from .models import Order
 from .serializers import OrderSerializer

@@ -28,7 +28,7 @@ OURS = Variant(
     True,
     "`IdempotentCreateMixin` (authenticates first, keys scoped per user and endpoint)",
 )
-# The same mixin on the engine's other hot path (django_idempotency.engine.HotPath), and with
+# The same mixin on the engine's other hot path (django_idempotency.core.engine.HotPath), and with
 # a savepoint around the view's write, each measured against the default in the same rounds.
 PREVIOUS = Variant(
     "ours-previous",
@@ -116,12 +116,12 @@ DOORS = (
     ),
     _door(
         "door-ninja", "django-ninja operation", "ninja/sync/",
-        "`django_idempotency.contrib.ninja.idempotent` on a sync operation",
+        "`django_idempotency.ninja.idempotent` on a sync operation",
         "the same ninja operation, undecorated (ninja auth on `Authorization: Token`)",
     ),
     _door(
         "door-ninja-async", "django-ninja `async def` operation", "ninja/async/",
-        "`django_idempotency.contrib.ninja.idempotent` on an `async def` operation (claim, "
+        "`django_idempotency.ninja.idempotent` on an `async def` operation (claim, "
         "handler and store in one thread-sensitive sync block)",
         "the same `async def` operation, undecorated",
     ),

@@ -9,9 +9,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..conf import app_settings
-from ..endpoints import route_endpoint
-from ..issued_keys import issue_key
-from ..principals import request_principal, start_guest_session, user_principal
+from ..core.endpoints import route_endpoint
+from ..core.issued_keys import issue_key
+from ..core.principals import request_principal, start_guest_session, user_principal
 
 register = template.Library()
 

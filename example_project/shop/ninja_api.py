@@ -12,7 +12,7 @@ from ninja.security import HttpBearer
 from pydantic import field_validator
 from rest_framework.authtoken.models import Token
 
-from django_idempotency.contrib.ninja import idempotent
+from django_idempotency.ninja import idempotent
 
 from .models import Order
 

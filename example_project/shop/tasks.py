@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_idempotency.contrib.celery_tasks import IdempotentTask
-from django_idempotency.derived_keys import derive_key
+from django_idempotency.celery.tasks import IdempotentTask
+from django_idempotency.core.derived_keys import derive_key
 from example_project.celery import app
 
 from . import carrier

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from django_idempotency.derived_keys import derive_key
+from django_idempotency.core.derived_keys import derive_key
 from django_idempotency.drf import IdempotentCreateMixin, idempotent
 
 from .external import derived_keys_enabled

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_idempotency.contrib.celery_outbox import send_on_commit
+from django_idempotency.celery.outbox import send_on_commit
 from django_idempotency.drf import idempotent
 
 from .models import CarrierBooking, GatewayCharge, Order, Shipment

@@ -68,7 +68,7 @@ print(json.dumps([[user.pk, Token.objects.create(user=user).key] for user in use
 _PURGE = """
 import time
 from django.db import connection
-from django_idempotency.contrib.celery_outbox import relay_outbox
+from django_idempotency.celery.outbox import relay_outbox
 from django_idempotency.models import IdempotencyRecord
 from example_project.celery import app
 deadline = time.monotonic() + {seconds}

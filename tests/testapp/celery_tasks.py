@@ -10,7 +10,7 @@ from uuid import UUID
 
 from celery import shared_task
 
-from django_idempotency.contrib.celery_tasks import IdempotentTask
+from django_idempotency.celery.tasks import IdempotentTask
 from tests.testapp.models import Execution
 
 

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema, Status
 
-from django_idempotency.contrib.ninja import idempotent
+from django_idempotency.ninja import idempotent
 from django_idempotency.views import idempotent_view
 from example_project.shop.ninja_api import DrfTokenBearer
 from tests.testapp.models import Execution

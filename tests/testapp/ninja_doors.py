@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import HttpError
 
-from django_idempotency.contrib.ninja import idempotent, idempotent_router
+from django_idempotency.ninja import idempotent, idempotent_router
 from example_project.shop.ninja_api import DrfTokenBearer
 from tests.testapp.models import Execution
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema, Status
 
-from django_idempotency.contrib.ninja import idempotent
+from django_idempotency.ninja import idempotent
 from example_project.shop.ninja_api import DrfTokenBearer
 from tests.testapp.models import Execution
 

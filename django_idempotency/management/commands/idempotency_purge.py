@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_idempotency.managers import PurgeResult
-from django_idempotency.models import IdempotencyRecord
-from django_idempotency.purge_args import (
+from ...managers import PurgeResult
+from ...models import IdempotencyRecord
+from ...purge_args import (
     DEFAULT_PURGE_BATCH_SIZE,
     MAX_PURGE_BATCH_SIZE,
     PurgeArgumentError,

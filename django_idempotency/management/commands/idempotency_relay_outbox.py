@@ -7,8 +7,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_idempotency.outbox import DEFAULT_MAX_ATTEMPTS, OutboxSendError, RelayResult
-from django_idempotency.outbox_args import (
+from ...outbox import DEFAULT_MAX_ATTEMPTS, OutboxSendError, RelayResult
+from ...outbox_args import (
     DEFAULT_RELAY_BATCH_SIZE,
     MAX_RELAY_BATCH_SIZE,
     MAX_RELAY_MAX_ATTEMPTS,
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         try:
             # Imported here: only this command needs Celery, and it says so if it is missing.
-            from django_idempotency.contrib.celery_outbox import current_app, relay_outbox
+            from ...celery.outbox import current_app, relay_outbox
         except ImportError as exc:
             raise CommandError(
                 f"The outbox relay needs Celery (pip install 'django-idempotency[celery]'): {exc}"

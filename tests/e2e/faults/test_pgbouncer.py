@@ -58,7 +58,7 @@ def test_duplicate_and_reference_storms_through_pgbouncer(
 
 CHECK = (
     "import django; django.setup(); "
-    "from django_idempotency.checks_pooling import check_pooling; "
+    "from django_idempotency.checks.pooling import check_pooling; "
     "print(' '.join(m.id for m in check_pooling(databases=['default'])))"
 )
 

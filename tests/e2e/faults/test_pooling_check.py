@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from django_idempotency.checks_pooling import proxy_messages, settings_messages
+from django_idempotency.checks.pooling import proxy_messages, settings_messages
 
 PREPARING = {"server_side_binding": True, "prepare_threshold": 5}
 

@@ -30,8 +30,8 @@ def purge_expired(
     ``batch_size=0``) raises ``PurgeArgumentError`` and nothing is deleted.
     """
     # Imported here: a Celery app module may import this one before Django is set up.
-    from django_idempotency.models import IdempotencyRecord
-    from django_idempotency.purge_args import parse_purge_args
+    from ..models import IdempotencyRecord
+    from ..purge_args import parse_purge_args
 
     args = parse_purge_args(
         batch_size=batch_size, older_than=older_than, scope=scope, database=database
@@ -52,7 +52,7 @@ def relay_outbox(
     database: str | None = None,
     max_attempts: int | None = None,
 ) -> dict[str, Any]:
-    """Publish the outbox messages left unsent (``contrib.celery_outbox.relay_outbox``) with
+    """Publish the outbox messages left unsent (``celery.outbox.relay_outbox``) with
     this task's own Celery app; return what it did as a dict: ``sent``, the messages
     ``set_aside`` (each with its attempts, error and whether it is now parked) and how many
     are ``parked`` on the database.
@@ -61,8 +61,8 @@ def relay_outbox(
     checked by the same parser as ``idempotency_relay_outbox``'s (``RelayArgumentError``). An
     unreachable broker raises ``OutboxSendError``, which fails the task; the next run retries.
     """
-    from django_idempotency.contrib.celery_outbox import relay_outbox as relay
-    from django_idempotency.outbox_args import parse_relay_args
+    from ..outbox_args import parse_relay_args
+    from .outbox import relay_outbox as relay
 
     args = parse_relay_args(
         older_than=older_than, batch_size=batch_size, database=database, max_attempts=max_attempts

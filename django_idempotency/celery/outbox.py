@@ -10,7 +10,7 @@ task that was never sent. ``send_on_commit`` writes the message to the outbox in
 transaction instead; it is published right after the commit and deleted, and whatever was not
 is published by ``relay_outbox`` (a beat task or ``manage.py idempotency_relay_outbox``).
 A message can so be published twice, never not at all: the task must be an ``IdempotentTask``
-(``contrib/celery_tasks.py``), which runs once per task id.
+(``celery/tasks.py``), which runs once per task id.
 
 A row goes only once the broker has taken the message: on AMQP (``amqp://``, ``pyamqp://``) the
 outbox publishes on connections of its own with publisher confirms on (``confirm_publish``),
@@ -35,15 +35,15 @@ from kombu import pools
 from kombu.connection import Connection
 from kombu.messaging import Producer
 
-from django_idempotency.models import OutboxMessage
-from django_idempotency.outbox import (
+from ..models import OutboxMessage
+from ..outbox import (
     DEFAULT_MAX_ATTEMPTS,
     OutboxMessageQuerySet,
     OutboxSendError,
     OutboxUnavailable,
     RelayResult,
 )
-from django_idempotency.outbox_args import DEFAULT_RELAY_BATCH_SIZE, parse_relay_args
+from ..outbox_args import DEFAULT_RELAY_BATCH_SIZE, parse_relay_args
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .issued_keys import issue_key
-from .principals import request_principal
+from ..core.issued_keys import issue_key
+from ..core.principals import request_principal
 
 
 class IssuedKeySerializer(serializers.Serializer):  # type: ignore[type-arg]

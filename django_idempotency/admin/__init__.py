@@ -23,9 +23,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .admin_paging import EstimatedCountPaginator, IndexedChangeList, count_rows
-from .managers import PurgeResult
-from .models import IdempotencyEvent, IdempotencyRecord, OutboxMessage
+from ..managers import PurgeResult
+from ..models import IdempotencyEvent, IdempotencyRecord, OutboxMessage
+from .paging import EstimatedCountPaginator, IndexedChangeList, count_rows
 
 #: Characters of a stored body shown on the detail page; the rest is summarised.
 BODY_PREVIEW_LIMIT = 8 * 1024

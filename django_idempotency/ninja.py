@@ -29,14 +29,14 @@ from ninja.decorators import decorate_view
 from ninja.operation import Operation as NinjaOperation
 from pydantic import TypeAdapter, ValidationError
 
-from ..conf import app_settings
-from ..endpoints import route_endpoint
-from ..exceptions import IdempotencyError
-from ..keys import MAX_KEY_LENGTH
-from ..principals import user_principal
-from ..problems import PROBLEM_CONTENT_TYPE, error_response
-from ..responses import REPLAYED_HEADER
-from ..views import UNSAFE_METHODS, IdempotencyOptions, make_policy
+from .conf import app_settings
+from .core.endpoints import route_endpoint
+from .core.keys import MAX_KEY_LENGTH
+from .core.principals import user_principal
+from .core.problems import PROBLEM_CONTENT_TYPE, error_response
+from .core.responses import REPLAYED_HEADER
+from .exceptions import IdempotencyError
+from .views import UNSAFE_METHODS, IdempotencyOptions, make_policy
 
 Func = TypeVar("Func", bound=Callable[..., Any])
 

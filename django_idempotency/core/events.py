@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import IdempotencyRecord
+from ..conf import app_settings
+from ..models import IdempotencyRecord
 from .store import log_event
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
 
-from .exceptions import PayloadTooLarge
+from ..exceptions import PayloadTooLarge
 
 _JSON_SUFFIX = "+json"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .exceptions import InvalidKey
+from ..exceptions import InvalidKey
 
 MAX_KEY_LENGTH = 255
 _PRINTABLE = frozenset(chr(code) for code in range(0x20, 0x7F))

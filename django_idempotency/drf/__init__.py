@@ -23,24 +23,24 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from .conf import app_settings, as_timedelta
-from .endpoints import route_endpoint
-from .engine import Operation, perform_once, should_store
-from .exceptions import (
+from ..conf import app_settings, as_timedelta
+from ..core.endpoints import route_endpoint
+from ..core.engine import Operation, perform_once, should_store
+from ..core.fingerprint import read_body, request_fingerprint
+from ..core.issued_keys import key_expires_at, record_ttl, verify_issued_key
+from ..core.keys import parse_key
+from ..core.principals import request_principal, scope_after_login
+from ..core.problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
+from ..core.references import identity, reference_for, storable
+from ..core.sessions import restore_session, session_key
+from ..exceptions import (
     DatabaseUnavailable,
     IdempotencyError,
     KeyNotSupported,
     MissingKey,
     PayloadTooLarge,
 )
-from .fingerprint import read_body, request_fingerprint
-from .issued_keys import key_expires_at, record_ttl, verify_issued_key
-from .keys import parse_key
-from .models import IdempotencyRecord
-from .principals import request_principal, scope_after_login
-from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
-from .references import identity, reference_for, storable
-from .release import restore_session, session_key
+from ..models import IdempotencyRecord
 
 #: What ``@idempotent(...)`` accepts: each sets the ``idempotency_<name>`` attribute for the
 #: decorated handler only.

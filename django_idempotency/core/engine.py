@@ -16,10 +16,8 @@ from django.db import transaction
 from django.http import HttpResponseBase
 from django.utils import timezone
 
-from . import derived_keys, store
-from .conf import app_settings
-from .events import record_event
-from .exceptions import (
+from ..conf import app_settings
+from ..exceptions import (
     IdempotencyError,
     IssuedKeyExpired,
     KeyMismatch,
@@ -27,9 +25,11 @@ from .exceptions import (
     ReferenceHeld,
     RequestInFlight,
 )
-from .models import IdempotencyRecord
+from ..models import IdempotencyRecord
+from ..signals import request_conflicted, response_replayed, response_stored
+from . import derived_keys, store
+from .events import record_event
 from .responses import StoredResponse
-from .signals import request_conflicted, response_replayed, response_stored
 
 # A claim only loses to an expired record (removed, then retried) a handful of times at most.
 MAX_CLAIM_ATTEMPTS = 3

@@ -2,7 +2,7 @@
 
 Import this module only where drf-spectacular is installed, e.g.::
 
-    REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "django_idempotency.schema.IdempotentAutoSchema"}
+    REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "django_idempotency.drf.schema.IdempotentAutoSchema"}
 
 Every idempotent operation (``create()`` of a view using ``IdempotentCreateMixin``, and every
 ``@idempotent`` handler) then documents the ``Idempotency-Key`` request header, the
@@ -22,16 +22,16 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .conf import app_settings
-from .drf import (
+from ..conf import app_settings
+from ..core.keys import MAX_KEY_LENGTH
+from ..core.problems import PROBLEM_CONTENT_TYPE
+from ..core.responses import REPLAYED_HEADER
+from . import (
     IdempotentCreateMixin,
     IdempotentViewMixin,
     handler_options,
     problem_exception_handler,
 )
-from .keys import MAX_KEY_LENGTH
-from .problems import PROBLEM_CONTENT_TYPE
-from .responses import REPLAYED_HEADER
 
 #: The recommended (unquoted) form: printable ASCII without a comma (a list of keys), no space
 #: at either end. The quoted RFC 8941 form (``"abc"``, ``"a,b"``) is accepted too.

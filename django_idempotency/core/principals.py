@@ -13,10 +13,10 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieSession
 from django.utils.crypto import salted_hmac
 
-from .exceptions import AuthenticationRequired
-from .models import IdempotencyRecord
+from ..exceptions import AuthenticationRequired
+from ..models import IdempotencyRecord
 
-_SESSION_SALT = "django_idempotency.principals.session"
+_SESSION_SALT = "django_idempotency.core.principals.session"
 #: Session data naming the guest: kept by ``login()`` (``cycle_key()`` keeps the data), dropped
 #: by ``logout()`` and by a login over another user's session (both ``flush()``).
 GUEST_MARKER = "_idempotency_guest"

@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from .models import IdempotencyEvent, IdempotencyRecord
+from ..models import IdempotencyEvent, IdempotencyRecord
 from .responses import StoredResponse
 
 SUPPORTED_VENDORS = frozenset({"postgresql", "sqlite"})

@@ -36,19 +36,19 @@ from django.utils import timezone
 from kombu import serialization
 from kombu.utils.json import dumps as kombu_json
 
-from django_idempotency.conf import app_settings, as_timedelta
-from django_idempotency.engine import Operation
-from django_idempotency.exceptions import RequestInFlight
-from django_idempotency.fingerprint import canonical_json
-from django_idempotency.models import TaskDelivery
-from django_idempotency.once import (
+from ..conf import app_settings, as_timedelta
+from ..core.engine import Operation
+from ..core.fingerprint import canonical_json
+from ..core.problems import problem_document, problem_response
+from ..exceptions import RequestInFlight
+from ..models import TaskDelivery
+from ..once import (
     Outcome,
     answer,
     json_view,
     operation,
     refuse_non_string_keys,
 )
-from django_idempotency.problems import problem_document, problem_response
 
 logger = logging.getLogger(__name__)
 

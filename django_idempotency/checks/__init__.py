@@ -12,9 +12,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
-from . import checks_pooling, checks_views
-from .conf import PRINCIPALS, app_settings
-from .store import SUPPORTED_VENDORS
+from ..conf import PRINCIPALS, app_settings
+from ..core.store import SUPPORTED_VENDORS
+from . import pooling as checks_pooling
+from . import views as checks_views
 
 
 @register(Tags.compatibility, Tags.database, deploy=True)

@@ -10,11 +10,11 @@ import json
 
 from django.utils.crypto import salted_hmac
 
-from .conf import app_settings
+from ..conf import app_settings
 
 #: Marks a key as derived; the rest is 64 hex digits, so the whole is printable ASCII.
 PREFIX = "idk_"
-_SALT = "django_idempotency.derived_keys"
+_SALT = "django_idempotency.core.derived_keys"
 
 
 class NoCurrentOperation(LookupError):

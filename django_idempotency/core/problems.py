@@ -8,8 +8,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from .conf import app_settings
-from .exceptions import IdempotencyError
+from ..conf import app_settings
+from ..exceptions import IdempotencyError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.template.response import SimpleTemplateResponse
 
-from .conf import app_settings, is_never_stored
-from .exceptions import ResponseNotStorable
+from ..conf import app_settings, is_never_stored
+from ..exceptions import ResponseNotStorable
 from .problems import PROBLEM_CONTENT_TYPE, problem_document, render_json
 
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -22,10 +22,10 @@ from datetime import timezone as dt_timezone
 from django.core import signing
 from django.utils import timezone
 
-from .conf import app_settings
-from .exceptions import InvalidIssuedKey
+from ..conf import app_settings
+from ..exceptions import InvalidIssuedKey
 
-_SALT = "django_idempotency.issued_keys"
+_SALT = "django_idempotency.core.issued_keys"
 #: The endpoint of a key issued to API clients: valid on every endpoint that takes issued keys.
 ANY_ENDPOINT = "*"
 

@@ -56,7 +56,7 @@ def check_hidden_creates(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     """A ``create()`` on a view that hides ``IdempotentCreateMixin``'s runs unprotected, or
     turns errors into answers outside the stored transaction (a 402 released, paid twice)."""
     try:
-        from .drf import IdempotentCreateMixin, idempotent_options
+        from ..drf import IdempotentCreateMixin, idempotent_options
     except ImportError:  # DRF is not installed: no DRF views to check
         return []
     return [
@@ -80,7 +80,7 @@ def check_idempotent_without_mixin(app_configs: Any = None, **kwargs: Any) -> li
     """``@idempotent`` handlers need the mixin's hooks: without it, every request to them,
     keyed or not, is a 500 (``ImproperlyConfigured``)."""
     try:
-        from .drf import IdempotentViewMixin
+        from ..drf import IdempotentViewMixin
     except ImportError:
         return []
     messages: list[CheckMessage] = []
@@ -106,7 +106,7 @@ def check_idempotent_without_mixin(app_configs: Any = None, **kwargs: Any) -> li
 def _idempotent_handlers(view: type) -> list[str]:
     """Names of the view's methods decorated with ``@idempotent``, read without calling
     descriptors (a property on a view must not run at start-up)."""
-    from .drf import idempotent_options
+    from ..drf import idempotent_options
 
     names: dict[str, None] = {}
     for klass in reversed(view.__mro__):

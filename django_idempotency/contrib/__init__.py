@@ -1,1 +1,0 @@
-"""Optional integrations; each module imports its third-party package only when used."""
