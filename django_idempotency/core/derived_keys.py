@@ -14,7 +14,7 @@ from ..conf import app_settings
 
 #: Marks a key as derived; the rest is 64 hex digits, so the whole is printable ASCII.
 PREFIX = "idk_"
-_SALT = "django_idempotency.core.derived_keys"
+_SALT = "django_idempotency.derived_keys"  # never change: it would change every derived key
 
 
 class NoCurrentOperation(LookupError):

@@ -25,7 +25,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..exceptions import InvalidIssuedKey
 
-_SALT = "django_idempotency.core.issued_keys"
+_SALT = "django_idempotency.issued_keys"  # never change: it would void every key issued
 #: The endpoint of a key issued to API clients: valid on every endpoint that takes issued keys.
 ANY_ENDPOINT = "*"
 

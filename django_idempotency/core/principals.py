@@ -16,7 +16,7 @@ from django.utils.crypto import salted_hmac
 from ..exceptions import AuthenticationRequired
 from ..models import IdempotencyRecord
 
-_SESSION_SALT = "django_idempotency.core.principals.session"
+_SESSION_SALT = "django_idempotency.principals.session"  # never change: guests keep scopes
 #: Session data naming the guest: kept by ``login()`` (``cycle_key()`` keeps the data), dropped
 #: by ``logout()`` and by a login over another user's session (both ``flush()``).
 GUEST_MARKER = "_idempotency_guest"
