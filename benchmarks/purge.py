@@ -202,7 +202,8 @@ def run_load(out: Path) -> None:
     from django.http import HttpResponse
 
     from django_idempotency.conf import app_settings
-    from django_idempotency.core.engine import Operation, perform_once
+    from django_idempotency.core.engine import perform_once
+    from django_idempotency.core.operation import Operation
 
     stopping = False
 

@@ -20,9 +20,10 @@ from django.db import router
 from django.http import HttpResponse, HttpResponseBase
 
 from .conf import app_settings, as_timedelta
-from .core.engine import Operation, perform_once
+from .core.engine import perform_once
 from .core.fingerprint import canonical_json
 from .core.keys import parse_key
+from .core.operation import Operation
 from .core.references import storable, unsafe
 from .core.responses import REPLAYED_HEADER
 from .exceptions import InvalidKey

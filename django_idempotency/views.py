@@ -30,10 +30,11 @@ from django.template.loader import render_to_string
 
 from .conf import PRINCIPALS, app_settings, as_timedelta
 from .core.endpoints import route_endpoint
-from .core.engine import Operation, current_operation, perform_once
+from .core.engine import perform_once
 from .core.fingerprint import read_body, request_fingerprint
 from .core.issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .core.keys import parse_key
+from .core.operation import Operation, current_operation
 from .core.principals import request_principal, scope_after_login
 from .core.problems import error_response
 from .core.references import storable

@@ -148,8 +148,8 @@ def _in_flight_refusal(record: Any) -> None:
     On SQLite that race cannot be staged reliably, so its log entry is written by the function
     the signal receiver calls, with the arguments the engine would pass.
     """
-    from django_idempotency.core.engine import Operation
     from django_idempotency.core.events import record_event
+    from django_idempotency.core.operation import Operation
     from django_idempotency.models import IdempotencyEvent
 
     operation = Operation(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from django_idempotency.core.derived_keys import NoCurrentOperation, derive_key, hmac_key
-from django_idempotency.core.engine import current_operation
+from django_idempotency.core.operation import current_operation
 from django_idempotency.exceptions import KeyMismatch
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, once, perform, run_once

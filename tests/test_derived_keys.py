@@ -10,7 +10,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from django_idempotency.core.derived_keys import PREFIX, NoCurrentOperation, derive_key, hmac_key
-from django_idempotency.core.engine import current_operation
+from django_idempotency.core.operation import current_operation
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import run_once
 from example_project.shop.models import GatewayCharge, Payment

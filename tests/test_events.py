@@ -171,8 +171,8 @@ def test_switched_off_nothing_is_written_and_the_counters_still_move(api: APICli
 
 @pytest.mark.django_db
 def test_events_are_written_to_the_operations_database(api: APIClient) -> None:
-    from django_idempotency.core.engine import Operation
     from django_idempotency.core.events import record_event
+    from django_idempotency.core.operation import Operation
 
     operation = Operation(
         database="default",

@@ -16,8 +16,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_idempotency.core import store
-from django_idempotency.core.engine import Operation, perform_once
+from django_idempotency.core.engine import perform_once
 from django_idempotency.core.keys import parse_key
+from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 from example_project.shop.models import Order
 from tests.e2e.faults.figures import SECURITY, measure

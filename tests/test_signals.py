@@ -12,7 +12,7 @@ from django.dispatch import Signal
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from django_idempotency.core.engine import Operation
+from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.signals import request_conflicted, response_replayed, response_stored
 from tests.conftest import client_for, race

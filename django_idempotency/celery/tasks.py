@@ -37,8 +37,8 @@ from kombu import serialization
 from kombu.utils.json import dumps as kombu_json
 
 from ..conf import app_settings, as_timedelta
-from ..core.engine import Operation
 from ..core.fingerprint import canonical_json
+from ..core.operation import Operation
 from ..core.problems import problem_document, problem_response
 from ..exceptions import RequestInFlight
 from ..models import TaskDelivery

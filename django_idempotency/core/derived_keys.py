@@ -11,6 +11,7 @@ import json
 from django.utils.crypto import salted_hmac
 
 from ..conf import app_settings
+from .operation import Operation, current_operation
 
 #: Marks a key as derived; the rest is 64 hex digits, so the whole is printable ASCII.
 PREFIX = "idk_"
@@ -40,13 +41,15 @@ def derive_key(label: str) -> str:
     Works in any door built on the engine (DRF views, plain views, ninja, tasks, ``once``):
     the engine keeps the running operation in a context variable.
     """
-    # Imported here: the engine imports this module for ``Operation.derive_key``.
-    from .engine import current_operation
-
     operation = current_operation()
     if operation is None:
         raise NoCurrentOperation(
             "derive_key() needs a running idempotent operation (a request with an "
             "Idempotency-Key, a task or a function run once)."
         )
-    return operation.derive_key(label)
+    return key_for(operation, label)
+
+
+def key_for(operation: Operation, label: str) -> str:
+    """The key for the downstream call ``label`` of ``operation`` (a retry derives the same)."""
+    return hmac_key(operation.scope, operation.key, label, operation.fingerprint)

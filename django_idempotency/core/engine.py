@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 from django.db import transaction
@@ -27,48 +27,13 @@ from ..exceptions import (
 )
 from ..models import IdempotencyRecord
 from ..signals import request_conflicted, response_replayed, response_stored
-from . import derived_keys, store
+from . import store
 from .events import record_event
+from .operation import Operation, _current
 from .responses import StoredResponse
 
 # A claim only loses to an expired record (removed, then retried) a handful of times at most.
 MAX_CLAIM_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One idempotent request, as the engine sees it."""
-
-    database: str
-    scope: str
-    key: str
-    fingerprint: str
-    method: str
-    path: str
-    reference: str | None
-    ttl: timedelta
-    lock_timeout: float
-    #: Statuses released instead of stored (besides every 5xx); ``None``: the setting.
-    release_status_codes: frozenset[int] | None = None
-    #: An issued key's expiry: a claim that would start a new operation after it, by the
-    #: clock that dates the records, is refused (``IssuedKeyExpired``); a retry whose record
-    #: exists replays whatever the key's age. ``None``: the key does not expire.
-    key_expires_at: datetime | None = None
-    #: Statuses whose stored answer holds the reference; ``None``: the setting (every 2xx).
-    reference_status_codes: frozenset[int] | None = None
-
-    def derive_key(self, label: str) -> str:
-        """A stable ``Idempotency-Key`` for a downstream call this operation makes."""
-        return derived_keys.hmac_key(self.scope, self.key, label, self.fingerprint)
-
-
-# The operation whose callable is running, so any door's code can derive downstream keys.
-_current: ContextVar[Operation | None] = ContextVar("idempotency_operation", default=None)
-
-
-def current_operation() -> Operation | None:
-    """The operation ``perform_once`` is running right now in this context, if any."""
-    return _current.get()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ..models import IdempotencyRecord
 from .store import log_event
 
 if TYPE_CHECKING:
-    from .engine import Operation
+    from .operation import Operation
 
 
 def record_event(operation: Operation, kind: str, record: IdempotencyRecord | None) -> None:

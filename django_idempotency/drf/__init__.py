@@ -25,13 +25,14 @@ from rest_framework.views import set_rollback
 
 from ..conf import app_settings, as_timedelta
 from ..core.endpoints import route_endpoint
-from ..core.engine import Operation, perform_once, should_store
+from ..core.engine import perform_once, should_store
 from ..core.fingerprint import read_body, request_fingerprint
 from ..core.issued_keys import key_expires_at, record_ttl, verify_issued_key
 from ..core.keys import parse_key
+from ..core.operation import Operation
 from ..core.principals import request_principal, scope_after_login
 from ..core.problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
-from ..core.references import identity, reference_for, storable
+from ..core.references import storable
 from ..core.sessions import restore_session, session_key
 from ..exceptions import (
     DatabaseUnavailable,
@@ -41,6 +42,7 @@ from ..exceptions import (
     PayloadTooLarge,
 )
 from ..models import IdempotencyRecord
+from .references import identity, reference_for
 
 #: What ``@idempotent(...)`` accepts: each sets the ``idempotency_<name>`` attribute for the
 #: decorated handler only.
