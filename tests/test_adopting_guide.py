@@ -240,6 +240,7 @@ def test_its_settings_are_real_settings() -> None:
     assert app_settings.PRINCIPAL == "session"
 
 
+@pytest.mark.django_db(databases="__all__")  # the checks look at every alias
 def test_the_system_checks_pass_on_the_guides_views_and_settings() -> None:
     assert checks_views.check_hidden_creates() == []
     assert checks_views.check_idempotent_without_mixin() == []
