@@ -30,7 +30,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from django_idempotency import checks_views
+from django_idempotency.checks import views as checks_views
 from django_idempotency.conf import DEFAULT_RELEASE_STATUS_CODES, Settings, app_settings
 from django_idempotency.models import IdempotencyRecord
 from tests.factories import TokenFactory

@@ -33,6 +33,6 @@ def test_a_guest_session_digest_is_what_earlier_releases_computed() -> None:
 @override_settings(SECRET_KEY="pinned-secret")
 def test_a_key_issued_by_an_earlier_release_still_verifies() -> None:
     # Signed as earlier releases sign: the salt names the principal and the endpoint.
-    salt = 'django_idempotency.issued_keys:["auth.user:1", "*"]'
+    salt = 'django_idempotency.issued_keys:["auth.user:1", "*"]'  # never change (a pin)
     key = signing.TimestampSigner(salt=salt).sign("nonce")
     verify_issued_key(key, principal="auth.user:1", endpoint="payment-list")
