@@ -332,6 +332,7 @@ async def soak(
         drained=drained,
         cpu_busy=cpu.busy_share,
         harness_cpu=cpu.harness_share,
+        issued_key_max_age=args.issued_key_max_age,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
@@ -339,6 +340,7 @@ async def soak(
     (OUT / f"report-{seed}.md").write_text(section)
     print(describe(verdict, history.ops))
     print(f"soak: faults {facts['faults_by_kind']}; skipped {dict(nemesis.skipped)}")
+    print(f"soak: the outbox relay published {run.relayed:,} task messages")
     if nemesis.errors:
         print("soak: faults that failed to apply:\n  " + "\n  ".join(nemesis.errors[:20]))
     print(
