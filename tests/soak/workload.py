@@ -223,6 +223,7 @@ class Client:
         self.history.recent_keys.append((door.name, key, self.principal.user_id))
         await self._settle(door, op)
         op = await self._rekey(door, request, op)
+        key = op.key or key  # the follow-ups below use the key that settled the request
         if door.issued and max_age and rng.random() < plan.late_retry_rate:
             self._retry_late(door, op, rng.uniform(0.3, 1.5))
         answer = op.answered
