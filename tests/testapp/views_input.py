@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.contrib.auth import logout
@@ -41,6 +42,41 @@ class GuestProbeViewSet(ProbeViewSet):
 
     permission_classes = [AllowAny]
     authentication_classes = [SessionAuthentication]
+    idempotency_principal = "session"
+
+
+class GuestGate:
+    """Holds the first run of ``GatedGuestViewSet`` inside its operation until the test opens
+    the gate, so the test can act (a login) while that copy is still in flight."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.runs = 0
+        self.lock = threading.Lock()
+
+
+GUEST_GATE = GuestGate()
+
+
+class _GatedCreate:
+    """A guest's basket line whose first run waits at ``GUEST_GATE`` (its later runs do not)."""
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        Execution.objects.create(label="basket line")
+        with GUEST_GATE.lock:
+            GUEST_GATE.runs += 1
+            first = GUEST_GATE.runs == 1
+        if first:
+            GUEST_GATE.entered.set()
+            GUEST_GATE.opened.wait(timeout=10)
+        return Response({"line": "added"}, status=201)
+
+
+class GatedGuestViewSet(IdempotentCreateMixin, _GatedCreate, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    permission_classes = [AllowAny]
+    authentication_classes = [SessionAuthentication]
+    queryset = Execution.objects.all()
     idempotency_principal = "session"
 
 
