@@ -19,6 +19,7 @@ router.register("pay-pk", views.PkViewSet, basename="pay-pk")
 router.register("pay-char", views.CharViewSet, basename="pay-char")
 router.register("pay-decimal", views.DecimalViewSet, basename="pay-decimal")
 router.register("pay-custom", views.CustomReferenceViewSet, basename="pay-custom")
+router.register("ship-by-quantity", views.ShipByQuantityViewSet, basename="ship-by-qty")
 router.register("plain", views.PlainResponseViewSet, basename="plain")
 
 urlpatterns = [

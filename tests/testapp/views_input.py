@@ -165,6 +165,21 @@ class DecimalPayment(serializers.Serializer):  # type: ignore[type-arg]
     order = serializers.DecimalField(max_digits=10, decimal_places=2)
 
 
+class ShipByQuantityViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Orders looked up by a field other than the primary key (an integer here, as a public
+    order number would be): ``/07/ship/`` and ``/7/ship/`` are one order to ``get_object()``."""
+
+    queryset = Order.objects.all()
+    lookup_field = "quantity"
+
+    @action(methods=["post"], detail=True)
+    @idempotent(reference_url_kwarg="quantity")
+    def ship(self, request: Request, quantity: str) -> Response:
+        order = self.get_object()
+        Execution.objects.create(label=f"ship {order.pk}")
+        return Response({"shipped": order.pk}, status=201)
+
+
 class HyperlinkedViewSet(ReferencedCreate):
     serializer_class = HyperlinkedPayment
     queryset = Execution.objects.all()
