@@ -255,11 +255,6 @@ def test_a_primary_key_costs_no_query_and_a_hyperlink_one(api, user) -> None:
     assert by_link == by_pk + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_normalised_pk canonicalises only a primary-key lookup: another lookup_field's "
-    "spellings (07 and 7 of an integer, a UUID's cases) are two references",
-)
 @pytest.mark.parametrize("spelling", ["0{n}", "+{n}", "%20{n}"])
 def test_a_url_kwarg_of_another_lookup_field_names_one_object_whatever_its_spelling(
     api, assert_problem, user, spelling: str
