@@ -262,11 +262,6 @@ def test_every_check_id_is_documented() -> None:
     assert in_code <= documented, sorted(in_code - documented)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="E030 judges only a missing IdempotentViewMixin, not one listed after APIView "
-    "(whose initial() then never runs: a key on an undecorated handler is ignored)",
-)
 @override_settings(ROOT_URLCONF="tests.urls_view_order")
 def test_the_mixin_listed_after_the_drf_view_class_is_reported(api) -> None:
     # What goes wrong at run time: the key on the undecorated PUT is silently ignored.
