@@ -262,3 +262,11 @@ def test_every_check_id_is_documented() -> None:
     documented = set(pattern.findall((root / "docs" / "settings.md").read_text()))
     assert in_code, "no check id found in the package"
     assert in_code <= documented, sorted(in_code - documented)
+
+
+@override_settings(ROOT_URLCONF="tests.urls_view_order")
+def test_the_mixin_listed_after_the_drf_view_class_is_reported(api) -> None:
+    # What goes wrong at run time: the key on the undecorated PUT is silently ignored.
+    put = api.put("/misordered/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert put.status_code == 200
+    assert view_messages() == [("django_idempotency.E030", views_checks.MixinAfterViewClassView)]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError, router
@@ -373,16 +373,25 @@ class IdempotentViewMixin:
         return identity(name, value, self._serializer_field(name))
 
     def _normalised_pk(self, url_kwarg: str, value: Any) -> Any:
-        """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference."""
+        """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference.
+
+        The lookup field's own conversion is the one its query applies: an integer or UUID
+        field (a public order number) canonicalises as the primary key does, a slug keeps it.
+        """
         model = getattr(getattr(self, "queryset", None), "model", None)
         lookup_field = getattr(self, "lookup_field", None)
         lookup_kwarg = getattr(self, "lookup_url_kwarg", None) or lookup_field
         if model is None or url_kwarg != lookup_kwarg:
             return _integer_spelling(value)
-        if lookup_field not in ("pk", model._meta.pk.name):
-            return value  # a slug: only the primary key has a canonical spelling here
         try:
-            return model._meta.pk.to_python(value)
+            field = model._meta.pk if lookup_field == "pk" else model._meta.get_field(lookup_field)
+        except FieldDoesNotExist:
+            return value  # a lookup across relations (``order__number``): as sent
+        to_python = getattr(field, "to_python", None)
+        if to_python is None:
+            return value  # a reverse relation: nothing to convert with
+        try:
+            return to_python(value)
         except (DjangoValidationError, TypeError, ValueError):
             return value  # the lookup answers 404, which releases the key
 
