@@ -318,7 +318,6 @@ class TestKeyAge:
         assert door.rows() == 0
         assert not IdempotencyRecord.objects.exists()
 
-    @pytest.mark.xfail(strict=True, reason="the record expires before a key stamped ahead")
     def test_a_key_issued_by_a_server_whose_clock_runs_ahead_never_outlives_its_record(
         self, door: Door, user: Any, app_clock: Any
     ) -> None:
