@@ -31,12 +31,12 @@ from django.template.loader import render_to_string
 from .conf import PRINCIPALS, app_settings, as_timedelta
 from .endpoints import route_endpoint
 from .engine import Operation, current_operation, perform_once
-from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
+from .exceptions import IdempotencyError, InvalidIssuedKey, MissingKey, PayloadTooLarge
 from .fingerprint import read_body, request_fingerprint
 from .issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .keys import parse_key
 from .models import IdempotencyRecord
-from .principals import request_principal, scope_after_login
+from .principals import carried_guest_principal, request_principal, scope_after_login
 from .problems import error_response
 from .references import storable
 
@@ -156,10 +156,24 @@ class IdempotencyOptions:
         # Only the signature (principal, endpoint) here: the engine judges the key's age, and
         # only for a claim that would start a new operation, so a retry of one that ran replays.
         if issued:
-            verify_issued_key(
-                key, principal=principal, endpoint=self.get_idempotency_endpoint(request)
-            )
+            self._verify_issued_key(request, key, principal)
         return key, issued
+
+    def _verify_issued_key(self, request: HttpRequest, key: str, principal: str) -> None:
+        endpoint = self.get_idempotency_endpoint(request)
+        try:
+            verify_issued_key(key, principal=principal, endpoint=endpoint)
+        except InvalidIssuedKey:
+            # A key issued to the guest this user was before logging in (the form was sent as
+            # a guest, the answer lost): its retry is the guest's, ``scope_after_login`` finds
+            # its record. Refusing it would send them to a fresh form, and a second run.
+            guest = carried_guest_principal(request) if self._guest_sessions() else None
+            if guest is None:
+                raise
+            verify_issued_key(key, principal=guest, endpoint=endpoint)
+
+    def _guest_sessions(self) -> bool:
+        return (self.idempotency_principal or app_settings.PRINCIPAL) == "session"
 
     def get_idempotency_key_required(self) -> bool:
         """``idempotency_key_required``, else ``IDEMPOTENCY_KEY_REQUIRED``."""
@@ -173,11 +187,10 @@ class IdempotencyOptions:
         A guest's first request may be the keyed one: a header key that needs no issuing
         starts the session (a key issued to a form names a session that already exists).
         """
-        principal = self.idempotency_principal or app_settings.PRINCIPAL
         header_key = request.headers.get(app_settings.HEADER) is not None
         return request_principal(
             request,
-            guest_sessions=principal == "session",
+            guest_sessions=self._guest_sessions(),
             start_session=header_key and self.idempotency_key_source != "issued",
         )
 

@@ -176,7 +176,6 @@ class TestSessionPrincipal:
         assert response.status_code == 400
         assert Execution.objects.count() == 0
 
-    @pytest.mark.xfail(strict=True, reason="the guest's form key is refused after its login")
     def test_a_guest_who_logs_in_gets_the_replay_of_its_form(
         self, user: Any, other_user: Any
     ) -> None:
