@@ -450,7 +450,6 @@ def test_a_message_that_cannot_be_published_is_parked_and_the_rest_go(
     assert drain(queue) == []
 
 
-@pytest.mark.xfail(strict=True, reason="a frame RabbitMQ refuses stops every relay for good")
 @pytest.mark.django_db(transaction=True)
 def test_a_message_whose_frame_the_broker_refuses_is_parked_and_the_rest_go(
     queue: str, unreachable: None
