@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.http import HttpResponse
 from django.template import TemplateSyntaxError, engines
 from django.test import AsyncClient, Client, RequestFactory
 
@@ -22,6 +25,7 @@ from django_idempotency.views import idempotent_view
 from example_project.shop.models import Payment
 from tests.conftest import race
 from tests.factories import OrderFactory
+from tests.testapp import views_doors
 from tests.testapp.models import Execution
 
 KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -127,6 +131,28 @@ class TestFunctionView:
     def test_unknown_option_is_refused_at_import(self) -> None:
         with pytest.raises(TypeError, match="keysource"):
             idempotent_view(keysource="issued")(lambda request: None)
+
+
+@pytest.mark.xfail(strict=True, reason="a view made idempotent twice answers 409 for ever")
+@pytest.mark.parametrize(
+    "already",
+    [
+        pytest.param(lambda: idempotent_view(_execution_view), id="idempotent_view"),
+        pytest.param(
+            lambda: login_required(idempotent_view(_execution_view)), id="under-another-decorator"
+        ),
+        pytest.param(lambda: views_doors.ClassView.as_view(), id="IdempotentViewMixin"),
+    ],
+)
+def test_a_view_made_idempotent_twice_is_refused_when_decorated(already: Any) -> None:
+    """The inner claim meets the outer one's row, in flight in the same transaction: every
+    request waited the lock timeout and got 409 "send it again", which never passes."""
+    with pytest.raises(ImproperlyConfigured, match="already"):
+        idempotent_view(already())
+
+
+def _execution_view(request: Any) -> Any:
+    return HttpResponse(status=201)
 
 
 @pytest.mark.django_db
