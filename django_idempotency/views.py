@@ -20,7 +20,12 @@ from urllib.parse import parse_qsl
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, ValidationError
+from django.core.exceptions import (
+    ImproperlyConfigured,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    ValidationError,
+)
 from django.db import router
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -335,6 +340,7 @@ def idempotent_view(
 
     def decorate(func: ViewFunc) -> ViewFunc:
         policy = make_policy(options)
+        _refuse_idempotent(func)
         if iscoroutinefunction(func):
 
             @wraps(func)
@@ -343,7 +349,7 @@ def idempotent_view(
                     return await func(request, *args, **kwargs)
                 return await _run_async(policy, request, lambda: func(request, *args, **kwargs))
 
-            return cast(ViewFunc, markcoroutinefunction(async_wrapper))
+            return cast(ViewFunc, _mark_idempotent(markcoroutinefunction(async_wrapper)))
 
         @wraps(func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -351,9 +357,29 @@ def idempotent_view(
                 return func(request, *args, **kwargs)
             return policy.run_idempotently(request, lambda: func(request, *args, **kwargs))
 
-        return cast(ViewFunc, wrapper)
+        return cast(ViewFunc, _mark_idempotent(wrapper))
 
     return decorate(view) if view is not None else decorate
+
+
+#: Set on a view ``idempotent_view`` made; ``functools.wraps`` carries it through decorators.
+_IDEMPOTENT_VIEW = "_idempotency_view"
+
+
+def _mark_idempotent(wrapper: Any) -> Any:
+    setattr(wrapper, _IDEMPOTENT_VIEW, True)
+    return wrapper
+
+
+def _refuse_idempotent(func: Any) -> None:
+    """A view that already claims its key must not be wrapped in a second claim: the inner one
+    meets the outer one's row, in flight in the same transaction, and every request is a 409."""
+    view_class = getattr(func, "view_class", None) or getattr(func, "cls", None)
+    if getattr(func, _IDEMPOTENT_VIEW, False) or hasattr(view_class, "get_idempotency_key"):
+        raise ImproperlyConfigured(
+            f"{getattr(func, '__qualname__', func)!r} is already idempotent (idempotent_view, "
+            "or a view class with the package's mixin): decorate it once."
+        )
 
 
 def make_policy(options: dict[str, Any]) -> IdempotencyOptions:
