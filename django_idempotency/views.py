@@ -20,7 +20,12 @@ from urllib.parse import parse_qsl
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, ValidationError
+from django.core.exceptions import (
+    ImproperlyConfigured,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    ValidationError,
+)
 from django.db import router
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -35,10 +40,10 @@ from .core.fingerprint import read_body, request_fingerprint
 from .core.issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .core.keys import parse_key
 from .core.operation import Operation, current_operation
-from .core.principals import request_principal, scope_after_login
+from .core.principals import carried_guest_principal, request_principal, scope_after_login
 from .core.problems import error_response
 from .core.references import storable
-from .exceptions import IdempotencyError, MissingKey, PayloadTooLarge
+from .exceptions import IdempotencyError, InvalidIssuedKey, MissingKey, PayloadTooLarge
 from .models import IdempotencyRecord
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -157,10 +162,24 @@ class IdempotencyOptions:
         # Only the signature (principal, endpoint) here: the engine judges the key's age, and
         # only for a claim that would start a new operation, so a retry of one that ran replays.
         if issued:
-            verify_issued_key(
-                key, principal=principal, endpoint=self.get_idempotency_endpoint(request)
-            )
+            self._verify_issued_key(request, key, principal)
         return key, issued
+
+    def _verify_issued_key(self, request: HttpRequest, key: str, principal: str) -> None:
+        endpoint = self.get_idempotency_endpoint(request)
+        try:
+            verify_issued_key(key, principal=principal, endpoint=endpoint)
+        except InvalidIssuedKey:
+            # A key issued to the guest this user was before logging in (the form was sent as
+            # a guest, the answer lost): its retry is the guest's, ``scope_after_login`` finds
+            # its record. Refusing it would send them to a fresh form, and a second run.
+            guest = carried_guest_principal(request) if self._guest_sessions() else None
+            if guest is None:
+                raise
+            verify_issued_key(key, principal=guest, endpoint=endpoint)
+
+    def _guest_sessions(self) -> bool:
+        return (self.idempotency_principal or app_settings.PRINCIPAL) == "session"
 
     def get_idempotency_key_required(self) -> bool:
         """``idempotency_key_required``, else ``IDEMPOTENCY_KEY_REQUIRED``."""
@@ -174,11 +193,10 @@ class IdempotencyOptions:
         A guest's first request may be the keyed one: a header key that needs no issuing
         starts the session (a key issued to a form names a session that already exists).
         """
-        principal = self.idempotency_principal or app_settings.PRINCIPAL
         header_key = request.headers.get(app_settings.HEADER) is not None
         return request_principal(
             request,
-            guest_sessions=principal == "session",
+            guest_sessions=self._guest_sessions(),
             start_session=header_key and self.idempotency_key_source != "issued",
         )
 
@@ -323,6 +341,7 @@ def idempotent_view(
 
     def decorate(func: ViewFunc) -> ViewFunc:
         policy = make_policy(options)
+        _refuse_idempotent(func)
         if iscoroutinefunction(func):
 
             @wraps(func)
@@ -331,7 +350,7 @@ def idempotent_view(
                     return await func(request, *args, **kwargs)
                 return await _run_async(policy, request, lambda: func(request, *args, **kwargs))
 
-            return cast(ViewFunc, markcoroutinefunction(async_wrapper))
+            return cast(ViewFunc, _mark_idempotent(markcoroutinefunction(async_wrapper)))
 
         @wraps(func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -339,9 +358,29 @@ def idempotent_view(
                 return func(request, *args, **kwargs)
             return policy.run_idempotently(request, lambda: func(request, *args, **kwargs))
 
-        return cast(ViewFunc, wrapper)
+        return cast(ViewFunc, _mark_idempotent(wrapper))
 
     return decorate(view) if view is not None else decorate
+
+
+#: Set on a view ``idempotent_view`` made; ``functools.wraps`` carries it through decorators.
+_IDEMPOTENT_VIEW = "_idempotency_view"
+
+
+def _mark_idempotent(wrapper: Any) -> Any:
+    setattr(wrapper, _IDEMPOTENT_VIEW, True)
+    return wrapper
+
+
+def _refuse_idempotent(func: Any) -> None:
+    """A view that already claims its key must not be wrapped in a second claim: the inner one
+    meets the outer one's row, in flight in the same transaction, and every request is a 409."""
+    view_class = getattr(func, "view_class", None) or getattr(func, "cls", None)
+    if getattr(func, _IDEMPOTENT_VIEW, False) or hasattr(view_class, "get_idempotency_key"):
+        raise ImproperlyConfigured(
+            f"{getattr(func, '__qualname__', func)!r} is already idempotent (idempotent_view, "
+            "or a view class with the package's mixin): decorate it once."
+        )
 
 
 def make_policy(options: dict[str, Any]) -> IdempotencyOptions:

@@ -451,6 +451,27 @@ def test_a_message_that_cannot_be_published_is_parked_and_the_rest_go(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_message_whose_frame_the_broker_refuses_is_parked_and_the_rest_go(
+    queue: str, unreachable: None
+) -> None:
+    """A header bigger than the connection's frame size: RabbitMQ answers with FRAME_ERROR and
+    closes the whole connection, which looks like a broker out of reach. The message, not the
+    broker, is at fault: it must count its attempts and be parked, not stop every relay."""
+    with transaction.atomic():
+        bad = send_on_commit(ship_order.s(1).set(headers={"trace": "x" * 300_000}))
+        good = send_on_commit(ship_order.s(2))
+    assert outbox() == [(bad, 0), (good, 0)]  # the broker was down at the commit
+
+    with broker(AMQP_URL, queue):
+        result = relay_outbox(app=app, older_than=0, max_attempts=1)
+        assert (result.sent, result.parked) == (1, 1)
+        assert task_ids(drain(queue)) == [good]
+    message = OutboxMessage.objects.get()
+    assert (message.task_id, message.attempts) == (bad, 1)
+    assert "FRAME_ERROR" in message.last_error
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_command_reports_what_it_set_aside_and_parked(queue: str, reachable: None) -> None:
     OutboxMessage.objects.add(task_id="bad", name=TASK, args=[1], options={"countdown": "soon"})
     OutboxMessage.objects.add(task_id="good", name=TASK, args=[2])

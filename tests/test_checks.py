@@ -82,6 +82,21 @@ def test_bad_settings_are_reported(overrides: dict[str, Any], expected: str) -> 
         assert idempotency_ids() == [f"django_idempotency.{expected}"]
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"IDEMPOTENCY_TTL": timedelta.max},  # "keep them for ever"
+        {"IDEMPOTENCY_TTL": 10**12},  # seconds: some 31,700 years
+        {"IDEMPOTENCY_REFERENCE_TTL": timedelta.max},
+    ],
+)
+def test_a_lifetime_no_date_can_hold_is_reported(overrides: dict[str, Any]) -> None:
+    """Now plus such a lifetime is past year 9999: every keyed request was a 500
+    (``OverflowError: date value out of range``) although the checks passed."""
+    with override_settings(**overrides):
+        assert idempotency_ids() == ["django_idempotency.E002"]
+
+
 #: A value of each setting that must not pass, and the id it is reported under. Keyed by the
 #: ``conf.Settings`` property: a new setting fails ``test_every_setting_is_checked`` until it
 #: gets a bad value here and a rule in ``checks.SETTING_RULES``.
