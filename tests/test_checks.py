@@ -24,7 +24,7 @@ from tests.testapp import views_checks, views_drf
 
 # Django 6.1 runs the model checks against every database alias (a JSONField asks SQLite
 # whether it supports JSON), so the checks need database access like `manage.py check` has.
-pytestmark = pytest.mark.django_db(databases="__all__")
+pytestmark = [pytest.mark.drf, pytest.mark.django_db(databases="__all__")]
 
 
 #: Views the test project routes although they are misconfigured, to test what a request to

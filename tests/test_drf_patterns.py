@@ -30,6 +30,8 @@ from tests.testapp.models import Execution
 from tests.testapp.views_drf import NoQuerysetViewSet
 from tests.testapp.views_shop import ReadOnlyBasketViewSet
 
+pytestmark = pytest.mark.drf
+
 BASE = "/test/drf"
 
 

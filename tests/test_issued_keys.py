@@ -31,6 +31,8 @@ from example_project.shop.models import Order, Transfer
 from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 
+pytestmark = pytest.mark.drf
+
 KEYS = "/api/idempotency-keys/"
 TRANSFERS = "/api/transfers/"
 BODY = {"amount": "12.50", "to": "DE89 3704 0044 0532 0130 00"}

@@ -22,7 +22,7 @@ from django_idempotency.models import IdempotencyRecord
 from tests.factories import UserFactory
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def jwt_client(user: Any) -> APIClient:

@@ -17,7 +17,7 @@ from tests.conftest import race
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 JSON = "application/json"
 
