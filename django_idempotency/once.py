@@ -56,12 +56,16 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     Arguments must be JSON-serialisable: a lossy stand-in (``repr``) could make two different
     calls look alike, and a false match is the one mistake this package never makes.
     """
-    refuse_non_string_keys([args, kwargs])
-    refuse_surrogate_pairs([args, kwargs])
-    document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
+    too_deep = "The arguments are nested too deeply to fingerprint the call."
+    try:
+        refuse_non_string_keys([args, kwargs])
+        refuse_surrogate_pairs([args, kwargs])
+        document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
+    except RecursionError:
+        raise TypeError(too_deep) from None
     canonical = canonical_json(document)
     if canonical is None:  # json.dumps wrote it, so it parses, unless nested past the limit
-        raise TypeError("The arguments are nested too deeply to fingerprint the call.")
+        raise TypeError(too_deep)
     return hashlib.sha256(canonical).hexdigest()
 
 

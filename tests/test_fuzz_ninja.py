@@ -171,7 +171,10 @@ def test_no_ninja_request_is_a_server_error_or_a_false_replay(user: Any, other_u
         # The probe's own fields are its own: a label too long for its column is its 500.
         members.update({k: v for k, v in extra.items() if k not in ("label", "status", "sleep")})
         media_type = draw(
-            st.sampled_from(["application/json"] * 4 + ["application/x-www-form-urlencoded"])
+            st.sampled_from(
+                ["application/json"] * 4
+                + ["application/x-www-form-urlencoded", "text/plain", "application/ld+json"]
+            )
         )
         key = draw(
             st.one_of(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -68,7 +68,7 @@ texts = st.one_of(
 )
 zones = st.one_of(
     st.none(),
-    st.just(UTC),
+    st.just(timezone.utc),
     st.timezones(),
     st.integers(-23 * 60, 23 * 60).map(lambda m: timezone(timedelta(minutes=m))),
 )
@@ -103,8 +103,17 @@ sendable_arguments = st.recursive(
     ),
     max_leaves=6,
 )
+
+
 #: Mostly what a broker carries; sometimes a dictionary with keys that are not text, or an
 #: integer with more digits than Python converts to text (no JSON carries it).
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 unsendable = st.one_of(
     st.dictionaries(odd_keys, sendable_arguments, min_size=1, max_size=2),
     st.integers(4300, 4310).map(lambda digits: -(10**digits)),
@@ -420,6 +429,18 @@ def test_a_reference_that_looks_like_a_digest_is_not_the_digested_one() -> None:
 
     assert not second.replayed, "a replay of another reference's run"
     assert second.result != first.result
+
+
+def test_arguments_nested_too_deeply_are_a_type_error() -> None:
+    """Explicit, not fuzzed: hypothesis cannot print a value this deep."""
+
+    @once(key=lambda value: "k", scope="fuzz.deep")
+    def deep(value: Any) -> int:
+        return int(Execution.objects.create(label="deep").pk)
+
+    with pytest.raises(TypeError, match="nested too deeply"):
+        deep(nested(5000))  # was a RecursionError
+    assert not Execution.objects.exists()
 
 
 def test_a_quoted_task_id_is_not_the_unquoted_one() -> None:
