@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
 from ninja.operation import Operation as NinjaOperation
+from ninja.params.models import BodyModel
 from pydantic import TypeAdapter, ValidationError
 
 from .conf import app_settings
@@ -36,7 +37,7 @@ from .core.principals import user_principal
 from .core.problems import PROBLEM_CONTENT_TYPE, error_response
 from .core.responses import REPLAYED_HEADER
 from .exceptions import IdempotencyError
-from .views import UNSAFE_METHODS, IdempotencyOptions, make_policy
+from .views import UNSAFE_METHODS, IdempotencyOptions, json_member, make_policy
 
 Func = TypeVar("Func", bound=Callable[..., Any])
 
@@ -83,6 +84,17 @@ class _NinjaPolicy(IdempotencyOptions):
             return found
         func = self.operation.view_func
         return f"{request.method} {func.__module__}.{func.__qualname__}"
+
+    def _form_value(self, request: HttpRequest, name: str) -> Any:
+        """A reference as ninja reads it: a body payload through the API's parser, which (like
+        ninja's ``BodyModel``) ignores the Content-Type; form fields from ``request.POST``."""
+        if name == app_settings.ISSUED_KEY_FIELD or not _reads_json_body(self.operation):
+            return super()._form_value(request, name)
+        try:
+            document = self.operation.api.parser.parse_body(request)
+        except Exception:
+            return None
+        return json_member(document, name)
 
     def normalise_idempotency_reference(self, name: str, value: str) -> Any:
         """The value as the operation's body schema parses it (``"07"`` and ``7`` are one)."""
@@ -181,6 +193,15 @@ class _Claimed:
             if name not in self.own:
                 setattr(self.policy, f"idempotency_{name}", value)
         _document(self.operation, required=self.policy.get_idempotency_key_required())
+
+
+def _reads_json_body(operation: NinjaOperation) -> bool:
+    """Whether ninja parses the operation's body with the API's parser (a ``Body`` payload),
+    rather than reading form fields (``Form``, or a body sent along with ``File``)."""
+    return any(
+        issubclass(model, BodyModel) and not hasattr(model, "__ninja_body_params__")
+        for model in operation.models
+    )
 
 
 def _operation_of(run: Callable[..., Any]) -> NinjaOperation:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,7 @@ _MAX_SCOPE_LENGTH = 255
 _JSON = "application/json"
 # Module names a script runs under: every script's functions share them.
 _SCRIPT_MODULES = frozenset({"__main__", "__mp_main__"})
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,16 @@ def call_fingerprint(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     Arguments must be JSON-serialisable: a lossy stand-in (``repr``) could make two different
     calls look alike, and a false match is the one mistake this package never makes.
     """
-    refuse_non_string_keys([args, kwargs])
-    document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
+    too_deep = "The arguments are nested too deeply to fingerprint the call."
+    try:
+        refuse_non_string_keys([args, kwargs])
+        refuse_surrogate_pairs([args, kwargs])
+        document = json.dumps([name, list(args), kwargs], allow_nan=False).encode()
+    except RecursionError:
+        raise TypeError(too_deep) from None
     canonical = canonical_json(document)
     if canonical is None:  # json.dumps wrote it, so it parses, unless nested past the limit
-        raise TypeError("The arguments are nested too deeply to fingerprint the call.")
+        raise TypeError(too_deep)
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -76,6 +83,25 @@ def refuse_non_string_keys(value: Any) -> None:
             refuse_non_string_keys(item)
 
 
+def refuse_surrogate_pairs(value: Any) -> None:
+    """Raise ``ValueError`` for text, at any depth, with a high surrogate before a low one."""
+    # JSON's escapes write the two code points U+D83D U+DE00 as they write the one character
+    # U+1F600, and read both back as the character: two different calls, one fingerprint.
+    if isinstance(value, str):
+        if _SURROGATE_PAIR.search(value):
+            raise ValueError(
+                "Text with a surrogate pair cannot be told from the character it encodes: "
+                f"{value!r}"
+            )
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            refuse_surrogate_pairs(name)
+            refuse_surrogate_pairs(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            refuse_surrogate_pairs(item)
+
+
 def operation(
     *,
     scope: str,
@@ -89,7 +115,8 @@ def operation(
 ) -> Operation:
     """The engine's ``Operation`` for a call, its parts checked as the HTTP doors check theirs.
 
-    Raises ``InvalidKey`` for a key a header could not carry either, ``ValueError`` for a scope
+    Raises ``InvalidKey`` for a key a header could not carry either, or that a header would
+    carry quoted (``"k"`` names the key ``k`` there, not here), ``ValueError`` for a scope
     no column takes, ``TypeError`` for a key or reference that is not a string. A reference
     goes through ``references.storable`` like every door's: one longer than 255 characters or
     with characters no database stores (NUL, lone surrogates) is held as its SHA-256, never cut.
@@ -101,6 +128,10 @@ def operation(
     parsed = parse_key(key)
     if parsed is None:  # parse_key answers None only for an absent key
         raise InvalidKey("The idempotency key is missing.")
+    if parsed != key:
+        # A header's "k" denotes the key k (an sf-string); a call's key is its text, and
+        # reading it as a header's would make the task ids "k" and k one key.
+        raise InvalidKey("A key of a call or task is taken as it is: quotes are not allowed.")
     if not scope or len(scope) > _MAX_SCOPE_LENGTH or unsafe(scope) is not None:
         raise ValueError(
             f"A scope must be 1 to {_MAX_SCOPE_LENGTH} characters long, without NUL or lone "

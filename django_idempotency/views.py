@@ -302,10 +302,15 @@ class IdempotencyOptions:
                 document = json.loads(read_body(request))
             except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
                 return None  # the view refuses it; nothing to reserve
-            value = document.get(name) if isinstance(document, dict) else None
-            # A string and a number naming one object are one reference; nested values none.
-            return None if isinstance(value, (dict, list, bool)) else value
+            return json_member(document, name)
         return None
+
+
+def json_member(document: Any, name: str) -> Any:
+    """The reference member ``name`` of a parsed JSON body; ``None`` for none."""
+    value = document.get(name) if isinstance(document, dict) else None
+    # A string and a number naming one object are one reference; nested values none.
+    return None if isinstance(value, (dict, list, bool)) else value
 
 
 class IdempotentViewMixin(IdempotencyOptions):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.db.models import Model
 # The widest integer every supported database binds (SQLite raises OverflowError beyond it).
 MAX_LOOKUP_INT = 2**63 - 1
 _MAX_LENGTH = 255
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def unsafe(value: Any, *, lookup: bool = False) -> str | None:
@@ -50,8 +52,13 @@ def unsafe(value: Any, *, lookup: bool = False) -> str | None:
 
 
 def storable(reference: str) -> str:
-    """A reference any database column takes: long or unencodable ones become a digest."""
-    if len(reference) <= _MAX_LENGTH and unsafe(reference) is None:
+    """A reference any database column takes: long or unencodable ones become a digest, and
+    so does one that reads like a digest, which would otherwise name the digested reference."""
+    if (
+        len(reference) <= _MAX_LENGTH
+        and unsafe(reference) is None
+        and not _DIGEST.fullmatch(reference)
+    ):
         return reference
     data = reference.encode("utf-8", "surrogatepass")
     return "sha256:" + hashlib.sha256(data).hexdigest()
