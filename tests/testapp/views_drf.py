@@ -1,6 +1,6 @@
 """Test-only views with the patterns real DRF projects use (issue 15, issue 9 item 8).
 
-Each view reproduces one pattern found in open-source shops; ``tests/test_drf_patterns.py``
+Each view reproduces one pattern found in open-source shops; ``tests/drf/test_patterns.py``
 drives them.
 """
 

@@ -1,4 +1,4 @@
-"""Test-only endpoints of the adversarial review (tests/test_adversarial_drf.py)."""
+"""Test-only endpoints of the adversarial review (tests/drf/test_hostile_requests.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Celery app the task test's worker runs: ``celery -A tests.celery_app worker``.
+"""The Celery app the task test's worker runs: ``celery -A tests.celery.app worker``.
 
 Configured like a project would be (Django settings, the task module listed in ``imports``);
 the broker, result backend and queue come from the environment the test sets.

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_idempotency.managers import _raw_delete
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
-from tests.test_purge import events_for, records
+from tests.operations.test_purge import events_for, records
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ from tests.conftest import AMQP_URL
 from tests.factories import OrderFactory
 from tests.soak.proxy import FaultProxy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TASK = "shop.ship_order"
 #: Ports for this module's fault proxies, a new one each time: kombu pools connections per
 #: broker URL for the whole process, and a pooled link through a closed proxy is dead.

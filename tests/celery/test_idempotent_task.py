@@ -15,7 +15,7 @@ from django.db import connections
 from django_idempotency.celery.tasks import IdempotentTask, configuration_problems
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, run_once
-from tests.test_celery_task import worker  # noqa: F401 (the real worker fixture)
+from tests.celery.test_beat import worker  # noqa: F401 (the real worker fixture)
 from tests.testapp.models import Execution
 
 TASK = "tests.record_execution"
@@ -31,7 +31,7 @@ def executions(label: str) -> int:
 def test_a_redelivered_task_returns_the_stored_result_without_running(
     worker: dict[str, str],  # noqa: F811
 ) -> None:
-    from tests.celery_app import app
+    from tests.celery.app import app
 
     task_id = str(uuid.uuid4())
     first = app.send_task(TASK, args=["twice"], task_id=task_id, queue=worker["queue"])
@@ -53,7 +53,7 @@ def test_a_redelivered_task_returns_the_stored_result_without_running(
     with pytest.raises(Exception) as refused:  # noqa: PT011 (rebuilt by the result backend)
         mismatch.get(timeout=60)
     assert type(refused.value).__name__ == "KeyMismatch"
-    # tests.celery_app sets no visibility timeout for its Redis broker: the worker said so.
+    # tests.celery.app sets no visibility timeout for its Redis broker: the worker said so.
     assert (
         "django_idempotency: broker redis: set broker_transport_options"
         in Path(worker["log"]).read_text()
@@ -70,7 +70,7 @@ def test_a_copy_of_a_running_task_retries_later_and_never_runs_twice(
     """The original holds the key (here: this test, in a thread, the way a first worker
     would); the delivered copy waits ``idempotency_wait`` (0.5 s), retries with a countdown
     (1 s) as long as the original runs, then returns what the original stored."""
-    from tests.celery_app import app
+    from tests.celery.app import app
 
     task_id = str(uuid.uuid4())
     started, release = threading.Event(), threading.Event()

@@ -17,8 +17,8 @@ from django_idempotency.core.principals import user_principal
 from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Order, Payment, Refund, Transfer
 from example_project.shop.views import TransferViewSet
-from tests.test_checkout import browser, rendered_key
-from tests.test_issued_keys import BODY as TRANSFER
+from tests.core.test_issued_keys import BODY as TRANSFER
+from tests.example.test_checkout import browser, rendered_key
 from tests.testapp.models import Execution
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
@@ -138,7 +138,7 @@ def test_bad_multipart_checkout_is_400(user: Any) -> None:
 )
 def test_ninja_hostile_bodies_are_422_not_500(user: Any, path: str, body: str) -> None:
     # Attack: the example's ninja schema let a NUL or a lone surrogate reach PostgreSQL (500).
-    from tests.test_ninja import bearer
+    from tests.ninja.test_ninja import bearer
 
     client = bearer(user)
     client.raise_request_exception = False
@@ -150,7 +150,7 @@ def test_ninja_hostile_bodies_are_422_not_500(user: Any, path: str, body: str) -
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/ninja/orders/", "/ninja/async/orders/"])
 def test_ninja_bad_token_never_reaches_the_key(user: Any, path: str) -> None:
-    from tests.test_ninja import bearer
+    from tests.ninja.test_ninja import bearer
 
     body = json.dumps({"item": "a", "quantity": 1})
     assert (
@@ -170,7 +170,7 @@ def test_ninja_reference_spelled_otherwise_is_the_same_order(
 ) -> None:
     # Attack: the operation's schema reads "07", 7.0 and " 7" as order 7; the reference must
     # too, or a second key pays order 7 again.
-    from tests.test_ninja import bearer
+    from tests.ninja.test_ninja import bearer
 
     client = bearer(user)
     path = "/test/rev11/ninja/pay/"

@@ -16,7 +16,7 @@ from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.signals import request_conflicted, response_replayed, response_stored
 from tests.conftest import client_for, race
-from tests.test_events import probe
+from tests.core.test_events import probe
 
 
 class Received(list[dict[str, Any]]):

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from django_idempotency.admin import BODY_PREVIEW_LIMIT
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord, OutboxMessage
+from tests.core.test_events import probe
 from tests.factories import IdempotencyRecordFactory, UserFactory
-from tests.test_events import probe
 
 pytestmark = pytest.mark.django_db
 

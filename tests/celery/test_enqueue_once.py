@@ -1,6 +1,6 @@
 """Enqueue once: ``POST /api/orders/{id}/ship/`` writes its task to the outbox and sends it on
 commit, and a replay never sends it again. The task runs eagerly here (in this process);
-tests/test_celery_outbox.py publishes to RabbitMQ, tests/e2e/faults/test_celery_redelivery.py
+tests/celery/test_outbox.py publishes to RabbitMQ, tests/e2e/faults/test_celery_redelivery.py
 runs it on real workers."""
 
 from __future__ import annotations

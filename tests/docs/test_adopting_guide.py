@@ -36,7 +36,7 @@ from django_idempotency.models import IdempotencyRecord
 from tests.factories import TokenFactory
 from tests.testapp.models import Execution
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "adopting.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "adopting.md"
 #: ``__module__`` of the classes the page defines.
 GUIDE_MODULE = "docs.adopting"
 #: Sections whose settings are the project's for every shape (the page sets them first).
@@ -431,4 +431,4 @@ def test_a_cookie_naming_no_stored_session_is_refused(assert_problem: Any) -> No
 
 def test_the_page_names_what_it_tests() -> None:
     """The page points here; keep the pointer true."""
-    assert re.search(r"`tests/test_adopting_guide\.py`", PAGE.read_text())
+    assert re.search(r"`tests/docs/test_adopting_guide\.py`", PAGE.read_text())

@@ -50,7 +50,7 @@ def test_a_raised_api_error_outside_the_release_list_is_stored(post) -> None:
     assert again["Idempotent-Replayed"] == "true"
     assert again.content == first.content
     # Without ATOMIC_REQUESTS, writes made before a raised APIException stay, as in plain DRF;
-    # the answer is stored with them (tests/test_atomic_requests.py covers the other case).
+    # the answer is stored with them (tests/core/test_atomic_requests.py covers the other case).
     assert Execution.objects.count() == 1
     assert IdempotencyRecord.objects.get().response_status == 418
 

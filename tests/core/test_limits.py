@@ -71,7 +71,7 @@ def test_a_streaming_response_without_a_key_is_streamed(post) -> None:
 
 @override_settings(IDEMPOTENCY_MAX_STORED_BODY_SIZE=300)
 def test_a_response_over_the_stored_size_commits_and_replays_a_problem(post) -> None:
-    """Once a 500 with the effect rolled back; now stored as a stand-in (tests/test_oversize.py)."""
+    """Once a 500 with the effect rolled back; now stored as a stand-in (core/test_oversize.py)."""
     first = post("/test/probe/", {"size": 400}, key="k")
     assert first.status_code == 201
     again = post("/test/probe/", {"size": 400}, key="k")

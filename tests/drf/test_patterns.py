@@ -169,7 +169,8 @@ def test_a_create_hiding_the_mixins_is_a_check_error() -> None:
         def create(self, request: Request) -> Response:
             return Response()
 
-    # Judged where the URLconf routes it (tests/test_checks.py: the walk over a whole URLconf).
+    # Judged where the URLconf routes it (tests/operations/test_checks.py: the walk over a whole
+    # URLconf).
     urlconf = ModuleType("hiding_urls")
     urlconf.urlpatterns = [path("hiding/", Hiding.as_view({"post": "create"}))]
     with override_settings(ROOT_URLCONF=urlconf):
@@ -192,7 +193,7 @@ def envelope_handler(exc: Exception, context: dict[str, Any]) -> Any:
 def test_refusals_are_rendered_by_the_projects_exception_handler(post, settings) -> None:
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
-        "EXCEPTION_HANDLER": "tests.test_drf_patterns.envelope_handler",
+        "EXCEPTION_HANDLER": "tests.drf.test_patterns.envelope_handler",
     }
     missing = post("/test/probe/", {})
     assert missing.status_code == 400

@@ -26,7 +26,7 @@ from django_idempotency.models import IdempotencyRecord, TaskDelivery
 from tests.conftest import AMQP_URL
 from tests.testapp.models import Execution
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -51,7 +51,7 @@ def amqp_worker(transactional_db: None, queue: str, tmp_path: Path) -> Iterator[
     log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker"),
+            *(sys.executable, "-m", "celery", "-A", "tests.celery.app", "worker"),
             *("--pool=prefork", "--concurrency=1", "--prefetch-multiplier=1"),
             *("--loglevel=INFO", "-Q", queue, "-n", hostname),
             *("--without-gossip", "--without-mingle", "--without-heartbeat"),
@@ -80,7 +80,7 @@ def amqp_worker(transactional_db: None, queue: str, tmp_path: Path) -> Iterator[
 
 def send(name: str, args: list[Any], queue: str, task_id: str | None = None) -> AsyncResult:
     """Publish to RabbitMQ, where the worker listens (the test's app defaults to Redis)."""
-    from tests.celery_app import app
+    from tests.celery.app import app
 
     with app.connection_for_write(AMQP_URL) as broker:
         return app.send_task(name, args=args, task_id=task_id, queue=queue, connection=broker)

@@ -18,7 +18,7 @@ from django_idempotency.purge_args import (
     parse_age,
     parse_purge_args,
 )
-from tests.test_purge import records
+from tests.operations.test_purge import records
 
 pytestmark = pytest.mark.django_db
 

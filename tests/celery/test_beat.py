@@ -25,9 +25,9 @@ from django.db import connection
 from django.utils import timezone
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
-from tests.test_purge import events_for, records
+from tests.operations.test_purge import events_for, records
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DOCS = [ROOT / "docs" / "operating.md", ROOT / "README.md"]
 
@@ -100,7 +100,7 @@ def worker(transactional_db: None, tmp_path: Path) -> Iterator[dict[str, str]]:
             "-m",
             "celery",
             "-A",
-            "tests.celery_app",
+            "tests.celery.app",
             "worker",
             "--pool=solo",
             "--loglevel=INFO",
@@ -142,7 +142,7 @@ def worker(transactional_db: None, tmp_path: Path) -> Iterator[dict[str, str]]:
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_purges_through_the_routine(worker: dict[str, str]) -> None:
-    from tests.celery_app import app
+    from tests.celery.app import app
 
     assert not app.conf.task_always_eager
     expired = records(2_500, expired=True)

@@ -15,11 +15,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
-from tests.test_purge import NOW, events_for, orphan_events, records
+from tests.operations.test_purge import NOW, events_for, orphan_events, records
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def purge(*args: str, **options: Any) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from django_idempotency.exceptions import IdempotencyError
 
 pytestmark = pytest.mark.docs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 try:
     import mkdocs  # noqa: F401

@@ -22,7 +22,7 @@ from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"django_idempotency_idempotencyrecord", "django_idempotency_idempotencyevent"}
 RECORDS, EVENTS = 3000, 600
 # A partial index holds only the rows it serves: scanning all of it reads no other row.

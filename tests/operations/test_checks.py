@@ -219,7 +219,7 @@ def test_a_project_without_urls_has_no_views_to_judge() -> None:
 
 def manage_py_check(settings_module: str) -> subprocess.CompletedProcess[str]:
     """``manage.py check`` in a fresh interpreter: only what the command itself imports."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "DJANGO_SETTINGS_MODULE": settings_module}
     return subprocess.run(
         [sys.executable, "manage.py", "check"],
@@ -251,7 +251,7 @@ def test_the_example_project_passes_manage_py_check() -> None:
 
 def test_every_check_id_is_documented() -> None:
     """An id is a promise to the projects that silence it: each one in the code is listed."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     pattern = re.compile(r"django_idempotency\.[EW]\d{3}")
     in_code = {
         found
