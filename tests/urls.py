@@ -1,6 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
+from tests.testapp.issued_doors import IssuedShortTtlProbeViewSet
 from tests.testapp.views import (
     AnonymousProbeViewSet,
     OptionalAnonymousProbeViewSet,
@@ -19,6 +20,7 @@ router.register(
     "optional-anon-probe", OptionalAnonymousProbeViewSet, basename="optional-anon-probe"
 )
 router.register("ttl-probe", ShortTtlProbeViewSet, basename="ttl-probe")
+router.register("issued-ttl-probe", IssuedShortTtlProbeViewSet, basename="issued-ttl-probe")
 router.register("other-db-probe", OtherDatabaseProbeViewSet, basename="other-db-probe")
 router.register(
     "overridden-queryset-probe",
@@ -33,9 +35,6 @@ urlpatterns = [
     path("test/drf/", include("tests.urls_drf")),
     path("test/shop/", include("tests.urls_shop")),
     path("test/doors/", include("tests.urls_doors")),
-    path("test/rev11/", include("tests.urls_rev11")),
-    path("test/rev9/", include("tests.urls_rev9")),
-    path("test/w11/", include("tests.urls_w11")),
 ]
 
 handler500 = "django_idempotency.core.problems.server_error"

@@ -29,6 +29,7 @@ from django_idempotency.models import IdempotencyRecord
 from example_project import settings as example_settings
 from example_project.shop.models import Order, Transfer
 from tests.conftest import client_for, race
+from tests.example.test_checkout import browser, rendered_key
 from tests.testapp.models import Execution
 
 KEYS = "/api/idempotency-keys/"
@@ -366,3 +367,13 @@ def test_concurrent_copies_under_an_expired_key_all_start_nothing(
     assert {r.json()["type"].rsplit("#", 1)[1] for r in responses} == {"issued-key-expired"}
     assert Transfer.objects.count() == 0
     assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_form_key_is_refused_on_the_api(user: Any, assert_problem: Any, api: Any) -> None:
+    # Attack: a key the checkout form rendered (bound to that form's endpoint) on a view that
+    # takes only API-issued keys.
+    form_key = rendered_key(browser(user))
+    response = api.post("/api/transfers/", BODY, format="json", HTTP_IDEMPOTENCY_KEY=form_key)
+    assert_problem(response, 400, "invalid-issued-key")
+    assert Transfer.objects.count() == 0

@@ -15,19 +15,23 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_idempotency.core.issued_keys import issue_key
 from django_idempotency.core.principals import user_principal
 from django_idempotency.models import IdempotencyRecord
+from example_project.shop.models import Transfer
+from example_project.shop.views import TransferViewSet
 from tests.conftest import client_for
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
 
-PROBE = "/test/w11/issued-ttl-probe/"
-ACTION = "/test/w11/issued-ttl-probe/poke/"
+PROBE = "/test/issued-ttl-probe/"
+ACTION = "/test/issued-ttl-probe/poke/"
 # Longer than the views' 500 ms TTL: a record kept only for that TTL has expired by then.
 PAST_THE_VIEW_TTL = 0.7
+TRANSFER = {"amount": "12.50", "to": "bob"}
 
 
 def issued(api: Any) -> str:
@@ -104,3 +108,28 @@ def test_every_door_keeps_the_answer_as_long_as_a_key_may_start_one(
     record = IdempotencyRecord.objects.get()
     assert record.completed_at is not None
     assert record.expires_at - record.completed_at == kept
+
+
+# -- The example's transfers (issued keys only) with a short TTL of their own ------------------
+
+
+class ShortLivedTransfers(TransferViewSet):
+    """Issued keys only, but the view's own answer is kept for just a minute."""
+
+    idempotency_ttl = 60
+    idempotency_scope = "short-transfers"
+
+
+def test_drf_record_outlives_the_issued_key_whatever_the_views_ttl(user: Any) -> None:
+    # Attack: a late retry under a still-valid issued key after the view's short TTL ran out
+    # would transfer twice. The record must be kept at least as long as the key is accepted.
+    issued = issue_key(user_principal(user) or "")
+    request = APIRequestFactory().post(
+        "/api/transfers/", TRANSFER, format="json", HTTP_IDEMPOTENCY_KEY=issued.key
+    )
+    force_authenticate(request, user)
+    response = ShortLivedTransfers.as_view({"post": "create"})(request)
+    assert response.status_code == 201, response.content
+    record = IdempotencyRecord.objects.get(key=issued.key)
+    assert record.expires_at >= issued.expires_at
+    assert Transfer.objects.count() == 1

@@ -1,4 +1,4 @@
-"""Attacks of the adversarial review (round 9) on the DRF adapter that broke it once.
+"""Requests shaped to break the DRF adapter, each of which once did.
 
 Each test failed before its fix: a false match of two different requests, or a second refund
 of one payment through another spelling of its id in the URL.
@@ -38,12 +38,12 @@ def post(api: Any, path: str, key: str, **extra: Any) -> Any:
 def test_a_raw_query_and_its_escaped_twin_never_share_a_response(
     api, assert_problem, raw: str, escaped: str
 ) -> None:
-    first = post(api, "/test/rev9/echo-query/", "k", QUERY_STRING=raw)
+    first = post(api, "/test/drf/echo-query/", "k", QUERY_STRING=raw)
     assert first.status_code == 201, first.content
-    retry = post(api, "/test/rev9/echo-query/", "k", QUERY_STRING=raw)
+    retry = post(api, "/test/drf/echo-query/", "k", QUERY_STRING=raw)
     assert retry["Idempotent-Replayed"] == "true"
     assert retry.content == first.content
-    other = post(api, "/test/rev9/echo-query/", "k", QUERY_STRING=escaped)
+    other = post(api, "/test/drf/echo-query/", "k", QUERY_STRING=escaped)
     # Before: the first request's answer (another note) was replayed to this one.
     assert_problem(other, 422)
     assert Execution.objects.count() == 1
@@ -60,16 +60,16 @@ def test_a_nested_url_kwarg_names_one_parent_whatever_its_spelling(
 ) -> None:
     """``parents/01/refund/`` and ``parents/1/refund/`` refund one payment to the view (its
     lookup is ``int()``); the reference must be one too, or a new key refunds it again."""
-    first = post(api, f"/test/rev9/parents/{parent.pk}/refund/", "r1")
+    first = post(api, f"/test/drf/parents/{parent.pk}/refund/", "r1")
     assert first.status_code == 201, first.content
-    again = post(api, f"/test/rev9/parents/{spelling.format(pk=parent.pk)}/refund/", "r2")
+    again = post(api, f"/test/drf/parents/{spelling.format(pk=parent.pk)}/refund/", "r2")
     assert_problem(again, 409, "idempotency-reference-conflict")
     assert Execution.objects.filter(label__startswith="refund:").count() == 1
 
 
 @pytest.mark.parametrize("value", ["1%00", "%00", "%ED%A0%80", "9" * 40])
 def test_a_hostile_nested_url_kwarg_is_a_404_not_a_500(api, parent, value: str) -> None:
-    response = post(api, f"/test/rev9/parents/{value}/refund/", "r")
+    response = post(api, f"/test/drf/parents/{value}/refund/", "r")
     assert response.status_code == 404, response.content
     assert IdempotencyRecord.objects.count() == 0
 
@@ -84,7 +84,7 @@ def test_concurrent_spellings_of_one_parent_refund_once(user) -> None:
 
     def send(index: int) -> Any:
         return post(
-            client, f"/test/rev9/parents/{spellings[index]}/refund/?sleep=0.3", f"storm-{index}"
+            client, f"/test/drf/parents/{spellings[index]}/refund/?sleep=0.3", f"storm-{index}"
         )
 
     responses = race(len(spellings), send)
@@ -102,7 +102,7 @@ def post_json(api: Any, path: str, body: str, key: str) -> Any:
 
 def test_a_reference_on_a_read_only_field_is_the_value_as_sent(api, assert_problem) -> None:
     """A careless integrator names a read-only field: DRF skips it (SkipField was a 500)."""
-    path = "/test/rev9/read-only-reference/"
+    path = "/test/drf/read-only-reference/"
     assert post_json(api, path, '{"order": 7}', "a").status_code == 201
     assert_problem(post_json(api, path, '{"order": 7, "note": "again"}', "b"), 409)
     assert post_json(api, path, '{"order": 8}', "c").status_code == 201
@@ -110,7 +110,7 @@ def test_a_reference_on_a_read_only_field_is_the_value_as_sent(api, assert_probl
 
 def test_a_read_only_field_with_a_default_is_no_shared_reference(api) -> None:
     """Its default (the same for everyone) was the reference: order 8 was refused after 7."""
-    path = "/test/rev9/read-only-default-reference/"
+    path = "/test/drf/read-only-default-reference/"
     assert post_json(api, path, '{"basket": 7}', "a").status_code == 201
     assert post_json(api, path, '{"basket": 8}', "b").status_code == 201
     assert Execution.objects.count() == 2
@@ -122,10 +122,10 @@ def test_a_view_that_only_renders_html_refuses_keys(user, assert_problem) -> Non
     client.force_login(user)
     client.raise_request_exception = False
     response = client.post(
-        "/test/rev9/html-only/", {"a": "1"}, HTTP_IDEMPOTENCY_KEY="k", HTTP_ACCEPT="text/html"
+        "/test/drf/html-only/", {"a": "1"}, HTTP_IDEMPOTENCY_KEY="k", HTTP_ACCEPT="text/html"
     )
     assert_problem(response, 400, "idempotency-key-not-supported")
     assert IdempotencyRecord.objects.count() == 0
     assert Execution.objects.count() == 0
     # Without a key the page is served as usual.
-    assert client.post("/test/rev9/html-only/", {"a": "1"}).status_code == 201
+    assert client.post("/test/drf/html-only/", {"a": "1"}).status_code == 201

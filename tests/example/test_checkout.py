@@ -234,3 +234,31 @@ def test_a_second_click_on_a_slow_checkout_resends_the_same_order(user: Any, mon
     assert resent["Idempotent-Replayed"] == "true"
     assert resent["Location"] == placed["Location"]
     assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"item=x&quantity=1&idempotency_key=a%00b",
+        b"item=x&quantity=1&idempotency_key=%ED%A0%80",
+        b"item=x&quantity=1&idempotency_key=" + b"a" * 5000,
+        b"item=x&quantity=99999999999999999999999&idempotency_key=x",
+    ],
+)
+def test_hostile_checkout_forms_are_400(user: Any, body: bytes) -> None:
+    client = browser(user)
+    response = client.generic("POST", "/shop/checkout/", body, "application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_bad_multipart_checkout_is_400(user: Any) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    response = client.generic(
+        "POST", "/shop/checkout/", b"--x\r\nbroken", "multipart/form-data; boundary=x"
+    )
+    assert response.status_code == 400
+    assert Order.objects.count() == 0

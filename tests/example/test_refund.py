@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from django_idempotency.models import IdempotencyRecord
-from example_project.shop.models import Payment, Refund
+from example_project.shop.models import Order, Payment, Refund
 from tests.conftest import client_for, race
 from tests.factories import OrderFactory
 
@@ -156,3 +157,34 @@ def test_the_refund_is_documented_in_the_example_schema() -> None:
     assert {"201", "400", "403", "409", "413", "422"} <= set(operation["responses"])
     listing = schema["paths"]["/api/payments/{id}/refunds/"]["get"]
     assert not [p for p in listing.get("parameters", []) if p["name"] == "Idempotency-Key"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spelling", ["%20{pk}", "+{pk}", "{pk}_0", "arabic-indic"])
+def test_refund_twice_through_other_url_spellings(
+    post: Any, user: Any, assert_problem: Any, spelling: str
+) -> None:
+    # Attack: each spelling the lookup resolves to one payment must be one reference, and a
+    # spelling that names no payment must be a 404 (never a 500).
+    order = Order.objects.create(owner=user, item="book", quantity=1)
+    payment = Payment.objects.create(owner=user, order=order, amount=Decimal("50.00"))
+    first = post(f"/api/payments/{payment.pk}/refund/", {"amount": "1.00"}, key="r1")
+    assert first.status_code == 201, first.content
+    if spelling == "arabic-indic":  # int() reads these digits too
+        text = quote("".join(chr(0x660 + int(digit)) for digit in str(payment.pk)))
+    else:
+        text = spelling.format(pk=payment.pk)
+    path = f"/api/payments/{text}/refund/"
+    second = post(path, {"amount": "1.00"}, key="r2")
+    if spelling == "{pk}_0":  # int("7_0") is 70: another payment, none of this user's
+        assert second.status_code == 404, second.content
+    else:
+        assert_problem(second, 409, "idempotency-reference-conflict")
+    assert Refund.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("pk", ["99999999999999999999", "1%00", "-1"])
+def test_refund_of_an_impossible_payment_is_404(post: Any, pk: str) -> None:
+    response = post(f"/api/payments/{pk}/refund/", {"amount": "1.00"}, key="r1")
+    assert response.status_code == 404, response.content

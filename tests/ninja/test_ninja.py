@@ -339,3 +339,57 @@ def test_a_guests_copies_run_once() -> None:
     assert [r.status_code for r in responses] == [201] * copies
     assert len({r.content for r in responses}) == 1
     assert Execution.objects.count() == 1
+
+
+# -- bodies, tokens and references a client shapes to break the door ---------------------------
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/ninja/orders/", "/ninja/async/orders/"])
+@pytest.mark.parametrize(
+    "body",
+    [DEEP_JSON, '{"item": "a\\u0000", "quantity": 1}', '{"item": "\\ud800", "quantity": 1}'],
+    ids=["deep", "nul", "surrogate"],
+)
+def test_ninja_hostile_bodies_are_422_not_500(user: Any, path: str, body: str) -> None:
+    # Attack: the example's ninja schema let a NUL or a lone surrogate reach PostgreSQL (500).
+    client = bearer(user)
+    client.raise_request_exception = False
+    response = client.post(path, body, "application/json", HTTP_IDEMPOTENCY_KEY="k")
+    assert 400 <= response.status_code < 500, response.content[:300]
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/ninja/orders/", "/ninja/async/orders/"])
+def test_ninja_bad_token_never_reaches_the_key(user: Any, path: str) -> None:
+    body = json.dumps({"item": "a", "quantity": 1})
+    assert (
+        bearer(user).post(path, body, "application/json", HTTP_IDEMPOTENCY_KEY="k").status_code
+        == 201
+    )
+    stranger = Client(HTTP_AUTHORIZATION="Bearer not-a-token")
+    response = stranger.post(path, body, "application/json", HTTP_IDEMPOTENCY_KEY="k")
+    assert response.status_code == 401
+    assert "Idempotent-Replayed" not in response
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spelling", ['"07"', "7.0", '" 7"'])
+def test_ninja_reference_spelled_otherwise_is_the_same_order(
+    user: Any, assert_problem: Any, spelling: str
+) -> None:
+    # Attack: the operation's schema reads "07", 7.0 and " 7" as order 7; the reference must
+    # too, or a second key pays order 7 again.
+    client = bearer(user)
+    path = "/test/doors/ninja/pay/"
+    first = client.post(path, '{"order": 7}', "application/json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201, first.content
+    second = client.post(
+        path, f'{{"order": {spelling}}}', "application/json", HTTP_IDEMPOTENCY_KEY="k2"
+    )
+    assert_problem(second, 409, "idempotency-reference-conflict")
+    assert Execution.objects.count() == 1

@@ -417,3 +417,56 @@ class TestKeyTemplateTag:
         )
         with pytest.raises(TemplateSyntaxError, match="tenant"):
             page.render({}, RequestFactory().get("/"))
+
+
+# -- references and bodies a client shapes to break the door ---------------------------------
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.django_db
+def test_deeply_nested_json_to_a_form_view_with_a_reference_is_no_500(user: Any) -> None:
+    # Attack: the reference lookup parses the JSON body; nesting deep enough makes the parser
+    # raise RecursionError (not a ValueError), which escaped as a 500.
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    response = client.post(
+        "/test/doors/payment/", DEEP_JSON, "application/json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert Payment.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spelling", ['"07"', '"+7"', "7.0"])
+def test_function_view_reference_spelled_otherwise_is_the_same_order(
+    user: Any, spelling: str
+) -> None:
+    # Attack on the README's function view (get_object_or_404(Order, pk=request.POST["order"])):
+    # "07" finds order 7, so a second key must not pay it again as a new reference.
+    client = Client()
+    client.force_login(user)
+    path = "/test/doors/plain/"
+    first = client.post(path, '{"ref": 7}', "application/json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201, first.content
+    second = client.post(
+        path, f'{{"ref": {spelling}}}', "application/json", HTTP_IDEMPOTENCY_KEY="k2"
+    )
+    assert second.status_code == 409, second.content
+    assert Execution.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order", ["99999999999999999999", "1\x00", "\ud800", "9" * 5000])
+def test_form_view_reference_of_an_impossible_order_is_400(user: Any, order: str) -> None:
+    # The reference is cleaned by the form's ModelChoiceField, a database lookup: out-of-range
+    # numbers, NUL and lone surrogates must reach it as a refusal, never a database error.
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    body = json.dumps({"order": order, "amount": "1.00"})
+    response = client.post(
+        "/test/doors/payment/", body, "application/json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert Payment.objects.count() == 0
