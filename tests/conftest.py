@@ -13,15 +13,11 @@ from typing import Any, TypeVar
 
 import pytest
 from django.db import connection, connections
-from kombu import Connection
 from rest_framework.test import APIClient
 
 from tests.factories import TokenFactory, UserFactory
 
 T = TypeVar("T")
-
-#: The machine's RabbitMQ (``scripts/bootstrap.sh`` starts it).
-AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def _on_postgres() -> bool:
@@ -154,8 +150,9 @@ def anon() -> APIClient:
 def queue() -> Iterator[str]:
     """A RabbitMQ queue of this test's own, deleted afterwards with the direct exchange of the
     same name that Celery declares for it (durable: it would stay on the shared broker)."""
+    # Imported here: only the Celery tests need kombu, the SQLite run does without it.
+    from tests.services import delete_queue
+
     name = f"idempotency-test-{uuid.uuid4().hex[:12]}"
     yield name
-    with Connection(AMQP_URL) as broker:
-        broker.default_channel.queue_delete(name)
-        broker.default_channel.exchange_delete(name)
+    delete_queue(name)

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import redis
 from celery import Celery
 from celery.beat import ScheduleEntry
 from celery.schedules import BaseSchedule
-from django.db import connection
 from django.utils import timezone
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from tests.celery.conftest import RunWorker
 from tests.operations.test_purge import events_for, records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,62 +70,14 @@ def test_the_documented_beat_entry_loads_into_celery(snippet: str) -> None:
 
 
 @pytest.fixture
-def worker(transactional_db: None, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A real ``celery worker`` process on its own queue, using this test's database."""
-    settings = connection.settings_dict
-    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
-    database_url = (
-        f"postgres://{quote(settings['USER'])}{password}@{settings['HOST'] or '127.0.0.1'}:"
-        f"{settings['PORT'] or 5432}/{settings['NAME']}"
-    )
+def worker(run_worker: RunWorker) -> Iterator[dict[str, str]]:
+    """A real ``celery worker`` process (solo pool) on its own queue, using this test's database."""
     queue = f"idempotency-test-{uuid.uuid4().hex}"
-    hostname = f"{queue}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url,
-        "CELERY_TEST_REDIS_URL": REDIS_URL,
-        "CELERY_TEST_QUEUE": queue,
-    }
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.celery.app",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "-Q",
-            queue,
-            "-n",
-            hostname,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    running = run_worker(queue, CELERY_TEST_REDIS_URL=REDIS_URL)
     try:
-        deadline = time.monotonic() + 60
-        while "ready." not in Path(log.name).read_text():
-            assert process.poll() is None, Path(log.name).read_text()
-            assert time.monotonic() < deadline, "worker not ready:\n" + Path(log.name).read_text()
-            time.sleep(0.2)
-        yield {"queue": queue, "hostname": hostname, "log": log.name}
+        yield {"queue": queue, "hostname": running.hostname, "log": str(running.log_path)}
     finally:
-        process.send_signal(signal.SIGTERM)  # warm shutdown
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+        running.stop()  # warm shutdown
         # The queue's bindings would otherwise pile up in Redis, one set per test run.
         redis.Redis.from_url(REDIS_URL).delete(
             f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"

@@ -5,25 +5,18 @@ arguments kombu's JSON carries (``Decimal``, ``datetime``, ``date``, ``UUID``) r
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from celery.result import AsyncResult
-from django.db import connection
 
 from django_idempotency.models import IdempotencyRecord, TaskDelivery
-from tests.conftest import AMQP_URL
+from tests.celery.conftest import RunWorker
+from tests.services import AMQP_URL
 from tests.testapp.models import Execution
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,50 +25,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(trans
 
 
 @pytest.fixture
-def amqp_worker(transactional_db: None, queue: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def amqp_worker(run_worker: RunWorker, queue: str) -> dict[str, str]:
     """A ``celery worker`` with a prefork pool of one process, on this test's RabbitMQ queue."""
-    settings = connection.settings_dict
-    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
-    database_url = (
-        f"postgres://{quote(settings['USER'])}{password}@{settings['HOST'] or '127.0.0.1'}:"
-        f"{settings['PORT'] or 5432}/{settings['NAME']}"
+    running = run_worker(
+        queue,
+        pool="prefork",
+        options=("--prefetch-multiplier=1",),
+        CELERY_TEST_BROKER_URL=AMQP_URL,
     )
-    hostname = f"{queue}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url,
-        "CELERY_TEST_BROKER_URL": AMQP_URL,
-        "CELERY_TEST_QUEUE": queue,
-    }
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "celery", "-A", "tests.celery.app", "worker"),
-            *("--pool=prefork", "--concurrency=1", "--prefetch-multiplier=1"),
-            *("--loglevel=INFO", "-Q", queue, "-n", hostname),
-            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while "ready." not in Path(log.name).read_text():
-            assert process.poll() is None, Path(log.name).read_text()
-            assert time.monotonic() < deadline, "worker not ready:\n" + Path(log.name).read_text()
-            time.sleep(0.2)
-        yield {"queue": queue, "hostname": hostname, "log": log.name}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+    return {"queue": queue, "hostname": running.hostname, "log": str(running.log_path)}
 
 
 def send(name: str, args: list[Any], queue: str, task_id: str | None = None) -> AsyncResult:

@@ -45,8 +45,8 @@ from django_idempotency.models import OutboxMessage
 from django_idempotency.outbox import OutboxSendError
 from example_project.celery import app
 from example_project.shop.tasks import ship_order
-from tests.conftest import AMQP_URL
 from tests.factories import OrderFactory
+from tests.services import AMQP_URL
 from tests.soak.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
