@@ -16,6 +16,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from tests.factories import TokenFactory, UserFactory
+from tests.testapp.views import GATES, Gate
 
 T = TypeVar("T")
 
@@ -76,6 +77,16 @@ def race(copies: int, call: Callable[[int], T]) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=copies) as pool:
         return list(pool.map(one, range(copies)))
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A ``Gate`` that a probe request names with ``"gate": "held"``; opened at the end in any
+    case, so that no request is left waiting."""
+    GATES["held"] = held = Gate()
+    yield held
+    held.open()
+    del GATES["held"]
 
 
 @pytest.fixture

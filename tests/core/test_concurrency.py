@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from django_idempotency.models import IdempotencyRecord
 from tests.conftest import client_for, race
 from tests.testapp.models import Execution
+from tests.testapp.views import Gate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -66,9 +68,21 @@ def test_different_bodies_for_one_reference_conflict(user: Any) -> None:
 
 
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.3, IDEMPOTENCY_RETRY_AFTER=2)
-def test_copies_of_a_long_original_get_409_with_retry_after(user: Any) -> None:
+def test_copies_of_a_long_original_get_409_with_retry_after(user: Any, gate: Gate) -> None:
     client = client_for(user)
-    responses = race(5, post_probe(client, {"label": "slow", "sleep": 2}, lambda i: "slow"))
+    copies = threading.Barrier(4)
+
+    def send(index: int) -> Any:
+        if index == 0:
+            return post_probe(client, {"label": "slow", "gate": "held"}, lambda i: "slow")(0)
+        gate.inside()  # the original holds the key until every copy is answered
+        try:
+            return post_probe(client, {"label": "slow"}, lambda i: "slow")(index)
+        finally:
+            if copies.wait(timeout=30) == 0:
+                gate.open()
+
+    responses = race(5, send)
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 409, 409, 409, 409]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ from rest_framework.test import APIClient
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 from tests.conftest import client_for, race
+from tests.testapp.views import Gate
 
 Kind = IdempotencyEvent.Kind
 EVENT_TABLE = IdempotencyEvent._meta.db_table
@@ -243,13 +243,17 @@ def test_racing_copies_log_exactly_the_limit(user: Any) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
-def test_an_in_flight_refusal_is_logged_and_found_from_its_record(user: Any) -> None:
+def test_an_in_flight_refusal_is_logged_and_found_from_its_record(user: Any, gate: Gate) -> None:
     client = client_for(user)
 
     def send(index: int) -> Any:
-        if index == 1:
-            time.sleep(0.3)  # let the slow original claim the key first
-        return probe(client, "slow", label="a", sleep=1.5 if index == 0 else 0)
+        if index == 0:
+            return probe(client, "slow", label="a", gate="held")
+        gate.inside()  # the original holds the key until the copy is answered
+        try:
+            return probe(client, "slow", label="a")
+        finally:
+            gate.open()
 
     first, copy = race(2, send)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from django_idempotency.models import IdempotencyRecord
 from django_idempotency.signals import request_conflicted, response_replayed, response_stored
 from tests.conftest import client_for, race
 from tests.core.test_events import probe
+from tests.testapp.views import Gate
 
 
 class Received(list[dict[str, Any]]):
@@ -145,13 +145,19 @@ def test_a_metrics_receiver_counts_what_happened(api: APIClient) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
-def test_conflicted_in_flight_has_no_record(user: Any, received: dict[str, Received]) -> None:
+def test_conflicted_in_flight_has_no_record(
+    user: Any, received: dict[str, Received], gate: Gate
+) -> None:
     client = client_for(user)
 
     def send(index: int) -> Any:
-        if index == 1:
-            time.sleep(0.3)
-        return probe(client, "slow", label="a", sleep=1.5 if index == 0 else 0)
+        if index == 0:
+            return probe(client, "slow", label="a", gate="held")
+        gate.inside()  # the original holds the key until the copy is answered
+        try:
+            return probe(client, "slow", label="a")
+        finally:
+            gate.open()
 
     first, copy = race(2, send)
 

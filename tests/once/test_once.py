@@ -204,11 +204,22 @@ def test_a_storm_over_many_keys_has_no_duplicates() -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_gives_up_after_lock_timeout_while_the_original_runs() -> None:
+    running, done = threading.Event(), threading.Event()
+
+    def held_job() -> int:
+        execution = Execution.objects.create(label="held")
+        running.set()
+        assert done.wait(timeout=30), "the copy never returned"
+        return execution.pk
+
     def call(index: int) -> Any:
         if index == 0:
-            return run_once(slow_job("held", 2.0), scope="jobs", key="held")
-        time.sleep(0.5)  # the original holds the key by now
-        return run_once(slow_job("held", 0), scope="jobs", key="held", lock_timeout=0.3)
+            return run_once(held_job, scope="jobs", key="held")
+        assert running.wait(timeout=30)  # the original holds the key until the copy gave up
+        try:
+            return run_once(slow_job("held", 0), scope="jobs", key="held", lock_timeout=0.3)
+        finally:
+            done.set()
 
     original, copy = storm(2, call)
 
