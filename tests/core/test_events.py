@@ -25,6 +25,23 @@ def probe(client: APIClient, key: str, **body: Any) -> Any:
     return client.post("/test/probe/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
+def original_and_copy_in_flight(client: APIClient, gate: Gate) -> tuple[Any, Any]:
+    """The answers to a request under key "slow" and to its copy, sent while the original
+    holds the key inside the view (``gate``)."""
+
+    def send(index: int) -> Any:
+        if index == 0:
+            return probe(client, "slow", label="a", gate="held")
+        gate.inside()  # the original holds the key until the copy is answered
+        try:
+            return probe(client, "slow", label="a")
+        finally:
+            gate.open()
+
+    first, copy = race(2, send)
+    return first, copy
+
+
 @pytest.mark.django_db
 def test_a_replay_is_logged_with_its_request_and_record(api: APIClient) -> None:
     assert probe(api, "k1", label="a").status_code == 201
@@ -244,18 +261,7 @@ def test_racing_copies_log_exactly_the_limit(user: Any) -> None:
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
 def test_an_in_flight_refusal_is_logged_and_found_from_its_record(user: Any, gate: Gate) -> None:
-    client = client_for(user)
-
-    def send(index: int) -> Any:
-        if index == 0:
-            return probe(client, "slow", label="a", gate="held")
-        gate.inside()  # the original holds the key until the copy is answered
-        try:
-            return probe(client, "slow", label="a")
-        finally:
-            gate.open()
-
-    first, copy = race(2, send)
+    first, copy = original_and_copy_in_flight(client_for(user), gate)
 
     assert (first.status_code, copy.status_code) == (201, 409)
     event = IdempotencyEvent.objects.get()

@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.signals import request_conflicted, response_replayed, response_stored
-from tests.conftest import client_for, race
-from tests.core.test_events import probe
+from tests.conftest import client_for
+from tests.core.test_events import original_and_copy_in_flight, probe
 from tests.testapp.views import Gate
 
 
@@ -148,18 +148,7 @@ def test_a_metrics_receiver_counts_what_happened(api: APIClient) -> None:
 def test_conflicted_in_flight_has_no_record(
     user: Any, received: dict[str, Received], gate: Gate
 ) -> None:
-    client = client_for(user)
-
-    def send(index: int) -> Any:
-        if index == 0:
-            return probe(client, "slow", label="a", gate="held")
-        gate.inside()  # the original holds the key until the copy is answered
-        try:
-            return probe(client, "slow", label="a")
-        finally:
-            gate.open()
-
-    first, copy = race(2, send)
+    first, copy = original_and_copy_in_flight(client_for(user), gate)
 
     assert (first.status_code, copy.status_code) == (201, 409)
     (call,) = received["conflicted"]
