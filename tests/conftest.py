@@ -4,7 +4,7 @@ fail under CI (CI=true) when it does not, and are skipped only on a developer's 
 Modules marked ``drf`` (``pytestmark``) need Django REST framework; without it they are not even
 imported, and the run must deselect them (``-m "not drf"``, as ``make test-nodrf`` does). Nothing
 here imports DRF or Celery at import time: the DRF clients are made inside their fixtures, the
-RabbitMQ queue comes from ``tests/celery_broker.py``."""
+RabbitMQ queue comes from ``tests/services.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -26,6 +27,8 @@ from tests.factories import UserFactory
 
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
+
+    from tests.testapp.views import Gate
 
 T = TypeVar("T")
 
@@ -128,6 +131,18 @@ def race(copies: int, call: Callable[[int], T]) -> list[T]:
 
 
 @pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A ``Gate`` that a probe request names with ``"gate": "held"``; opened at the end in any
+    case, so that no request is left waiting."""
+    from tests.testapp.views import GATES, Gate  # DRF views: only the tests that use a gate
+
+    GATES["held"] = held = Gate()
+    yield held
+    held.open()
+    del GATES["held"]
+
+
+@pytest.fixture
 def api(user: Any) -> APIClient:
     return client_for(user)
 
@@ -199,9 +214,11 @@ def anon() -> APIClient:
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    """A RabbitMQ queue of this test's own (``tests/celery_broker.py``, which needs kombu: only
-    the Celery tests ask for this fixture)."""
-    from tests.celery_broker import own_queue
+    """A RabbitMQ queue of this test's own, deleted afterwards with the direct exchange of the
+    same name that Celery declares for it (durable: it would stay on the shared broker)."""
+    # Imported here: only the Celery tests need kombu, the SQLite run does without it.
+    from tests.services import delete_queue
 
-    with own_queue() as name:
-        yield name
+    name = f"idempotency-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    delete_queue(name)

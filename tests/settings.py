@@ -41,8 +41,9 @@ DATABASES = {
 DATABASES["other"] = {**DATABASES["default"], "NAME": _other_name(DATABASES["default"]["NAME"])}
 DATABASE_ROUTERS = ["tests.routers.OtherDatabaseRouter"]
 
-# E007/E030: tests/urls_drf.py routes misconfigured views on purpose (tests/test_checks.py judges
-# them with run_checks(), which ignores this list), so `manage.py migrate` in a test still runs.
+# E007/E030: tests/urls_drf.py routes misconfigured views on purpose
+# (tests/operations/test_checks.py judges them with run_checks(), which ignores this list), so
+# `manage.py migrate` in a test still runs.
 SILENCED_SYSTEM_CHECKS = [
     "django_idempotency.W001",
     "django_idempotency.E007",

@@ -9,6 +9,7 @@ def drf_routes() -> list[URLPattern | URLResolver]:
         return []
     from rest_framework.routers import SimpleRouter
 
+    from tests.testapp.issued_doors import IssuedShortTtlProbeViewSet
     from tests.testapp.views import (
         AnonymousProbeViewSet,
         OptionalAnonymousProbeViewSet,
@@ -27,6 +28,7 @@ def drf_routes() -> list[URLPattern | URLResolver]:
         "optional-anon-probe", OptionalAnonymousProbeViewSet, basename="optional-anon-probe"
     )
     router.register("ttl-probe", ShortTtlProbeViewSet, basename="ttl-probe")
+    router.register("issued-ttl-probe", IssuedShortTtlProbeViewSet, basename="issued-ttl-probe")
     router.register("other-db-probe", OtherDatabaseProbeViewSet, basename="other-db-probe")
     router.register(
         "overridden-queryset-probe",
@@ -38,8 +40,6 @@ def drf_routes() -> list[URLPattern | URLResolver]:
         path("test/input/", include("tests.urls_input")),
         path("test/drf/", include("tests.urls_drf")),
         path("test/shop/", include("tests.urls_shop")),
-        path("test/rev9/", include("tests.urls_rev9")),
-        path("test/w11/", include("tests.urls_w11")),
     ]
 
 
@@ -47,7 +47,6 @@ urlpatterns = [
     path("", include("example_project.urls")),
     *drf_routes(),
     path("test/doors/", include("tests.urls_doors")),
-    path("test/rev11/", include("tests.urls_rev11")),
 ]
 
 handler500 = "django_idempotency.core.problems.server_error"

@@ -1,6 +1,6 @@
 """Routes of tests/testapp/views_drf.py, under /test/drf/."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from tests.testapp import views_drf
@@ -33,4 +33,30 @@ urlpatterns = [
         name="drf-generic-list-create",
     ),
     path("without-mixin/", views_drf.WithoutMixinAPIView.as_view(), name="drf-without-mixin"),
+    # drf-nested-routers' lookup pattern, for a reference in a parent's URL kwarg.
+    re_path(
+        r"^echo-query/$",
+        views_drf.EchoQueryViewSet.as_view({"post": "create"}),
+        name="drf-echo-query",
+    ),
+    re_path(
+        r"^parents/(?P<parent_pk>[^/.]+)/refund/$",
+        views_drf.NestedRefundViewSet.as_view({"post": "refund"}),
+        name="drf-nested-refund",
+    ),
+    re_path(
+        r"^read-only-reference/$",
+        views_drf.ReadOnlyReferenceViewSet.as_view({"post": "create"}),
+        name="drf-read-only-reference",
+    ),
+    re_path(
+        r"^read-only-default-reference/$",
+        views_drf.ReadOnlyReferenceViewSet.as_view({"post": "basket"}),
+        name="drf-read-only-default-reference",
+    ),
+    re_path(
+        r"^html-only/$",
+        views_drf.HtmlOnlyViewSet.as_view({"post": "create"}),
+        name="drf-html-only",
+    ),
 ]

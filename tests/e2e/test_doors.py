@@ -12,9 +12,6 @@ import pytest
 import requests
 
 from .conftest import CSRF_INPUT, KEY_INPUT, Server, logged_in_browser
-from .uvicorn_server import asgi_server
-
-__all__ = ["asgi_server"]  # the fixture, imported for this module's tests
 
 pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 

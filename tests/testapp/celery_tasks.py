@@ -1,4 +1,4 @@
-"""Idempotent tasks the real-worker tests run (listed in tests/celery_app.py ``imports``)."""
+"""Idempotent tasks the real-worker tests run (listed in tests/celery/app.py ``imports``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Test-only django-ninja API: a router made idempotent as a whole, sync and async probes, two
-routers with same-named operations, an operation decorated twice and a guest operation."""
+routers with same-named operations, an operation decorated twice, a guest operation and one
+with an integer business reference."""
 
 from __future__ import annotations
 
@@ -96,9 +97,20 @@ def guest_order(request: HttpRequest, payload: ProbeIn) -> Any:
     return _answer(Execution.objects.create(label=payload.label), payload.status)
 
 
+#: An integer business reference: "07", 7.0 and " 7" are order 7 to the schema, and to the key.
+pay = Router()
+
+
+@pay.post("/", response={201: dict[str, Any]})
+@idempotent(reference_field="order")
+def pay_order(request: HttpRequest, payload: OrderIn) -> Any:
+    return Status(201, {"id": Execution.objects.create(label=f"order {payload.order}").pk})
+
+
 api = NinjaAPI(urls_namespace="test-ninja", auth=DrfTokenBearer())
 api.add_router("/", router)
 api.add_router("/payments/", _order_router("payment"))
 api.add_router("/refunds/", _order_router("refund"))
 api.add_router("/twice/", twice)
 api.add_router("/guests/", guests)
+api.add_router("/pay/", pay)

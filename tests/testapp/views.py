@@ -1,6 +1,7 @@
 """Test-only endpoints that misbehave on request: slow, failing, streaming, huge."""
 
 import json
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -35,8 +36,36 @@ def _encodable(value: Any) -> Any:
     return value
 
 
+class Gate:
+    """Holds a request inside the view, with its key claimed, for as long as a test needs:
+    the test waits until the request is ``inside()``, sends what must find it in flight, then
+    lets it go (``open()``). An order between threads without a pause that guesses at it."""
+
+    TIMEOUT = 30.0
+
+    def __init__(self) -> None:
+        self._inside = threading.Event()
+        self._open = threading.Event()
+
+    def hold(self) -> None:
+        self._inside.set()
+        if not self._open.wait(self.TIMEOUT):
+            raise TimeoutError("the test never opened the gate")
+
+    def inside(self) -> None:
+        if not self._inside.wait(self.TIMEOUT):
+            raise TimeoutError("no request reached the gate")
+
+    def open(self) -> None:
+        self._open.set()
+
+
+#: The gates a probe request names in ``"gate"`` (the ``gate`` fixture registers one).
+GATES: dict[str, Gate] = {}
+
+
 class ProbeCreate:
-    """``create()`` driven by the JSON body: ``label``, ``sleep``, ``status``, ``raise``, ...
+    """``create()`` driven by the JSON body: ``label``, ``sleep``, ``gate``, ``status``, ...
 
     ``headers`` (an object) adds response headers verbatim and ``cookie`` sets a cookie, so the
     tests can see which headers a replay carries.
@@ -51,6 +80,8 @@ class ProbeCreate:
         stored = str(label).replace("\x00", "\\x00")[:200] if "label" in data else ""
         self.get_queryset().model.objects.create(label=stored)  # type: ignore[attr-defined]
         time.sleep(float(data.get("sleep", 0)))
+        if "gate" in data:
+            GATES[data["gate"]].hold()
         raised = data.get("raise")
         if raised == "validation":
             raise ValidationError({"label": ["bad label"]})

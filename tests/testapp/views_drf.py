@@ -1,11 +1,12 @@
 """Test-only views with the patterns real DRF projects use (issue 15, issue 9 item 8).
 
-Each view reproduces one pattern found in open-source shops; ``tests/test_drf_patterns.py``
+Each view reproduces one pattern found in open-source shops; ``tests/drf/test_patterns.py``
 drives them.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -14,7 +15,8 @@ from django.utils.cache import patch_vary_headers
 from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.generics import get_object_or_404
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer, TemplateHTMLRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -290,3 +292,68 @@ class HeldUpdatesViewSet(
     @idempotent()
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().destroy(request, *args, **kwargs)
+
+
+# -- Shapes that once broke the adapter (tests/drf/test_hostile_requests.py) --------------------
+
+
+class EchoQueryViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """A create that acts on its query string (``?note=...``), as filters and options do."""
+
+    queryset = Execution.objects.all()
+
+    @idempotent()
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        note = request.query_params.get("note", "")
+        Execution.objects.create(label=f"note:{note}")
+        return Response({"note": note}, status=201)
+
+
+class NestedRefundViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """``POST parents/<parent_pk>/refund/`` as drf-nested-routers routes it (``[^/.]+``): the
+    reference is a URL kwarg that is not the view's own lookup, so the view's model is unknown."""
+
+    queryset = Execution.objects.all()
+
+    @idempotent(reference_url_kwarg="parent_pk")
+    def refund(self, request: Request, parent_pk: str) -> Response:
+        parent = get_object_or_404(Execution, pk=parent_pk)
+        Execution.objects.create(label=f"refund:{parent.pk}")
+        time.sleep(float(request.query_params.get("sleep", 0)))  # widens a race's window
+        return Response({"refunded": parent.pk}, status=201)
+
+
+class ReadOnlyReferenceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    order = serializers.IntegerField(read_only=True)
+    basket = serializers.IntegerField(read_only=True, default=0)
+
+
+class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """The reference names a read-only serializer field; the view reads the body itself."""
+
+    queryset = Execution.objects.all()
+    serializer_class = ReadOnlyReferenceSerializer
+
+    @idempotent(reference_field="order")
+    def create(self, request: Request) -> Response:
+        Execution.objects.create(label=f"order:{request.data['order']}")
+        return Response({"order": request.data["order"]}, status=201)
+
+    @idempotent(reference_field="basket")
+    def basket(self, request: Request) -> Response:
+        Execution.objects.create(label=f"basket:{request.data['basket']}")
+        return Response({"basket": request.data["basket"]}, status=201)
+
+
+class HtmlOnlyViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """DRF's "HTML & Forms" pattern: a page with a form, so with the user's CSRF token."""
+
+    queryset = Execution.objects.all()
+    renderer_classes = [TemplateHTMLRenderer]
+    template_name = "registration/login.html"
+    idempotency_key_required = False
+
+    @idempotent()
+    def create(self, request: Request) -> Response:
+        Execution.objects.create(label="html")
+        return Response({}, status=201)

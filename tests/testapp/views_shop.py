@@ -1,8 +1,9 @@
 """Test-only views in the shapes of existing DRF shops (guest baskets and checkouts).
 
 With a key, each must behave exactly as without one, only at most once. Driven by
-tests/test_release.py (session), test_replay.py (finalize_response), test_references_resolved.py
-(APIView reference), test_drf_patterns.py (own post(), read-only) and test_reference_hold.py.
+tests/core/test_release.py (session), core/test_replay.py (finalize_response),
+drf/test_references.py (APIView reference), drf/test_patterns.py (own post(), read-only) and
+core/test_reference_hold.py.
 """
 
 from __future__ import annotations

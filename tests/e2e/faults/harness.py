@@ -4,7 +4,6 @@ that retry like a careful payment client, and the database checks every test end
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -18,7 +17,8 @@ import psycopg
 import pytest
 import requests
 
-from tests.e2e.conftest import Server, _free_port, _gunicorn, _serve, _stop
+from tests.e2e.conftest import Server
+from tests.services import AppServer, free_port, pid_with_local_port
 
 from .figures import Sheet
 
@@ -37,21 +37,29 @@ class Instance:
 
     name: str
     server: Server
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    app: AppServer
 
     @property
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def process(self) -> subprocess.Popen[Any]:
+        assert self.app.process is not None
+        return self.app.process
+
+    @property
+    def log_path(self) -> Path:
+        return self.app.log_path
+
     def worker_pids(self) -> list[int]:
-        return children(self.process.pid)
+        return self.app.worker_pids()
 
     def stop(self) -> None:
-        _stop(self.process)
+        self.app.stop()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.app.log()
 
 
 def start_instance(
@@ -65,62 +73,22 @@ def start_instance(
     env: dict[str, str] | None = None,
 ) -> Instance:
     """Start the example project under gunicorn and wait until a worker answers."""
-    port = _free_port()
-    log_path = log_dir / f"gunicorn-{name}-{port}.log"
-    process, server = _serve(
-        _gunicorn(port, workers=workers, backlog=512),
+    port = free_port()
+    app = AppServer(
+        name,
         port,
-        database_url=database_url,
-        token=token,
-        log_path=log_path,
-        EXAMPLE_GATEWAY_DELAY_MS=str(delay_ms),
-        **(env or {}),
+        database_url,
+        log_dir / f"gunicorn-{name}-{port}.log",
+        {"EXAMPLE_GATEWAY_DELAY_MS": str(delay_ms), **(env or {})},
+        workers=workers,
     )
-    return Instance(name=name, server=server, process=process, log_path=log_path)
-
-
-def children(pid: int) -> list[int]:
-    """PIDs of the live processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def pid_with_local_port(port: int, candidates: Iterable[int]) -> int | None:
-    """Which of ``candidates`` owns the TCP socket bound locally to ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            columns = line.split()
-            local_port = int(columns[1].rsplit(":", 1)[1], 16)
-            if local_port == port:
-                inodes.add(f"socket:[{columns[9]}]")
-    for pid in candidates:
-        try:
-            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for descriptor in descriptors:
-            try:
-                if os.readlink(descriptor) in inodes:
-                    return pid
-            except OSError:
-                continue
-    return None
+    try:
+        app.run()
+    except RuntimeError as error:
+        app.stop()
+        pytest.fail(str(error))
+    server = Server(url=app.url, token=token, database_url=database_url)
+    return Instance(name=name, server=server, app=app)
 
 
 def holder_worker(app: Instance, conn: psycopg.Connection[Any]) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,8 +21,7 @@ import pytest
 import requests
 from celery import Celery
 
-from tests.celery_broker import AMQP_URL
-from tests.e2e.conftest import REPO_ROOT, _project_env
+from tests.services import AMQP_URL, CeleryWorker
 
 from .conftest import Launch
 from .figures import FAULTS, measure
@@ -32,7 +30,6 @@ from .harness import Instance, in_flight_records, json_id, post, scalar, wait_fo
 pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 CRASH_WINDOW_MS = 3000
-READY_TIMEOUT = 60.0
 
 Worker = Callable[[str], tuple[subprocess.Popen[bytes], Path]]
 
@@ -41,59 +38,32 @@ Worker = Callable[[str], tuple[subprocess.Popen[bytes], Path]]
 def start_worker(e2e_database_url: str, queue: str, tmp_path: Path) -> Iterator[Worker]:
     """``start_worker(name)``: one ``celery worker`` (solo pool, so its pid is the one running
     the task) of the example project on this test's queue and database, once it is ready."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+    started: list[CeleryWorker] = []
 
     def start(name: str) -> tuple[subprocess.Popen[bytes], Path]:
-        log_path = tmp_path / f"worker-{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "example_project.celery:app",
-                    "worker",
-                    "--pool=solo",
-                    "--loglevel=INFO",
-                    "-Q",
-                    queue,
-                    "-n",
-                    f"{name}-{queue}@localhost",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                cwd=REPO_ROOT,
-                env=_project_env(
-                    e2e_database_url,
-                    CELERY_BROKER_URL=AMQP_URL,
-                    EXAMPLE_CELERY_QUEUE=queue,
-                    EXAMPLE_CARRIER_DELAY_MS=str(CRASH_WINDOW_MS),
-                    # libpq's application_name: this worker's sessions in pg_stat_activity.
-                    PGAPPNAME=f"worker-{name}",
-                ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        started.append((process, log_path))
-        deadline = time.monotonic() + READY_TIMEOUT
-        while "ready." not in log_path.read_text(errors="replace"):
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
-            time.sleep(0.2)
-        return process, log_path
+        worker = CeleryWorker(
+            name,
+            0,
+            e2e_database_url,
+            tmp_path / f"worker-{name}.log",
+            {
+                "CELERY_BROKER_URL": AMQP_URL,
+                "EXAMPLE_CELERY_QUEUE": queue,
+                "EXAMPLE_CARRIER_DELAY_MS": str(CRASH_WINDOW_MS),
+                # libpq's application_name: this worker's sessions in pg_stat_activity.
+                "PGAPPNAME": f"worker-{name}",
+            },
+            pool="solo",
+        )
+        started.append(worker)
+        worker.run()
+        assert worker.process is not None
+        return worker.process, worker.log_path
 
     yield start
-    for process, log_path in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        print(f"--- {log_path} ---\n{log_path.read_text(errors='replace')}")
+    for worker in started:
+        worker.stop()
+        print(f"--- {worker.log_path} ---\n{worker.log()}")
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import psycopg
 import pytest
 import requests
 
-from .conftest import Launch, PrivateCluster
+from tests.services import Cluster
+
+from .conftest import Launch
 from .figures import FAULTS, measure
 from .harness import (
     Background,
@@ -100,7 +102,7 @@ LOAD_DEADLINE = 90.0
 
 
 def test_postgresql_restarted_under_load(
-    private_postgres: PrivateCluster, private_database: tuple[str, str], launch: Launch
+    private_postgres: Cluster, private_database: tuple[str, str], launch: Launch
 ) -> None:
     url, token = private_database
     apps = [launch(url, name=f"app-{n}", token=token, delay_ms=50) for n in (1, 2)]

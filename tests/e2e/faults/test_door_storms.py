@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from tests.e2e.conftest import CSRF_INPUT, KEY_INPUT, Server, logged_in_browser
-from tests.e2e.uvicorn_server import asgi_server
 
 from .conftest import Launch
 from .figures import E2E, Sheet, measure
@@ -26,8 +25,6 @@ from .harness import (
     stored_server_errors,
 )
 from .storms import assert_one_original
-
-__all__ = ["asgi_server"]  # the fixture, imported for this module's tests
 
 pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 

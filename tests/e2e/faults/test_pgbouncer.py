@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import REPO_ROOT, _project_env
+from tests.services import REPO_ROOT, Bouncer, project_env
 
-from .conftest import Bouncer, Launch
+from .conftest import Launch
 from .figures import FAULTS, measure
 from .storms import duplicate_storm, reference_storm
 
@@ -68,7 +68,7 @@ def test_the_pooling_check_sees_pgbouncer(e2e_database_url: str, pgbouncer: Boun
         result = subprocess.run(
             [sys.executable, "-c", CHECK],
             cwd=REPO_ROOT,
-            env=_project_env(database_url),
+            env=project_env(database_url),
             capture_output=True,
             text=True,
             timeout=60,
