@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 
 from django_idempotency.models import IdempotencyRecord
-from tests.test_fuzz_tasks import same
+from tests.celery.test_fuzz_tasks import same
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db
