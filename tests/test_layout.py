@@ -203,3 +203,23 @@ def test_every_deferred_import_says_why() -> None:
         for line in lines:
             if MARK in line:
                 assert line.split(MARK, 1)[1].strip(), f"{name}: {line.strip()}"
+
+
+def test_each_sql_dialect_of_the_store_offers_the_same_statements() -> None:
+    from django_idempotency.core.store import postgresql, sqlite
+
+    def offered(module: object) -> set[str]:
+        return {name for name in vars(module) if not name.startswith("_") and name.isupper()} | {
+            name
+            for name, value in vars(module).items()
+            if callable(value)
+            and getattr(value, "__module__", None) == module.__name__  # type: ignore[attr-defined]
+            and not name.startswith("_")
+        }
+
+    assert offered(postgresql) == offered(sqlite)
+    for module in (postgresql, sqlite):
+        for statement in ("CLAIM", "FIND_BY_KEY", "FIND_BY_REFERENCE", "COMPLETE", "LOG_EVENT"):
+            sql = getattr(module, statement)
+            assert "{" not in sql, (module.__name__, statement)  # every name filled in
+            assert "\n" not in sql, (module.__name__, statement)  # one line in the logs

@@ -164,12 +164,13 @@ def clear_expired(operation: Operation, now: datetime) -> int:
     database's clock. Returns the rows deleted or stripped."""
     connection = connections[operation.database]
     records = IdempotencyRecord.objects.using(operation.database)
-    return records.clear_expired(
+    cleared: int = records.clear_expired(
         scope=operation.scope,
         key=operation.key,
         reference=operation.reference,
         at=_dialect(connection).clock(now),
     )
+    return cleared
 
 
 def _dialect(connection: BaseDatabaseWrapper) -> ModuleType:

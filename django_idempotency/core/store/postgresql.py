@@ -1,10 +1,10 @@
 """The store's statements on PostgreSQL, the production database.
 
 Each statement is written out whole below. The tables' names and the record's column list come
-from the models' ``_meta``, formatted in once when this module is imported (as Django's own
-backends build their SQL from ``_meta``); the other columns are spelled as the migrations
-create them. A value sent into an ``INSERT ... SELECT`` is cast to its column's type: there
-PostgreSQL cannot infer the type from the column.
+from the models' ``_meta``, formatted in once when this module is imported (``names.py``); the
+other columns are spelled as the migrations create them. A value sent into an
+``INSERT ... SELECT`` is cast to its column's type: there PostgreSQL cannot infer the type from
+the column.
 
 Time is the database's: ``statement_timestamp()`` (when the statement started) dates the
 records and judges their expiry, so app servers whose clocks disagree still agree on it.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 
-from ...models import IdempotencyEvent, IdempotencyRecord
+from .names import statement
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -33,29 +33,12 @@ if TYPE_CHECKING:
 LOGS_IN_LOOKUP = True
 
 
-def _quoted(name: str) -> str:
-    return f'"{name}"'
-
-
-_NAMES = {
-    "records": _quoted(IdempotencyRecord._meta.db_table),
-    "events": _quoted(IdempotencyEvent._meta.db_table),
-    # Every column, in the model's order: the store rebuilds the record from them.
-    "record_columns": ", ".join(_quoted(f.column) for f in IdempotencyRecord._meta.concrete_fields),
-}
-
-
-def _statement(sql: str) -> str:
-    """``sql`` with the names filled in, on one line (as logs and the libpq trace show it)."""
-    return " ".join(sql.split()).format(**_NAMES)
-
-
 # The claim in one round trip, its wait for a concurrent holder of the key or reference
 # bounded by a lock_timeout of its own: ``limits`` saves the session's lock_timeout and sets
 # ours; the insert reads from ``limits``, so it starts after that; the outer select puts the
 # saved value back once the insert has returned, so the view runs under the project's own.
 # (psycopg sends BEGIN alone, so a SET LOCAL cannot share its round trip: docs/benchmarks.md.)
-CLAIM = _statement("""
+CLAIM = statement("""
 WITH limits AS MATERIALIZED (
     SELECT saved.previous, set_config('lock_timeout', %(lock_timeout)s, true) AS applied
     FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS saved
@@ -89,7 +72,7 @@ SELECT
 # claim's transaction is its own (nothing else shares it, and its claim inserted nothing), or
 # the statement runs alone, its commit carries only this bookkeeping, so it need not wait for
 # the WAL flush. Otherwise synchronous_commit is set to what it already is.
-FIND_BY_KEY = _statement("""
+FIND_BY_KEY = statement("""
 WITH relaxed AS MATERIALIZED (
     SELECT set_config(
         'synchronous_commit',
@@ -128,7 +111,7 @@ SELECT {record_columns}, replayed, replayable FROM found
 # The committed record a claim met by its reference: any record still holding it, also one
 # whose response expired or was purged (state ``held``), which can no longer replay. Counted
 # and logged as FIND_BY_KEY (the refusal is ``reference``), ``relaxed`` likewise.
-FIND_BY_REFERENCE = _statement("""
+FIND_BY_REFERENCE = statement("""
 WITH relaxed AS MATERIALIZED (
     SELECT set_config(
         'synchronous_commit',
@@ -173,7 +156,7 @@ SELECT {record_columns}, replayed, replayable FROM found
 
 # The outcome, dated by the database's clock. A NULL hold (no IDEMPOTENCY_REFERENCE_TTL) holds
 # the reference for as long as the row exists; a reference not kept is released.
-COMPLETE = _statement("""
+COMPLETE = statement("""
 UPDATE {records} SET
     "state" = 'completed',
     "response_status" = %(status)s,
@@ -187,7 +170,7 @@ WHERE "id" = %(record_id)s
 """)
 
 # One event row; ``relaxed`` as in FIND_BY_KEY: an event is telemetry, not a result.
-LOG_EVENT = _statement("""
+LOG_EVENT = statement("""
 WITH relaxed AS MATERIALIZED (
     SELECT set_config(
         'synchronous_commit',

@@ -1,8 +1,8 @@
 """The store's statements on SQLite, for development (``check --deploy`` warns about it).
 
 Each statement is written out whole below; the tables' names and the record's column list
-come from the models' ``_meta``, formatted in once when this module is imported, as on
-PostgreSQL. Time is the app server's ``now``, sent with each statement. SQLite serialises
+come from the models' ``_meta``, formatted in once when this module is imported
+(``names.py``). Time is the app server's ``now``, sent with each statement. SQLite serialises
 writers, so a copy of a request waits for its busy timeout (the connection's ``timeout``
 option), not a lock_timeout; the event of a lookup is written by a statement of its own.
 """
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ...models import IdempotencyEvent, IdempotencyRecord
+from ...models import IdempotencyRecord
+from .names import statement
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -23,24 +24,7 @@ if TYPE_CHECKING:
 LOGS_IN_LOOKUP = False
 
 
-def _quoted(name: str) -> str:
-    return f'"{name}"'
-
-
-_NAMES = {
-    "records": _quoted(IdempotencyRecord._meta.db_table),
-    "events": _quoted(IdempotencyEvent._meta.db_table),
-    # Every column, in the model's order: the store rebuilds the record from them.
-    "record_columns": ", ".join(_quoted(f.column) for f in IdempotencyRecord._meta.concrete_fields),
-}
-
-
-def _statement(sql: str) -> str:
-    """``sql`` with the names filled in, on one line (as logs and the libpq trace show it)."""
-    return " ".join(sql.split()).format(**_NAMES)
-
-
-CLAIM = _statement("""
+CLAIM = statement("""
 INSERT INTO {records} (
     "scope", "key", "fingerprint", "reference", "requested_reference", "state",
     "request_method", "request_path", "response_headers", "response_body",
@@ -57,7 +41,7 @@ RETURNING "id"
 
 # The committed record a claim met by its key (live and completed, so replayable): count the
 # visit as a replay (same fingerprint) or a conflict.
-FIND_BY_KEY = _statement("""
+FIND_BY_KEY = statement("""
 UPDATE {records} SET
     "replay_count" = "replay_count"
         + CASE WHEN "fingerprint" = %(fingerprint)s THEN 1 ELSE 0 END,
@@ -73,7 +57,7 @@ RETURNING {record_columns},
 
 # The committed record a claim met by its reference: any record still holding it, also one
 # whose response expired or was purged (state ``held``), which can no longer replay.
-FIND_BY_REFERENCE = _statement("""
+FIND_BY_REFERENCE = statement("""
 UPDATE {records} SET
     "replay_count" = "replay_count" + CASE
         WHEN "fingerprint" = %(fingerprint)s
@@ -93,7 +77,7 @@ RETURNING {record_columns},
     "state" = 'completed' AND "expires_at" > %(now)s AS replayable
 """)
 
-COMPLETE = _statement("""
+COMPLETE = statement("""
 UPDATE {records} SET
     "state" = 'completed',
     "response_status" = %(status)s,
@@ -106,7 +90,7 @@ UPDATE {records} SET
 WHERE "id" = %(record_id)s
 """)
 
-LOG_EVENT = _statement("""
+LOG_EVENT = statement("""
 INSERT INTO {events} (
     "at", "kind", "scope", "key", "reference", "fingerprint", "record_id", "expires_at"
 )
