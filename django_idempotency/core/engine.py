@@ -118,6 +118,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         response=stored,
         keep_reference=holds_reference(stored.status, operation.reference_status_codes),
         now=timezone.now(),
+        ttl=operation.ttl,
         reference_ttl=app_settings.REFERENCE_TTL,
     )
     transaction.on_commit(

@@ -118,16 +118,17 @@ def complete(
     response: StoredResponse,
     keep_reference: bool,
     now: datetime,
+    ttl: timedelta,
     reference_ttl: timedelta | None,
 ) -> None:
     """Store the outcome in the claiming transaction; only a success keeps the reference.
 
-    The response is replayable for ``operation.ttl``; the reference is held for
-    ``reference_ttl`` (never shorter than that), or for as long as the row exists when that
-    is ``None``. On PostgreSQL both are dated by the database's clock.
+    The response is replayable for ``ttl`` (the operation's, or longer); the reference is held
+    for ``reference_ttl`` (never shorter than ``ttl``), or for as long as the row exists when
+    that is ``None``. On PostgreSQL both are dated by the database's clock.
     """
     connection = connections[operation.database]
-    hold = None if reference_ttl is None else max(operation.ttl, reference_ttl)
+    hold = None if reference_ttl is None else max(ttl, reference_ttl)
     _dialect(connection).complete(
         connection,
         operation,
@@ -137,6 +138,7 @@ def complete(
         body=_prepared(connection, "response_body", response.body),
         keep_reference=keep_reference,
         now=now,
+        ttl=ttl,
         hold=hold,
     )
 

@@ -246,6 +246,7 @@ def complete(
     body: Any,
     keep_reference: bool,
     now: datetime,
+    ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
     params = {
@@ -253,7 +254,7 @@ def complete(
         "status": status,
         "headers": headers,
         "body": body,
-        "ttl": operation.ttl,
+        "ttl": ttl,
         "hold": hold,
         "keep_reference": keep_reference,
     }

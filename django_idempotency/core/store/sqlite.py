@@ -156,6 +156,7 @@ def complete(
     body: Any,
     keep_reference: bool,
     now: datetime,
+    ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
     params = {
@@ -164,7 +165,7 @@ def complete(
         "headers": headers,
         "body": body,
         "now": _datetime(connection, now),
-        "expires_at": _datetime(connection, now + operation.ttl),
+        "expires_at": _datetime(connection, now + ttl),
         "reference_expires_at": None if hold is None else _datetime(connection, now + hold),
         "keep_reference": keep_reference,
     }
