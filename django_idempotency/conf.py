@@ -32,17 +32,6 @@ PRINCIPALS: tuple[str, ...] = ("user", "session")
 #: Statuses whose answer holds its business reference: every success.
 DEFAULT_REFERENCE_STATUS_CODES: tuple[int, ...] = tuple(range(200, 300))
 
-#: The allow-list of the 0.x releases, kept for projects that set IDEMPOTENCY_REPLAY_HEADERS.
-DEFAULT_REPLAY_HEADERS: tuple[str, ...] = (
-    "Content-Type",
-    "Content-Language",
-    "Content-Disposition",
-    "Location",
-    "ETag",
-    "Last-Modified",
-    "Link",
-)
-
 #: Response headers never stored or replayed, whatever the settings say: hop-by-hop headers
 #: (they describe one connection), the ones the server sets for each response, and the ones
 #: that carry credentials or secrets of one client or session.
@@ -172,17 +161,6 @@ class Settings:
             settings, "IDEMPOTENCY_REFERENCE_STATUS_CODES", DEFAULT_REFERENCE_STATUS_CODES
         )
         return frozenset(int(code) for code in codes)
-
-    @property
-    def REPLAY_HEADERS(self) -> tuple[str, ...] | None:
-        """``None`` (default): every response header is stored except the never-stored ones.
-
-        A list (the 0.x allow-list) stores only those headers, never-stored ones still left out.
-        """
-        names: Sequence[str] | None = getattr(settings, "IDEMPOTENCY_REPLAY_HEADERS", None)
-        if names is None:
-            return None
-        return tuple(name for name in names if not is_never_stored(name))
 
     @property
     def NEVER_REPLAYED_HEADERS(self) -> tuple[str, ...]:

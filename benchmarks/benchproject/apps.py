@@ -5,3 +5,8 @@ class BenchConfig(AppConfig):
     name = "benchproject"
     label = "bench"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .lookup_first import install
+
+        install()

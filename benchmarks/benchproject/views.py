@@ -15,9 +15,9 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 from rest_framework_idempotency_key.decorators import simple_idempotency_key_method
 
-from django_idempotency.core.engine import HotPath, hot_path
 from django_idempotency.drf import IdempotentCreateMixin
 
+from .lookup_first import looking_up_first
 from .models import Order
 from .serializers import OrderSerializer
 
@@ -41,21 +41,13 @@ class OursOrderViewSet(IdempotentCreateMixin, BareOrderViewSet):
     idempotency_scope = "orders"
 
 
-class TunedOrderViewSet(OursOrderViewSet):
-    """The same mixin on the engine's other hot path, for this request only."""
-
-    tuning: HotPath = HotPath()
+class PreviousOrderViewSet(OursOrderViewSet):
+    """The same mixin on the engine's previous hot path (``lookup_first.py``): the key looked
+    up before every claim."""
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        token = hot_path.set(self.tuning)
-        try:
+        with looking_up_first():
             return super().dispatch(request, *args, **kwargs)
-        finally:
-            hot_path.reset(token)
-
-
-class PreviousOrderViewSet(TunedOrderViewSet):
-    tuning = HotPath(lookup_first=True)
 
 
 class SavepointOrderViewSet(OursOrderViewSet):

@@ -28,14 +28,14 @@ OURS = Variant(
     True,
     "`IdempotentCreateMixin` (authenticates first, keys scoped per user and endpoint)",
 )
-# The same mixin on the engine's other hot path (django_idempotency.core.engine.HotPath), and with
-# a savepoint around the view's write, each measured against the default in the same rounds.
+# The same mixin on the engine's previous hot path (benchproject/lookup_first.py), and with a
+# savepoint around the view's write, each measured against the default in the same rounds.
 PREVIOUS = Variant(
     "ours-previous",
     "django-idempotency, previous path",
     "/ours-previous/orders/",
     True,
-    "`HotPath(lookup_first=True)`: the replay lookup before every claim (the design before "
+    "the replay lookup before every claim (`benchproject/lookup_first.py`; the design before "
     "issue 14: a replay is one statement, a new key pays for the lookup)",
 )
 SAVEPOINT = Variant(

@@ -30,8 +30,8 @@ def purge_expired(
     ``batch_size=0``) raises ``PurgeArgumentError`` and nothing is deleted.
     """
     # Imported here: a Celery app module may import this one before Django is set up.
+    from ..arguments import parse_purge_args
     from ..models import IdempotencyRecord
-    from ..purge_args import parse_purge_args
 
     args = parse_purge_args(
         batch_size=batch_size, older_than=older_than, scope=scope, database=database
@@ -61,7 +61,7 @@ def relay_outbox(
     checked by the same parser as ``idempotency_relay_outbox``'s (``RelayArgumentError``). An
     unreachable broker raises ``OutboxSendError``, which fails the task; the next run retries.
     """
-    from ..outbox_args import parse_relay_args
+    from ..arguments import parse_relay_args
     from .outbox import relay_outbox as relay
 
     args = parse_relay_args(

@@ -35,15 +35,14 @@ from kombu import pools
 from kombu.connection import Connection
 from kombu.messaging import Producer
 
+from ..arguments import DEFAULT_MAX_ATTEMPTS, DEFAULT_RELAY_BATCH_SIZE, parse_relay_args
 from ..models import OutboxMessage
-from ..outbox import (
-    DEFAULT_MAX_ATTEMPTS,
+from ..models.outbox import (
     OutboxMessageQuerySet,
     OutboxSendError,
     OutboxUnavailable,
     RelayResult,
 )
-from ..outbox_args import DEFAULT_RELAY_BATCH_SIZE, parse_relay_args
 
 logger = logging.getLogger(__name__)
 

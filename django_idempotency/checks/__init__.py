@@ -214,10 +214,6 @@ SETTING_RULES: dict[str, SettingRule] = {
         "at least 1",
         lambda value: value >= 1,
     ),
-    "REPLAY_HEADERS": SettingRule(
-        f"None or {_HEADER_NAMES}",
-        _optional(lambda value: _is_collection(value, _is_header_name)),
-    ),
     "NEVER_REPLAYED_HEADERS": SettingRule(
         _HEADER_NAMES, lambda value: _is_collection(value, _is_header_name)
     ),

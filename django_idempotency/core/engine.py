@@ -7,7 +7,6 @@ view and the stored response share one transaction on ``operation.database``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -49,24 +48,6 @@ class _Blocker:
 _Outcome = _Blocker | HttpResponseBase
 
 
-@dataclass(frozen=True)
-class HotPath:
-    """How a request reaches its claim. The defaults are what benchmarks/ measured fastest.
-
-    The alternative stays selectable (``hot_path.set(...)``) so that ``make bench`` can
-    measure it against the default in the same run; both are equally correct.
-    """
-
-    #: Look the key up before claiming it: one statement more for every new key, so that a
-    #: replay costs a single statement outside a transaction. Off: claim first, and look up
-    #: only when the claim meets a committed record (new keys are nearly all traffic).
-    lookup_first: bool = False
-
-
-DEFAULT_HOT_PATH = HotPath()
-hot_path: ContextVar[HotPath] = ContextVar("idempotency_hot_path", default=DEFAULT_HOT_PATH)
-
-
 def should_store(status: int, release_status_codes: frozenset[int] | None = None) -> bool:
     """Settled outcomes are stored; "nothing happened, fix and retry" ones release the key."""
     if release_status_codes is None:
@@ -100,20 +81,9 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
 
 
 def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome:
-    if hot_path.get().lookup_first:
-        # A retry then costs one indexed statement outside any transaction, event included.
-        existing = store.touch(
-            operation.database,
-            scope=operation.scope,
-            key=operation.key,
-            fingerprint=operation.fingerprint,
-            now=timezone.now(),
-            log_as=_visitor(operation, "mismatch"),
-        )
-        if existing is not None:
-            return _Blocker(existing[0], by_reference=False, replayable=existing[1])
     # Claim first: a new key (nearly all traffic) goes straight to its claim; a claim that meets
-    # a committed record finds it, inside the same transaction (_find_blocker).
+    # a committed record finds it, inside the same transaction (_find_blocker). Measured
+    # against looking the key up first in benchmarks/README.md ("Claim first").
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
         with transaction.atomic(using=operation.database):
             outcome = _claim_and_run(operation, view)
@@ -125,18 +95,7 @@ def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase])
 
 def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome | None:
     now = timezone.now()
-    claimed = store.claim(
-        operation.database,
-        scope=operation.scope,
-        key=operation.key,
-        fingerprint=operation.fingerprint,
-        reference=operation.reference,
-        method=operation.method,
-        path=operation.path,
-        now=now,
-        ttl=operation.ttl,
-        lock_timeout=operation.lock_timeout,
-    )
+    claimed = store.claim(operation, now)
     if claimed is None:
         return _find_blocker(operation, now)
     if _too_old(operation.key_expires_at, claimed.at):
@@ -154,7 +113,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         return response
     stored = StoredResponse.capture(response)
     store.complete(
-        operation.database,
+        operation,
         record_id=record_id,
         response=stored,
         keep_reference=holds_reference(stored.status, operation.reference_status_codes),
@@ -206,44 +165,18 @@ def _find_blocker(operation: Operation, now: datetime) -> _Blocker | None:
     reference lookup also finds records that can no longer replay; only then is what expired
     cleared away, and the key (never the reference) freed for the next attempt.
     """
-    touch = partial(
-        store.touch,
-        operation.database,
-        scope=operation.scope,
-        fingerprint=operation.fingerprint,
-        now=now,
-        after_empty_claim=True,
-    )
-    found = touch(key=operation.key, log_as=_visitor(operation, "mismatch"))
+    # The lookup logs this request's visit too, unless the event log is switched off.
+    event_limit = app_settings.MAX_EVENTS_PER_RECORD if app_settings.RECORD_EVENTS else None
+    find = partial(store.find_count_and_log, operation, now=now, event_limit=event_limit)
+    found = find(by="key")
     if found is not None:
-        return _Blocker(found[0], by_reference=False, replayable=found[1])
+        return _Blocker(found.record, by_reference=False, replayable=found.replayable)
     if operation.reference is not None:
-        found = touch(
-            reference=operation.reference,
-            log_as=_visitor(operation, "reference"),
-        )
+        found = find(by="reference")
         if found is not None:
-            return _Blocker(found[0], by_reference=True, replayable=found[1])
-    store.clear_expired(
-        operation.database,
-        scope=operation.scope,
-        key=operation.key,
-        reference=operation.reference,
-        now=now,
-    )
+            return _Blocker(found.record, by_reference=True, replayable=found.replayable)
+    store.clear_expired(operation, now)
     return None
-
-
-def _visitor(operation: Operation, refusal: str) -> store.Visitor | None:
-    """How the lookup logs this request's visit; ``None`` with the event log switched off."""
-    if not app_settings.RECORD_EVENTS:
-        return None
-    return store.Visitor(
-        key=operation.key,
-        reference=operation.reference,
-        refusal=refusal,
-        limit=app_settings.MAX_EVENTS_PER_RECORD,
-    )
 
 
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:

@@ -108,13 +108,9 @@ class StoredResponse:
 
 
 def _storable_headers(response: HttpResponse) -> list[tuple[str, str]]:
-    wanted = app_settings.REPLAY_HEADERS
-    allowed = None if wanted is None else {name.lower() for name in wanted}
     return [
         (name, value)
         for name, value in response.items()
-        if not is_never_stored(name)
-        and (allowed is None or name.lower() in allowed)
         # JSON columns (jsonb) cannot hold a NUL; a header with one is not replayable anyway.
-        and "\x00" not in value
+        if not is_never_stored(name) and "\x00" not in value
     ]

@@ -19,7 +19,6 @@ from celery import Celery
 from django.db import connection, connections, transaction
 
 from django_idempotency.celery.tasks import IdempotentTask
-from django_idempotency.core.engine import HotPath, hot_path
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, perform
 from tests.testapp.models import Execution
@@ -210,19 +209,12 @@ def test_the_countdown_doubles_up_to_the_cap_half_of_it_random(app: Celery) -> N
     assert task.idempotency_db_retry_countdown(10_000) >= 150.0
 
 
-@pytest.mark.parametrize("lookup_first", [False, True])
 def test_a_connection_that_died_while_idle_is_replaced_for_the_retry(
-    app: Celery, script: Script, lookup_first: bool
+    app: Celery, script: Script
 ) -> None:
     # A PgBouncer or PostgreSQL restart between two tasks: the first statement finds it dead.
-    # Looking the key up first, that statement runs outside a transaction, and Django keeps
-    # the dead connection (it closes one only when a transaction's rollback fails).
-    token = hot_path.set(HotPath(lookup_first=lookup_first))
-    try:
-        terminate_own_backend()
-        result = app.tasks[TASK].apply(args=["idle"])
-    finally:
-        hot_path.reset(token)
+    terminate_own_backend()
+    result = app.tasks[TASK].apply(args=["idle"])
 
     assert result.successful(), result.traceback
     assert script.runs == [1]  # the first run failed before the task's code, the retry ran it

@@ -41,7 +41,7 @@ from django_idempotency.celery.outbox import (
     send_on_commit,
 )
 from django_idempotency.models import OutboxMessage
-from django_idempotency.outbox import OutboxSendError
+from django_idempotency.models.outbox import OutboxSendError
 from example_project.celery import app
 from example_project.shop.tasks import ship_order
 from tests.factories import OrderFactory

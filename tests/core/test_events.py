@@ -180,8 +180,8 @@ def test_switched_off_nothing_is_written_and_the_counters_still_move(api: APICli
     probe(api, "k1", label="b", ref="order-1")
     probe(api, "k2", label="c", ref="order-1")
 
+    # The same one statement (on PostgreSQL its event insert selects no row), writing no event.
     assert len(statements) == 1, statements
-    assert EVENT_TABLE not in statements[0]
     assert f'UPDATE "{RECORD_TABLE}"' in statements[0]
     assert not IdempotencyEvent.objects.exists()
     record = IdempotencyRecord.objects.get()

@@ -9,14 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-
-from django_idempotency.core.engine import HotPath, hot_path
 
 pytestmark = [pytest.mark.drf, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -101,29 +98,6 @@ def test_without_the_event_log_a_replay_costs_the_same(api: Any, settings: Any) 
     settings.IDEMPOTENCY_RECORD_EVENTS = False
     statements(api, ORDER, "k")
     assert statements(api, ORDER, "k") == ["SELECT", "BEGIN", "INSERT", "UPDATE", "COMMIT"]
-
-
-@pytest.fixture
-def lookup_first() -> Iterator[None]:
-    token = hot_path.set(HotPath(lookup_first=True))
-    yield
-    hot_path.reset(token)
-
-
-@pytest.mark.usefixtures("lookup_first")
-def test_looking_up_first_makes_a_replay_one_statement(api: Any) -> None:
-    assert statements(api, ORDER, "k") == [
-        "SELECT",
-        "UPDATE",  # the lookup: finds nothing, writes nothing
-        "BEGIN",
-        "INSERT",
-        "SAVEPOINT",
-        "INSERT",
-        "RELEASE",
-        "UPDATE",
-        "COMMIT",
-    ]
-    assert statements(api, ORDER, "k") == ["SELECT", "UPDATE"]
 
 
 def round_trips(api: Any, body: dict[str, Any], key: str) -> list[str]:

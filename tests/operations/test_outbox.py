@@ -12,7 +12,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 
 from django_idempotency.models import OutboxMessage
-from django_idempotency.outbox import OutboxSendError, OutboxUnavailable, json_only
+from django_idempotency.models.outbox import OutboxSendError, OutboxUnavailable, json_only
 
 pytestmark = pytest.mark.django_db
 

@@ -11,13 +11,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from django_idempotency.celery.beat import relay_outbox as relay_task
-from django_idempotency.models import OutboxMessage
-from django_idempotency.outbox_args import (
+from django_idempotency.arguments import (
     DEFAULT_RELAY_BATCH_SIZE,
     RelayArgumentError,
     parse_relay_args,
 )
+from django_idempotency.celery.beat import relay_outbox as relay_task
+from django_idempotency.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
 

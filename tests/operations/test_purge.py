@@ -13,9 +13,11 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from django_idempotency.arguments import parse_age
 from django_idempotency.core import store
-from django_idempotency.managers import PurgeResult, parse_age
+from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from django_idempotency.models.records import PurgeResult
 from tests.conftest import race
 
 State = IdempotencyRecord.State
@@ -321,18 +323,18 @@ def test_purge_skips_in_flight_claims_and_locked_rows_without_waiting(held: Any)
 
     # A request in flight whose claim is old and already past its TTL: a slow view.
     def in_flight_claim() -> None:
-        store.claim(
-            "default",
+        slow = Operation(
+            database="default",
             scope="probe-list|auth.user:1",
             key="slow-request",
             fingerprint="a" * 64,
             reference=None,
             method="POST",
             path="/test/probe/",
-            now=long_ago,
             ttl=timedelta(seconds=1),
             lock_timeout=1,
         )
+        store.claim(slow, long_ago)
 
     # A live request busy with an expired record (the engine removing it to reclaim the key).
     def lock_row() -> None:

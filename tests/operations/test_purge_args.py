@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from django_idempotency.celery.beat import purge_expired
-from django_idempotency.models import IdempotencyRecord
-from django_idempotency.purge_args import (
+from django_idempotency.arguments import (
     DEFAULT_PURGE_BATCH_SIZE,
     MAX_AGE,
     PurgeArgumentError,
     parse_age,
     parse_purge_args,
 )
+from django_idempotency.celery.beat import purge_expired
+from django_idempotency.models import IdempotencyRecord
 from tests.operations.test_purge import records
 
 pytestmark = pytest.mark.django_db

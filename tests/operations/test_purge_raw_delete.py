@@ -11,8 +11,8 @@ from django.db import connection
 from django.db.models.signals import post_delete, pre_delete
 from django.test.utils import CaptureQueriesContext
 
-from django_idempotency.managers import _raw_delete
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from django_idempotency.models.records import _raw_delete
 from tests.operations.test_purge import events_for, records
 
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...managers import PurgeResult
-from ...models import IdempotencyRecord
-from ...purge_args import (
+from ...arguments import (
     DEFAULT_PURGE_BATCH_SIZE,
     MAX_PURGE_BATCH_SIZE,
     PurgeArgumentError,
     parse_purge_args,
 )
+from ...models import IdempotencyRecord
+from ...models.records import PurgeResult
 
 
 class Command(BaseCommand):

@@ -7,14 +7,15 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...outbox import DEFAULT_MAX_ATTEMPTS, OutboxSendError, RelayResult
-from ...outbox_args import (
+from ...arguments import (
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RELAY_BATCH_SIZE,
     MAX_RELAY_BATCH_SIZE,
     MAX_RELAY_MAX_ATTEMPTS,
     RelayArgumentError,
     parse_relay_args,
 )
+from ...models.outbox import OutboxSendError, RelayResult
 
 
 class Command(BaseCommand):

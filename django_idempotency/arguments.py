@@ -1,8 +1,13 @@
-"""The one parser for purge arguments, shared by ``idempotency_purge`` and the Celery task.
+"""The one parser for the arguments of the purge and of the outbox relay.
 
-Both doors take loosely typed input (command-line strings, JSON task arguments from a beat
-schedule); a value that would widen the purge (an age of zero, ``True``, a negative number) or
-crash it (an age past the calendar) is refused here, before anything is deleted.
+Each is run by a management command, a Celery beat task and (the relay) ``relay_outbox``, all
+taking loosely typed input: command-line strings, JSON task arguments from a beat schedule,
+Python values. Every argument is checked here, the same way for all of them; a value that
+would widen the purge (an age of zero, ``True``, a negative number) or crash it (an age past
+the calendar) is refused before anything is deleted or sent.
+
+It imports no model, so the models may use its defaults: the database's default alias is
+found through the app registry when a parser runs.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections, router
-from django.db.models import Model
+
+from .conf import app_settings
 
 DEFAULT_PURGE_BATCH_SIZE = 1000
 #: Ids per DELETE ... IN (...): PostgreSQL's protocol allows at most 65535 parameters.
@@ -24,6 +31,7 @@ MAX_AGE = timedelta(days=36_525)
 
 _AGE_PART = re.compile(r"([0-9]+)\s*([smhdw])", re.IGNORECASE)
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_SECONDS = re.compile(r"\s*[0-9]{1,12}(\.[0-9]{1,9})?\s*")
 
 
 class ArgumentError(ValueError):
@@ -141,18 +149,17 @@ def parse_scope(value: object) -> str | None:
 
 def parse_database(value: object) -> str:
     """A configured alias; ``None`` means where the router writes records."""
-    from .models import IdempotencyRecord
-
-    return parse_alias(value, model=IdempotencyRecord)
+    return parse_alias(value, model="IdempotencyRecord")
 
 
 def parse_alias(
-    value: object, *, model: type[Model], error: type[ArgumentError] = PurgeArgumentError
+    value: object, *, model: str, error: type[ArgumentError] = PurgeArgumentError
 ) -> str:
     """A configured database alias; ``None`` or ``""`` means where the router writes
-    ``model``."""
+    ``model`` (a model name of this app)."""
     if value is None or value == "":
-        return router.db_for_write(model) or DEFAULT_DB_ALIAS
+        written = apps.get_model("django_idempotency", model)
+        return router.db_for_write(written) or DEFAULT_DB_ALIAS
     if not isinstance(value, str) or value not in connections:
         raise error(
             "--database",
@@ -174,4 +181,102 @@ def parse_purge_args(
         older_than=parse_older_than(older_than),
         scope=parse_scope(scope),
         database=parse_database(database),
+    )
+
+
+# -- the outbox relay ----------------------------------------------------------------------
+
+DEFAULT_RELAY_BATCH_SIZE = 100
+#: Failed publishes after which a message is parked: the relay leaves it alone from then on.
+DEFAULT_MAX_ATTEMPTS = 5
+#: Messages per transaction: each batch holds its rows locked while it publishes them.
+MAX_RELAY_BATCH_SIZE = 10_000
+#: The most failed publishes a message may have before it is parked.
+MAX_RELAY_MAX_ATTEMPTS = 1000
+
+
+class RelayArgumentError(ArgumentError):
+    """A relay argument that is refused; ``option`` names it as the command spells it."""
+
+
+@dataclass(frozen=True)
+class RelayArgs:
+    """Validated relay arguments."""
+
+    older_than: timedelta
+    batch_size: int
+    database: str
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+
+def parse_relay_older_than(value: object) -> timedelta:
+    """Seconds (a number, or a string of digits), an age like ``"5m"``, or a timedelta; zero
+    sends every committed message. ``None`` is ``IDEMPOTENCY_OUTBOX_RELAY_AFTER``."""
+    option = "--older-than"
+    if value is None:
+        return app_settings.OUTBOX_RELAY_AFTER
+    # bool is an int: True would quietly mean one second.
+    if isinstance(value, bool):
+        raise RelayArgumentError(option, f"{value!r} is not a number of seconds.")
+    seconds: float
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = value
+    elif isinstance(value, str) and _SECONDS.fullmatch(value):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            return parse_age(value)
+        except ValueError as exc:
+            raise RelayArgumentError(option, str(exc)) from None
+    else:
+        raise RelayArgumentError(option, f"{value!r} is not a number of seconds.")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise RelayArgumentError(option, f"{value!r} is not zero or a positive number of seconds.")
+    if seconds > MAX_AGE.total_seconds():
+        raise RelayArgumentError(option, f"{value!r} is longer than {MAX_AGE.days} days.")
+    return timedelta(seconds=seconds)
+
+
+def parse_relay_batch_size(value: object) -> int:
+    """Messages per transaction: a whole number from 1 to :data:`MAX_RELAY_BATCH_SIZE`."""
+    return parse_whole_number(
+        value,
+        option="--batch-size",
+        default=DEFAULT_RELAY_BATCH_SIZE,
+        maximum=MAX_RELAY_BATCH_SIZE,
+        error=RelayArgumentError,
+    )
+
+
+def parse_relay_max_attempts(value: object) -> int:
+    """Failed publishes after which a message is parked: 1 to :data:`MAX_RELAY_MAX_ATTEMPTS`."""
+    return parse_whole_number(
+        value,
+        option="--max-attempts",
+        default=DEFAULT_MAX_ATTEMPTS,
+        maximum=MAX_RELAY_MAX_ATTEMPTS,
+        error=RelayArgumentError,
+    )
+
+
+def parse_relay_database(value: object) -> str:
+    """A configured alias; ``None`` means where the router writes outbox messages."""
+    return parse_alias(value, model="OutboxMessage", error=RelayArgumentError)
+
+
+def parse_relay_args(
+    *,
+    older_than: object = None,
+    batch_size: object = None,
+    database: object = None,
+    max_attempts: object = None,
+) -> RelayArgs:
+    """Check every argument; raise :class:`RelayArgumentError` on the first bad one."""
+    return RelayArgs(
+        older_than=parse_relay_older_than(older_than),
+        batch_size=parse_relay_batch_size(batch_size),
+        database=parse_relay_database(database),
+        max_attempts=parse_relay_max_attempts(max_attempts),
     )

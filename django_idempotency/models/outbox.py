@@ -1,4 +1,4 @@
-"""Query logic of the outbox: messages written in a transaction, sent once it has committed.
+"""The outbox: task messages written in a transaction, sent once it has committed.
 
 Framework-free: what "send" means (a Celery publish, for one) is a callable the caller passes;
 ``celery/outbox.py`` is the Celery side.
@@ -9,22 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
 from django.db import connections, models, router, transaction
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, Value
-from django.db.models.functions import Now
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-if TYPE_CHECKING:
-    from .models import OutboxMessage
+from ..arguments import DEFAULT_MAX_ATTEMPTS
+from .clock import before, database_now
 
 Send = Callable[["OutboxMessage"], None]
 
-
-#: Failed publishes after which a message is parked: the relay leaves it alone from then on.
-DEFAULT_MAX_ATTEMPTS = 5
 #: Characters of a failure kept on the message (an exception's text can be a whole payload).
 MAX_ERROR_LENGTH = 2000
 
@@ -138,7 +135,7 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
             kwargs=json_only(dict(kwargs or {}), "kwargs"),
             options=json_only(dict(options or {}), "options"),
             # Dated by the clock the relay judges age by (see due()).
-            created_at=_clock(alias),
+            created_at=database_now(alias),
         )
 
     def due(self, older_than: timedelta) -> OutboxMessageQuerySet:
@@ -150,15 +147,7 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
         the app server's clock dates and judges.
         """
         alias = self._write_alias()
-        clock = _clock(alias)
-        cutoff: Any
-        if isinstance(clock, datetime):
-            cutoff = clock - older_than
-        else:
-            cutoff = ExpressionWrapper(
-                clock - Value(older_than, output_field=DurationField()),
-                output_field=DateTimeField(),
-            )
+        cutoff = before(database_now(alias), older_than)
         return self.using(alias).filter(created_at__lte=cutoff)  # type: ignore[no-any-return]
 
     def parked(self) -> OutboxMessageQuerySet:
@@ -236,7 +225,7 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
         parked = attempts >= max_attempts
         # A NUL cannot be stored in a PostgreSQL text column.
         text = f"{type(error).__name__}: {error}".replace("\x00", "\\x00")[:MAX_ERROR_LENGTH]
-        now = _clock(alias)
+        now = database_now(alias)
         self.model._default_manager.using(alias).filter(pk=message.pk).update(
             attempts=attempts,
             last_error=text,
@@ -249,6 +238,87 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
         return self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
 
 
-def _clock(alias: str) -> Any:
-    """The database's ``Now()`` on PostgreSQL, the app server's time elsewhere (as the purge)."""
-    return Now() if connections[alias].vendor == "postgresql" else timezone.now()
+class OutboxMessage(models.Model):
+    """A task message written in the transaction of the operation that sends it.
+
+    It commits with the operation's other rows, or not at all; once committed it is sent and
+    deleted, right after the commit or, if that send never happens (a lost commit
+    acknowledgement, a killed worker, an unreachable broker), by the relay
+    (``celery/outbox.py``). A message may so be sent twice, never not at all: the
+    receiving task deduplicates by ``task_id``.
+    """
+
+    task_id = models.CharField(
+        _("task id"),
+        max_length=255,
+        help_text=_("The id the message is sent with; the receiving task deduplicates by it."),
+    )
+    name = models.CharField(_("task name"), max_length=255, help_text=_("The task to run."))
+    args = models.JSONField(
+        _("arguments"), default=list, blank=True, help_text=_("Positional arguments (JSON).")
+    )
+    kwargs = models.JSONField(
+        _("keyword arguments"),
+        default=dict,
+        blank=True,
+        help_text=_("Keyword arguments (JSON)."),
+    )
+    options = models.JSONField(
+        _("options"),
+        default=dict,
+        blank=True,
+        help_text=_("How the message is sent (queue, routing key, priority ...), as JSON."),
+    )
+    created_at = models.DateTimeField(
+        _("created"),
+        default=timezone.now,
+        help_text=_(
+            "When the message was written (the database's clock on PostgreSQL); the relay "
+            "sends it once it is older than IDEMPOTENCY_OUTBOX_RELAY_AFTER."
+        ),
+    )
+    attempts = models.PositiveIntegerField(
+        _("failed attempts"),
+        default=0,
+        help_text=_(
+            "Publishes of this message that failed for a reason of its own (an unreachable "
+            "broker counts none); at the relay's limit the message is parked."
+        ),
+    )
+    last_error = models.TextField(
+        _("last error"), blank=True, default="", help_text=_("Why the latest publish failed.")
+    )
+    last_attempt_at = models.DateTimeField(
+        _("last attempt"), null=True, blank=True, help_text=_("When the latest publish failed.")
+    )
+    parked_at = models.DateTimeField(
+        _("parked"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the relay gave up on this message: it is left alone until an operator "
+            "fixes the cause and unparks it (OutboxMessage.objects.parked().unpark())."
+        ),
+    )
+
+    objects = OutboxMessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("outbox message")
+        verbose_name_plural = _("outbox messages")
+        # No index on created_at: the relay walks the primary key, in which the old messages
+        # come first, and the table is nearly empty whenever the broker is up.
+        constraints = [
+            models.UniqueConstraint(fields=["task_id"], name="idempotency_outbox_task_id_uniq"),
+        ]
+        indexes = [
+            # The parked messages (the admin's filter, the relay's report): few or none.
+            models.Index(
+                fields=["parked_at"],
+                condition=Q(parked_at__isnull=False),
+                name="idempotency_outbox_parked_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.task_id}]"
