@@ -295,7 +295,7 @@ def test_an_apiview_method_can_be_decorated(post) -> None:
 
 @pytest.mark.django_db
 def test_the_decorator_without_the_mixin_is_a_configuration_error(post) -> None:
-    with pytest.raises(ImproperlyConfigured, match="IdempotentViewMixin"):
+    with pytest.raises(ImproperlyConfigured, match="IdempotentAPIViewMixin"):
         post(f"{BASE}/without-mixin/", {}, key="k")
 
 

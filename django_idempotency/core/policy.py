@@ -151,7 +151,7 @@ class HttpPolicy:
         first request: it starts the session (the answer carries the cookie); a key issued to
         a form names a session that exists. A guest who logs in keeps its keys.
         """
-        header = _header_key(request) is not None
+        header = raw_header_key(request) is not None
         return request_principal(
             request,
             guest_sessions=self.principal_option() == "session",
@@ -248,7 +248,7 @@ class HttpPolicy:
 
     def raw_idempotency_key(self, request: Any) -> str | None:
         """The key as sent: the header, else (HTML forms) the issued-key form field."""
-        header = _header_key(request)
+        header = raw_header_key(request)
         if header is not None or not self.reads_form_keys:
             return header
         value = self._field_value(request, app_settings.ISSUED_KEY_FIELD)
@@ -256,7 +256,7 @@ class HttpPolicy:
 
     def idempotency_key_is_issued(self, request: Any) -> bool:
         """A key from the form field always is; a header key when the view requires it."""
-        return _header_key(request) is None or self.idempotency_key_source == "issued"
+        return raw_header_key(request) is None or self.idempotency_key_source == "issued"
 
     def principal_option(self) -> str:
         """``idempotency_principal``, its deprecated alias, else ``IDEMPOTENCY_PRINCIPAL``."""
@@ -426,7 +426,8 @@ async def run_in_one_thread(
     return await sync_to_async(lambda: run(async_to_sync(run_view)), thread_sensitive=True)()
 
 
-def _header_key(request: Any) -> str | None:
+def raw_header_key(request: Any) -> str | None:
+    """The key header's value as sent; ``None`` without one."""
     meta_name = "HTTP_" + app_settings.HEADER.upper().replace("-", "_")
     value = request.META.get(meta_name)
     return None if value is None else str(value)

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from django_idempotency.drf import (
     IdempotentCreateMixin,
-    IdempotentViewMixin,
+    IdempotentAPIViewMixin,
     idempotent,
 )
 
@@ -204,7 +204,7 @@ class ShadowingViewSet(IdempotentCreateMixin, viewsets.GenericViewSet[Any]):
         return Response({"created": True}, status=201)
 
 
-class PlainAPIView(IdempotentViewMixin, APIView):
+class PlainAPIView(IdempotentAPIViewMixin, APIView):
     """``@idempotent`` on an ``APIView`` method."""
 
     @idempotent(scope="plain")
@@ -245,7 +245,7 @@ class GenericListCreateView(IdempotentCreateMixin, generics.ListCreateAPIView[Ex
 
 
 class DecoratedUpdatesViewSet(
-    IdempotentViewMixin,
+    IdempotentAPIViewMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet[Execution],
@@ -271,7 +271,7 @@ class DecoratedUpdatesViewSet(
 
 
 class HeldUpdatesViewSet(
-    IdempotentViewMixin,
+    IdempotentAPIViewMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet[Execution],

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.authentication import (
     JWTStatelessUserAuthentication,
 )
 
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentViewMixin, idempotent
+from django_idempotency.drf import IdempotentCreateMixin, IdempotentAPIViewMixin, idempotent
 from example_project.shop.models import Order
 
 from .models import Execution
@@ -51,7 +51,7 @@ class SettingsPrincipalProbeViewSet(ProbeViewSet):
     authentication_classes = [SessionAuthentication]
 
 
-class GuestActionViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class GuestActionViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """A guest checkout as an action: the decorator's ``principal`` option."""
 
     permission_classes = [AllowAny]

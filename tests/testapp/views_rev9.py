@@ -11,12 +11,12 @@ from rest_framework.renderers import TemplateHTMLRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from django_idempotency.drf import IdempotentViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, idempotent
 
 from .models import Execution
 
 
-class EchoQueryViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class EchoQueryViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """A create that acts on its query string (``?note=...``), as filters and options do."""
 
     queryset = Execution.objects.all()
@@ -28,7 +28,7 @@ class EchoQueryViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: i
         return Response({"note": note}, status=201)
 
 
-class NestedRefundViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class NestedRefundViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """``POST parents/<parent_pk>/refund/`` as drf-nested-routers routes it (``[^/.]+``): the
     reference is a URL kwarg that is not the view's own lookup, so the view's model is unknown."""
 
@@ -47,7 +47,7 @@ class ReadOnlyReferenceSerializer(serializers.Serializer):  # type: ignore[type-
     basket = serializers.IntegerField(read_only=True, default=0)
 
 
-class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class ReadOnlyReferenceViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """The reference names a read-only serializer field; the view reads the body itself."""
 
     queryset = Execution.objects.all()
@@ -64,7 +64,7 @@ class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  #
         return Response({"basket": request.data["basket"]}, status=201)
 
 
-class HtmlOnlyViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class HtmlOnlyViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """DRF's "HTML & Forms" pattern: a page with a form, so with the user's CSRF token."""
 
     queryset = Execution.objects.all()
