@@ -14,6 +14,7 @@ from ninja.errors import HttpError
 from django_idempotency.ninja import idempotent, idempotent_router
 from example_project.shop.ninja_api import DrfTokenBearer
 from tests.testapp.models import Execution
+from tests.testapp.views_doors import open_basket
 
 
 class ProbeIn(Schema):
@@ -94,6 +95,16 @@ guests = Router(auth=None)
 @idempotent(principal="session")
 def guest_order(request: HttpRequest, payload: ProbeIn) -> Any:
     return _answer(Execution.objects.create(label=payload.label), payload.status)
+
+
+class BasketIn(Schema):
+    product: str | None = None
+
+
+@guests.post("/basket/", response={201: dict[str, Any], 406: dict[str, Any]})
+@idempotent(principal="session", key_required=False, extra_release_status_codes=[406])
+def guest_basket(request: HttpRequest, payload: BasketIn) -> Any:
+    return open_basket(request, payload.product)
 
 
 api = NinjaAPI(urls_namespace="test-ninja", auth=DrfTokenBearer())

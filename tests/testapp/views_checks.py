@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentAPIViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin, idempotent
 
 from .models import Execution
 

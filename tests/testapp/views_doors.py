@@ -57,6 +57,24 @@ def session_view(request: HttpRequest) -> HttpResponse:
     return _answer(request, _fields(request))
 
 
+def open_basket(request: HttpRequest, product: str | None) -> HttpResponse:
+    """A guest's basket: the view creates the session to hang it on, then answers 406 without
+    a product (released by the view's own option)."""
+    if request.session.session_key is None:
+        request.session.save()  # the basket needs the session's key now
+    request.session["basket"] = "open"
+    Execution.objects.create(label="basket line")
+    if not product:
+        return JsonResponse({"product": ["This shop answers 406 here."]}, status=406)
+    return JsonResponse({"product": product}, status=201)
+
+
+@csrf_exempt
+@idempotent_view(key_required=False, principal="session", extra_release_status_codes=[406])
+def session_basket_view(request: HttpRequest) -> HttpResponse:
+    return open_basket(request, _fields(request).get("product"))
+
+
 @csrf_exempt
 @idempotent_view
 async def async_view(request: HttpRequest) -> HttpResponse:

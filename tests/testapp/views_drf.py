@@ -20,8 +20,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_idempotency.drf import (
-    IdempotentCreateMixin,
     IdempotentAPIViewMixin,
+    IdempotentCreateMixin,
     idempotent,
 )
 

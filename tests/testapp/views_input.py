@@ -17,7 +17,7 @@ from rest_framework_simplejwt.authentication import (
     JWTStatelessUserAuthentication,
 )
 
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentAPIViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin, idempotent
 from example_project.shop.models import Order
 
 from .models import Execution

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_idempotency.conf import DEFAULT_RELEASE_STATUS_CODES
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentAPIViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin, idempotent
 from example_project.shop.models import Order
 
 from .models import Execution
