@@ -27,8 +27,8 @@ from ..core.keys import MAX_KEY_LENGTH
 from ..core.problems import PROBLEM_CONTENT_TYPE
 from ..core.responses import REPLAYED_HEADER
 from . import (
-    IdempotentCreateMixin,
     IdempotentAPIViewMixin,
+    IdempotentCreateMixin,
     handler_options,
     problem_exception_handler,
 )
