@@ -60,6 +60,8 @@ OPTIONS = (
 #: Old option names, still honoured: what each became.
 DEPRECATED_OPTIONS = {"guest_sessions": 'principal="session"', "model": "database"}
 View = Callable[[], HttpResponseBase]
+#: What a door answers as a refusal (``as_refusal``): the layer's own, and a body too large.
+REFUSALS = (IdempotencyError, RequestDataTooBig)
 
 
 class HttpPolicy:
@@ -260,7 +262,7 @@ class HttpPolicy:
 
     def principal_option(self) -> str:
         """``idempotency_principal``, its deprecated alias, else ``IDEMPOTENCY_PRINCIPAL``."""
-        principal = self.idempotency_principal
+        principal: str | None = self.idempotency_principal
         if principal is None and self.idempotency_guest_sessions is not None:
             principal = "session" if self.idempotency_guest_sessions else "user"
         principal = principal or app_settings.PRINCIPAL
@@ -321,7 +323,7 @@ class HttpPolicy:
         """``perform_idempotently``, a refusal rendered by ``idempotency_refusal``."""
         try:
             return self.perform_idempotently(request, view)
-        except (IdempotencyError, RequestDataTooBig) as exc:
+        except REFUSALS as exc:
             return self.idempotency_refusal(request, as_refusal(exc))
 
     def idempotency_refusal(self, request: Any, error: IdempotencyError) -> HttpResponseBase:

@@ -6,12 +6,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponseBase
 from rest_framework.request import Request
 
-from ..core.policy import OPTIONS, perform
-from ..exceptions import IdempotencyError
+from ..core.policy import OPTIONS, REFUSALS, perform
 from .handlers import refused
 from .rendering import avoid_html, finalized, rendered
 
@@ -51,7 +50,7 @@ def idempotent(**options: Any) -> Callable[[Handler], Handler]:
                 return handler(view, request, *args, **kwargs)  # an outer handler claimed
             try:
                 return _perform(view, handler, options, request, *args, **kwargs)
-            except (IdempotencyError, RequestDataTooBig) as exc:
+            except REFUSALS as exc:
                 raise refused(exc) from exc
 
         setattr(wrapper, _MARK, dict(options))

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponseBase
 from rest_framework import exceptions as drf_exceptions
@@ -15,7 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from ..core.policy import as_refusal
+from ..core.policy import REFUSALS, as_refusal
 from ..core.problems import PROBLEM_CONTENT_TYPE, error_response, problem_document, status_title
 from ..exceptions import DatabaseUnavailable, IdempotencyError
 
@@ -41,7 +40,7 @@ class IdempotencyRefused(drf_exceptions.APIException):
 
 def refused(exc: Exception) -> Exception:
     """``exc`` as DRF should see it: a refusal (a too-large body too) as ``IdempotencyRefused``."""
-    if isinstance(exc, (IdempotencyError, RequestDataTooBig)):
+    if isinstance(exc, REFUSALS):
         return IdempotencyRefused(as_refusal(exc))
     return exc
 

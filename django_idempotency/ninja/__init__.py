@@ -82,7 +82,9 @@ class IdempotentRun:
         return wrapped
 
 
-def _wrap(run: Callable[..., Any], operation: NinjaOperation, policy: NinjaPolicy) -> Any:
+def _wrap(
+    run: Callable[..., Any], operation: NinjaOperation, policy: NinjaPolicy
+) -> Callable[..., Any]:
     if iscoroutinefunction(run):
 
         @wraps(run)
