@@ -3,7 +3,10 @@ DRF, plain-Django and ninja doors."""
 
 from __future__ import annotations
 
+import ast
 import json
+from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from django.test import Client, RequestFactory
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
+import django_idempotency
 from django_idempotency.drf import IdempotentAPIViewMixin
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.views import make_policy
@@ -85,3 +89,23 @@ def test_get_idempotency_key_answers_the_key_on_every_door(user: Any) -> None:
     assert make_policy({}).get_idempotency_key(request) == "abc"
     assert IdempotentAPIViewMixin().get_idempotency_key(drf_request) == "abc"
     assert make_policy({}).get_idempotency_ttl() == IdempotentAPIViewMixin().get_idempotency_ttl()
+
+
+def test_the_drf_mixins_old_name_still_imports_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="use IdempotentAPIViewMixin"):
+        from django_idempotency.drf import IdempotentViewMixin
+    assert IdempotentViewMixin is IdempotentAPIViewMixin
+
+
+def test_no_class_name_is_defined_twice_in_the_package() -> None:
+    """Public names do not clash: ``IdempotentViewMixin`` is the plain-Django door's only.
+    (Django's ``Command`` and ``Migration`` classes are named by convention.)"""
+    package = Path(django_idempotency.__file__).parent
+    defined: dict[str, list[str]] = defaultdict(list)
+    for path in package.rglob("*.py"):
+        if {"migrations", "commands"} & set(path.parts):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                defined[node.name].append(str(path.relative_to(package)))
+    assert {name: paths for name, paths in defined.items() if len(paths) > 1} == {}
