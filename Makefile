@@ -11,12 +11,14 @@ TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/dja
 PYTEST_ARGS ?=
 # The oldest supported stack (README, "Supported versions"), run by `make test-oldest` and CI.
 OLDEST_ENV ?= py310-django42-lowest
+# The doors that need no DRF, in an environment without it, run by `make test-nodrf` and CI.
+NODRF_ENV ?= py313-nodrf
 # tox finds python3.10 ... python3.13 on PATH; pyenv keeps them out of it unless asked.
 PYENV_PATH := $(shell for d in $$(pyenv root 2>/dev/null)/versions/3.1[0-9]*/bin; do \
 	[ -d "$$d" ] && printf '%s:' "$$d"; done)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo bootstrap test test-oldest tox lint bench clean
+.PHONY: help demo bootstrap test test-oldest test-nodrf tox lint bench clean
 
 help:
 	@echo "make demo         migrate and run the example project on http://127.0.0.1:$(PORT)/"
@@ -24,6 +26,7 @@ help:
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
 	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
 	@echo "make test-oldest  the suite on the oldest supported stack (tox -e $(OLDEST_ENV))"
+	@echo "make test-nodrf   the tests that need no DRF, with DRF not installed (tox -e $(NODRF_ENV))"
 	@echo "make tox          the whole tox matrix (README, Supported versions)"
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
@@ -80,6 +83,10 @@ TOX := PATH="$(PYENV_PATH)$$PATH" DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/tox
 
 test-oldest: bootstrap $(VENV)/.installed-tox
 	$(TOX) -e $(OLDEST_ENV)
+
+# `-m "not drf and not e2e"` on PostgreSQL; tests/conftest.py stops the run if DRF imports.
+test-nodrf: bootstrap $(VENV)/.installed-tox
+	$(TOX) -e $(NODRF_ENV) -- $(PYTEST_ARGS)
 
 tox: bootstrap $(VENV)/.installed-tox
 	$(TOX) $(ARGS)

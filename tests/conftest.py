@@ -1,27 +1,68 @@
 """Shared fixtures. Tests marked ``postgres`` need DATABASE_URL to point at PostgreSQL: they
-fail under CI (CI=true) when it does not, and are skipped only on a developer's SQLite run."""
+fail under CI (CI=true) when it does not, and are skipped only on a developer's SQLite run.
+
+Modules marked ``drf`` (``pytestmark``) need Django REST framework; without it they are not even
+imported, and the run must deselect them (``-m "not drf"``, as ``make test-nodrf`` does). Nothing
+here imports DRF or Celery at import time: the DRF clients are made inside their fixtures, the
+RabbitMQ queue comes from ``tests/celery_broker.py``."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from django.db import connection, connections
-from kombu import Connection
-from rest_framework.test import APIClient
 
-from tests.factories import TokenFactory, UserFactory
+from tests.factories import UserFactory
+
+if TYPE_CHECKING:
+    from rest_framework.test import APIClient
 
 T = TypeVar("T")
 
-#: The machine's RabbitMQ (``scripts/bootstrap.sh`` starts it).
-AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+DRF_INSTALLED = find_spec("rest_framework") is not None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """IDEMPOTENCY_TEST_NODRF (set by ``tox -e py313-nodrf``): the run proves the package works
+    without DRF, so DRF must not import; and a run without DRF must deselect the drf tests,
+    which it cannot import, rather than pass by silently leaving them out."""
+    if os.environ.get("IDEMPOTENCY_TEST_NODRF") and DRF_INSTALLED:
+        raise pytest.UsageError("IDEMPOTENCY_TEST_NODRF is set, yet rest_framework imports")
+    if not DRF_INSTALLED and "not drf" not in (config.option.markexpr or ""):
+        raise pytest.UsageError('DRF is not installed: select the other tests, -m "not drf"')
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without DRF, a test module marked ``drf`` is not imported (its imports would fail)."""
+    if DRF_INSTALLED or collection_path.suffix != ".py":
+        return None
+    return True if _marked_drf(collection_path) else None
+
+
+@cache
+def _marked_drf(module: Path) -> bool:
+    """Whether the module's ``pytestmark`` names ``pytest.mark.drf``."""
+    for statement in ast.parse(module.read_bytes()).body:
+        targets = [*getattr(statement, "targets", []), getattr(statement, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in targets):
+            return any(
+                isinstance(node, ast.Attribute)
+                and node.attr == "drf"
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "mark"
+                for node in ast.walk(statement)
+            )
+    return False
 
 
 def _on_postgres() -> bool:
@@ -60,6 +101,10 @@ def other_user(db: None) -> Any:
 
 
 def client_for(user: Any) -> APIClient:
+    from rest_framework.test import APIClient
+
+    from tests.factories import TokenFactory
+
     client = APIClient()
     token = TokenFactory(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
@@ -147,15 +192,16 @@ def assert_problem() -> ProblemCheck:
 @pytest.fixture
 def anon() -> APIClient:
     """A client with no credentials at all."""
+    from rest_framework.test import APIClient
+
     return APIClient()
 
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    """A RabbitMQ queue of this test's own, deleted afterwards with the direct exchange of the
-    same name that Celery declares for it (durable: it would stay on the shared broker)."""
-    name = f"idempotency-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    with Connection(AMQP_URL) as broker:
-        broker.default_channel.queue_delete(name)
-        broker.default_channel.exchange_delete(name)
+    """A RabbitMQ queue of this test's own (``tests/celery_broker.py``, which needs kombu: only
+    the Celery tests ask for this fixture)."""
+    from tests.celery_broker import own_queue
+
+    with own_queue() as name:
+        yield name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 
 import dj_database_url
 
@@ -15,7 +16,12 @@ ALLOWED_HOSTS = ["*"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-INSTALLED_APPS = [*example.INSTALLED_APPS, "tests.testapp"]
+# Without DRF (make test-nodrf) the example's DRF apps are left out; tests/urls.py likewise.
+DRF_APPS = ("rest_framework", "rest_framework.authtoken", "drf_spectacular")
+INSTALLED_APPS = [
+    *(app for app in example.INSTALLED_APPS if find_spec("rest_framework") or app not in DRF_APPS),
+    "tests.testapp",
+]
 MIDDLEWARE = example.MIDDLEWARE
 TEMPLATES = example.TEMPLATES
 REST_FRAMEWORK = example.REST_FRAMEWORK

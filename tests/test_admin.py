@@ -18,7 +18,7 @@ from django_idempotency.models import IdempotencyEvent, IdempotencyRecord, Outbo
 from tests.factories import IdempotencyRecordFactory, UserFactory
 from tests.test_events import probe
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 Kind = IdempotencyEvent.Kind
 RECORDS = reverse("admin:django_idempotency_idempotencyrecord_changelist")

@@ -36,6 +36,8 @@ from django_idempotency.models import IdempotencyRecord
 from tests.factories import TokenFactory
 from tests.testapp.models import Execution
 
+pytestmark = pytest.mark.drf
+
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "adopting.md"
 #: ``__module__`` of the classes the page defines.
 GUIDE_MODULE = "docs.adopting"

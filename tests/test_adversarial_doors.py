@@ -21,6 +21,8 @@ from tests.test_checkout import browser, rendered_key
 from tests.test_issued_keys import BODY as TRANSFER
 from tests.testapp.models import Execution
 
+pytestmark = pytest.mark.drf
+
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
 

@@ -15,7 +15,7 @@ from django_idempotency.models import IdempotencyRecord
 from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def post(api: Any, path: str, key: str, **extra: Any) -> Any:

@@ -13,7 +13,7 @@ from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
 # Real transactions, so that what a request leaves behind is what it committed.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.drf, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from celery.result import AsyncResult
 from django.db import connection
 
 from django_idempotency.models import IdempotencyRecord, TaskDelivery
-from tests.conftest import AMQP_URL
+from tests.celery_broker import AMQP_URL
 from tests.testapp.models import Execution
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,7 +34,6 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 from django.db.models import F
 from kombu import Connection
-from rest_framework.test import APIClient
 
 from django_idempotency.celery.outbox import (
     current_app,
@@ -45,9 +44,12 @@ from django_idempotency.models import OutboxMessage
 from django_idempotency.outbox import OutboxSendError
 from example_project.celery import app
 from example_project.shop.tasks import ship_order
-from tests.conftest import AMQP_URL
+from tests.celery_broker import AMQP_URL
 from tests.factories import OrderFactory
 from tests.soak.proxy import FaultProxy
+
+if TYPE_CHECKING:
+    from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "shop.ship_order"
@@ -125,6 +127,7 @@ def ship(client: APIClient, order: int, key: str) -> Any:
     return client.post(f"/api/orders/{order}/ship/", HTTP_IDEMPOTENCY_KEY=key)
 
 
+@pytest.mark.drf  # the example's ship action is a DRF action
 @pytest.mark.django_db(transaction=True)
 def test_a_shipment_whose_publish_failed_at_commit_is_sent_by_the_relay(
     api: APIClient, user: Any, queue: str, caplog: pytest.LogCaptureFixture
@@ -448,6 +451,27 @@ def test_a_message_that_cannot_be_published_is_parked_and_the_rest_go(
         assert OutboxMessage.objects.parked().unpark() == 1
         assert OutboxMessage.objects.get().attempts == 0
     assert drain(queue) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_whose_frame_the_broker_refuses_is_parked_and_the_rest_go(
+    queue: str, unreachable: None
+) -> None:
+    """A header bigger than the connection's frame size: RabbitMQ answers with FRAME_ERROR and
+    closes the whole connection, which looks like a broker out of reach. The message, not the
+    broker, is at fault: it must count its attempts and be parked, not stop every relay."""
+    with transaction.atomic():
+        bad = send_on_commit(ship_order.s(1).set(headers={"trace": "x" * 300_000}))
+        good = send_on_commit(ship_order.s(2))
+    assert outbox() == [(bad, 0), (good, 0)]  # the broker was down at the commit
+
+    with broker(AMQP_URL, queue):
+        result = relay_outbox(app=app, older_than=0, max_attempts=1)
+        assert (result.sent, result.parked) == (1, 1)
+        assert task_ids(drain(queue)) == [good]
+    message = OutboxMessage.objects.get()
+    assert (message.task_id, message.attempts) == (bad, 1)
+    assert "FRAME_ERROR" in message.last_error
 
 
 @pytest.mark.django_db(transaction=True)

@@ -24,7 +24,7 @@ from tests.testapp import views_checks, views_drf
 
 # Django 6.1 runs the model checks against every database alias (a JSONField asks SQLite
 # whether it supports JSON), so the checks need database access like `manage.py check` has.
-pytestmark = pytest.mark.django_db(databases="__all__")
+pytestmark = [pytest.mark.drf, pytest.mark.django_db(databases="__all__")]
 
 
 #: Views the test project routes although they are misconfigured, to test what a request to
@@ -80,6 +80,21 @@ def test_the_default_settings_pass() -> None:
 def test_bad_settings_are_reported(overrides: dict[str, Any], expected: str) -> None:
     with override_settings(**overrides):
         assert idempotency_ids() == [f"django_idempotency.{expected}"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"IDEMPOTENCY_TTL": timedelta.max},  # "keep them for ever"
+        {"IDEMPOTENCY_TTL": 10**12},  # seconds: some 31,700 years
+        {"IDEMPOTENCY_REFERENCE_TTL": timedelta.max},
+    ],
+)
+def test_a_lifetime_no_date_can_hold_is_reported(overrides: dict[str, Any]) -> None:
+    """Now plus such a lifetime is past year 9999: every keyed request was a 500
+    (``OverflowError: date value out of range``) although the checks passed."""
+    with override_settings(**overrides):
+        assert idempotency_ids() == ["django_idempotency.E002"]
 
 
 #: A value of each setting that must not pass, and the id it is reported under. Keyed by the
@@ -204,7 +219,8 @@ def test_the_routed_views_are_judged() -> None:
 
 @override_settings(ROOT_URLCONF="tests.urls_view_checks")
 def test_views_are_found_through_includes_namespaces_and_decorators() -> None:
-    assert view_messages() == [
+    # Sorted: the checks run in the registry's order, which random test order can change.
+    assert sorted(view_messages(), key=str) == [
         ("django_idempotency.E007", views_checks.HiddenCreateViewSet),
         ("django_idempotency.E030", views_checks.WithoutMixinView),
     ]
@@ -261,3 +277,11 @@ def test_every_check_id_is_documented() -> None:
     documented = set(pattern.findall((root / "docs" / "settings.md").read_text()))
     assert in_code, "no check id found in the package"
     assert in_code <= documented, sorted(in_code - documented)
+
+
+@override_settings(ROOT_URLCONF="tests.urls_view_order")
+def test_the_mixin_listed_after_the_drf_view_class_is_reported(api) -> None:
+    # What goes wrong at run time: the key on the undecorated PUT is silently ignored.
+    put = api.put("/misordered/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert put.status_code == 200
+    assert view_messages() == [("django_idempotency.E030", views_checks.MixinAfterViewClassView)]

@@ -13,7 +13,7 @@ from django_idempotency.models import IdempotencyRecord
 from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.drf, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def post_probe(

@@ -16,6 +16,8 @@ from django_idempotency.once import run_once
 from example_project.shop.models import GatewayCharge, Payment
 from tests.factories import OrderFactory
 
+pytestmark = pytest.mark.drf
+
 FP = "f" * 64  # the operation's fingerprint
 PRINTABLE = {chr(code) for code in range(0x20, 0x7F)}
 

@@ -31,7 +31,7 @@ from django_idempotency.core.responses import StoredResponse
 from django_idempotency.drf.handlers import _problem_code
 from django_idempotency.exceptions import IdempotencyError
 
-pytestmark = pytest.mark.docs
+pytestmark = [pytest.mark.drf, pytest.mark.docs]
 
 ROOT = Path(__file__).resolve().parent.parent
 

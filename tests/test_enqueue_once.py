@@ -18,6 +18,8 @@ from example_project.celery import app
 from example_project.shop.models import CarrierBooking, Shipment
 from tests.factories import OrderFactory
 
+pytestmark = pytest.mark.drf
+
 
 @pytest.fixture
 def sent() -> Iterator[list[str]]:

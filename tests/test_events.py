@@ -16,6 +16,8 @@ from rest_framework.test import APIClient
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 from tests.conftest import client_for, race
 
+pytestmark = pytest.mark.drf
+
 Kind = IdempotencyEvent.Kind
 EVENT_TABLE = IdempotencyEvent._meta.db_table
 RECORD_TABLE = IdempotencyRecord._meta.db_table

@@ -10,7 +10,7 @@ from django.test.client import encode_multipart
 from django_idempotency.core.fingerprint import canonical_json, request_fingerprint
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 JSON = "application/json"
 

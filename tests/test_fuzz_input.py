@@ -18,7 +18,7 @@ from example_project.shop.models import Payment
 from tests.conftest import client_for
 from tests.factories import OrderFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 FUZZ_SETTINGS = settings(
     max_examples=400,

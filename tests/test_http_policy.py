@@ -4,46 +4,31 @@ DRF, plain-Django and ninja doors."""
 from __future__ import annotations
 
 import ast
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client, RequestFactory
-from rest_framework.authtoken.models import Token
-from rest_framework.request import Request
+from django.test import Client
 
 import django_idempotency
-from django_idempotency.drf import IdempotentAPIViewMixin
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.views import make_policy
+from tests.test_ninja import bearer
+from tests.test_views_door import logged_in, post_json
 from tests.testapp.models import Execution
 
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def post_json(client: Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
-    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
-    return client.post(path, json.dumps(body), content_type="application/json", **headers)
+DOOR_PREFIX = {"plain": "/test/doors/", "ninja": "/test/doors/ninja/"}
+#: The test ninja API authenticates with the user's DRF token.
+DOORS = ["plain", pytest.param("ninja", marks=pytest.mark.drf)]
 
 
 def door_client(door: str, user: Any) -> Client:
-    if door == "ninja":
-        token, _ = Token.objects.get_or_create(user=user)
-        return Client(HTTP_AUTHORIZATION=f"Bearer {token.key}")
-    return logged_in(user)
-
-
-DOOR_PREFIX = {"plain": "/test/doors/", "ninja": "/test/doors/ninja/"}
+    return bearer(user) if door == "ninja" else logged_in(user)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("door", ["plain", "ninja"])
+@pytest.mark.parametrize("door", DOORS)
 def test_reference_url_kwarg_names_one_order_whatever_its_spelling(
     door: str, user: Any, assert_problem: Any
 ) -> None:
@@ -59,7 +44,7 @@ def test_reference_url_kwarg_names_one_order_whatever_its_spelling(
 
 
 @pytest.mark.django_db(databases=["default", "other"], transaction=True)
-@pytest.mark.parametrize("door", ["plain", "ninja"])
+@pytest.mark.parametrize("door", DOORS)
 def test_the_database_option_puts_the_record_beside_the_views_rows(door: str, user: Any) -> None:
     client = door_client(door, user)
     first = post_json(client, f"{DOOR_PREFIX[door]}other-database/", {}, key="k")
@@ -76,25 +61,6 @@ def test_the_model_option_is_a_deprecated_alias_of_database() -> None:
         policy = make_policy({"model": Execution})
     assert policy.get_idempotency_database() == "default"  # the router's answer for it
     assert make_policy({"database": "other"}).get_idempotency_database() == "other"
-
-
-@pytest.mark.django_db
-def test_get_idempotency_key_answers_the_key_on_every_door(user: Any) -> None:
-    """One hook, one type: the key as a string (the plain door answered a tuple before)."""
-    request = RequestFactory().post("/", HTTP_IDEMPOTENCY_KEY='"abc"')
-    request.user = user
-    drf_request = Request(request)
-    drf_request.user = user
-
-    assert make_policy({}).get_idempotency_key(request) == "abc"
-    assert IdempotentAPIViewMixin().get_idempotency_key(drf_request) == "abc"
-    assert make_policy({}).get_idempotency_ttl() == IdempotentAPIViewMixin().get_idempotency_ttl()
-
-
-def test_the_drf_mixins_old_name_still_imports_with_a_warning() -> None:
-    with pytest.warns(DeprecationWarning, match="use IdempotentAPIViewMixin"):
-        from django_idempotency.drf import IdempotentViewMixin
-    assert IdempotentViewMixin is IdempotentAPIViewMixin
 
 
 def test_no_class_name_is_defined_twice_in_the_package() -> None:

@@ -13,7 +13,7 @@ from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Transfer
 from example_project.shop.views import TransferViewSet
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 BODY = {"amount": "12.50", "to": "bob"}
 

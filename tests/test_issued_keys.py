@@ -31,6 +31,8 @@ from example_project.shop.models import Order, Transfer
 from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 
+pytestmark = pytest.mark.drf
+
 KEYS = "/api/idempotency-keys/"
 TRANSFERS = "/api/transfers/"
 BODY = {"amount": "12.50", "to": "DE89 3704 0044 0532 0130 00"}
@@ -317,6 +319,24 @@ class TestKeyAge:
                 assert "nothing was carried out" in refused["detail"]
         assert door.rows() == 0
         assert not IdempotencyRecord.objects.exists()
+
+    def test_a_key_issued_by_a_server_whose_clock_runs_ahead_never_outlives_its_record(
+        self, door: Door, user: Any, app_clock: Any
+    ) -> None:
+        """The key's age is read from the issuing server's clock, the record's from the
+        database's: a key stamped minutes ahead must not still start an operation once the
+        record of the operation it started has expired (that retry would run it again)."""
+        client = door.client(user)
+        lifetime = timedelta(seconds=2)
+        with override_settings(IDEMPOTENCY_ISSUED_KEY_MAX_AGE=lifetime, IDEMPOTENCY_TTL=lifetime):
+            app_clock(MINUTES)  # the server that issued the key runs ten minutes ahead
+            key = door.issue(client, user)
+            app_clock(timedelta(0))
+            first = door.send(client, key, "a")
+            assert first.status_code in (201, 303), first.content
+            time.sleep(lifetime.total_seconds() + 0.5)  # the record's lifetime passes
+            again = door.send(client, key, "a")
+        assert door.rows() == 1, again.status_code
 
     @pytest.mark.postgres
     def test_a_server_whose_clock_runs_ahead_accepts_a_fresh_key(

@@ -22,7 +22,7 @@ from django_idempotency.models import IdempotencyRecord
 from tests.conftest import client_for
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 PROBE = "/test/w11/issued-ttl-probe/"
 ACTION = "/test/w11/issued-ttl-probe/poke/"

@@ -17,7 +17,7 @@ from example_project.shop.models import Order, Payment
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 # Printable ASCII without the quote and the comma (a list), so the unquoted form is valid.
 KEY_ALPHABET = "".join(c for c in string.printable[:95] if c not in '" ,')

@@ -11,7 +11,7 @@ from django_idempotency.drf.schema import KEY_PATTERN
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 @pytest.mark.parametrize("raw", ["a,b", "a, b", "a,a", "k1 ,k2", '"a", "b"', '"a",b', "a,"])

@@ -11,6 +11,8 @@ from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Note
 from tests.testapp.models import Execution
 
+pytestmark = pytest.mark.drf
+
 
 @pytest.mark.parametrize(
     ("raw", "key"),

@@ -11,7 +11,7 @@ from django.urls import resolve
 
 from example_project.landing import ENDPOINTS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def test_the_landing_page_lists_every_endpoint_with_curl() -> None:

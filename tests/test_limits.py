@@ -11,7 +11,7 @@ from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Note
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 BIG = {"label": "x" * 2000}
 

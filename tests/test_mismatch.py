@@ -8,7 +8,7 @@ from django.test import override_settings
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def stored_state(record: IdempotencyRecord) -> tuple[object, ...]:

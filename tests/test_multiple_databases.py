@@ -7,7 +7,10 @@ import pytest
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db(databases=["default", "other"], transaction=True)
+pytestmark = [
+    pytest.mark.drf,
+    pytest.mark.django_db(databases=["default", "other"], transaction=True),
+]
 
 
 def test_the_record_is_stored_on_the_views_database(post) -> None:

@@ -15,13 +15,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
-from rest_framework.authtoken.models import Token
 
 from django_idempotency.models import IdempotencyRecord
 from django_idempotency.ninja import idempotent, idempotent_router
 from example_project.shop.models import Order
 from tests.conftest import race
-from tests.factories import TokenFactory
 from tests.testapp.models import Execution
 
 DOORS = ["/ninja/orders/", "/ninja/async/orders/"]
@@ -29,9 +27,16 @@ PROBES = ["/test/doors/ninja/probe/", "/test/doors/ninja/async-probe/"]
 ORDER = {"item": "book", "quantity": 2}
 
 
+def token_of(user: Any) -> str:
+    """The user's DRF token: the example's ninja API takes it as a Bearer token (so the tests
+    that log in with it are marked ``drf``; the rest of this module runs without DRF)."""
+    from rest_framework.authtoken.models import Token
+
+    return str(Token.objects.get_or_create(user=user)[0].key)
+
+
 def bearer(user: Any) -> Client:
-    token, _ = Token.objects.get_or_create(user=user)  # the user's DRF token
-    return Client(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token_of(user)}")
 
 
 def send(client: Client, path: str, body: Any, key: str | None = None) -> Any:
@@ -44,6 +49,7 @@ def ninja(user: Any) -> Client:
     return bearer(user)
 
 
+@pytest.mark.drf
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", DOORS)
 class TestExampleOperations:
@@ -52,7 +58,7 @@ class TestExampleOperations:
         assert response.status_code == 201, response.content
         order = Order.objects.get()
         assert response["Location"] == f"/api/orders/{order.pk}/"
-        drf = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+        drf = Client(HTTP_AUTHORIZATION=f"Token {token_of(user)}")
         listed = drf.get("/api/orders/").json()
         assert listed == [response.json()]  # same shape, same bytes per field as DRF's
 
@@ -92,6 +98,7 @@ class TestExampleOperations:
         assert Order.objects.count() == 2
 
 
+@pytest.mark.drf
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", PROBES)
 class TestRouter:
@@ -134,11 +141,12 @@ def test_openapi_documents_the_header_and_refusals() -> None:
         assert "201" in operation["responses"]
 
 
+@pytest.mark.drf
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", DOORS)
 def test_concurrent_copies_run_once(user: Any, path: str) -> None:
-    token = TokenFactory(user=user).key
+    token = token_of(user)
     copies = 8
     clients = [Client(HTTP_AUTHORIZATION=f"Bearer {token}") for _ in range(copies)]
     responses = race(copies, lambda index: send(clients[index], path, ORDER, key="storm"))
@@ -151,6 +159,7 @@ PAYMENTS = "/test/doors/ninja/payments/"
 REFUNDS = "/test/doors/ninja/refunds/"
 
 
+@pytest.mark.drf
 @pytest.mark.django_db(transaction=True)
 class TestScopeIsTheRoute:
     """Two routers each with ``def create`` (ninja names both URLs ``create``) are two routes, and
@@ -196,12 +205,13 @@ class TestScopeIsTheRoute:
         ]
 
 
+@pytest.mark.drf
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_payment_and_refund_race_each_runs_once(user: Any) -> None:
     """Copies of a payment and of a refund of one order under one key, all at once: one of
     each, every copy answered with its own route's response."""
-    token = TokenFactory(user=user).key
+    token = token_of(user)
     copies = 8
     clients = [Client(HTTP_AUTHORIZATION=f"Bearer {token}") for _ in range(copies)]
     paths = [PAYMENTS if index % 2 else REFUNDS for index in range(copies)]
@@ -250,6 +260,7 @@ def test_router_over_an_opaque_view_decorator_is_a_clear_startup_error() -> None
         api.urls  # noqa: B018
 
 
+@pytest.mark.drf
 @pytest.mark.django_db(transaction=True)
 class TestDecoratedTwice:
     """The example of that: one claim per request, the operation's own options, the router's

@@ -13,7 +13,7 @@ from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Note
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def test_the_default_limit_fits_an_echo_of_the_largest_accepted_request(settings) -> None:

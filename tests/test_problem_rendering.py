@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from django_idempotency import exceptions
 from django_idempotency.core.problems import error_response
 from django_idempotency.core.responses import StoredResponse
+
+pytestmark = pytest.mark.drf
 
 
 def drf_spelling(body: bytes) -> bytes:

@@ -11,6 +11,8 @@ from django_idempotency import exceptions
 from django_idempotency.core.problems import error_response
 from tests.factories import OrderFactory
 
+pytestmark = pytest.mark.drf
+
 ERRORS = [
     (exceptions.InvalidKey(), 400, "invalid-idempotency-key"),
     (exceptions.MissingKey(), 400, "missing-idempotency-key"),

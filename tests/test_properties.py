@@ -28,6 +28,8 @@ from tests.conftest import client_for
 from tests.e2e.faults.figures import HOSTILE, SECURITY, measure
 from tests.factories import OrderFactory
 
+pytestmark = pytest.mark.drf
+
 PRINTABLE = "".join(chr(code) for code in range(0x20, 0x7F))
 PROPERTY_SETTINGS = settings(
     max_examples=150,

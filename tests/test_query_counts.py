@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_idempotency.core.engine import HotPath, hot_path
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.drf, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ORDER = {"item": "x", "quantity": 1}
 

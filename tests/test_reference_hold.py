@@ -19,7 +19,7 @@ from example_project.shop.models import Payment
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 State = IdempotencyRecord.State
 

@@ -8,7 +8,7 @@ from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Payment
 from tests.factories import OrderFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.conftest import race
 from tests.factories import OrderFactory
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 JSON = "application/json"
 
@@ -253,3 +253,18 @@ def test_a_primary_key_costs_no_query_and_a_hyperlink_one(api, user) -> None:
     by_pk = replay_statements("/test/input/pay-pk/", str(order.pk))
     by_link = replay_statements("/test/input/pay-hyperlinked/", f'"/api/orders/{order.pk}/"')
     assert by_link == by_pk + 1
+
+
+@pytest.mark.parametrize("spelling", ["0{n}", "+{n}", "%20{n}"])
+def test_a_url_kwarg_of_another_lookup_field_names_one_object_whatever_its_spelling(
+    api, assert_problem, user, spelling: str
+) -> None:
+    """``lookup_field = "quantity"`` (an integer field, as a public order number): the view's
+    lookup reads ``07`` and ``7`` as one order, so a second key must not ship it again."""
+    order = OrderFactory(owner=user, quantity=7)
+    first = pay(api, "/test/input/ship-by-quantity/7/ship/", "{}", "s1")
+    assert first.status_code == 201, first.content
+    path = f"/test/input/ship-by-quantity/{spelling.format(n=7)}/ship/"
+    again = pay(api, path, "{}", "s2")
+    assert_problem(again, 409, "idempotency-reference-conflict")
+    assert list(Execution.objects.values_list("label", flat=True)) == [f"ship {order.pk}"]

@@ -13,6 +13,8 @@ from example_project.shop.models import Payment, Refund
 from tests.conftest import client_for, race
 from tests.factories import OrderFactory
 
+pytestmark = pytest.mark.drf
+
 
 def payment_of(user: Any, amount: str = "50.00") -> Payment:
     order = OrderFactory(owner=user)

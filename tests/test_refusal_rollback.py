@@ -9,7 +9,7 @@ from django.db import connection
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.drf, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from django_idempotency.models import IdempotencyRecord
 from django_idempotency.views import make_policy
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 # The documented default, spelled out so that a change to it fails here.
 RELEASED_BY_DEFAULT = [400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429]

@@ -9,7 +9,7 @@ from django_idempotency.models import IdempotencyRecord
 from example_project.shop.models import Order
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 DATE = "Tue, 01 Jan 2030 00:00:00 GMT"
 PROBE = {

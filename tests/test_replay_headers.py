@@ -9,7 +9,7 @@ from django_idempotency.conf import is_never_stored
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 HEADERS = {
     "X-Order-Id": "42",

@@ -17,6 +17,8 @@ from django_idempotency.drf.schema import KEY_PATTERN
 from example_project.shop.models import Order
 from example_project.shop.serializers import OrderSerializer
 
+pytestmark = pytest.mark.drf
+
 PROBLEM_REF = "#/components/schemas/Problem"
 IDEMPOTENT_POSTS = {"/api/orders/": True, "/api/payments/": True, "/api/notes/": False}
 

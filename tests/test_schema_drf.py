@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django.urls import include, path
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from rest_framework.routers import SimpleRouter
 
 from tests.testapp.views_drf import PlainAPIView, UnwrappedRoutesViewSet
+
+pytestmark = pytest.mark.drf
 
 router = SimpleRouter()
 router.register("things", UnwrappedRoutesViewSet, basename="thing")

@@ -13,7 +13,7 @@ from example_project.shop.models import Order
 from tests.factories import OrderFactory, TokenFactory
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def test_two_users_with_one_key_are_two_operations(post, other_api) -> None:

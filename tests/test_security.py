@@ -24,7 +24,7 @@ from example_project.shop.models import Order
 from tests.e2e.faults.figures import SECURITY, measure
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 ALICE = "probe-list|auth.user:1"
 BOB = "probe-list|auth.user:2"

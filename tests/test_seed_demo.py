@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from example_project.shop.models import Order, Payment
 from tests.factories import OrderFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def seed() -> str:

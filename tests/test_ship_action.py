@@ -13,7 +13,7 @@ from django_idempotency.celery.outbox import _publish_committed
 from django_idempotency.models import OutboxMessage
 from tests.factories import OrderFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def test_the_url_name_is_kept(user: Any) -> None:

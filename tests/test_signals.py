@@ -18,6 +18,8 @@ from django_idempotency.signals import request_conflicted, response_replayed, re
 from tests.conftest import client_for, race
 from tests.test_events import probe
 
+pytestmark = pytest.mark.drf
+
 
 class Received(list[dict[str, Any]]):
     """Every call of one signal: its keyword arguments plus ``sender``."""

@@ -2,7 +2,7 @@ import pytest
 
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 
 def test_first_request_runs_and_retry_replays(post):

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.http import HttpResponse
 from django.template import TemplateSyntaxError, engines
 from django.test import AsyncClient, Client, RequestFactory
 
@@ -22,6 +25,7 @@ from django_idempotency.views import idempotent_view
 from example_project.shop.models import Payment
 from tests.conftest import race
 from tests.factories import OrderFactory
+from tests.testapp import views_doors
 from tests.testapp.models import Execution
 
 KEY_INPUT = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -129,6 +133,27 @@ class TestFunctionView:
             idempotent_view(keysource="issued")(lambda request: None)
 
 
+@pytest.mark.parametrize(
+    "already",
+    [
+        pytest.param(lambda: idempotent_view(_execution_view), id="idempotent_view"),
+        pytest.param(
+            lambda: login_required(idempotent_view(_execution_view)), id="under-another-decorator"
+        ),
+        pytest.param(lambda: views_doors.ClassView.as_view(), id="IdempotentViewMixin"),
+    ],
+)
+def test_a_view_made_idempotent_twice_is_refused_when_decorated(already: Any) -> None:
+    """The inner claim meets the outer one's row, in flight in the same transaction: every
+    request waited the lock timeout and got 409 "send it again", which never passes."""
+    with pytest.raises(ImproperlyConfigured, match="already"):
+        idempotent_view(already())
+
+
+def _execution_view(request: Any) -> Any:
+    return HttpResponse(status=201)
+
+
 @pytest.mark.django_db
 class TestClassBasedView:
     path = "/test/doors/class/"
@@ -175,6 +200,26 @@ class TestSessionPrincipal:
         response = stranger.post(self.path, {"idempotency_key": key})
         assert response.status_code == 400
         assert Execution.objects.count() == 0
+
+    def test_a_guest_who_logs_in_gets_the_replay_of_its_form(
+        self, user: Any, other_user: Any
+    ) -> None:
+        """The form was sent as a guest, the answer lost; the visitor logs in and the browser
+        resends it. The key names the guest's session, which the login carried to the user:
+        a refusal would tell them to open the form again, and that would run it twice."""
+        visitor = Client()
+        key = rendered_key(visitor, self.path)
+        first = visitor.post(self.path, {"label": "s", "idempotency_key": key})
+        assert first.status_code == 201
+        assert visitor.login(username=user.username, password="secret")
+        again = visitor.post(self.path, {"label": "s", "idempotency_key": key})
+        assert again.status_code == 201, again.content
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.content == first.content
+        assert Execution.objects.count() == 1
+        # Another account never gets the guest's key.
+        stranger = logged_in(other_user)
+        assert stranger.post(self.path, {"label": "s", "idempotency_key": key}).status_code == 400
 
     def test_no_session_no_key(self) -> None:
         # A guest without a stored session has no principal to hold a key: refused, nothing runs.

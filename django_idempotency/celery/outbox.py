@@ -214,16 +214,27 @@ def _confirming_producer(app: Celery) -> Iterator[Producer]:
 
 def _unavailable(error: BaseException, connection: Connection) -> bool:
     """Whether ``error`` (or what caused it) says the broker is out of reach, not the message
-    at fault: a connection error, a timeout, a confirm refused (``basic.nack``)."""
+    at fault: a connection error, a timeout, a confirm refused (``basic.nack``). A connection
+    the broker closed over a frame of this message (``FRAME_ERROR``: a header larger than the
+    frame size) is the message's fault: it would stop every relay at the same message."""
     kinds = tuple(connection.connection_errors) + tuple(connection.recoverable_connection_errors)
+    chain = list(_causes(error))
+    if any(getattr(cause, "reply_code", None) in _REFUSED_FRAME_CODES for cause in chain):
+        return False
+    return any(isinstance(cause, kinds) for cause in chain)
+
+
+#: AMQP replies that blame the frames the client sent (frame-error, syntax-error).
+_REFUSED_FRAME_CODES = frozenset({501, 502})
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, kinds):
-            return True
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
 
 
 def current_app() -> Celery:

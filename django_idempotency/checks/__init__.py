@@ -119,8 +119,14 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: The longest lifetime: now plus it must still be a date (``datetime`` ends with year 9999).
+_MAX_DURATION = timedelta(days=365 * 1000)
+
+
 def _is_duration(value: Any) -> bool:
-    return isinstance(value, timedelta) or _is_number(value)
+    if isinstance(value, timedelta):
+        return abs(value) <= _MAX_DURATION
+    return _is_number(value) and abs(value) <= _MAX_DURATION.total_seconds()  # nan: False
 
 
 def _is_status(value: Any) -> bool:
@@ -152,7 +158,7 @@ def _positive(value: timedelta) -> bool:
 # PostgreSQL's lock_timeout is a whole number of milliseconds up to 2**31 - 1.
 _MAX_LOCK_TIMEOUT = (2**31 - 1) / 1000
 
-_SECONDS = "a timedelta or a number of seconds"
+_SECONDS = "a timedelta or a number of seconds, at most 1000 years"
 _HEADER_NAMES = "a list of header names"
 
 #: One rule per ``conf.Settings`` property, by its name without the ``IDEMPOTENCY_`` prefix.

@@ -86,6 +86,18 @@ def check_idempotent_without_mixin(app_configs: Any = None, **kwargs: Any) -> li
     messages: list[CheckMessage] = []
     for view in routed_view_classes():
         if issubclass(view, IdempotentAPIViewMixin):
+            if _mixin_after_view_class(view, IdempotentAPIViewMixin):
+                messages.append(
+                    Error(
+                        f"{view.__module__}.{view.__qualname__} lists IdempotentAPIViewMixin after "
+                        "DRF's view class: its initial() and handle_exception() never run, so "
+                        "a key on an undecorated unsafe handler is silently ignored.",
+                        hint="Move IdempotentAPIViewMixin (or IdempotentCreateMixin) before the "
+                        "DRF view class in the view's bases.",
+                        obj=view,
+                        id="django_idempotency.E030",
+                    )
+                )
             continue
         handlers = _idempotent_handlers(view)
         if handlers:
@@ -101,6 +113,15 @@ def check_idempotent_without_mixin(app_configs: Any = None, **kwargs: Any) -> li
                 )
             )
     return messages
+
+
+def _mixin_after_view_class(view: type, mixin: type) -> bool:
+    """DRF's ``APIView`` comes before ``mixin`` in the view's MRO: ``APIView.initial()`` does
+    not call ``super()``, so the mixin's hooks are skipped."""
+    from rest_framework.views import APIView
+
+    mro = view.__mro__
+    return APIView in mro and mro.index(APIView) < mro.index(mixin)
 
 
 def _idempotent_handlers(view: type) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
@@ -159,7 +159,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
         response=stored,
         keep_reference=holds_reference(stored.status, operation.reference_status_codes),
         now=timezone.now(),
-        ttl=operation.ttl,
+        ttl=_lifetime(operation, claimed.at),
         reference_ttl=app_settings.REFERENCE_TTL,
     )
     transaction.on_commit(
@@ -181,6 +181,15 @@ def _too_old(key_expires_at: datetime | None, claimed_at: datetime) -> bool:
     if key_expires_at is None:
         return False
     return _aware(claimed_at) > _aware(key_expires_at)
+
+
+def _lifetime(operation: Operation, claimed_at: datetime) -> timedelta:
+    """The record's TTL, stretched to outlive its issued key: the key's stamp comes from the
+    issuing server's clock, which may run ahead of the store's, and a key that could still
+    start an operation after its record expired would run that operation again."""
+    if operation.key_expires_at is None:
+        return operation.ttl
+    return max(operation.ttl, _aware(operation.key_expires_at) - _aware(claimed_at))
 
 
 def _aware(moment: datetime) -> datetime:

@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.http.request import RawPostDataException
 
 from ..conf import PRINCIPALS, app_settings, as_timedelta
-from ..exceptions import IdempotencyError, MissingKey, PayloadTooLarge
+from ..exceptions import IdempotencyError, InvalidIssuedKey, MissingKey, PayloadTooLarge
 from ..models import IdempotencyRecord
 from .endpoints import route_endpoint
 from .engine import perform_once, should_store
@@ -31,7 +31,7 @@ from .fingerprint import read_body, request_fingerprint
 from .issued_keys import key_expires_at, record_ttl, verify_issued_key
 from .keys import parse_key
 from .operation import Operation
-from .principals import request_principal, scope_after_login
+from .principals import carried_guest_principal, request_principal, scope_after_login
 from .references import storable
 from .sessions import restore_session, session_key
 
@@ -135,8 +135,7 @@ class HttpPolicy:
                 where += f" or an issued key in the {app_settings.ISSUED_KEY_FIELD!r} field"
             raise MissingKey(f"This endpoint requires {where}.")
         if self.idempotency_key_is_issued(request):
-            endpoint = self.get_idempotency_endpoint(request)
-            verify_issued_key(key, principal=principal, endpoint=endpoint)
+            self._verify_issued_key(request, key, principal)
         return key
 
     def get_idempotency_key_required(self) -> bool:
@@ -329,6 +328,20 @@ class HttpPolicy:
     def idempotency_refusal(self, request: Any, error: IdempotencyError) -> HttpResponseBase:
         """The door's answer to a refusal; by default it is raised for the framework."""
         raise error
+
+    def _verify_issued_key(self, request: Any, key: str, principal: str) -> None:
+        endpoint = self.get_idempotency_endpoint(request)
+        try:
+            verify_issued_key(key, principal=principal, endpoint=endpoint)
+        except InvalidIssuedKey:
+            # A key issued to the guest this user was before logging in (the form was sent as
+            # a guest, the answer lost): its retry is the guest's, ``scope_after_login`` finds
+            # its record. Refusing it would send them to a fresh form, and a second run.
+            session = self.principal_option() == "session"
+            guest = carried_guest_principal(request) if session else None
+            if guest is None:
+                raise
+            verify_issued_key(key, principal=guest, endpoint=endpoint)
 
     def _url_kwargs(self, request: Any) -> Mapping[str, Any]:
         own = getattr(self, "kwargs", None)  # a class-based view's

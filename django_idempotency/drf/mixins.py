@@ -18,7 +18,7 @@ from ..core.policy import HttpPolicy, configure, raw_header_key
 from ..exceptions import KeyNotSupported
 from .decorators import Handler, handler_options, idempotent, idempotent_options
 from .handlers import refused
-from .references import primary_key, reference_for, serializer_field
+from .references import lookup_value, reference_for, serializer_field
 
 _H = TypeVar("_H", bound=Handler)
 
@@ -68,7 +68,7 @@ class IdempotentAPIViewMixin(HttpPolicy):
 
     def normalise_idempotency_reference(self, name: str, value: Any) -> Any:
         """A URL kwarg's value as the view's lookup reads it (``01`` is row 1)."""
-        return primary_key(self, name, value)
+        return lookup_value(self, name, value)
 
     def http_request(self, request: Request) -> HttpRequest:
         return request._request

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.exceptions import ValidationError
 from rest_framework.fields import Field, empty
@@ -101,16 +102,25 @@ def serializer_field(view: Any, name: str) -> Field | None:  # type: ignore[type
     return None if serializer is None else serializer.fields.get(name)
 
 
-def primary_key(view: Any, url_kwarg: str, value: Any) -> Any:
-    """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference."""
+def lookup_value(view: Any, url_kwarg: str, value: Any) -> Any:
+    """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference.
+
+    The lookup field's own conversion is the one its query applies: an integer or UUID
+    field (a public order number) canonicalises as the primary key does, a slug keeps it.
+    """
     model = getattr(getattr(view, "queryset", None), "model", None)
     lookup_field = getattr(view, "lookup_field", None)
     lookup_kwarg = getattr(view, "lookup_url_kwarg", None) or lookup_field
     if model is None or url_kwarg != lookup_kwarg:
         return same_integer(value)  # a nested route's ``payment_pk``: any integer spelling
-    if lookup_field not in ("pk", model._meta.pk.name):
-        return value  # a slug: only the primary key has a canonical spelling here
     try:
-        return model._meta.pk.to_python(value)
+        field = model._meta.pk if lookup_field == "pk" else model._meta.get_field(lookup_field)
+    except FieldDoesNotExist:
+        return value  # a lookup across relations (``order__number``): as sent
+    to_python = getattr(field, "to_python", None)
+    if to_python is None:
+        return value  # a reverse relation: nothing to convert with
+    try:
+        return to_python(value)
     except (DjangoValidationError, TypeError, ValueError):
         return value  # the lookup answers 404, which releases the key

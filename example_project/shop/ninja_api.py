@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Schema, Status
 from ninja.security import HttpBearer
 from pydantic import field_validator
-from rest_framework.authtoken.models import Token
 
 from django_idempotency.ninja import idempotent
 
@@ -19,6 +18,9 @@ from .models import Order
 
 class DrfTokenBearer(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Any:
+        # Imported here: the rest of this API, and the tests of it, run without DRF installed.
+        from rest_framework.authtoken.models import Token
+
         found = Token.objects.select_related("user").filter(key=token).first()
         return found.user if found is not None and found.user.is_active else None
 

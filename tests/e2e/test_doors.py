@@ -16,7 +16,7 @@ from .uvicorn_server import asgi_server
 
 __all__ = ["asgi_server"]  # the fixture, imported for this module's tests
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 TIMEOUT = 30.0
 COPIES = 16

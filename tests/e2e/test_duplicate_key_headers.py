@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import Server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 
 def test_two_key_headers_are_one_refused_list(example_server: Server) -> None:

@@ -14,7 +14,7 @@ import requests
 
 from .conftest import Server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 REQUEST_TIMEOUT = 30.0
 

@@ -18,7 +18,16 @@ Rules, for every operation:
 - unclean-5xx: a 5xx that is not application/problem+json;
 - in-flight: a record left in flight after the run (a ``held`` one, purged but for its
   business reference, is settled);
-- counters: a completed record whose replay or conflict counter disagrees with its events.
+- counters: a completed record whose replay or conflict counter disagrees with its events;
+- expired-key-ran: an issued key refused as too old (``400 issued-key-expired``, whose text says
+  nothing ran) although it had started its operation: an answer under it acknowledged a row, or
+  its request has more rows than the keys never refused could have made (the client, told to,
+  sent it again under a new key). A retry of what a key started must replay, whatever its age;
+- outbox-left: a task message still in the outbox once the run waited for it (parked, or never
+  published): its operation committed, its task never went;
+- rolled-back-sent: a task that made a row although no operation that committed sent it (its
+  id was named by no answer, and every request for its reference got an answer below 500, so
+  each run either answered with its own task or rolled back).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .doors import Door, Effect
+from .doors import EXPIRED, Door, Effect
 from .workload import Attempt, Op
 
 PROBLEM = "application/problem+json"
@@ -46,6 +55,9 @@ RULES = (
     "unclean-5xx",
     "in-flight",
     "counters",
+    "expired-key-ran",
+    "outbox-left",
+    "rolled-back-sent",
 )
 
 
@@ -59,12 +71,24 @@ class RecordState:
     conflict_events: int
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """A task message left in the outbox (``OutboxMessage``) after the run."""
+
+    task_id: str
+    attempts: int = 0
+    parked: bool = False
+    last_error: str = ""
+
+
 @dataclass
 class Snapshot:
-    """The database after the run: business rows by door, and the idempotency records."""
+    """The database after the run: business rows by door, the idempotency records, and the
+    messages left in the outbox."""
 
     effects: dict[str, list[Effect]]
     records: list[RecordState]
+    outbox: list[OutboxRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -91,14 +115,29 @@ def stored(status: int) -> bool:
     return status < 500 and status not in RELEASED
 
 
-def check(ops: list[Op], snapshot: Snapshot, doors: Iterable[Door], ttl: float) -> Verdict:
-    """Every rule over the whole history and the final state; the verdict lists what broke."""
-    return _Check(ops, snapshot, doors, ttl).run()
+def check(
+    ops: list[Op],
+    snapshot: Snapshot,
+    doors: Iterable[Door],
+    ttl: float,
+    *,
+    max_age: float | None = None,
+) -> Verdict:
+    """Every rule over the whole history and the final state; the verdict lists what broke.
+    ``max_age`` is the servers' ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE`` (for the figures)."""
+    return _Check(ops, snapshot, doors, ttl, max_age).run()
 
 
 class _Check:
-    def __init__(self, ops: list[Op], snapshot: Snapshot, doors: Iterable[Door], ttl: float):
-        self.ops, self.snapshot, self.ttl = ops, snapshot, ttl
+    def __init__(
+        self,
+        ops: list[Op],
+        snapshot: Snapshot,
+        doors: Iterable[Door],
+        ttl: float,
+        max_age: float | None = None,
+    ):
+        self.ops, self.snapshot, self.ttl, self.max_age = ops, snapshot, ttl, max_age
         self.doors = {door.name: door for door in doors}
         self.verdict = Verdict()
         self.allowed_reruns = 0
@@ -122,6 +161,9 @@ class _Check:
         self.one_success_per_reference()
         self.server_errors_are_problems()
         self.records_settled()
+        self.expired_keys_started_nothing()
+        self.outbox_emptied()
+        self.tasks_sent_by_commits()
         self.verdict.counts = self.counts()
         return self.verdict
 
@@ -259,6 +301,93 @@ class _Check:
                 message = f"record {record.id}: counters {counters}, events {events}"
                 self.flag("counters", message)
 
+    def expired_keys_started_nothing(self) -> None:
+        """A key refused as expired had started nothing: a retry of what it started replays."""
+        keys: dict[tuple[int, str, str], list[Op]] = defaultdict(list)
+        for op in self.ops:
+            if op.key is not None and self.doors[op.door].issued:
+                keys[(op.user, op.door, op.key)].append(op)
+        refused, flagged = set(), set()
+        for group, members in keys.items():
+            door = self.doors[group[1]]
+            answered = [(op, a) for op in members for a in op.attempts if a.status is not None]
+            acked = [a.done for _op, a in answered if door.acknowledged(a.status or 0)]
+            first_ack = min(acked) if acked else None
+            # A refusal a TTL after the answer found the record expired: absent by design.
+            expired = [
+                a
+                for _op, a in answered
+                if a.problem == EXPIRED and (first_ack is None or a.sent - first_ack < self.ttl)
+            ]
+            if not expired:
+                continue
+            refused.add(group)
+            if first_ack is not None:
+                flagged.add(group)
+                message = f"{door.name} key {group[2]!r}: acknowledged, then refused as expired"
+                self.flag("expired-key-ran", message, *sorted({op.id for op in members}))
+        # One request (its token), sent under a new key each time the last was refused.
+        requests: dict[tuple[str, str], set[tuple[int, str, str]]] = defaultdict(set)
+        culprits: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for group, members in keys.items():
+            for op in members:
+                requests[(op.door, op.token)].add(group)
+                culprits[(op.door, op.token)].append(op.id)
+        for request, used in requests.items():
+            may_run = len(used - refused)
+            found = self.rows.get(request, [])
+            if used & refused - flagged and len(found) > may_run:
+                message = (
+                    f"{request[0]} {request[1]!r}: {len(found)} rows, {len(used & refused)} of "
+                    f"its {len(used)} keys refused as expired"
+                )
+                self.flag("expired-key-ran", message, *sorted(set(culprits[request])))
+
+    def outbox_emptied(self) -> None:
+        """Every message the outbox took was published once the run waited for it."""
+        named: dict[str, list[int]] = defaultdict(list)
+        for op in self.ops:
+            door = self.doors[op.door]
+            for attempt in op.attempts:
+                if attempt.status is not None and door.acknowledged(attempt.status):
+                    named[str(door.answer_names(_json(attempt.body)))].append(op.id)
+        for row in self.snapshot.outbox:
+            state = "parked" if row.parked else "never published"
+            message = (
+                f"outbox message {row.task_id}: {state}, {row.attempts} failed attempt(s) "
+                f"{row.last_error[:80]!r}"
+            )
+            self.flag("outbox-left", message, *sorted(set(named.get(row.task_id, []))))
+
+    def tasks_sent_by_commits(self) -> None:
+        """A task that made a row was sent by a run that committed: an answer named it, or a
+        request for its reference went unanswered (a commit the client never heard of)."""
+        for name, door in self.doors.items():
+            if not door.deferred:
+                continue
+            ops = [op for op in self.ops if op.door == name]
+            named = {
+                door.answer_names(_json(attempt.body))
+                for op in ops
+                for attempt in op.attempts
+                if attempt.status is not None and door.acknowledged(attempt.status)
+            }
+            unknown = {
+                op.reference
+                for op in ops
+                for attempt in op.attempts
+                if attempt.status is None or attempt.status >= 500
+            }
+            for effect in self.snapshot.effects.get(name, []):
+                if effect.answer is None or effect.answer in named or effect.reference in unknown:
+                    continue
+                message = (
+                    f"{name} {effect.reference}: task {effect.answer} made row {effect.id}; no "
+                    "answer named it, and every request for it was answered"
+                )
+                culprits = [op.id for op in ops if op.reference == effect.reference]
+                self.flag("rolled-back-sent", message, *culprits)
+
     def counts(self) -> dict[str, int]:
         attempts = [attempt for op in self.ops for attempt in op.attempts]
         rules = self.verdict.by_rule()
@@ -280,8 +409,33 @@ class _Check:
             "business rows checked": sum(len(rows) for rows in self.snapshot.effects.values()),
             "records checked": len(self.snapshot.records),
             "re-runs after expiry (allowed)": self.allowed_reruns,
+            **self.issued_key_counts(),
+            "task messages left in the outbox": len(self.snapshot.outbox),
             **{f"violations: {rule}": rules[rule] for rule in RULES},
         }
+
+    def issued_key_counts(self) -> dict[str, int]:
+        """How often the max age of issued keys came into play."""
+        attempts = [
+            (op, index, attempt)
+            for op in self.ops
+            if self.doors[op.door].issued
+            for index, attempt in enumerate(op.attempts)
+        ]
+        refused = [a for _op, _i, a in attempts if a.problem == EXPIRED]
+        counts = {
+            "issued keys refused as expired (nothing ran)": len(refused),
+            "requests sent again under a new key": sum(op.kind == "rekeyed" for op in self.ops),
+        }
+        if self.max_age is not None:
+            late = [
+                a
+                for op, index, a in attempts
+                if index > 0 and op.key_at is not None and a.sent - op.key_at > self.max_age
+            ]
+            counts["retries after the key's max age"] = len(late)
+            counts["... of them replayed"] = sum(a.replayed for a in late)
+        return counts
 
 
 def _a_ttl_apart(found: list[Effect], ttl: float) -> bool:

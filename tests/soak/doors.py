@@ -11,13 +11,17 @@ payment whatever the key, is an example.
 
 from __future__ import annotations
 
+import html
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+
+from django_idempotency.exceptions import IssuedKeyExpired
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,26 @@ class Context:
         """One of the remembered bodies, forgotten: each is built on once."""
         kept = self.owned.get(door)
         return kept.pop(self.rng.randrange(len(kept))) if kept else None
+
+
+#: The refusal of an issued key too old to start an operation: nothing ran, get a new key.
+EXPIRED = IssuedKeyExpired.default_code
+#: What tells it on the HTML page a browser gets (the form door).
+_EXPIRED_TITLE = f"<title>{html.escape(IssuedKeyExpired.title)}</title>".encode()
+
+
+def problem_code(status: int, content_type: str, body: bytes) -> str:
+    """The refusal's code: a problem+json ``type``'s last part, or for the HTML refusal page of
+    an expired issued key, its code; ``""`` for anything else."""
+    if content_type.startswith("application/problem+json"):
+        try:
+            kind = json.loads(body).get("type", "")
+        except (ValueError, AttributeError):
+            return ""
+        return re.split(r"[#/]", kind)[-1] if isinstance(kind, str) else ""
+    if status == 400 and content_type.startswith("text/html") and _EXPIRED_TITLE in body:
+        return EXPIRED
+    return ""
 
 
 def definite(status: int, headers: dict[str, str]) -> bool:
@@ -119,6 +143,12 @@ class Door:
     #: Whether a request may run again once its record expired (the checker then allows a
     #: second row a TTL later); not where a held business reference forbids it for good.
     rerun_after_expiry: bool = True
+
+    @property
+    def issued(self) -> bool:
+        """Whether its keys are issued by the server (the API's or a form's): they may start an
+        operation only until ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE``."""
+        return self.key_source in ("issued", "form")
 
     def another(self, ctx: Context, request: Request, number: int) -> Request | None:
         if self.variant is not None:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .proxy import FaultProxy
+from .proxy import FaultProxy, is_amqp_publish
 from .services import AppServer, Services, connect
 
 # Kind -> weight. Window faults (latency, jitter, stall) last seconds; the others are instants
@@ -35,7 +35,13 @@ WEIGHTS: dict[str, float] = {
     "jitter": 10,
     "stall": 8,
     "reset": 21,
+    # The broker's proxy (the app's and the relay's publishes; the worker consumes directly):
+    # a publish written but never received, its connection reset; any live link reset.
+    "broker-cut-publish": 8,
+    "broker-reset": 4,
 }
+#: Seconds an armed ``broker-cut-publish`` waits for a publish to cut.
+CUT_WAIT = 10.0
 #: How long after an instant fault its effects count as "during a fault" for the figures.
 AFTERMATH = 2.0
 
@@ -52,6 +58,10 @@ def schedule(seed: int, interval: float) -> Iterator[Step]:
         pause = min(rng.expovariate(1 / interval), 4 * interval)
         kind = rng.choices(kinds, weights)[0]
         yield pause, kind, rng.random(), rng.random(), 1 + rng.randrange(3)
+
+
+class NoTarget(Exception):
+    """A fault found nothing to act on."""
 
 
 @dataclass
@@ -72,6 +82,8 @@ class Nemesis:
     #: Mean seconds between faults.
     interval: float = 2.0
     stopping: Callable[[], bool] = lambda: False
+    #: The proxy between the app (servers, relay) and RabbitMQ; its faults are skipped without.
+    broker: FaultProxy | None = None
     faults: list[Fault] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -106,6 +118,9 @@ class Nemesis:
         self.faults.append(fault)
         try:
             fault.detail = await action()
+        except NoTarget:  # nothing to hit after all (no publish to cut): skipped, not a fault
+            self.faults.remove(fault)
+            self.skipped[kind] += 1
         except Exception as exc:  # a fault that failed to apply is reported, not counted
             self.faults.remove(fault)
             self.errors.append(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0])
@@ -141,6 +156,15 @@ class Nemesis:
             if self.services.bouncer is None or not self._claim("pgbouncer"):
                 return None
             return self._restart_bouncer
+        if kind.startswith("broker-"):
+            broker = self.broker
+            if broker is None:
+                return None
+            if kind == "broker-reset":
+                return lambda: self._reset(broker, count)
+            if not self._claim("broker-cut"):
+                return None
+            return lambda: self._cut_publish(broker)
         proxy = self.proxies[int(pick * len(self.proxies))]
         if kind == "reset":
             return lambda: self._reset(proxy, count)
@@ -210,6 +234,22 @@ class Nemesis:
 
     async def _reset(self, proxy: FaultProxy, count: int) -> str:
         return f"{proxy.reset(count)} connections on :{proxy.port}"
+
+    async def _cut_publish(self, proxy: FaultProxy) -> str:
+        """The next publish's bytes are written and dropped, its connection reset: the
+        publisher's write succeeded, RabbitMQ never saw the message."""
+        try:
+            proxy.cut_on(is_amqp_publish)
+            waited = 0.0
+            while proxy.cut_pending and waited < CUT_WAIT and not self.stopping():
+                await asyncio.sleep(0.05)
+                waited += 0.05
+            if proxy.cut_pending:
+                proxy.cancel_cut()
+                raise NoTarget(f"no publish within {waited:.0f}s")
+            return f"a publish cut after {waited:.2f}s on :{proxy.port}"
+        finally:
+            self._busy.discard("broker-cut")
 
     async def _window(self, proxy: FaultProxy, seconds: float, **fault: Any) -> str:
         try:

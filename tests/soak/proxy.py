@@ -21,6 +21,22 @@ from dataclasses import dataclass, field
 CHUNK = 65536
 
 
+#: An AMQP 0-9-1 ``basic.publish`` method: class 60, method 40.
+_BASIC_PUBLISH = b"\x00\x3c\x00\x28"
+
+
+def is_amqp_publish(chunk: bytes) -> bool:
+    """Whether ``chunk`` (a client's write, which py-amqp starts on a frame) holds a
+    ``basic.publish`` method frame: a ``match`` for ``cut_on`` on a broker's proxy."""
+    offset = 0
+    while offset + 11 <= len(chunk):
+        size = int.from_bytes(chunk[offset + 3 : offset + 7], "big")
+        if chunk[offset] == 1 and chunk[offset + 7 : offset + 11] == _BASIC_PUBLISH:
+            return True
+        offset += 8 + size  # type, channel, size, payload, frame end
+    return False
+
+
 @dataclass(eq=False)
 class _Link:
     """One client connection and its upstream connection."""
@@ -115,6 +131,15 @@ class FaultProxy:
         """Once: the first chunk a client sends for which ``match`` is true is dropped and its
         connection reset. The client's write succeeded; the upstream never received it."""
         self._cut_on = match
+
+    def cancel_cut(self) -> None:
+        """Disarm a ``cut_on`` that has not met its chunk."""
+        self._cut_on = None
+
+    @property
+    def cut_pending(self) -> bool:
+        """Whether a ``cut_on`` is armed and has not met its chunk yet."""
+        return self._cut_on is not None
 
     def _cuts(self, data: bytes, upstream_bound: bool) -> bool:
         if not upstream_bound or self._cut_on is None or not self._cut_on(data):

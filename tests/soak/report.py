@@ -84,6 +84,8 @@ class Run:
     #: Shares of all cores' time during the load: busy, and used by the soak process itself.
     cpu_busy: float = 0.0
     harness_cpu: float = 0.0
+    #: The servers' ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE`` in seconds (0: not set by the run).
+    issued_key_max_age: float = 0.0
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -165,7 +167,15 @@ def markdown(run: Run) -> str:
         f"choices with `make soak ARGS=--seed={run.seed}`); {run.duration:.0f} s, "
         f"{run.clients} clients, {run.cpus} CPU cores shared with other work, "
         f"`IDEMPOTENCY_TTL` {run.ttl:.0f} s with the purge running every second "
-        f"({run.purged:,} records purged during the run)."
+        f"({run.purged:,} records purged during the run)"
+        + (
+            f", `IDEMPOTENCY_ISSUED_KEY_MAX_AGE` {run.issued_key_max_age:.0f} s (the transfer "
+            "and checkout doors' keys: some retries come after it and must replay; a key "
+            "refused as expired must have started nothing, and its request is sent again under "
+            "a new key)."
+            if run.issued_key_max_age
+            else "."
+        )
     )
     out.append("")
     out.append(
@@ -174,7 +184,9 @@ def markdown(run: Run) -> str:
         "uvicorn instance (2 workers) for the async doors, and a Celery worker (prefork, 2 "
         "processes) running the ship door's task from a RabbitMQ queue of the run's own; each "
         "behind the soak's fault-injecting TCP proxy, and each killed and restarted by the "
-        "nemesis. Each client retries an operation with the same key until a definite answer, "
+        "nemesis. What publishes tasks (the servers, the outbox relay) reaches RabbitMQ through "
+        "a proxy too, which the nemesis resets, and cuts right after a publish was written. "
+        "Each client retries an operation with the same key until a definite answer, "
         "sometimes as concurrent copies, sometimes reusing a key with another body, a "
         "payment's order under a new key, or a key another principal used. After the load the "
         f"run waited {run.drained:.0f} s for the tasks of acknowledged shipping requests "

@@ -3,6 +3,7 @@
     python -m tests.soak              # 10 minutes, 32 clients
     python -m tests.soak --quick      # 90 seconds
     python -m tests.soak --seed 1234  # replay a run's fault schedule and workload choices
+    python -m tests.soak --ports 18900-18999  # every port the run listens on from this range
 
 Exit status 0 when the checker found no violation, 1 when it did, 2 when the run itself failed.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import http
-from .checker import RecordState, Snapshot, check, describe
+from .checker import OutboxRow, RecordState, Snapshot, check, describe
 from .doors import DOORS, Effect
 from .nemesis import Nemesis
 from .proxy import FaultProxy
@@ -38,9 +39,12 @@ from .services import (
     Bouncer,
     CeleryWorker,
     Services,
+    broker_address,
+    broker_url,
     connect,
     free_port,
     manage,
+    use_ports,
 )
 from .workload import Client, History, Plan, Principal, Target
 
@@ -51,8 +55,11 @@ PRINCIPALS = 4
 DRAIN_TIMEOUT = 180.0
 #: Seconds an outbox message waits for its on-commit publish before the relay sends it.
 RELAY_AFTER = 3.0
+#: Seconds an issued key may start an operation: short, so that retries come after it.
+ISSUED_KEY_MAX_AGE = 4.0
 RECORDS = "django_idempotency_idempotencyrecord"
 EVENTS = "django_idempotency_idempotencyevent"
+OUTBOX = "django_idempotency_outboxmessage"
 
 _USERS = """
 import json
@@ -96,6 +103,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="replay a run (printed at its start)")
     parser.add_argument("--ttl", type=float, help="IDEMPOTENCY_TTL seconds (45 quick, 60 full)")
     parser.add_argument("--interval", type=float, default=2.0, help="mean seconds between faults")
+    parser.add_argument(
+        "--issued-key-max-age",
+        type=float,
+        default=ISSUED_KEY_MAX_AGE,
+        help=f"IDEMPOTENCY_ISSUED_KEY_MAX_AGE seconds ({ISSUED_KEY_MAX_AGE:.0f})",
+    )
+    parser.add_argument(
+        "--ports",
+        default=os.environ.get("SOAK_PORTS", ""),
+        help="FIRST-LAST: the ports the run listens on (default $SOAK_PORTS, else any free one)",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/reliability.md")
     return parser.parse_args(argv)
 
@@ -105,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
     duration = args.duration or (90.0 if args.quick else 600.0)
     ttl = args.ttl or (45.0 if duration <= 120 else 60.0)
+    use_ports(args.ports)
     print(
         f"soak: seed {seed}, {duration:.0f} s, {args.clients} clients, TTL {ttl:.0f} s", flush=True
     )
@@ -179,12 +198,17 @@ async def soak(
         FaultProxy("127.0.0.1", cluster.port, seed=seed),
         FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1),
     ]
+    # What publishes (the servers' on-commit sends, the relay) reaches RabbitMQ through this
+    # proxy, which the nemesis resets and cuts right after a publish; the worker consumes
+    # directly.
+    broker = FaultProxy(*broker_address(), seed=seed + 2)
     try:
-        for proxy in proxies:
-            await proxy.start()
+        for proxy in (*proxies, broker):
+            await proxy.start(free_port())
         env = {
             "IDEMPOTENCY_TTL": str(ttl),
-            "CELERY_BROKER_URL": AMQP_URL,
+            "IDEMPOTENCY_ISSUED_KEY_MAX_AGE": str(args.issued_key_max_age),
+            "CELERY_BROKER_URL": broker_url(broker.port),
             "EXAMPLE_CELERY_QUEUE": services.queue,
         }
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -218,7 +242,7 @@ async def soak(
                 0,
                 cluster.url("shop", proxies[0].port),
                 logs / f"{stamp}-celery.log",
-                env,
+                {**env, "CELERY_BROKER_URL": AMQP_URL},
                 workers=2,
             ),
         ]
@@ -250,7 +274,7 @@ async def soak(
             for app in services.apps
             if not isinstance(app, CeleryWorker)
         ]
-        plan = Plan(clients=args.clients)
+        plan = Plan(clients=args.clients, issued_key_max_age=args.issued_key_max_age)
         clients = [
             Client(i, principals[i % len(principals)], targets, history, plan, seed)
             for i in range(args.clients)
@@ -259,6 +283,7 @@ async def soak(
             seed=seed,
             services=services,
             proxies=proxies,
+            broker=broker,
             now=history.now,
             wait_ready=wait_ready,
             interval=args.interval,
@@ -277,7 +302,7 @@ async def soak(
         drained = await drain(history, direct)
         print(f"soak: the tasks of acknowledged operations ran within {drained:.0f} s", flush=True)
     finally:
-        for proxy in proxies:
+        for proxy in (*proxies, broker):
             await proxy.close()
 
     # Everything stops before the database is read: no request may still be running.
@@ -287,7 +312,7 @@ async def soak(
     for app in services.apps:
         await asyncio.to_thread(app.stop)
     snapshot = await asyncio.to_thread(read_snapshot, direct)
-    verdict = check(history.ops, snapshot, DOORS, ttl)
+    verdict = check(history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age)
     history.dump(OUT / f"history-{seed}.jsonl")
     run = Run(
         seed=seed,
@@ -307,6 +332,7 @@ async def soak(
         drained=drained,
         cpu_busy=cpu.busy_share,
         harness_cpu=cpu.harness_share,
+        issued_key_max_age=args.issued_key_max_age,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
@@ -314,6 +340,7 @@ async def soak(
     (OUT / f"report-{seed}.md").write_text(section)
     print(describe(verdict, history.ops))
     print(f"soak: faults {facts['faults_by_kind']}; skipped {dict(nemesis.skipped)}")
+    print(f"soak: the outbox relay published {run.relayed:,} task messages")
     if nemesis.errors:
         print("soak: faults that failed to apply:\n  " + "\n  ".join(nemesis.errors[:20]))
     print(
@@ -350,8 +377,9 @@ async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
 
 async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> float:
     """Wait until every acknowledged operation of a door whose effect a task makes later
-    (``Door.deferred``) has its row, or ``timeout``: the checker then reads what is there (a row
-    still missing is lost). Returns the seconds waited."""
+    (``Door.deferred``) has its row and the outbox holds no message the relay may still send,
+    or ``timeout``: the checker then reads what is there (a row still missing is lost, a
+    message still in the outbox never went). Returns the seconds waited."""
     started = time.monotonic()
     doors = [door for door in DOORS if door.deferred]
     awaited = {
@@ -362,19 +390,25 @@ async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> f
         and op.answered is not None
         and door.acknowledged(op.answered.status or 0)
     }
-    while awaited and time.monotonic() - started < timeout:
+    while time.monotonic() - started < timeout:
 
-        def present() -> set[tuple[str, str]]:
+        def present() -> tuple[set[tuple[str, str]], int]:
             with connect(url) as conn:
-                return {
+                rows = {
                     (door.name, str(row[2]))
                     for door in doors
                     for row in conn.execute(door.effects_sql).fetchall()
                 }
+                unsent = conn.execute(
+                    f"SELECT count(*) FROM {OUTBOX} WHERE parked_at IS NULL"
+                ).fetchone()
+            return rows, int(unsent[0]) if unsent else 0
 
-        awaited -= await asyncio.to_thread(present)
-        if awaited:
-            await asyncio.sleep(1.0)
+        found, unsent = await asyncio.to_thread(present)
+        awaited -= found
+        if not awaited and not unsent:
+            break
+        await asyncio.sleep(1.0)
     return time.monotonic() - started
 
 
@@ -411,7 +445,14 @@ def read_snapshot(url: str) -> Snapshot:
             f" count(e.id) FILTER (WHERE e.kind IN ('mismatch', 'reference'))"
             f" FROM {RECORDS} r LEFT JOIN {EVENTS} e ON e.record_id = r.id GROUP BY r.id"
         ).fetchall()
-    return Snapshot(effects=effects, records=[RecordState(*map(_plain, row)) for row in rows])
+        outbox = conn.execute(
+            f"SELECT task_id, attempts, parked_at IS NOT NULL, last_error FROM {OUTBOX}"
+        ).fetchall()
+    return Snapshot(
+        effects=effects,
+        records=[RecordState(*map(_plain, row)) for row in rows],
+        outbox=[OutboxRow(str(row[0]), int(row[1]), bool(row[2]), row[3] or "") for row in outbox],
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from kombu import Connection
@@ -35,10 +37,54 @@ STOP_TIMEOUT = 10.0
 AMQP_URL = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
+def broker_address() -> tuple[str, int]:
+    """RabbitMQ's host and port (what the broker's fault proxy forwards to)."""
+    parts = urlsplit(AMQP_URL)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
+
+
+def broker_url(port: int) -> str:
+    """``AMQP_URL`` through a proxy on 127.0.0.1:``port``: same credentials and vhost."""
+    parts = urlsplit(AMQP_URL)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+#: Where ``free_port`` looks: ``None`` lets the kernel pick an ephemeral port; a range
+#: (``--ports`` or ``SOAK_PORTS=FIRST-LAST``) keeps a run inside ports reserved for it, so runs
+#: side by side on one machine never take each other's ports.
+_port_range: range | None = None
+_next_ports: Iterator[int] = iter(())
+
+
+def use_ports(spec: str | None) -> None:
+    """Take ``free_port``'s ports from ``FIRST-LAST`` (inclusive); ``None`` or ``""``: any."""
+    global _port_range, _next_ports
+    if not spec:
+        _port_range, _next_ports = None, iter(())
+        return
+    first, _, last = spec.partition("-")
+    if not (first.isdigit() and last.isdigit()) or not 1024 <= int(first) <= int(last) < 65536:
+        raise ValueError(f"a port range is FIRST-LAST, e.g. 18900-18999, not {spec!r}")
+    _port_range = range(int(first), int(last) + 1)
+    _next_ports = iter(_port_range)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on: the next free one of the range, else the kernel's pick."""
+    if _port_range is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for port in _next_ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port left in {_port_range.start}-{_port_range.stop - 1}")
 
 
 def as_postgres() -> dict[str, Any]:

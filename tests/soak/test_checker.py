@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .checker import RecordState, Snapshot, Verdict, check, describe
-from .doors import DOORS, Effect, by_name
+from .checker import OutboxRow, RecordState, Snapshot, Verdict, check, describe
+from .doors import DOORS, Effect, by_name, problem_code
 from .workload import Attempt, Op
 
 TTL = 60.0
@@ -209,8 +209,12 @@ def test_a_202_is_kept_by_the_shipment_its_own_task_made() -> None:
     accepted_twice = _ship(1, 7, "t-7")
     accepted_twice.attempts.append(_answer(202, accepted_twice.attempts[0].body, at=3.0))
     assert _check([accepted_twice], []).by_rule() == {"lost": 1}
-    # The order shipped, by a task other than the one the answer named.
-    assert _check([_ship(1, 7, "t-7")], [_shipment(1, 7, "t-other")]).by_rule() == {"lost": 1}
+    # The order shipped, by a task other than the one the answer named (and that no run that
+    # committed sent: the only request was answered, with t-7).
+    assert _check([_ship(1, 7, "t-7")], [_shipment(1, 7, "t-other")]).by_rule() == {
+        "lost": 1,
+        "rolled-back-sent": 1,
+    }
     # The answer named the task that shipped another user's order.
     theirs = [_shipment(1, 8, "t-8", user=2)]
     assert _check([_ship(1, 7, "t-8")], theirs).by_rule() == {"misdelivered": 1}
@@ -228,3 +232,142 @@ def test_one_shipment_and_one_booking_per_order_even_a_ttl_apart() -> None:
         Effect("carrier", 2, 1, "7", "order:7", TTL + 1),
     ]
     assert _check([], bookings).by_rule() == {"duplicated": 1, "reference-twice": 1}
+
+
+# -- issued keys: a retry after the key's max age replays; an expired key started nothing -----
+
+MAX_AGE = 4.0
+
+
+def _transfer_body(row_id: int, token: str) -> bytes:
+    return json.dumps({"id": row_id, "amount": "1.00", "to": f"soak {token}"}).encode()
+
+
+def _expired(at: float) -> Attempt:
+    body = json.dumps({"type": "https://x/problems#issued-key-expired", "status": 400}).encode()
+    attempt = _answer(400, body, at=at, content_type=PROBLEM)
+    attempt.problem = "issued-key-expired"
+    return attempt
+
+
+def _dropped(at: float) -> Attempt:
+    return Attempt(server="a", sent=at, done=at + 8.0, error="TimeoutError")
+
+
+def _transfer(op_id: int, *answers: Attempt, key: str, **fields: Any) -> Op:
+    values: dict[str, Any] = {"token": "t1", "path": "/api/transfers/", "key_at": 0.5}
+    values.update(fields)
+    return _op(op_id, *answers, door="transfers", key=key, **values)
+
+
+def _issued_check(ops: list[Op], rows: list[Effect]) -> Verdict:
+    effects: dict[str, list[Effect]] = {door.name: [] for door in DOORS}
+    for row in rows:
+        effects[row.door].append(row)
+    return check(ops, Snapshot(effects=effects, records=[]), DOORS, TTL, max_age=MAX_AGE)
+
+
+def test_a_retry_after_an_issued_keys_max_age_that_replays_passes() -> None:
+    replayed = _answer(201, _transfer_body(10, "t1"), at=9.0)
+    replayed.replayed = True
+    op = _transfer(1, _dropped(1.0), replayed, key="i1")
+    verdict = _issued_check([op], [_row(10, "t1", door="transfers")])
+    assert verdict.ok, describe(verdict, [op])
+    assert verdict.counts["retries after the key's max age"] == 1
+    assert verdict.counts["... of them replayed"] == 1
+
+
+def test_an_expired_key_whose_request_ran_then_ran_again_under_a_new_key() -> None:
+    # The first attempt ran (its answer was lost); its retry, past the key's max age, was told
+    # "nothing ran, get a new key"; done as told, the transfer ran twice.
+    first = _transfer(1, _dropped(1.0), _expired(9.5), key="i1")
+    again = _transfer(
+        2, _answer(201, _transfer_body(11, "t1"), at=10.0), key="i2", kind="rekeyed", origin=1
+    )
+    rows = [_row(10, "t1", door="transfers"), _row(11, "t1", door="transfers", at=2.0)]
+    verdict = _issued_check([first, again], rows)
+    assert verdict.by_rule() == {"expired-key-ran": 1, "duplicated": 1}
+    assert verdict.violations[-1].ops == (1, 2)
+
+
+def test_a_key_refused_as_expired_after_it_was_acknowledged() -> None:
+    op = _transfer(1, _answer(201, _transfer_body(10, "t1")), _expired(9.0), key="i1")
+    verdict = _issued_check([op], [_row(10, "t1", door="transfers")])
+    assert verdict.by_rule() == {"expired-key-ran": 1}
+    # A TTL after the answer the record is gone: an expired key is then absent by design.
+    late = _transfer(1, _answer(201, _transfer_body(10, "t1")), _expired(TTL + 5), key="i1")
+    assert _issued_check([late], [_row(10, "t1", door="transfers")]).ok
+
+
+def test_a_stale_key_refused_as_expired_then_a_new_key_runs_once() -> None:
+    stale = _transfer(1, _expired(6.0), key="i1")
+    again = _transfer(
+        2, _answer(201, _transfer_body(10, "t1"), at=7.0), key="i2", kind="rekeyed", origin=1
+    )
+    verdict = _issued_check([stale, again], [_row(10, "t1", door="transfers", at=1.0)])
+    assert verdict.ok, describe(verdict, [stale, again])
+    assert verdict.counts["issued keys refused as expired (nothing ran)"] == 1
+    assert verdict.counts["requests sent again under a new key"] == 1
+    # A row, but every key of the request was refused: one of them ran after all.
+    assert _issued_check([stale], [_row(10, "t1", door="transfers")]).by_rule() == {
+        "expired-key-ran": 1
+    }
+
+
+def test_the_checkout_forms_expired_page_is_read_as_the_refusal() -> None:
+    page = (
+        b"<!doctype html><html><head><title>Issued Idempotency-Key expired</title></head>"
+        b"<body>...</body></html>"
+    )
+    assert problem_code(400, "text/html; charset=utf-8", page) == "issued-key-expired"
+    assert problem_code(400, "text/html", b"<title>Bad Request</title>") == ""
+    problem = json.dumps({"type": "https://x/problems.html#issued-key-expired"}).encode()
+    assert problem_code(400, PROBLEM, problem) == "issued-key-expired"
+    # A 303 of the form, then a retry refused as expired: the form's order ran.
+    refused = _expired(9.0)
+    op = _op(1, _see_other(10), refused, door="checkout", key="f1", key_at=0.5)
+    rows = [_row(10, "o1", door="checkout")]
+    assert _issued_check([op], rows).by_rule() == {"expired-key-ran": 1}
+
+
+# -- the outbox: every message published, none for a run that rolled back ----------------------
+
+
+def _outbox_check(ops: list[Op], rows: list[Effect], outbox: list[OutboxRow]) -> Verdict:
+    effects: dict[str, list[Effect]] = {door.name: [] for door in DOORS}
+    for row in rows:
+        effects[row.door].append(row)
+    return check(ops, Snapshot(effects=effects, records=[], outbox=outbox), DOORS, TTL)
+
+
+def test_a_message_left_in_the_outbox_is_flagged_with_the_operation_that_sent_it() -> None:
+    ship = _ship(1, 7, "t-7")
+    assert _outbox_check([ship], [_shipment(1, 7, "t-7")], []).ok
+    # The broker connection was reset right after the publish, and the row stayed (never
+    # published again), or it was parked; its 202 is then a task that never ran.
+    left = [OutboxRow("t-7", attempts=0), OutboxRow("t-8", attempts=5, parked=True)]
+    verdict = _outbox_check([ship], [], left)
+    assert verdict.by_rule() == {"outbox-left": 2, "lost": 1}
+    assert verdict.violations[1].ops == (1,)  # t-7: the operation whose 202 named it
+    assert verdict.counts["task messages left in the outbox"] == 2
+
+
+def test_a_task_sent_for_a_run_that_rolled_back_is_flagged() -> None:
+    # Every request to ship order 7 was answered and none was accepted, yet a task shipped it.
+    refused = _op(
+        1,
+        _answer(422, json.dumps({"status": 422}).encode(), content_type=PROBLEM),
+        door="ship",
+        token="7",
+        reference="order:7",
+        path="/api/orders/7/ship/",
+    )
+    shipped = [_shipment(1, 7, "t-9")]
+    assert _outbox_check([refused], shipped, []).by_rule() == {"rolled-back-sent": 1}
+    # A request that got no answer may have committed unheard of: its task may ship.
+    unheard = _op(
+        1, _dropped(1.0), door="ship", token="7", reference="order:7", path="/api/orders/7/ship/"
+    )
+    assert _outbox_check([unheard], shipped, []).ok
+    # The accepted run's own task: fine.
+    assert _outbox_check([_ship(1, 7, "t-9")], shipped, []).ok

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from .proxy import FaultProxy
+from .proxy import FaultProxy, is_amqp_publish
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -158,3 +158,24 @@ def test_upstream_down_resets_the_client() -> None:
             await proxy.close()
 
     asyncio.run(main())
+
+
+def _frame(kind: int, payload: bytes, channel: int = 1) -> bytes:
+    return (
+        bytes([kind])
+        + channel.to_bytes(2, "big")
+        + len(payload).to_bytes(4, "big")
+        + (payload + b"\xce")
+    )
+
+
+def test_is_amqp_publish_finds_the_publish_method_among_the_frames_of_a_write() -> None:
+    publish = _frame(1, b"\x00\x3c\x00\x28" + b"\x00\x00\x05queue\x00")
+    header = _frame(2, b"\x00\x3c\x00\x00" + bytes(12))
+    body = _frame(3, b'{"task": 1}')
+    ack = _frame(1, b"\x00\x3c\x00\x50" + bytes(9))  # basic.ack, not a publish
+    assert is_amqp_publish(publish + header + body)
+    assert is_amqp_publish(ack + publish)
+    assert not is_amqp_publish(ack)
+    assert not is_amqp_publish(header + body)
+    assert not is_amqp_publish(b"AMQP\x00\x00\x09\x01")  # the protocol header

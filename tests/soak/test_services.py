@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 
 import pytest
 from amqp.exceptions import NotFound
 from kombu import Connection, Exchange, Queue
 
-from .services import AMQP_URL, delete_queue
+from .services import AMQP_URL, delete_queue, free_port, use_ports
 
 
 def exists(channel_of: Connection, declare: str, name: str) -> bool:
@@ -42,3 +43,19 @@ def test_delete_queue_removes_the_exchange_celery_declared_for_it() -> None:
         finally:
             connection.default_channel.queue_delete(name)
             connection.default_channel.exchange_delete(name)
+
+
+def test_free_port_takes_ports_from_the_range_it_was_given() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        taken.listen()
+        try:
+            use_ports(f"{port}-{port + 1}")
+            assert free_port() == port + 1  # the first one is in use: skipped
+            with pytest.raises(RuntimeError, match="no free port left"):
+                free_port()
+        finally:
+            use_ports(None)
+    with pytest.raises(ValueError, match="FIRST-LAST"):
+        use_ports("18999-18900")

@@ -6,8 +6,13 @@ in-flight 409), sometimes as several copies at once, and now and then checks the
 replays a settled key, reuses a key with another body, reuses a business reference under a new
 key, or picks a key another principal just used. A door's keys are the client's own, issued
 by the server (``POST /api/idempotency-keys/``) or read from the door's rendered form after a
-session login, as a browser would. Every attempt lands in the history with its
-times and its answer's bytes; the checker reads nothing else from the clients.
+session login, as a browser would. An issued key may start an operation only until its max age
+(the soak's servers run with a few seconds): the client retries some operations once more after
+that age (a retry must replay whatever the key's age), sometimes uses a key only after it
+(a form left open), and on ``400 issued-key-expired`` does what the problem says: it gets a new
+key and sends the same request again (safe only because nothing ran under the old one). Every
+attempt lands in the history with its times and its answer's bytes; the checker reads nothing
+else from the clients.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from . import http
-from .doors import DOORS, Context, Door, Request
+from .doors import DOORS, EXPIRED, Context, Door, Request, problem_code
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Attempt:
     replayed: bool = False
     retry_after: bool = False
     body: bytes = b""
+    #: The refusal's problem code (``doors.problem_code``), ``""`` for anything else.
+    problem: str = ""
 
     @property
     def answered(self) -> bool:
@@ -69,7 +76,8 @@ class Op:
     user: int
     door: str
     #: new, shared-key (a key another principal used), key-reuse (same key, other body),
-    #: ref-same / ref-other (a new key on a reference already paid: same / other body), keyless.
+    #: ref-same / ref-other (a new key on a reference already paid: same / other body), keyless,
+    #: rekeyed (``origin``'s request again under a new key, after its issued key expired).
     kind: str
     key: str | None
     token: str
@@ -82,6 +90,8 @@ class Op:
     #: Index in ``attempts`` of the first definite answer; None if the client gave up.
     answer: int | None = None
     finished: float | None = None
+    #: When the client got the key from the server (issued keys), for their max age.
+    key_at: float | None = None
 
     @property
     def answered(self) -> Attempt | None:
@@ -109,6 +119,14 @@ class Plan:
     ref_reuse_rate: float = 0.25
     shared_key_rate: float = 0.05
     keyless_rate: float = 0.3
+    #: The servers' ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE`` (0: the client never waits it out).
+    issued_key_max_age: float = 0.0
+    #: Of the operations under an issued key, the share retried once more after its max age.
+    late_retry_rate: float = 0.3
+    #: Of the new operations under an issued key, the share whose key is used only after it.
+    stale_key_rate: float = 0.05
+    #: How many new keys a client gets for one request refused as expired, at most.
+    rekeys: int = 3
 
 
 class History:
@@ -159,6 +177,8 @@ class Client:
         #: The HTML doors' session: cookies (``sessionid``, ``csrftoken``) and the form's token.
         self.cookies: dict[str, str] = {}
         self.csrf = ""
+        #: Retries sent later, after an issued key's max age, while the client goes on.
+        self._late: set[asyncio.Task[None]] = set()
 
     async def run(self, until: float) -> None:
         doors = DOORS
@@ -173,6 +193,8 @@ class Client:
                     await asyncio.sleep(0.1)
                     continue
             await self._operation(door, request)
+        if self._late:
+            await asyncio.gather(*self._late)
 
     # -- one operation and its follow-ups ----------------------------------------------------
 
@@ -186,15 +208,24 @@ class Client:
         if fresh is None:
             await asyncio.sleep(0.1)  # no key or no form this time (a fault): try again later
             return
+        key_at = self.history.now() if door.issued else None
+        max_age = plan.issued_key_max_age
+        if door.issued and max_age and rng.random() < plan.stale_key_rate:
+            # A form left open past the key's max age: the key can no longer start anything.
+            await asyncio.sleep(max_age + rng.uniform(0.5, 1.5))
         kind, key = "new", fresh
         shared = [entry for entry in self.history.recent_keys if entry[0] == door.name]
         if shared and rng.random() < plan.shared_key_rate:
             _, other_key, other_user = rng.choice(shared)
             if other_user != self.principal.user_id:
                 kind, key = "shared-key", other_key
-        op = self._op(door, request, kind=kind, key=key)
+        op = self._op(door, request, kind=kind, key=key, key_at=key_at)
         self.history.recent_keys.append((door.name, key, self.principal.user_id))
         await self._settle(door, op)
+        op = await self._rekey(door, request, op)
+        key = op.key or key  # the follow-ups below use the key that settled the request
+        if door.issued and max_age and rng.random() < plan.late_retry_rate:
+            self._retry_late(door, op, rng.uniform(0.3, 1.5))
         answer = op.answered
         if answer is None or answer.status is None:
             return
@@ -220,6 +251,39 @@ class Client:
                     door, other, kind="ref-same" if same else "ref-other", key=new_key, origin=op.id
                 )
                 await self._settle(door, reuse)
+
+    async def _rekey(self, door: Door, request: Request, op: Op) -> Op:
+        """After ``400 issued-key-expired`` (nothing ran under that key), what the problem
+        says: a new key, the same request. Returns the operation that settled last."""
+        for _ in range(self.plan.rekeys):
+            answer = op.answered
+            if answer is None or answer.problem != EXPIRED or self.history.stopping:
+                break
+            fresh = await self._new_key(door)
+            if fresh is None:
+                break
+            op = self._op(
+                door, request, kind="rekeyed", key=fresh, origin=op.id, key_at=self.history.now()
+            )
+            await self._settle(door, op)
+        return op
+
+    def _retry_late(self, door: Door, op: Op, margin: float) -> None:
+        """Send ``op`` once more ``margin`` seconds after its key's max age, in the background:
+        whatever the key started must replay; if it started nothing, it is refused as expired."""
+        assert op.key_at is not None
+        delay = op.key_at + self.plan.issued_key_max_age + margin - self.history.now()
+        # The browser's session as it sent the form: the client may log in anew meanwhile.
+        session = self._session()
+
+        async def retry() -> None:
+            await asyncio.sleep(max(delay, 0.0))
+            if not self.history.stopping:
+                await self._attempt(door, op, session=session)
+
+        task = asyncio.create_task(retry())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     # -- keys and the HTML session -----------------------------------------------------------
 
@@ -290,7 +354,14 @@ class Client:
         return serving[self.server % len(serving)]
 
     def _op(
-        self, door: Door, request: Request, *, kind: str, key: str | None, origin: int | None = None
+        self,
+        door: Door,
+        request: Request,
+        *,
+        kind: str,
+        key: str | None,
+        origin: int | None = None,
+        key_at: float | None = None,
     ) -> Op:
         body = request.body
         if door.key_source == "form" and key is not None:
@@ -308,6 +379,7 @@ class Client:
             path=request.path,
             body=body,
             origin=origin,
+            key_at=key_at,
         )
 
     async def _settle(self, door: Door, op: Op) -> None:
@@ -326,12 +398,15 @@ class Client:
                 self.server = (self.server + 1) % len(self.targets)  # try the other server
                 await asyncio.sleep(self.rng.uniform(0.02, 0.15))
 
-    async def _attempt(self, door: Door, op: Op, *, rotate: bool = False) -> Attempt:
+    async def _attempt(
+        self, door: Door, op: Op, *, rotate: bool = False, session: dict[str, str] | None = None
+    ) -> Attempt:
         if rotate:
             self.server = (self.server + 1) % len(self.targets)
         target = self._target(door)
         if door.key_source == "form":
-            headers = {**self._session(), "Content-Type": "application/x-www-form-urlencoded"}
+            cookies = self._session() if session is None else session
+            headers = {**cookies, "Content-Type": "application/x-www-form-urlencoded"}
         else:
             headers = {
                 "Authorization": f"{door.auth_scheme} {self.principal.token}",
@@ -357,6 +432,7 @@ class Client:
             attempt.content_type = answer.headers.get("content-type", "")
             attempt.replayed = answer.headers.get("idempotent-replayed") == "true"
             attempt.retry_after = "retry-after" in answer.headers
+            attempt.problem = problem_code(answer.status, attempt.content_type, answer.body)
             attempt.body = door.record(answer.status, answer.headers, answer.body)
             if op.answer is None and door.is_definite(answer.status, answer.headers):
                 op.answer = next(i for i, seen in enumerate(op.attempts) if seen is attempt)

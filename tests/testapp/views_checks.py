@@ -55,3 +55,15 @@ class UndecoratedOverrideView(WithoutMixinView):
 
     def post(self, request: Request) -> Response:
         return Response(status=201)
+
+
+class MixinAfterViewClassView(APIView, IdempotentAPIViewMixin):
+    """E030: the mixin listed after DRF's view class; its ``initial()`` and
+    ``handle_exception()`` never run (a key on an undecorated handler is silently ignored)."""
+
+    @idempotent()
+    def post(self, request: Request) -> Response:
+        return Response(status=201)
+
+    def put(self, request: Request) -> Response:
+        return Response(status=200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.contrib.auth import logout
@@ -41,6 +42,41 @@ class GuestProbeViewSet(ProbeViewSet):
 
     permission_classes = [AllowAny]
     authentication_classes = [SessionAuthentication]
+    idempotency_principal = "session"
+
+
+class GuestGate:
+    """Holds the first run of ``GatedGuestViewSet`` inside its operation until the test opens
+    the gate, so the test can act (a login) while that copy is still in flight."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.runs = 0
+        self.lock = threading.Lock()
+
+
+GUEST_GATE = GuestGate()
+
+
+class _GatedCreate:
+    """A guest's basket line whose first run waits at ``GUEST_GATE`` (its later runs do not)."""
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        Execution.objects.create(label="basket line")
+        with GUEST_GATE.lock:
+            GUEST_GATE.runs += 1
+            first = GUEST_GATE.runs == 1
+        if first:
+            GUEST_GATE.entered.set()
+            GUEST_GATE.opened.wait(timeout=10)
+        return Response({"line": "added"}, status=201)
+
+
+class GatedGuestViewSet(IdempotentCreateMixin, _GatedCreate, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    permission_classes = [AllowAny]
+    authentication_classes = [SessionAuthentication]
+    queryset = Execution.objects.all()
     idempotency_principal = "session"
 
 
@@ -127,6 +163,21 @@ class CharPayment(serializers.Serializer):  # type: ignore[type-arg]
 
 class DecimalPayment(serializers.Serializer):  # type: ignore[type-arg]
     order = serializers.DecimalField(max_digits=10, decimal_places=2)
+
+
+class ShipByQuantityViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Orders looked up by a field other than the primary key (an integer here, as a public
+    order number would be): ``/07/ship/`` and ``/7/ship/`` are one order to ``get_object()``."""
+
+    queryset = Order.objects.all()
+    lookup_field = "quantity"
+
+    @action(methods=["post"], detail=True)
+    @idempotent(reference_url_kwarg="quantity")
+    def ship(self, request: Request, quantity: str) -> Response:
+        order = self.get_object()
+        Execution.objects.create(label=f"ship {order.pk}")
+        return Response({"shipped": order.pk}, status=201)
 
 
 class HyperlinkedViewSet(ReferencedCreate):

@@ -22,14 +22,14 @@ import pytest
 import requests
 from celery import Celery
 
-from tests.conftest import AMQP_URL
+from tests.celery_broker import AMQP_URL
 from tests.e2e.conftest import REPO_ROOT, _project_env
 
 from .conftest import Launch
 from .figures import FAULTS, measure
 from .harness import Instance, in_flight_records, json_id, post, scalar, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 CRASH_WINDOW_MS = 3000
 READY_TIMEOUT = 60.0

@@ -28,7 +28,7 @@ from .harness import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 ROUNDS = 3
 GATEWAY_DELAY_MS = 2000

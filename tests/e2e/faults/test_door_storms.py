@@ -29,7 +29,7 @@ from .storms import assert_one_original
 
 __all__ = ["asgi_server"]  # the fixture, imported for this module's tests
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 TIMEOUT = 60.0
 PAGES, SUBMITS = 6, 6

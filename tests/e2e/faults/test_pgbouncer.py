@@ -16,7 +16,7 @@ from .conftest import Bouncer, Launch
 from .figures import FAULTS, measure
 from .storms import duplicate_storm, reference_storm
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 
 def test_duplicate_and_reference_storms_through_pgbouncer(

@@ -13,7 +13,7 @@ from .figures import E2E, measure
 from .harness import Tally, fire_together, json_id, post
 from .storms import one_effect_per_reference
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 PAYMENTS, SAME_KEY_COPIES, NEW_KEYS, OTHER_AMOUNT_KEYS = 10, 4, 4, 2
 REFUNDS_PER_PAYMENT = "SELECT payment_id, count(*) FROM shop_refund GROUP BY payment_id"

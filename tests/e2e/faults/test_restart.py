@@ -13,7 +13,7 @@ from .conftest import Launch
 from .figures import FAULTS, measure
 from .harness import Tally, in_flight_records, is_replayed, post, scalar
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 ORDERS, PAYMENTS, NOTES = 20, 10, 5
 # The headers a replay repeats (the rest, such as Date, belong to the moment of answering).

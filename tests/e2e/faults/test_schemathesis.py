@@ -15,7 +15,7 @@ from .conftest import Launch
 from .figures import HOSTILE, measure
 from .harness import in_flight_records, stored_server_errors
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 MAX_EXAMPLES = 40
 # Fixed, so a failure in CI can be replayed locally; change it to explore further.

@@ -9,7 +9,7 @@ from .conftest import Launch
 from .figures import E2E, measure
 from .storms import duplicate_storm, reference_storm
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
 
 KEYS, COPIES = 30, 10
 ORDERS, SAME_BODY_KEYS, OTHER_BODY_KEYS = 12, 6, 2

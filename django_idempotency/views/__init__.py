@@ -5,23 +5,15 @@ problem+json for JSON clients and an HTML page for browsers (``refusal_response`
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import suppress
 from functools import partial, wraps
 from typing import Any, cast
-from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
-from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.http.multipartparser import MultiPartParserError
-from django.http.request import RawPostDataException
-from django.template.loader import render_to_string
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponseBase
 
-from .conf import app_settings
-from .core.operation import current_operation
-from .core.policy import (
-    FORM_TYPES,
+from ..core.operation import current_operation
+from ..core.policy import (
     UNSAFE_METHODS,
     HttpPolicy,
     KeySource,  # noqa: F401  (re-exported: the option types)
@@ -29,62 +21,10 @@ from .core.policy import (
     configure,
     run_in_one_thread,
 )
-from .core.problems import error_response
-from .exceptions import IdempotencyError
+from ..exceptions import IdempotencyError
+from .refusals import refusal_response, wants_json  # noqa: F401  (part of the door's API)
 
 ViewFunc = Callable[..., Any]
-
-
-def wants_json(request: HttpRequest) -> bool:
-    parts = (request.headers.get("Accept", ""), request.content_type or "")
-    return any("json" in part for part in parts)
-
-
-def refusal_response(request: HttpRequest, error: IdempotencyError) -> HttpResponse:
-    """problem+json for API clients, else an HTML page offering only what is safe after this
-    refusal (``error.retry``): a button sending this same submission again (same key, same
-    fields), or a fresh form only when nothing ran; never an operation performed twice."""
-    if wants_json(request):
-        return error_response(error)
-    context = {
-        "title": error.title,
-        "detail": error.detail,
-        "retry": error.retry,
-        "retry_after": error.headers.get("Retry-After"),
-        "action": request.get_full_path(),
-        "enctype": request.content_type,
-        "fields": _resendable_fields(request) if error.retry == "same" else None,
-    }
-    html = render_to_string("django_idempotency/refusal.html", context, request=request)
-    response = HttpResponse(html, status=error.get_status_code())
-    for name, value in error.headers.items():
-        response[name] = value
-    # The page may repeat the submitted fields: no cache may keep them.
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-def _resendable_fields(request: HttpRequest) -> list[tuple[str, str]] | None:
-    """The submitted form fields, in order, for a page that posts them again unchanged.
-
-    ``None`` when an HTML form cannot repeat the request: not a POSTed form, a form with
-    files, or a key in a header (a page cannot resend headers).
-    """
-    if request.method != "POST" or request.content_type not in FORM_TYPES:
-        return None
-    if request.headers.get(app_settings.HEADER):
-        return None
-    # A body that cannot be read back as fields gets the "reload the page" advice instead.
-    with suppress(ValueError, LookupError, SuspiciousOperation, MultiPartParserError):
-        if request.content_type == "application/x-www-form-urlencoded":
-            with suppress(RawPostDataException):
-                # The raw body keeps the fields' order, which its fingerprint depends on.
-                text = request.body.decode(request.encoding or settings.DEFAULT_CHARSET)
-                return parse_qsl(text, keep_blank_values=True)
-        if request.FILES:
-            return None
-        return [(name, value) for name, values in request.POST.lists() for value in values]
-    return None
 
 
 class ViewPolicy(HttpPolicy):
@@ -121,6 +61,7 @@ def idempotent_view(view: ViewFunc | None = None, **options: Any) -> Any:
 
     def decorate(func: ViewFunc) -> ViewFunc:
         policy = make_policy(options)
+        _refuse_idempotent(func)
         if iscoroutinefunction(func):
 
             @wraps(func)
@@ -130,7 +71,7 @@ def idempotent_view(view: ViewFunc | None = None, **options: Any) -> Any:
                     return await view()
                 return await run_in_one_thread(partial(policy.run_idempotently, request), view)
 
-            return cast(ViewFunc, markcoroutinefunction(async_wrapper))
+            return _mark_idempotent(markcoroutinefunction(async_wrapper))
 
         @wraps(func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -139,10 +80,30 @@ def idempotent_view(view: ViewFunc | None = None, **options: Any) -> Any:
                 return view()
             return policy.run_idempotently(request, view)
 
-        return wrapper
+        return _mark_idempotent(wrapper)
 
     return decorate(view) if view is not None else decorate
 
 
 def make_policy(options: dict[str, Any]) -> ViewPolicy:
     return cast(ViewPolicy, configure(ViewPolicy(), options))
+
+
+#: Set on a view ``idempotent_view`` made; ``functools.wraps`` carries it through decorators.
+_IDEMPOTENT_VIEW = "_idempotency_view"
+
+
+def _mark_idempotent(wrapper: ViewFunc) -> ViewFunc:
+    setattr(wrapper, _IDEMPOTENT_VIEW, True)
+    return wrapper
+
+
+def _refuse_idempotent(func: Any) -> None:
+    """A view that already claims its key must not be wrapped in a second claim: the inner one
+    meets the outer one's row, in flight in the same transaction, and every request is a 409."""
+    view_class = getattr(func, "view_class", None) or getattr(func, "cls", None)
+    if getattr(func, _IDEMPOTENT_VIEW, False) or hasattr(view_class, "get_idempotency_key"):
+        raise ImproperlyConfigured(
+            f"{getattr(func, '__qualname__', func)!r} is already idempotent (idempotent_view, "
+            "or a view class with the package's mixin): decorate it once."
+        )
