@@ -128,7 +128,12 @@ class Settings:
 
     @property
     def LOCK_TIMEOUT(self) -> float:
-        """Seconds a copy waits for the original to finish before it gets a 409. Default 5."""
+        """Seconds a copy waits for the original to finish before it gets a 409. Default 5.
+
+        The default of every door's ``lock_timeout``: a view's ``idempotency_lock_timeout``
+        (decorator: ``lock_timeout``), an ``IdempotentTask``'s ``idempotency_lock_timeout``
+        (a copy then retries later), ``once``'s and ``run_once``'s ``lock_timeout``.
+        """
         return float(getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT", 5.0))
 
     @property

@@ -1,8 +1,9 @@
 """MkDocs hooks: reference pages generated from the code, so they cannot fall behind it.
 
 ``<!-- settings -->`` becomes every ``Settings`` property of ``conf.py`` with its real default;
-``<!-- drf-hooks -->`` the ``IdempotentViewMixin`` attributes and ``get_idempotency_*`` hooks
-(read from the source, no Django set-up); ``<!-- changelog -->`` the repository's CHANGELOG.md.
+``<!-- drf-hooks -->`` the ``IdempotentAPIViewMixin`` attributes and ``get_idempotency_*`` hooks
+(read from the source of ``core/policy.py`` and ``drf/mixins.py``, no Django set-up);
+``<!-- changelog -->`` the repository's CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -75,16 +76,43 @@ def _shown(value: Any) -> str:
     return f"`{value!r}`"
 
 
+#: Where the DRF page's attributes and hooks are defined: every door's policy, then what the
+#: DRF mixin adds or overrides (its own text wins).
+MIXIN_SOURCES = (
+    (PACKAGE / "core" / "policy.py", "HttpPolicy"),
+    (PACKAGE / "drf" / "mixins.py", "IdempotentAPIViewMixin"),
+)
+
+
 def mixin_reference() -> str:
-    tree = ast.parse((PACKAGE / "drf" / "__init__.py").read_text())
-    source = (PACKAGE / "drf" / "__init__.py").read_text().splitlines()
+    attributes: dict[str, str] = {}
+    hooks: dict[str, str] = {}
+    for path, class_name in MIXIN_SOURCES:
+        _read_class(path, class_name, attributes, hooks)
+    if not attributes or not hooks:
+        raise ValueError("IdempotentAPIViewMixin: no attributes or hooks found for the DRF page")
+    return (
+        "### Attributes\n\n| attribute | meaning |\n|---|---|\n"
+        + "\n".join(attributes.values())
+        + "\n\n### Hooks\n\nOverride them on the view for anything computed from the request.\n\n"
+        + "| hook | what it returns |\n|---|---|\n"
+        + "\n".join(hooks.values())
+        + "\n"
+    )
+
+
+def _read_class(
+    path: Path, class_name: str, attributes: dict[str, str], hooks: dict[str, str]
+) -> None:
+    """The ``idempotency_*`` attributes (documented by ``#:`` comments) and the
+    ``get_idempotency_*`` hooks (by their docstrings) of ``class_name``, read without Django."""
+    text = path.read_text()
+    source = text.splitlines()
     mixin = next(
         node
-        for node in tree.body
-        # The attributes and hooks live on the base every door of drf.py shares.
-        if isinstance(node, ast.ClassDef) and node.name == "IdempotentViewMixin"
+        for node in ast.parse(text).body
+        if isinstance(node, ast.ClassDef) and node.name == class_name
     )
-    attributes, hooks = [], []
     for node in mixin.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             name = node.target.id
@@ -99,21 +127,11 @@ def mixin_reference() -> str:
             if not comment:
                 raise ValueError(f"{name} has no '#:' comment: the DRF page needs one")
             default = ast.unparse(node.value) if node.value is not None else ""
-            attributes.append(f"| `{name} = {default}` | {' '.join(comment)} |")
+            attributes[name] = f"| `{name} = {default}` | {' '.join(comment)} |"
         elif isinstance(node, ast.FunctionDef) and node.name.startswith("get_idempotency_"):
             arguments = ", ".join(a.arg for a in node.args.args[1:])
             doc = ast.get_docstring(node)
             if not doc:
                 raise ValueError(f"{node.name} has no docstring: the DRF page needs one")
             summary = " ".join(doc.split("\n\n")[0].split())
-            hooks.append(f"| `{node.name}({arguments})` | {summary} |")
-    if not attributes or not hooks:
-        raise ValueError("IdempotentViewMixin: no attributes or hooks found for the DRF page")
-    return (
-        "### Attributes\n\n| attribute | meaning |\n|---|---|\n"
-        + "\n".join(attributes)
-        + "\n\n### Hooks\n\nOverride them on the view for anything computed from the request.\n\n"
-        + "| hook | what it returns |\n|---|---|\n"
-        + "\n".join(hooks)
-        + "\n"
-    )
+            hooks[node.name] = f"| `{node.name}({arguments})` | {summary} |"

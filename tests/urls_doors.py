@@ -7,6 +7,9 @@ from tests.testapp.ninja_doors import api as ninja_api
 urlpatterns = [
     path("plain/", views_doors.plain_view, name="plain"),
     path("session/", views_doors.session_view, name="session"),
+    path("session-basket/", views_doors.session_basket_view, name="session-basket"),
+    path("orders/<str:order>/pay/", views_doors.pay_order_view, name="pay-order"),
+    path("other-database/", views_doors.other_database_view, name="other-database"),
     path("async/", views_doors.async_view, name="async"),
     path("class/", csrf_exempt(views_doors.ClassView.as_view()), name="class"),
     path("ninja/", ninja_api.urls),

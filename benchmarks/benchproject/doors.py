@@ -19,7 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from django_idempotency.drf import IdempotentViewMixin
+from django_idempotency.drf import IdempotentAPIViewMixin
 from django_idempotency.drf import idempotent as drf_idempotent
 from django_idempotency.ninja import idempotent as ninja_idempotent
 from django_idempotency.views import idempotent_view
@@ -44,7 +44,7 @@ class BareActionViewSet(viewsets.GenericViewSet):
         return Response(serializer.data, status=201)
 
 
-class IdempotentActionViewSet(IdempotentViewMixin, BareActionViewSet):
+class IdempotentActionViewSet(IdempotentAPIViewMixin, BareActionViewSet):
     """The same action under ``@idempotent`` (scope per user and endpoint)."""
 
     idempotency_scope = "doors-action"

@@ -106,7 +106,7 @@ DOORS = (
     _door(
         "door-drf-action", "DRF `@action`", "drf-action/",
         "`@action(methods=[\"post\"])` under `django_idempotency.drf.idempotent`, view with "
-        "`IdempotentViewMixin`",
+        "`IdempotentAPIViewMixin`",
         "the same `@action`, undecorated",
     ),
     _door(

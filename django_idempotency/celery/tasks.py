@@ -4,7 +4,7 @@ Celery delivers at least once (``acks_late`` redelivers the task of a dead worke
 timeout redelivers one still running). The task's writes, its claim and its result commit in one
 transaction through ``django_idempotency.once``, so a redelivered copy whose first run committed
 returns the stored result without running, one whose first run died runs again, and one that
-arrives while the original still runs waits ``idempotency_wait`` seconds, then answers from
+arrives while the original still runs waits ``idempotency_lock_timeout`` seconds, then answers from
 storage or retries later with Celery's own ``retry(countdown=...)``: it never runs twice.
 
 It is not "never dropped": a task ends failed, and its message is acknowledged, when its own
@@ -39,6 +39,7 @@ from kombu.utils.json import dumps as kombu_json
 from ..conf import app_settings, as_timedelta
 from ..core.fingerprint import canonical_json
 from ..core.operation import Operation
+from ..core.policy import warn_deprecated
 from ..core.problems import problem_document, problem_response
 from ..exceptions import RequestInFlight
 from ..models import TaskDelivery
@@ -67,6 +68,12 @@ DB_RETRIES_HEADER = "idempotency_db_retries"
 DEFAULT_VISIBILITY_TIMEOUTS = {"redis": 3600, "rediss": 3600, "sentinel": 3600, "sqs": 1800}
 #: Status of the stored failure of a task that gave up (a 5xx would not be stored).
 GAVE_UP_STATUS = 422
+#: Old names of the task's options and hooks, still honoured: what each became.
+_DEPRECATED = {
+    "idempotency_wait": "idempotency_lock_timeout",
+    "idempotency_key": "get_idempotency_key",
+    "idempotency_reference": "get_idempotency_reference",
+}
 
 
 class TaskAbandoned(Exception):
@@ -142,8 +149,12 @@ class IdempotentTask(Task):  # type: ignore[misc]
     acks_late = True
     #: ... also when only the pool's child process died.
     reject_on_worker_lost = True
-    #: Seconds a copy waits for a running original before it retries later.
-    idempotency_wait: float = 5.0
+    #: Seconds a copy waits for a running original before it retries later; default
+    #: ``IDEMPOTENCY_LOCK_TIMEOUT`` (5), the option every door calls ``lock_timeout``.
+    idempotency_lock_timeout: float | None = None
+    #: Database alias of the task's record, beside the task's writes; default: the router's
+    #: answer for the record model.
+    idempotency_database: str | None = None
     #: Countdown of that retry, in seconds.
     idempotency_retry_countdown: float = 10.0
     #: How long the result is replayed (seconds or a timedelta) after the broker's redelivery
@@ -159,13 +170,28 @@ class IdempotentTask(Task):  # type: ignore[misc]
     #: (see the module docstring); ``None``: ``IDEMPOTENCY_TASK_MAX_DELIVERIES`` (5).
     idempotency_max_deliveries: int | None = None
 
-    def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old, new in _DEPRECATED.items():
+            if old in cls.__dict__:
+                warn_deprecated(f"{cls.__qualname__}.{old}", new)
+
+    def get_idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The key this run is deduplicated by; the task id unless overridden."""
         return str(self.request.id)
 
-    def idempotency_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def get_idempotency_reference(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
         """A business reference that only one key may use (e.g. ``"order:42"``)."""
         return None
+
+    def get_idempotency_lock_timeout(self) -> float:
+        """``idempotency_lock_timeout``, else ``IDEMPOTENCY_LOCK_TIMEOUT``."""
+        own = self.idempotency_lock_timeout
+        if own is None:
+            own = getattr(self, "idempotency_wait", None)  # the deprecated name
+        return app_settings.LOCK_TIMEOUT if own is None else float(own)
 
     def idempotency_db_retry_countdown(self, retries: int) -> float:
         """Seconds before the retry that follows ``retries`` earlier ones: between half of
@@ -277,13 +303,17 @@ class IdempotentTask(Task):  # type: ignore[misc]
     def _operation(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], fingerprint: str
     ) -> Operation:
+        # Overrides of the hooks' deprecated names (``idempotency_key`` ...) still count.
+        key = getattr(self, "idempotency_key", self.get_idempotency_key)
+        reference = getattr(self, "idempotency_reference", self.get_idempotency_reference)
         return operation(
             scope=f"celery:{self.name}",
-            key=self.idempotency_key(args, kwargs),
+            key=key(args, kwargs),
             fingerprint=fingerprint,
-            reference=self.idempotency_reference(args, kwargs),
+            reference=reference(args, kwargs),
+            database=self.idempotency_database,
             ttl=self.idempotency_lifetime(),
-            lock_timeout=self.idempotency_wait,
+            lock_timeout=self.get_idempotency_lock_timeout(),
             method="TASK",
         )
 

@@ -80,20 +80,20 @@ def check_idempotent_without_mixin(app_configs: Any = None, **kwargs: Any) -> li
     """``@idempotent`` handlers need the mixin's hooks: without it, every request to them,
     keyed or not, is a 500 (``ImproperlyConfigured``)."""
     try:
-        from ..drf import IdempotentViewMixin
+        from ..drf import IdempotentAPIViewMixin
     except ImportError:
         return []
     messages: list[CheckMessage] = []
     for view in routed_view_classes():
-        if issubclass(view, IdempotentViewMixin):
-            if _mixin_after_view_class(view, IdempotentViewMixin):
+        if issubclass(view, IdempotentAPIViewMixin):
+            if _mixin_after_view_class(view, IdempotentAPIViewMixin):
                 messages.append(
                     Error(
-                        f"{view.__module__}.{view.__qualname__} lists IdempotentViewMixin after "
+                        f"{view.__module__}.{view.__qualname__} lists IdempotentAPIViewMixin after "
                         "DRF's view class: its initial() and handle_exception() never run, so "
                         "a key on an undecorated unsafe handler is silently ignored.",
-                        hint="Move IdempotentViewMixin (or IdempotentCreateMixin) before the DRF "
-                        "view class in the view's bases.",
+                        hint="Move IdempotentAPIViewMixin (or IdempotentCreateMixin) before the "
+                        "DRF view class in the view's bases.",
                         obj=view,
                         id="django_idempotency.E030",
                     )
@@ -104,9 +104,9 @@ def check_idempotent_without_mixin(app_configs: Any = None, **kwargs: Any) -> li
             messages.append(
                 Error(
                     f"{view.__module__}.{view.__qualname__} has @idempotent handlers "
-                    f"({', '.join(handlers)}) but not IdempotentViewMixin in its bases: every "
+                    f"({', '.join(handlers)}) but not IdempotentAPIViewMixin in its bases: every "
                     "request to them fails with a 500.",
-                    hint="Add django_idempotency.drf.IdempotentViewMixin to the view's bases, "
+                    hint="Add django_idempotency.drf.IdempotentAPIViewMixin to the view's bases, "
                     "before the DRF view class.",
                     obj=view,
                     id="django_idempotency.E030",

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.exceptions import ValidationError
 from rest_framework.fields import Field, empty
 from rest_framework.relations import ManyRelatedField, PrimaryKeyRelatedField, RelatedField
 
+from ..core.policy import same_integer
 from ..core.references import MAX_LOOKUP_INT, storable, text, unsafe
 
 
@@ -79,3 +81,46 @@ def _primary_key(field: Field, value: Any) -> str | None:  # type: ignore[type-a
     if isinstance(key, int) and abs(key) > MAX_LOOKUP_INT:
         return None
     return str(key)
+
+
+def serializer_field(view: Any, name: str) -> Field | None:  # type: ignore[type-arg]
+    """The field of the view's serializer that judges the reference ``name``, on every kind of
+    view: ``get_serializer()``, else the ``serializer_class`` of an ``APIView`` (the one its
+    handler validates with, and the one schema generators read); ``None`` without one."""
+    try:
+        if hasattr(view, "get_serializer"):
+            serializer = view.get_serializer()
+        else:
+            get_class = getattr(view, "get_serializer_class", None)
+            serializer_class = get_class() if get_class else getattr(view, "serializer_class", None)
+            if serializer_class is None:
+                return None
+            context = {"request": view.request, "format": getattr(view, "format_kwarg", None)}
+            serializer = serializer_class(context={**context, "view": view})
+    except AssertionError:  # DRF's way of saying the view has no serializer_class
+        return None
+    return None if serializer is None else serializer.fields.get(name)
+
+
+def lookup_value(view: Any, url_kwarg: str, value: Any) -> Any:
+    """``01`` and ``1`` in the URL name one row to the view's lookup, so one reference.
+
+    The lookup field's own conversion is the one its query applies: an integer or UUID
+    field (a public order number) canonicalises as the primary key does, a slug keeps it.
+    """
+    model = getattr(getattr(view, "queryset", None), "model", None)
+    lookup_field = getattr(view, "lookup_field", None)
+    lookup_kwarg = getattr(view, "lookup_url_kwarg", None) or lookup_field
+    if model is None or url_kwarg != lookup_kwarg:
+        return same_integer(value)  # a nested route's ``payment_pk``: any integer spelling
+    try:
+        field = model._meta.pk if lookup_field == "pk" else model._meta.get_field(lookup_field)
+    except FieldDoesNotExist:
+        return value  # a lookup across relations (``order__number``): as sent
+    to_python = getattr(field, "to_python", None)
+    if to_python is None:
+        return value  # a reverse relation: nothing to convert with
+    try:
+        return to_python(value)
+    except (DjangoValidationError, TypeError, ValueError):
+        return value  # the lookup answers 404, which releases the key

@@ -27,8 +27,8 @@ from ..core.keys import MAX_KEY_LENGTH
 from ..core.problems import PROBLEM_CONTENT_TYPE
 from ..core.responses import REPLAYED_HEADER
 from . import (
+    IdempotentAPIViewMixin,
     IdempotentCreateMixin,
-    IdempotentViewMixin,
     handler_options,
     problem_exception_handler,
 )
@@ -80,7 +80,7 @@ class IdempotentAutoSchema(AutoSchema):
 
     def idempotency_options(self) -> dict[str, Any] | None:
         """The ``@idempotent`` options of this operation's handler; ``None`` when it is not one."""
-        if not isinstance(self.view, IdempotentViewMixin) or self.method in SAFE_METHODS:
+        if not isinstance(self.view, IdempotentAPIViewMixin) or self.method in SAFE_METHODS:
             return None
         action = getattr(self.view, "action", None)
         handler = getattr(self.view, action or self.method.lower(), None)
@@ -104,7 +104,7 @@ class IdempotentAutoSchema(AutoSchema):
         description = str(super().get_description())
         # A view without a docstring of its own inherits the mixin's, which is about the code,
         # not about the API.
-        mixins = (get_doc(IdempotentCreateMixin), get_doc(IdempotentViewMixin))
+        mixins = (get_doc(IdempotentCreateMixin), get_doc(IdempotentAPIViewMixin))
         return "" if description in mixins else description
 
     def get_operation(

@@ -14,7 +14,9 @@ from .models import Order, Shipment
 
 
 class ShipOrderTask(IdempotentTask):
-    def idempotency_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def get_idempotency_reference(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
         # One shipment per order, even if two requests with different keys enqueue it.
         order_id = kwargs.get("order_id", args[0] if args else None)
         return f"order:{order_id}"

@@ -231,9 +231,9 @@ def test_a_copy_keeps_retrying_while_the_original_holds_the_key(
     retried, held = threading.Event(), threading.Event()
 
     class CountedTask(IdempotentTask):
-        idempotency_wait = 0.05
+        idempotency_lock_timeout = 0.05
 
-        def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        def get_idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             attempts.append(self.request.retries)
             if len(attempts) > 6:
                 retried.set()

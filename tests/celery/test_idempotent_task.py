@@ -68,7 +68,7 @@ def test_a_copy_of_a_running_task_retries_later_and_never_runs_twice(
     worker: dict[str, str],  # noqa: F811
 ) -> None:
     """The original holds the key (here: this test, in a thread, the way a first worker
-    would); the delivered copy waits ``idempotency_wait`` (0.5 s), retries with a countdown
+    would); the delivered copy waits ``idempotency_lock_timeout`` (0.5 s), retries with a countdown
     (1 s) as long as the original runs, then returns what the original stored."""
     from tests.celery.app import app
 

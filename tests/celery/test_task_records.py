@@ -36,7 +36,7 @@ def app_with(broker: str, **options: Any) -> Celery:
     def ship(self: IdempotentTask, label: str, reference: str | None = None) -> int:
         return Execution.objects.create(label=label).pk
 
-    ship.idempotency_reference = lambda args, kwargs: kwargs.get("reference")
+    ship.get_idempotency_reference = lambda args, kwargs: kwargs.get("reference")
     return app
 
 
@@ -85,7 +85,7 @@ def test_task_references_longer_than_a_column_are_held_whole() -> None:
 def test_a_key_that_cannot_be_stored_fails_the_task_once() -> None:
     app = app_with("memory://")
     task = app.tasks["records.ship"]
-    task.idempotency_key = lambda args, kwargs: "k" * 256
+    task.get_idempotency_key = lambda args, kwargs: "k" * 256
 
     result = task.apply(args=["long"])
 
@@ -93,6 +93,45 @@ def test_a_key_that_cannot_be_stored_fails_the_task_once() -> None:
     assert isinstance(result.result, InvalidKey)
     assert not Execution.objects.exists()
     assert not IdempotencyRecord.objects.exists()
+
+
+def test_the_old_names_of_the_tasks_options_still_work_with_a_warning() -> None:
+    """``idempotency_wait`` and the hooks ``idempotency_key``/``idempotency_reference`` became
+    ``idempotency_lock_timeout``, ``get_idempotency_key`` and ``get_idempotency_reference``."""
+    app = Celery("legacy", broker="memory://", set_as_current=False)
+    with pytest.warns(DeprecationWarning, match="is deprecated: use") as caught:
+
+        class LegacyTask(IdempotentTask):  # type: ignore[misc]
+            idempotency_wait = 0.25
+
+            def idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+                return f"legacy:{args[0]}"
+
+            def idempotency_reference(self, args: Any, kwargs: Any) -> str | None:
+                return f"order:{args[0]}"
+
+    assert sorted(str(w.message).split(" is ")[0].split(".")[-1] for w in caught) == [
+        "idempotency_key",
+        "idempotency_reference",
+        "idempotency_wait",
+    ]
+
+    @app.task(base=LegacyTask, name="legacy.ship", shared=False)  # type: ignore[untyped-decorator]
+    def ship(order: int) -> int:
+        return Execution.objects.create(label=f"ship {order}").pk
+
+    assert ship.apply(args=[7]).successful()
+    assert ship.get_idempotency_lock_timeout() == 0.25
+    record = IdempotencyRecord.objects.get()
+    assert (record.key, record.reference) == ("legacy:7", "order:7")
+
+
+def test_a_tasks_lock_timeout_defaults_to_the_setting_every_door_uses(settings: Any) -> None:
+    settings.IDEMPOTENCY_LOCK_TIMEOUT = 1.5
+    task = app_with("memory://").tasks["records.ship"]
+    assert task.get_idempotency_lock_timeout() == 1.5
+    task.idempotency_lock_timeout = 0.2
+    assert task.get_idempotency_lock_timeout() == 0.2
 
 
 @pytest.mark.postgres

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.tokens import AccessToken
 
 from django_idempotency.core.principals import carried_guest_principal, user_principal
-from django_idempotency.drf import IdempotentViewMixin
+from django_idempotency.drf import IdempotentAPIViewMixin
 from django_idempotency.models import IdempotencyRecord
 from tests.factories import UserFactory
 from tests.testapp.models import Execution
@@ -353,11 +353,11 @@ def test_the_decorator_takes_the_principal_option() -> None:
 def test_guest_sessions_is_a_deprecated_alias_of_the_session_principal() -> None:
     with pytest.warns(DeprecationWarning, match="idempotency_principal"):
 
-        class Legacy(IdempotentViewMixin):
+        class Legacy(IdempotentAPIViewMixin):
             idempotency_guest_sessions = True
 
-    assert Legacy()._idempotency_principal_option() == "session"
-    assert IdempotentViewMixin()._idempotency_principal_option() == "user"
+    assert Legacy().principal_option() == "session"
+    assert IdempotentAPIViewMixin().principal_option() == "user"
 
 
 # -- a guest who logs in while its first copy is still running ------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from django_idempotency.conf import DEFAULT_RELEASE_STATUS_CODES
@@ -178,6 +179,28 @@ def test_a_released_answer_keeps_the_session_the_view_created(
     assert corrected.status_code == 201, corrected.content
     assert client.cookies["sessionid"].value == session_key  # the same session, kept
     assert Execution.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "path", ["/test/doors/session-basket/", "/test/doors/ninja/guests/basket/"]
+)
+def test_every_door_keeps_the_session_a_released_view_created(path: str) -> None:
+    """The plain-Django and ninja doors restore the session a released run created, as the
+    DRF door does: the guest gets the view's 406 and its session, not SessionMiddleware's 400."""
+    client = Client()
+    keyed = client.post(path, {}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+
+    assert keyed.status_code == 406, keyed.content
+    session_key = keyed.cookies[settings.SESSION_COOKIE_NAME].value
+    assert SessionStore(session_key).load()["basket"] == "open"
+    assert Execution.objects.count() == 0  # the release undid the view's own write
+    assert IdempotencyRecord.objects.count() == 0
+
+    corrected = client.post(
+        path, {"product": "book"}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert corrected.status_code == 201, corrected.content
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value == session_key  # kept
 
 
 def test_under_atomic_requests_a_released_answer_keeps_the_session_too(

@@ -28,7 +28,7 @@ import django_idempotency
 from django_idempotency.conf import Settings, app_settings
 from django_idempotency.core.problems import problem_type, server_error
 from django_idempotency.core.responses import StoredResponse
-from django_idempotency.drf import _problem_code
+from django_idempotency.drf.handlers import _problem_code
 from django_idempotency.exceptions import IdempotencyError
 
 pytestmark = [pytest.mark.drf, pytest.mark.docs]
@@ -147,9 +147,13 @@ def test_every_page_of_the_nav_is_built(site: Path) -> None:
 
 
 def test_the_drf_page_lists_every_attribute_and_hook_of_the_mixin(site: Path) -> None:
-    from django_idempotency.drf import IdempotentViewMixin
+    from django_idempotency.drf import IdempotentAPIViewMixin
 
     page = (site / "drf.html").read_text()
-    names = [n for n in vars(IdempotentViewMixin) if n.startswith(("idempotency_", "get_idemp"))]
+    own = {n for cls in IdempotentAPIViewMixin.__mro__[:-1] for n in vars(cls)}
+    # The options (attributes) and the get_idempotency_* hooks; not the methods doors build on.
+    options = {n for n in own if not callable(getattr(IdempotentAPIViewMixin, n))}
+    names = sorted(n for n in own if n.startswith("get_idemp") or n in options)
+    names = [n for n in names if n.startswith(("idempotency_", "get_idemp"))]
     assert "idempotency_key_source" in names
     assert [name for name in names if f"<code>{name}" not in page] == []

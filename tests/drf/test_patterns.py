@@ -14,7 +14,7 @@ import pytest
 from django.core.checks import registry
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 from django.urls import path
 from rest_framework import viewsets
 from rest_framework.request import Request
@@ -24,8 +24,9 @@ from rest_framework.views import exception_handler
 from django_idempotency import checks
 from django_idempotency.checks import views as checks_views
 from django_idempotency.checks.views import check_hidden_creates
-from django_idempotency.drf import IdempotentCreateMixin
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.views import make_policy
 from tests.testapp.models import Execution
 from tests.testapp.views_drf import NoQuerysetViewSet
 from tests.testapp.views_shop import ReadOnlyBasketViewSet
@@ -298,7 +299,7 @@ def test_an_apiview_method_can_be_decorated(post) -> None:
 
 @pytest.mark.django_db
 def test_the_decorator_without_the_mixin_is_a_configuration_error(post) -> None:
-    with pytest.raises(ImproperlyConfigured, match="IdempotentViewMixin"):
+    with pytest.raises(ImproperlyConfigured, match="IdempotentAPIViewMixin"):
         post(f"{BASE}/without-mixin/", {}, key="k")
 
 
@@ -402,3 +403,25 @@ def test_a_decorated_destroy_replays_its_204(api) -> None:
     assert first.status_code == again.status_code == 204
     assert again["Idempotent-Replayed"] == "true"  # not the 404 a second delete would give
     assert api.delete(url).status_code == 404  # without a key: as usual
+
+
+# -- one policy, one vocabulary: the DRF door speaks the plain door's ----------------------
+
+
+@pytest.mark.django_db
+def test_get_idempotency_key_answers_the_key_on_every_door(user: Any) -> None:
+    """One hook, one type: the key as a string (the plain door answered a tuple before)."""
+    request = RequestFactory().post("/", HTTP_IDEMPOTENCY_KEY='"abc"')
+    request.user = user
+    drf_request = Request(request)
+    drf_request.user = user
+
+    assert make_policy({}).get_idempotency_key(request) == "abc"
+    assert IdempotentAPIViewMixin().get_idempotency_key(drf_request) == "abc"
+    assert make_policy({}).get_idempotency_ttl() == IdempotentAPIViewMixin().get_idempotency_ttl()
+
+
+def test_the_drf_mixins_old_name_still_imports_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="use IdempotentAPIViewMixin"):
+        from django_idempotency.drf import IdempotentViewMixin
+    assert IdempotentViewMixin is IdempotentAPIViewMixin

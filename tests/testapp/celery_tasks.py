@@ -17,7 +17,7 @@ from tests.testapp.models import Execution
 @shared_task(  # type: ignore[untyped-decorator]
     base=IdempotentTask,
     name="tests.record_execution",
-    idempotency_wait=0.5,
+    idempotency_lock_timeout=0.5,
     idempotency_retry_countdown=1,
 )
 def record_execution(label: str) -> int:
@@ -27,7 +27,7 @@ def record_execution(label: str) -> int:
 @shared_task(  # type: ignore[untyped-decorator]
     base=IdempotentTask,
     name="tests.record_typed_arguments",
-    idempotency_wait=0.5,
+    idempotency_lock_timeout=0.5,
     idempotency_retry_countdown=1,
 )
 def record_typed_arguments(amount: Decimal, at: datetime, day: date, order: UUID) -> list[Any]:

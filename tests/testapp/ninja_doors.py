@@ -15,6 +15,7 @@ from ninja.errors import HttpError
 from django_idempotency.ninja import idempotent, idempotent_router
 from example_project.shop.ninja_api import DrfTokenBearer
 from tests.testapp.models import Execution
+from tests.testapp.views_doors import open_basket, report_operation
 
 
 class ProbeIn(Schema):
@@ -105,6 +106,28 @@ pay = Router()
 @idempotent(reference_field="order")
 def pay_order(request: HttpRequest, payload: OrderIn) -> Any:
     return Status(201, {"id": Execution.objects.create(label=f"order {payload.order}").pk})
+
+
+class BasketIn(Schema):
+    product: str | None = None
+
+
+@guests.post("/basket/", response={201: dict[str, Any], 406: dict[str, Any]})
+@idempotent(principal="session", key_required=False, extra_release_status_codes=[406])
+def guest_basket(request: HttpRequest, payload: BasketIn) -> Any:
+    return open_basket(request, payload.product)
+
+
+@router.post("/orders/{order}/pay/", response={201: dict[str, Any]})
+@idempotent(reference_url_kwarg="order", lock_timeout=0.25)
+def pay_order_of_the_url(request: HttpRequest, order: str) -> Any:
+    return report_operation(f"pay {order}")
+
+
+@router.post("/other-database/", response={201: dict[str, Any]})
+@idempotent(database="other")
+def other_database(request: HttpRequest) -> Any:
+    return report_operation("elsewhere", using="other")
 
 
 api = NinjaAPI(urls_namespace="test-ninja", auth=DrfTokenBearer())

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin, idempotent
 
 from .models import Execution
 
@@ -39,14 +39,14 @@ class OrderedCreateViewSet(
 
 
 class WithoutMixinView(APIView):
-    """E030: ``@idempotent`` without ``IdempotentViewMixin``: every request a 500."""
+    """E030: ``@idempotent`` without ``IdempotentAPIViewMixin``: every request a 500."""
 
     @idempotent()
     def post(self, request: Request) -> Response:
         return Response(status=201)
 
 
-class MixinInSubclassView(IdempotentViewMixin, WithoutMixinView):
+class MixinInSubclassView(IdempotentAPIViewMixin, WithoutMixinView):
     """The decorated handler lives on a base that is never routed: fine."""
 
 
@@ -57,7 +57,7 @@ class UndecoratedOverrideView(WithoutMixinView):
         return Response(status=201)
 
 
-class MixinAfterViewClassView(APIView, IdempotentViewMixin):
+class MixinAfterViewClassView(APIView, IdempotentAPIViewMixin):
     """E030: the mixin listed after DRF's view class; its ``initial()`` and
     ``handle_exception()`` never run (a key on an undecorated handler is silently ignored)."""
 

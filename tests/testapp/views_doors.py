@@ -15,6 +15,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import CreateView, FormView
 
+from django_idempotency.core.operation import current_operation
 from django_idempotency.views import IdempotentViewMixin, idempotent_view
 from example_project.shop.models import Payment
 from tests.testapp.models import Execution
@@ -55,6 +56,44 @@ def session_view(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return HttpResponse(engines["django"].from_string(SESSION_FORM).render({}, request))
     return _answer(request, _fields(request))
+
+
+def open_basket(request: HttpRequest, product: str | None) -> HttpResponse:
+    """A guest's basket: the view creates the session to hang it on, then answers 406 without
+    a product (released by the view's own option)."""
+    if request.session.session_key is None:
+        request.session.save()  # the basket needs the session's key now
+    request.session["basket"] = "open"
+    Execution.objects.create(label="basket line")
+    if not product:
+        return JsonResponse({"product": ["This shop answers 406 here."]}, status=406)
+    return JsonResponse({"product": product}, status=201)
+
+
+@csrf_exempt
+@idempotent_view(key_required=False, principal="session", extra_release_status_codes=[406])
+def session_basket_view(request: HttpRequest) -> HttpResponse:
+    return open_basket(request, _fields(request).get("product"))
+
+
+def report_operation(label: str, using: str = "default") -> HttpResponse:
+    """Create an Execution on ``using`` and answer what the engine was handed."""
+    operation = current_operation()
+    execution = Execution.objects.using(using).create(label=label)
+    body = {"id": execution.pk, "lock_timeout": getattr(operation, "lock_timeout", None)}
+    return JsonResponse(body, status=201)
+
+
+@csrf_exempt
+@idempotent_view(reference_url_kwarg="order", lock_timeout=0.25)
+def pay_order_view(request: HttpRequest, order: str) -> HttpResponse:
+    return report_operation(f"pay {order}")
+
+
+@csrf_exempt
+@idempotent_view(database="other")
+def other_database_view(request: HttpRequest) -> HttpResponse:
+    return report_operation("elsewhere", using="other")
 
 
 @csrf_exempt

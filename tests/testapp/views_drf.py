@@ -22,8 +22,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_idempotency.drf import (
+    IdempotentAPIViewMixin,
     IdempotentCreateMixin,
-    IdempotentViewMixin,
     idempotent,
 )
 
@@ -206,7 +206,7 @@ class ShadowingViewSet(IdempotentCreateMixin, viewsets.GenericViewSet[Any]):
         return Response({"created": True}, status=201)
 
 
-class PlainAPIView(IdempotentViewMixin, APIView):
+class PlainAPIView(IdempotentAPIViewMixin, APIView):
     """``@idempotent`` on an ``APIView`` method."""
 
     @idempotent(scope="plain")
@@ -247,7 +247,7 @@ class GenericListCreateView(IdempotentCreateMixin, generics.ListCreateAPIView[Ex
 
 
 class DecoratedUpdatesViewSet(
-    IdempotentViewMixin,
+    IdempotentAPIViewMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet[Execution],
@@ -273,7 +273,7 @@ class DecoratedUpdatesViewSet(
 
 
 class HeldUpdatesViewSet(
-    IdempotentViewMixin,
+    IdempotentAPIViewMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet[Execution],
@@ -297,7 +297,7 @@ class HeldUpdatesViewSet(
 # -- Shapes that once broke the adapter (tests/drf/test_hostile_requests.py) --------------------
 
 
-class EchoQueryViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class EchoQueryViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """A create that acts on its query string (``?note=...``), as filters and options do."""
 
     queryset = Execution.objects.all()
@@ -309,7 +309,7 @@ class EchoQueryViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: i
         return Response({"note": note}, status=201)
 
 
-class NestedRefundViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class NestedRefundViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """``POST parents/<parent_pk>/refund/`` as drf-nested-routers routes it (``[^/.]+``): the
     reference is a URL kwarg that is not the view's own lookup, so the view's model is unknown."""
 
@@ -328,7 +328,7 @@ class ReadOnlyReferenceSerializer(serializers.Serializer):  # type: ignore[type-
     basket = serializers.IntegerField(read_only=True, default=0)
 
 
-class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class ReadOnlyReferenceViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """The reference names a read-only serializer field; the view reads the body itself."""
 
     queryset = Execution.objects.all()
@@ -345,7 +345,7 @@ class ReadOnlyReferenceViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  #
         return Response({"basket": request.data["basket"]}, status=201)
 
 
-class HtmlOnlyViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class HtmlOnlyViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """DRF's "HTML & Forms" pattern: a page with a form, so with the user's CSRF token."""
 
     queryset = Execution.objects.all()

@@ -18,7 +18,7 @@ from rest_framework_simplejwt.authentication import (
     JWTStatelessUserAuthentication,
 )
 
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin, idempotent
 from example_project.shop.models import Order
 
 from .models import Execution
@@ -87,7 +87,7 @@ class SettingsPrincipalProbeViewSet(ProbeViewSet):
     authentication_classes = [SessionAuthentication]
 
 
-class GuestActionViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class GuestActionViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """A guest checkout as an action: the decorator's ``principal`` option."""
 
     permission_classes = [AllowAny]
@@ -165,7 +165,7 @@ class DecimalPayment(serializers.Serializer):  # type: ignore[type-arg]
     order = serializers.DecimalField(max_digits=10, decimal_places=2)
 
 
-class ShipByQuantityViewSet(IdempotentViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class ShipByQuantityViewSet(IdempotentAPIViewMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """Orders looked up by a field other than the primary key (an integer here, as a public
     order number would be): ``/07/ship/`` and ``/7/ship/`` are one order to ``get_object()``."""
 

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_idempotency.conf import DEFAULT_RELEASE_STATUS_CODES
-from django_idempotency.drf import IdempotentCreateMixin, IdempotentViewMixin, idempotent
+from django_idempotency.drf import IdempotentAPIViewMixin, IdempotentCreateMixin, idempotent
 from example_project.shop.models import Order
 
 from .models import Execution
@@ -71,7 +71,7 @@ class CheckoutSerializer(serializers.Serializer[Any]):
     )
 
 
-class CheckoutAPIView(IdempotentViewMixin, APIView):
+class CheckoutAPIView(IdempotentAPIViewMixin, APIView):
     """A checkout ``APIView`` (no ``get_serializer()``): it names its serializer class and
     builds the serializer itself, as django-oscar-api's checkout does."""
 
