@@ -145,11 +145,12 @@ def included(path: str, *names: str) -> str:
 def _python_parts(text: str, names: tuple[str, ...]) -> str:
     source = text.splitlines()
     tree = ast.parse(text)
-    defined = {
-        node.name: node
-        for node in tree.body
-        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-    }
+    defined: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            defined[node.name] = node
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            defined[node.targets[0].id] = node  # api = NinjaAPI(...)
     parts, used = [], set()
     for name in names:
         outer, _, method = name.partition(".")
@@ -158,6 +159,8 @@ def _python_parts(text: str, names: tuple[str, ...]) -> str:
         node = defined[outer]
         shown: list[ast.AST] = [node]
         if method:
+            if not isinstance(node, ast.ClassDef):
+                raise ValueError(f"include: {outer} is not a class")
             part, shown = _method_of(node, method, source)
             parts.append(part)
         else:
