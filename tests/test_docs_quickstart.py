@@ -30,7 +30,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.docs
+# It starts a real server (runserver), as the e2e tests do: part of the PostgreSQL run of `make
+# test`, not of `make test-fast`.
+pytestmark = [pytest.mark.docs, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "quickstart.md"
