@@ -76,11 +76,14 @@ test: bootstrap $(VENV)/.installed-test
 		"docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
 	[ $$pg -eq 0 ] && [ $$lite -eq 0 ] && [ $$cov -eq 0 ] && [ $$status -eq 0 ]
 
-# The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests.
-# No bootstrap (no root, no apt, nothing started); PYTEST_ARGS narrows it further.
+# The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests
+# and without the outbox's publishing tests (they talk to the local RabbitMQ and Redis; `make test`
+# runs them). No bootstrap (no root, no apt, nothing started); PYTEST_ARGS narrows it further.
+FAST_IGNORE := --ignore-glob='*/test_celery_outbox.py' --ignore-glob='*/celery/test_outbox.py'
 .PHONY: test-fast
 test-fast: $(VENV)/.installed-test
-	env -u DATABASE_URL $(BIN)/python -m pytest -m "not postgres and not e2e" $(PYTEST_ARGS)
+	env -u DATABASE_URL $(BIN)/python -m pytest -m "not postgres and not e2e" $(FAST_IGNORE) \
+		$(PYTEST_ARGS)
 
 # tox with tox-uv (the tox group); the same services as `make test`.
 TOX := PATH="$(PYENV_PATH)$$PATH" DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/tox

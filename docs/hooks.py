@@ -24,7 +24,7 @@ FOLLOWS = {"DERIVED_KEY_SECRET": "the value of `SECRET_KEY`"}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    markdown = INCLUDE.sub(lambda match: included(*match.group(1).split()), markdown)
+    markdown = include_all(markdown)
     if "<!-- settings -->" in markdown:
         markdown = markdown.replace("<!-- settings -->", settings_reference())
     if "<!-- drf-hooks -->" in markdown:
@@ -130,19 +130,33 @@ _CHECKER_COMMENT = re.compile(r"\s*# (type: ignore\S*|noqa\S*)(?=\s*(#|$))")
 _LANGUAGES = {".py": "python", ".html": "django", ".txt": "text"}
 
 
-def included(path: str, *names: str) -> str:
-    """A fenced block with ``path``'s code, or its ``names`` and the imports they use."""
+def include_all(markdown: str) -> str:
+    """Every include of a page, in order; a name an earlier one showed counts as shown."""
+    shown: dict[str, set[str]] = {}
+
+    def one(match: re.Match[str]) -> str:
+        path, *names = match.group(1).split()
+        block = included(path, *names, shown_before=frozenset(shown.get(path, ())))
+        shown.setdefault(path, set()).update(name.partition(".")[0] for name in names)
+        return block
+
+    return INCLUDE.sub(one, markdown)
+
+
+def included(path: str, *names: str, shown_before: frozenset[str] = frozenset()) -> str:
+    """A fenced block with ``path``'s code, or its ``names`` and the imports they use (the
+    names in ``shown_before`` were shown earlier on the page)."""
     file = ROOT / path
     text = file.read_text()
     if names:
-        text = _python_parts(text, names)
+        text = _python_parts(text, names, shown_before)
     lines = [_CHECKER_COMMENT.sub("", line).rstrip() for line in text.strip().splitlines()]
     language = _LANGUAGES.get(file.suffix, "text")
     comment = f"{{# {path} #}}" if language == "django" else f"# {path}"
     return f"```{language}\n{comment}\n" + "\n".join(lines) + "\n```"
 
 
-def _python_parts(text: str, names: tuple[str, ...]) -> str:
+def _python_parts(text: str, names: tuple[str, ...], shown_before: frozenset[str]) -> str:
     source = text.splitlines()
     tree = ast.parse(text)
     defined: dict[str, ast.stmt] = {}
@@ -151,7 +165,7 @@ def _python_parts(text: str, names: tuple[str, ...]) -> str:
             defined[node.name] = node
         elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             defined[node.targets[0].id] = node  # api = NinjaAPI(...)
-    parts, used = [], set()
+    parts, used, needed = [], set(), set()
     for name in names:
         outer, _, method = name.partition(".")
         if outer not in defined:
@@ -166,6 +180,14 @@ def _python_parts(text: str, names: tuple[str, ...]) -> str:
         else:
             parts.append("\n".join(source[_first_line(node) : node.end_lineno]))
         used |= {_root_name(n) for each in shown for n in ast.walk(each)} - {None}
+        # A method's class statement is context (its bases were shown with the class); the
+        # method's own body must be complete.
+        needed |= {_root_name(n) for n in ast.walk(shown[-1])} - {None}
+    # What the shown code uses from its own module must be shown too, or it cannot be pasted.
+    shown = {name.partition(".")[0] for name in names} | shown_before
+    missing = sorted((set(defined) & needed) - shown)
+    if missing:
+        raise ValueError(f"include: {', '.join(names)} use {', '.join(missing)}: include them")
     return _imports(tree, used) + "\n\n\n" + "\n\n\n".join(parts)
 
 
@@ -213,5 +235,5 @@ def _method_of(cls: ast.ClassDef, name: str, source: list[str]) -> tuple[str, li
         raise ValueError(f"include: {cls.name} has no method {name}")
     header = source[_first_line(cls) : cls.body[0].lineno - 1]
     body = source[_first_line(method) : method.end_lineno]
-    shown = [*cls.bases, *cls.decorator_list, method]
+    shown: list[ast.AST] = [*cls.bases, method]
     return "\n".join([*header, "    ...", "", *body]), shown

@@ -101,19 +101,13 @@ FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 @functools.cache
 def blocks(page: str) -> tuple[Block, ...]:
-    """The page's fenced blocks, in order, with the included ones expanded and marked."""
-    found: list[Block] = []
-    text = (DOCS / page).read_text()
-    position = 0
-    for match in hooks().INCLUDE.finditer(text):
-        found += _fenced(page, text[position : match.start()], included=False)
-        found += _fenced(page, hooks().included(*match.group(1).split()), included=True)
-        position = match.end()
-    return tuple(found + _fenced(page, text[position:], included=False))
-
-
-def _fenced(page: str, text: str, *, included: bool) -> list[Block]:
-    return [Block(page, lang, body, included) for lang, body in FENCE.findall(text)]
+    """The page's fenced blocks, in order, the included ones expanded as the site shows them
+    (each opens with the name of its file: ``# example_project/...``)."""
+    text = hooks().include_all((DOCS / page).read_text())
+    return tuple(
+        Block(page, language, body, body.startswith(("# example_project/", "{# example_project/")))
+        for language, body in FENCE.findall(text)
+    )
 
 
 def guide_pages() -> list[str]:
@@ -143,6 +137,14 @@ def test_the_guides_include_only_code_the_suite_runs() -> None:
     for page in site_pages():
         for match in hooks().INCLUDE.finditer((DOCS / page).read_text()):
             assert match.group(1).startswith("example_project/"), (page, match.group(0))
+
+
+def test_an_include_that_leaves_out_what_it_uses_fails_the_build() -> None:
+    with pytest.raises(ValueError, match="use OwnedMixin"):
+        hooks().included("example_project/shop/views.py", "PaymentViewSet")
+    shown = hooks().included("example_project/shop/views.py", "OwnedMixin", "PaymentViewSet")
+    assert "from .models import Payment" in shown
+    assert "# type: ignore" not in shown  # the type checker's comments are not the reader's
 
 
 @pytest.mark.parametrize(
