@@ -23,7 +23,7 @@ help:
 	@echo "                  (PORT=...; SQLite by default, DATABASE_URL respected)"
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
 	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
-	@echo "make test-fast    the SQLite tests (not postgres, not e2e): no root, no services, ~1 min"
+	@echo "make test-fast    the SQLite tests (not postgres, not e2e): no root, no services, 1-2 min"
 	@echo "make test-oldest  the suite on the oldest supported stack (tox -e $(OLDEST_ENV))"
 	@echo "make tox          the whole tox matrix (README, Supported versions)"
 	@echo "make lint         ruff check, ruff format --check, mypy"

@@ -446,3 +446,18 @@ def test_every_curl_of_a_guide_answers_as_shown(page: str, demo_user: Any) -> No
             fresh = None
             assert_answers_as_shown(response, block.text)
     assert sent
+
+
+def test_the_readmes_example_and_its_retry(demo_user: Any) -> None:
+    """README.md's one curl, sent twice as it says: 201, then the stored 201 replayed."""
+    readme = (ROOT / "README.md").read_text()
+    (command,) = [b for lang, b in FENCE.findall(readme) if lang == "sh" and "curl" in b]
+    demo = Demo(Client(), {})
+    first, again = twice(lambda: demo.curl(command.replace("\\\n", " ")))
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    for name in ("README.md", "README.pypi.md"):
+        for lang, code in FENCE.findall((ROOT / name).read_text()):
+            if lang == "python":
+                compile(code, name, "exec")
