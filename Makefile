@@ -25,6 +25,7 @@ help:
 	@echo "                  (PORT=...; SQLite by default, DATABASE_URL respected)"
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
 	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
+	@echo "make test-fast    the SQLite tests (not postgres, not e2e): no root, no services, 1-2 min"
 	@echo "make test-oldest  the suite on the oldest supported stack (tox -e $(OLDEST_ENV))"
 	@echo "make test-nodrf   the tests that need no DRF, with DRF not installed (tox -e $(NODRF_ENV))"
 	@echo "make tox          the whole tox matrix (README, Supported versions)"
@@ -77,6 +78,15 @@ test: bootstrap $(VENV)/.installed-test
 	echo "== PostgreSQL run: exit $$pg; SQLite run: exit $$lite; coverage: exit $$cov;" \
 		"docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
 	[ $$pg -eq 0 ] && [ $$lite -eq 0 ] && [ $$cov -eq 0 ] && [ $$status -eq 0 ]
+
+# The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests
+# and without the outbox's publishing tests (they talk to the local RabbitMQ and Redis; `make test`
+# runs them). No bootstrap (no root, no apt, nothing started); PYTEST_ARGS narrows it further.
+FAST_IGNORE := --ignore-glob='*/celery/test_outbox.py'
+.PHONY: test-fast
+test-fast: $(VENV)/.installed-test
+	env -u DATABASE_URL $(BIN)/python -m pytest -m "not postgres and not e2e" $(FAST_IGNORE) \
+		$(PYTEST_ARGS)
 
 # tox with tox-uv (the tox group); the same services as `make test`.
 TOX := PATH="$(PYENV_PATH)$$PATH" DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/tox

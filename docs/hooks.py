@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ FOLLOWS = {"DERIVED_KEY_SECRET": "the value of `SECRET_KEY`"}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    markdown = include_all(markdown)
     if "<!-- settings -->" in markdown:
         markdown = markdown.replace("<!-- settings -->", settings_reference())
     if "<!-- drf-hooks -->" in markdown:
@@ -135,3 +137,121 @@ def _read_class(
                 raise ValueError(f"{node.name} has no docstring: the DRF page needs one")
             summary = " ".join(doc.split("\n\n")[0].split())
             hooks[node.name] = f"| `{node.name}({arguments})` | {summary} |"
+
+
+# ``<!-- include: PATH [NAME ...] -->``, on a line of its own, becomes the code of PATH (a file the
+# test suite runs, such as the example project's), whole or only its top-level NAMEs
+# (``Class.method``: one method), with the imports those use: the guides show code that runs.
+INCLUDE = re.compile(r"^<!-- include: (.+?) -->$", re.MULTILINE)
+#: Comments for the type checker, not for the reader.
+_CHECKER_COMMENT = re.compile(r"\s*# (type: ignore\S*|noqa\S*)(?=\s*(#|$))")
+_LANGUAGES = {".py": "python", ".html": "django", ".txt": "text"}
+
+
+def include_all(markdown: str) -> str:
+    """Every include of a page, in order; a name an earlier one showed counts as shown."""
+    shown: dict[str, set[str]] = {}
+
+    def one(match: re.Match[str]) -> str:
+        path, *names = match.group(1).split()
+        block = included(path, *names, shown_before=frozenset(shown.get(path, ())))
+        shown.setdefault(path, set()).update(name.partition(".")[0] for name in names)
+        return block
+
+    return INCLUDE.sub(one, markdown)
+
+
+def included(path: str, *names: str, shown_before: frozenset[str] = frozenset()) -> str:
+    """A fenced block with ``path``'s code, or its ``names`` and the imports they use (the
+    names in ``shown_before`` were shown earlier on the page)."""
+    file = ROOT / path
+    text = file.read_text()
+    if names:
+        text = _python_parts(text, names, shown_before)
+    lines = [_CHECKER_COMMENT.sub("", line).rstrip() for line in text.strip().splitlines()]
+    language = _LANGUAGES.get(file.suffix, "text")
+    comment = f"{{# {path} #}}" if language == "django" else f"# {path}"
+    return f"```{language}\n{comment}\n" + "\n".join(lines) + "\n```"
+
+
+def _python_parts(text: str, names: tuple[str, ...], shown_before: frozenset[str]) -> str:
+    source = text.splitlines()
+    tree = ast.parse(text)
+    defined: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            defined[node.name] = node
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            defined[node.targets[0].id] = node  # api = NinjaAPI(...)
+    parts, used, needed = [], set(), set()
+    for name in names:
+        outer, _, method = name.partition(".")
+        if outer not in defined:
+            raise ValueError(f"include: {outer} is not defined at the top of that file")
+        node = defined[outer]
+        shown: list[ast.AST] = [node]
+        if method:
+            if not isinstance(node, ast.ClassDef):
+                raise ValueError(f"include: {outer} is not a class")
+            part, shown = _method_of(node, method, source)
+            parts.append(part)
+        else:
+            parts.append("\n".join(source[_first_line(node) : node.end_lineno]))
+        used |= {_root_name(n) for each in shown for n in ast.walk(each)} - {None}
+        # A method's class statement is context (its bases were shown with the class); the
+        # method's own body must be complete.
+        needed |= {_root_name(n) for n in ast.walk(shown[-1])} - {None}
+    # What the shown code uses from its own module must be shown too, or it cannot be pasted.
+    shown = {name.partition(".")[0] for name in names} | shown_before
+    missing = sorted((set(defined) & needed) - shown)
+    if missing:
+        raise ValueError(f"include: {', '.join(names)} use {', '.join(missing)}: include them")
+    return _imports(tree, used) + "\n\n\n" + "\n\n\n".join(parts)
+
+
+def _root_name(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _imports(tree: ast.Module, used: set[str | None]) -> str:
+    """The module's imports of the names in ``used``, its blank lines between groups kept."""
+    lines: list[str] = []
+    group, kept_group, previous_end = 0, None, None
+    for node in tree.body:
+        if not isinstance(node, ast.Import | ast.ImportFrom) or node.module == "__future__":
+            continue
+        if previous_end is not None and node.lineno - previous_end > 1:
+            group += 1
+        previous_end = node.end_lineno
+        kept = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
+        if not kept:
+            continue
+        if kept_group is not None and group != kept_group:
+            lines.append("")
+        kept_group = group
+        node.names = kept
+        lines.append(ast.unparse(node))
+    return "\n".join(lines)
+
+
+def _first_line(node: ast.AST) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)]) - 1  # type: ignore[attr-defined]
+
+
+def _method_of(cls: ast.ClassDef, name: str, source: list[str]) -> tuple[str, list[ast.AST]]:
+    """The class statement, ``...`` for the rest of its body, and the one method."""
+    method = next(
+        (
+            n
+            for n in cls.body
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name
+        ),
+        None,
+    )
+    if method is None:
+        raise ValueError(f"include: {cls.name} has no method {name}")
+    header = source[_first_line(cls) : cls.body[0].lineno - 1]
+    body = source[_first_line(method) : method.end_lineno]
+    shown: list[ast.AST] = [*cls.bases, method]
+    return "\n".join([*header, "    ...", "", *body]), shown

@@ -564,7 +564,7 @@ def beat_schedules() -> list[dict[str, Any]]:
     from example_project import settings as example
 
     snippets = re.findall(
-        r"```python\n(.*?)```", (ROOT / "docs" / "side-effects.md").read_text(), flags=re.DOTALL
+        r"```python\n(.*?)```", (ROOT / "docs" / "celery.md").read_text(), flags=re.DOTALL
     )
     schedules = [example.CELERY_BEAT_SCHEDULE]
     for snippet in snippets:
@@ -578,7 +578,7 @@ def beat_schedules() -> list[dict[str, Any]]:
 @pytest.mark.django_db(databases="__all__")
 def test_the_example_and_documented_beat_entries_load_into_celery() -> None:
     schedules = beat_schedules()
-    assert len(schedules) == 2  # the example's, and the one in docs/side-effects.md
+    assert len(schedules) == 2  # the example's, and the one in docs/celery.md
     for schedule in schedules:
         beat = Celery("beat-check", set_as_current=False)
         beat.conf.update(

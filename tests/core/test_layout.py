@@ -1,7 +1,7 @@
 """The package's import graph, read from its source with ``ast``: no import circle, and a
 core that imports no door and no optional framework.
 
-Run it alone to see the graph's verdict: ``pytest tests/test_layout.py``. Every import counts,
+Run it alone to see the graph's verdict: ``pytest tests/core/test_layout.py``. Every import counts,
 also one inside a function, except those under ``if TYPE_CHECKING:`` (they never run) and
 those marked on their line with ``# deferred: <why>`` (an import put off on purpose; each one
 is listed by ``test_every_deferred_import_says_why``).

@@ -139,11 +139,50 @@ def test_every_setting_is_on_the_settings_page(site: Path) -> None:
     assert app_settings.PROBLEM_TYPE_BASE.endswith("problems.html#")
 
 
+def nav_pages() -> list[str]:
+    """The pages of mkdocs.yml's nav, sections walked into."""
+
+    def walk(entries: list[dict[str, Any]]) -> list[str]:
+        found: list[str] = []
+        for entry in entries:
+            (value,) = entry.values()
+            found += walk(value) if isinstance(value, list) else [value]
+        return found
+
+    return walk(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
+
+
 def test_every_page_of_the_nav_is_built(site: Path) -> None:
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
-    for entry in nav:
-        (source,) = entry.values()
+    pages = nav_pages()
+    assert "drf.md" in pages
+    for source in pages:
         assert (site / source.replace(".md", ".html")).is_file(), source
+
+
+def test_every_page_of_docs_is_in_the_nav() -> None:
+    written = {page.name for page in (ROOT / "docs").glob("*.md")}
+    assert written == set(nav_pages())
+
+
+def test_every_door_has_a_guide_the_readme_links_to() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    for guide in ("drf", "django-views", "ninja", "celery", "side-effects", "guests", "adopting"):
+        assert f"/{guide}.html" in readme, guide
+        assert f"{guide}.md" in nav_pages()
+
+
+def test_the_readmes_agree_on_the_extras_and_the_migrate_step() -> None:
+    # pyproject.toml's extras (tomllib is Python 3.11+): the names of their section.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    section = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = set(re.findall(r"^(\w+) = ", section, re.MULTILINE))
+    assert {"celery", "ninja"} <= extras
+    for name in ("README.md", "README.pypi.md"):
+        text = (ROOT / name).read_text()
+        assert "python manage.py migrate" in text, name
+        named = {extra for extra in {"drf", *extras} if re.search(rf"\b{extra}\b", text)}
+        assert named == {"drf", *extras}, name
 
 
 def test_the_drf_page_lists_every_attribute_and_hook_of_the_mixin(site: Path) -> None:
