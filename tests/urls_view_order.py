@@ -1,4 +1,5 @@
-"""Routes a view that lists IdempotentAPIViewMixin after DRF's view class (tests/operations/test_checks.py)."""
+"""Routes a view that lists IdempotentAPIViewMixin after DRF's view class (tests/operations/
+test_checks.py)."""
 
 from django.urls import path
 
