@@ -10,7 +10,7 @@ task that was never sent. ``send_on_commit`` writes the message to the outbox in
 transaction instead; it is published right after the commit and deleted, and whatever was not
 is published by ``relay_outbox`` (a beat task or ``manage.py idempotency_relay_outbox``).
 A message can so be published twice, never not at all: the task must be an ``IdempotentTask``
-(``celery/tasks.py``), which runs once per task id.
+(``celery/tasks/``), which runs once per task id.
 
 A row goes only once the broker has taken the message: on AMQP (``amqp://``, ``pyamqp://``) the
 outbox publishes on connections of its own with publisher confirms on (``confirm_publish``),

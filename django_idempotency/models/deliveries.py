@@ -70,7 +70,7 @@ class TaskDelivery(models.Model):
 
     Written before each run in a commit of its own and removed when the delivery ends in any
     way its worker survives, so what is left counts the deliveries that killed their worker.
-    Past the task's limit the operation is stored as failed (see ``celery/tasks.py``).
+    Past the task's limit the operation is stored as failed (see ``celery/tasks/deliveries.py``).
     """
 
     scope = models.CharField(
