@@ -142,7 +142,7 @@ def test_the_check_names_what_would_lose_work() -> None:
 
 # Celery's Django fixup runs the model checks on import, which ask SQLite whether it supports
 # JSON fields: a query, the first time in a process.
-@pytest.mark.django_db
+@pytest.mark.django_db(databases="__all__")
 def test_a_well_configured_app_has_no_problems() -> None:
     from example_project.celery import app
 
