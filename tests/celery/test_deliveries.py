@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,12 @@ def test_a_task_that_kills_its_worker_is_failed_after_its_limit_and_the_queue_mo
 def test_arguments_kombus_json_carries_run_once(amqp_worker: dict[str, str]) -> None:
     task_id = str(uuid.uuid4())
     order = uuid.uuid4()
-    args = [Decimal("10.50"), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), date(2026, 1, 2), order]
+    args = [
+        Decimal("10.50"),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        date(2026, 1, 2),
+        order,
+    ]
     first = send("tests.record_typed_arguments", args, amqp_worker["queue"], task_id)
     assert first.get(timeout=60) == ["Decimal", "datetime", "date", "UUID"]
     first.forget()

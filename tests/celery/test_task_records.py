@@ -4,7 +4,8 @@ arguments it fingerprints."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -145,7 +146,7 @@ def test_arguments_kombus_json_carries_are_fingerprinted_as_it_carries_them() ->
         return str(Execution.objects.create(label=f"pay:{order}:{amount}").pk)
 
     order = UUID("12345678-1234-5678-1234-567812345678")
-    args = [Decimal("10.50"), datetime(2026, 1, 2, tzinfo=UTC), date(2026, 1, 2), order]
+    args = [Decimal("10.50"), datetime(2026, 1, 2, tzinfo=dt_timezone.utc), date(2026, 1, 2), order]
     first = pay.apply(args=args, task_id="pay-1")
     again = pay.apply(args=args, task_id="pay-1")
     other = pay.apply(args=[Decimal("10.5"), *args[1:]], task_id="pay-1")

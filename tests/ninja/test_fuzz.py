@@ -25,7 +25,7 @@ from django_idempotency.models import IdempotencyRecord
 from tests.celery.test_fuzz_tasks import same
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.drf, pytest.mark.django_db]
 
 FUZZ_SETTINGS = settings(
     max_examples=150,
