@@ -49,7 +49,7 @@ class Result(Generic[R]):
         return int(self.history[-1].status or 0)
 
 
-class GaveUp(Exception):  # noqa: N818 (it is an outcome, not a programming error)
+class GaveUp(Exception):
     """No answer came back within the attempts or the time allowed: the request may or may not
     have been performed. Send it again later with the same ``key`` to find out."""
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +26,8 @@ _TRANSIENT = frozenset({408, 425, 429})
 
 def problem_code(headers: Mapping[str, str], body: bytes) -> str | None:
     """The code of a problem+json answer: the last part of its ``type`` URI (after ``#``,
-    ``/`` or ``:``), which is the refusal's ``default_code`` whatever ``IDEMPOTENCY_PROBLEM_TYPE_BASE``
-    says. ``None`` for any other body."""
+    ``/`` or ``:``), the refusal's ``default_code`` whatever ``IDEMPOTENCY_PROBLEM_TYPE_BASE``
+    is. ``None`` for any other body."""
     content_type = headers.get("content-type", "") or headers.get("Content-Type", "")
     if "json" not in content_type:
         return None
@@ -80,8 +80,8 @@ class RetryPolicy:
     transient_statuses: frozenset[int] = _TRANSIENT
     #: A ``Retry-After`` longer than this is not waited for: the answer is returned as it is.
     max_retry_after: float = 60.0
-    #: Where the jitter comes from (seeded in tests).
-    random: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+    #: A random fraction in [0, 1): where the jitter comes from (fixed in tests).
+    rng: Callable[[], float] = field(default=random.random, compare=False, repr=False)
 
     def verdict(self, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         """What an answer means for the logical request."""
@@ -105,8 +105,8 @@ class RetryPolicy:
     def backoff(self, retry: int) -> float:
         """Seconds before retry number ``retry`` (1 for the second attempt): "equal jitter",
         between half and all of the exponential step."""
-        step = min(self.max_delay, self.base_delay * 2 ** max(0, retry - 1))
-        return step / 2 + step / 2 * self.random()
+        step = min(self.max_delay, self.base_delay * float(2 ** max(0, retry - 1)))
+        return step / 2 + step / 2 * self.rng()
 
     def delay(self, retry: int, headers: Mapping[str, str] | None) -> float | None:
         """Seconds to wait before retry number ``retry``: what ``Retry-After`` asks (the server
@@ -118,4 +118,4 @@ class RetryPolicy:
         if asked > self.max_retry_after:
             return None
         # A little jitter on top, never less than asked: many clients told "1" spread out.
-        return asked + self.base_delay * self.random()
+        return asked + self.base_delay * self.rng()

@@ -5,10 +5,6 @@ under the same key, and a callee that deduplicates by key performs it once."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import threading
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -19,54 +15,9 @@ from django_idempotency.client.requests import IdempotentSession
 from django_idempotency.core.derived_keys import derive_key
 from django_idempotency.once import run_once
 
+from .conftest import Callee
+
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Callee(http.server.ThreadingHTTPServer):
-    """A downstream service on loopback that deduplicates by Idempotency-Key, like a gateway:
-    ``performed`` holds one entry per key it performed, ``seen`` every key it was sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.performed: dict[str, int] = {}
-        self.seen: list[str | None] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: Callee
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        key = self.headers.get("Idempotency-Key")
-        with self.server.lock:
-            self.server.seen.append(key)
-            if key is not None and key not in self.server.performed:
-                self.server.performed[key] = len(self.server.performed) + 1
-            number = self.server.performed.get(key or "", 0)
-        body = f'{{"charge": {number}}}'.encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def callee() -> Iterator[Callee]:
-    server = Callee()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 class Crash(Exception):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 
@@ -29,7 +29,7 @@ def problem(code: str) -> bytes:
 
 @pytest.fixture
 def policy() -> RetryPolicy:
-    return RetryPolicy(random=lambda: 0.5)
+    return RetryPolicy(rng=lambda: 0.5)
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 303])
@@ -88,8 +88,8 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
 
 
 def test_the_wait_is_what_retry_after_asks_else_a_jittered_exponential_backoff() -> None:
-    low = RetryPolicy(base_delay=1.0, max_delay=5.0, random=lambda: 0.0)
-    high = RetryPolicy(base_delay=1.0, max_delay=5.0, random=lambda: 1.0)
+    low = RetryPolicy(base_delay=1.0, max_delay=5.0, rng=lambda: 0.0)
+    high = RetryPolicy(base_delay=1.0, max_delay=5.0, rng=lambda: 1.0)
 
     assert [low.delay(n, {}) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 2.5]
     assert [high.delay(n, {}) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
@@ -102,7 +102,7 @@ def test_the_wait_is_what_retry_after_asks_else_a_jittered_exponential_backoff()
 
 def test_attempts_stop_at_max_attempts_and_at_max_elapsed() -> None:
     now = [0.0]
-    policy = RetryPolicy(max_attempts=3, max_elapsed=100, base_delay=1, random=lambda: 1.0)
+    policy = RetryPolicy(max_attempts=3, max_elapsed=100, base_delay=1, rng=lambda: 1.0)
     attempts = Attempts(policy, "k", clock=lambda: now[0])
     assert attempts.answered(503, {}, b"") == ("retry", 1.0)
     assert attempts.failed(ConnectionResetError("reset")) == 2.0
@@ -113,7 +113,7 @@ def test_attempts_stop_at_max_attempts_and_at_max_elapsed() -> None:
     assert result.history[1].error == "ConnectionResetError: reset"
 
     # A wait that would end past max_elapsed is not started.
-    timed = Attempts(RetryPolicy(max_elapsed=10, random=lambda: 0.0), "k", clock=lambda: now[0])
+    timed = Attempts(RetryPolicy(max_elapsed=10, rng=lambda: 0.0), "k", clock=lambda: now[0])
     now[0] = 9.0
     assert timed.answered(409, {"Retry-After": "2"}, b"") == ("retry", None)
     error = timed.gave_up()
