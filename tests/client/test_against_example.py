@@ -21,7 +21,7 @@ from django_idempotency.client.requests import IdempotentSession
 from django_idempotency.exceptions import KeyMismatch, ReferenceConflict
 from tests.e2e.faults.harness import Instance
 
-from .conftest import GATEWAY_MS, ThreadedProxy
+from .support import GATEWAY_MS, ThreadedProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

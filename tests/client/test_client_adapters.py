@@ -19,7 +19,7 @@ from django_idempotency.client.httpx import AsyncIdempotentClient, IdempotentCli
 from django_idempotency.client.requests import IdempotentSession
 from django_idempotency.exceptions import KeyMismatch, ReferenceConflict, RequestInFlight
 
-from .conftest import Callee
+from .support import Callee
 
 POLICY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
 Send = Callable[..., Result[Any]]

@@ -15,7 +15,7 @@ from django_idempotency.client.requests import IdempotentSession
 from django_idempotency.core.derived_keys import derive_key
 from django_idempotency.once import run_once
 
-from .conftest import Callee
+from .support import Callee
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
