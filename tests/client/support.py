@@ -91,6 +91,34 @@ class ThreadedProxy:
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
 
+    def count(self, request_line: bytes) -> Callable[[], int]:
+        """Count, from now on, the requests that start with ``request_line`` (``b"POST /x/"``):
+        a ``cut_on`` whose match never cuts sees every chunk clients send."""
+        seen = [0]
+
+        def tap(chunk: bytes) -> bool:
+            seen[0] += chunk.startswith(request_line)
+            return False
+
+        self.call(lambda: self.proxy.cut_on(tap))
+        return lambda: seen[0]
+
+    def cut(self, request_line: bytes, times: int) -> Callable[[], int]:
+        """Drop the next ``times`` requests that start with ``request_line``, each before it
+        reaches the server (its connection reset); returns how many were dropped so far."""
+        left = [times]
+
+        def match(chunk: bytes) -> bool:
+            if not chunk.startswith(request_line):
+                return False
+            left[0] -= 1
+            if left[0] > 0:  # cut_on disarms itself once it matched: arm it again
+                asyncio.get_running_loop().call_soon(self.proxy.cut_on, match)
+            return True
+
+        self.call(lambda: self.proxy.cut_on(match))
+        return lambda: times - left[0]
+
     def close(self) -> None:
         self._await(self.proxy.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
