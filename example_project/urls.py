@@ -2,7 +2,8 @@ from importlib.util import find_spec
 
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
-from django.urls import URLPattern, URLResolver, include, path
+from django.contrib.staticfiles.views import serve
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from example_project.landing import landing
 from example_project.shop.ninja_api import api as ninja_api
@@ -28,6 +29,9 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("shop/", include("example_project.shop.web_urls")),
     path("ninja/", ninja_api.urls),
+    # gunicorn alone serves no static files (runserver does with DEBUG): the browser helper's
+    # script for the demo and the browser tests. A real site serves collectstatic's output.
+    re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
 ]
 
 # An API: even an unexpected failure answers in problem+json, never an HTML page.

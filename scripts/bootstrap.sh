@@ -76,6 +76,9 @@ if wanted redis; then
     need redis-tools have redis-cli
 fi
 if wanted rabbitmq; then need rabbitmq-server have rabbitmq-server; fi
+# The browser tests (tests/e2e/test_browser.py): headless chromium, driven by chromium-driver.
+need chromium have chromium
+need chromium-driver have chromedriver
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$BOOTSTRAP_INSTALL" != 1 ] || [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

@@ -49,3 +49,14 @@ def idempotency_key_input(
     return format_html(
         '<input type="hidden" name="{}" value="{}">', app_settings.ISSUED_KEY_FIELD, issued.key
     )
+
+
+@register.simple_tag
+def idempotency_script() -> SafeString:
+    """``<script src=".../django_idempotency/idempotency.js" defer>``: the browser helper for
+    pages that post with JavaScript (forms marked ``data-idempotent``; docs/client.md)."""
+    from django.templatetags.static import static
+
+    return format_html(
+        '<script src="{}" defer></script>', static("django_idempotency/idempotency.js")
+    )

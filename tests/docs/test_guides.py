@@ -355,6 +355,7 @@ def test_every_python_block_of_a_guide_is_run() -> None:
         "side-effects.md",
         "celery.md",
         "operating.md",
+        "client.md",  # tests/client/test_client_docs.py
     }
     with_code = {block.page for block in python_blocks(settings=False)}
     assert with_code <= exercised, with_code - exercised
