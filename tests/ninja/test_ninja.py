@@ -358,6 +358,7 @@ def test_a_guests_copies_run_once() -> None:
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
 
+@pytest.mark.drf  # example project's ninja API: DRF token auth
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/ninja/orders/", "/ninja/async/orders/"])
 @pytest.mark.parametrize(
@@ -374,6 +375,7 @@ def test_ninja_hostile_bodies_are_422_not_500(user: Any, path: str, body: str) -
     assert Order.objects.count() == 0
 
 
+@pytest.mark.drf  # example project's ninja API: DRF token auth
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/ninja/orders/", "/ninja/async/orders/"])
 def test_ninja_bad_token_never_reaches_the_key(user: Any, path: str) -> None:
@@ -388,6 +390,7 @@ def test_ninja_bad_token_never_reaches_the_key(user: Any, path: str) -> None:
     assert "Idempotent-Replayed" not in response
 
 
+@pytest.mark.drf  # example project's ninja API: DRF token auth
 @pytest.mark.django_db
 @pytest.mark.parametrize("spelling", ['"07"', "7.0", '" 7"'])
 def test_ninja_reference_spelled_otherwise_is_the_same_order(
