@@ -7,7 +7,7 @@ import re
 import pytest
 
 from django_idempotency.core.keys import parse_key
-from django_idempotency.drf.schema import KEY_PATTERN
+from django_idempotency.drf.openapi import KEY_PATTERN
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 

@@ -13,7 +13,7 @@ from drf_spectacular.validation import validate_schema
 from rest_framework import mixins, viewsets
 
 from django_idempotency.drf import IdempotentCreateMixin
-from django_idempotency.drf.schema import KEY_PATTERN
+from django_idempotency.drf.openapi import KEY_PATTERN
 from example_project.shop.models import Order
 from example_project.shop.serializers import OrderSerializer
 
