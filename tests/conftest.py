@@ -91,6 +91,18 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         settings.DATABASES[alias].setdefault("TEST", {})["NAME"] = f"{name}{suffix}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL the ``mysql`` tests are deselected, as the ``postgres`` ones are on
+    MariaDB by the runs' ``-m``: they are about the other server, and `make test` runs them
+    there; so the PostgreSQL runs (make test, tox) need no marker expression for them."""
+    if not _on_postgres():
+        return
+    other = [item for item in items if "mysql" in item.keywords]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if "mysql" not in item.keywords]
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if "postgres" in item.keywords and not _on_postgres():
         needs = "PostgreSQL: DATABASE_URL=postgres://..."
