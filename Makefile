@@ -90,8 +90,8 @@ test: bootstrap $(VENV)/.installed-test
 # MariaDB: under READ COMMITTED (Django's default), then the smaller mysql_rr set under
 # REPEATABLE READ (InnoDB's). Under coverage: `make test` combines them with the other runs.
 MARIADB_DATABASE_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
-MARIADB_MARKS ?= (concurrent_db or mysql) and not e2e
-MARIADB_RR_MARKS ?= mysql_rr and not e2e
+MARIADB_MARKS ?= (concurrent_db or mysql) and not postgres and not e2e
+MARIADB_RR_MARKS ?= mysql_rr and not postgres and not e2e
 .PHONY: test-mariadb test-mariadb-runs
 test-mariadb: bootstrap $(VENV)/.installed-test
 	@rm -f .coverage .coverage.*; $(MAKE) --no-print-directory test-mariadb-runs
