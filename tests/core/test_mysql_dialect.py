@@ -23,7 +23,7 @@ from django_idempotency.core.operation import Operation
 from django_idempotency.core.responses import StoredResponse
 from django_idempotency.core.store import mysql
 from django_idempotency.exceptions import ReferenceConflict, ReferenceHeld
-from django_idempotency.models import IdempotencyRecord
+from django_idempotency.models import IdempotencyRecord, TaskDelivery
 from django_idempotency.models.clock import UtcNow
 from django_idempotency.once import perform
 
@@ -214,3 +214,18 @@ def test_a_mysql_alias_is_accepted_when_it_stores_utc_and_utf8mb4(
     monkeypatch.setattr(checks, "connections", handler)
     with override_settings(USE_TZ=True):
         assert [message.id for message in checks.check_databases()] == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_deliveries_are_counted_and_start_again_after_their_lifetime() -> None:
+    """``count_delivery``'s MySQL upsert (no RETURNING there): 1, 2, 3, then 1 once stale."""
+    now = timezone.now()
+
+    def count(at: Any) -> int:
+        return TaskDelivery.objects.count_delivery(
+            "default", scope="celery:t", key="k", now=at, lifetime=timedelta(minutes=5)
+        )
+
+    assert [count(now), count(now), count(now)] == [1, 2, 3]
+    assert count(now + timedelta(minutes=6)) == 1
+    assert TaskDelivery.objects.get().deliveries == 1
