@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_PURGE_BATCH_SIZE
-from . import batches
+from .batches import delete_rows, update_rows
 from .clock import before, database_now
 
 
@@ -162,11 +162,11 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
 
         def delete_events_of(ids: list[int]) -> int:
             # A batch's records are locked by it: no lookup can add an event to them meanwhile.
-            return batches.delete(IdempotencyEvent, ids, alias, by="record_id")
+            return delete_rows(IdempotencyEvent, ids, alias, by="record_id")
 
         def strip_records(ids: list[int]) -> None:
             events_gone = delete_events_of(ids)
-            count = batches.update(
+            count = update_rows(
                 IdempotencyRecord,
                 ids,
                 alias,
@@ -178,11 +178,11 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
 
         def delete_records(ids: list[int]) -> None:
             events_gone = delete_events_of(ids)
-            records_gone = batches.delete(IdempotencyRecord, ids, alias)
+            records_gone = delete_rows(IdempotencyRecord, ids, alias)
             report(deleted=records_gone, events_deleted=events_gone)
 
         def delete_orphans(ids: list[int]) -> None:
-            report(events_deleted=batches.delete(IdempotencyEvent, ids, alias))
+            report(events_deleted=delete_rows(IdempotencyEvent, ids, alias))
 
         _in_batches(to_strip, alias, batch_size, strip_records)
         _in_batches(records, alias, batch_size, delete_records)
