@@ -6,7 +6,7 @@ from the models' ``_meta`` (``names.py``, backtick-quoted). The SQL runs on both
 
 Time is the database's: ``UTC_TIMESTAMP(6)`` (fixed for the whole statement) dates the records
 and judges their expiry. Django's MySQL backend stores naive datetimes in the connection's time
-zone, which the system check E004 requires to be UTC, so the session's ``time_zone`` never
+zone, which the system check E009 requires to be UTC, so the session's ``time_zone`` never
 matters.
 
 InnoDB has no partial unique index. Migration 0008 adds ``idempotency_live_key``, a stored
