@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from ..arguments import DEFAULT_PURGE_BATCH_SIZE
 from .batches import delete_rows, update_rows
 from .clock import before, database_now
+from .partial_indexes import without_answered
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,11 @@ class IdempotencyRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.key} ({self.scope})"
 
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        # models.W036/W037 on MySQL: handled by migration 0008 (partial_indexes.py).
+        return without_answered(super().check(**kwargs))
+
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
@@ -472,3 +478,8 @@ class IdempotencyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.key} ({self.scope})"
+
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        # models.W036/W037 on MySQL: handled by migration 0008 (partial_indexes.py).
+        return without_answered(super().check(**kwargs))

@@ -229,3 +229,17 @@ def test_task_deliveries_are_counted_and_start_again_after_their_lifetime() -> N
     assert [count(now), count(now), count(now)] == [1, 2, 3]
     assert count(now + timedelta(minutes=6)) == 1
     assert TaskDelivery.objects.get().deliveries == 1
+
+
+@pytest.mark.django_db
+def test_djangos_partial_index_warnings_are_answered_for_the_apps_models() -> None:
+    """models.W036/W037 (``check --database``, ``migrate``): migration 0008 builds what the
+    conditions would, so the app's models drop these two warnings about themselves."""
+    from django.core.checks import run_checks
+
+    about_the_app = [
+        message.id
+        for message in run_checks(databases=["default"])
+        if getattr(getattr(message.obj, "_meta", None), "app_label", "") == "django_idempotency"
+    ]
+    assert about_the_app == []
