@@ -5,8 +5,11 @@ gives up cleanly without changing the session."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -22,10 +25,11 @@ from django_idempotency.core import store
 from django_idempotency.core.operation import Operation
 from django_idempotency.core.responses import StoredResponse
 from django_idempotency.core.store import mysql
-from django_idempotency.exceptions import ReferenceConflict, ReferenceHeld
+from django_idempotency.exceptions import ReferenceConflict, ReferenceHeld, RequestInFlight
 from django_idempotency.models import IdempotencyRecord, TaskDelivery
 from django_idempotency.models.clock import UtcNow
 from django_idempotency.once import perform
+from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.mysql, pytest.mark.mysql_rr]
 
@@ -243,3 +247,38 @@ def test_djangos_partial_index_warnings_are_answered_for_the_apps_models() -> No
         if getattr(getattr(message.obj, "_meta", None), "app_label", "") == "django_idempotency"
     ]
     assert about_the_app == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storm_of_20_keys_by_50_copies_runs_each_once() -> None:
+    """1000 calls from 50 threads on their own connections, 50 copies of each of 20 keys in a
+    shuffled order: every copy gets its key's one result, or a clean in-flight refusal (the
+    409 at the doors); nothing else, no key run twice."""
+    keys, copies = 20, 50
+    order = [f"k{index % keys}" for index in range(keys * copies)]
+    random.Random(23).shuffle(order)
+
+    def job(key: str) -> int:
+        time.sleep(0.01)
+        return int(Execution.objects.create(label=key).pk)
+
+    def call(key: str) -> Any:
+        try:
+            return key, perform(lambda: job(key), scope="storm", key=key, fingerprint="f").result
+        except RequestInFlight as refused:
+            return key, refused
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        outcomes = list(pool.map(call, order))
+
+    answers: dict[str, set[Any]] = {}
+    for key, result in outcomes:
+        answers.setdefault(key, set()).add(result)
+    ran = {key: Execution.objects.filter(label=key).count() for key in answers}
+    assert ran == {f"k{index}": 1 for index in range(keys)}
+    for key, results in answers.items():
+        values = {r for r in results if not isinstance(r, RequestInFlight)}
+        assert values == {Execution.objects.get(label=key).pk}, (key, results)
+    assert IdempotencyRecord.objects.count() == keys
