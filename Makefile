@@ -58,9 +58,10 @@ bootstrap:
 # fail_under (pyproject.toml) holds for the whole suite; a run narrowed by PYTEST_ARGS only reports.
 COVERAGE_ARGS := $(if $(strip $(PYTEST_ARGS)),--fail-under=0)
 
-# Both runs always happen, so one report shows every failure; the target fails if either
-# does. Exit code 5 ("no tests collected") is a failure too: a suite that ran nothing
-# must never look green. Coverage of both runs is combined and must reach fail_under.
+# Every run always happens (PostgreSQL, SQLite, the MariaDB runs), so one report shows every
+# failure; the target fails if any does. Exit code 5 ("no tests collected") is a failure too: a
+# suite that ran nothing must never look green. Coverage of all runs is combined and must reach
+# fail_under.
 test: bootstrap $(VENV)/.installed-test
 	@status=0; started=$$(date +%s); rm -f .coverage .coverage.*; \
 	echo "== pytest on PostgreSQL: $(TEST_DATABASE_URL)"; \
