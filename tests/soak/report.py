@@ -86,6 +86,10 @@ class Run:
     harness_cpu: float = 0.0
     #: The servers' ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE`` in seconds (0: not set by the run).
     issued_key_max_age: float = 0.0
+    #: ``--operations``: the count at which the load stopped, if it came before ``--duration``.
+    operations_limit: int | None = None
+    #: ``--duration``: the longest the load was to last, in seconds.
+    planned: float = 0.0
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -158,6 +162,21 @@ def _calm_seconds(run: Run) -> float:
     return calm * step
 
 
+def _length(run: Run) -> str:
+    """How long the load lasted, and what ended it."""
+    minutes = f"{run.duration:.0f} s" + (
+        f" ({run.duration / 60:.0f} min)" if run.duration >= 120 else ""
+    )
+    if run.operations_limit and len(run.ops) >= run.operations_limit:
+        return f"{minutes} of load, until its {run.operations_limit:,} operations"
+    if run.operations_limit:
+        return (
+            f"{minutes} of load (its limit of {run.planned:.0f} s came before "
+            f"{run.operations_limit:,} operations)"
+        )
+    return f"{minutes} of load"
+
+
 def markdown(run: Run) -> str:
     facts = summary(run)
     out: list[str] = [BEGIN, "", "## Soak: randomized faults, every operation checked", ""]
@@ -182,10 +201,14 @@ def markdown(run: Run) -> str:
         "Two gunicorn instances (4 sync workers each) of the example project, one straight to "
         "a private PostgreSQL cluster and one through PgBouncer (transaction pooling), a "
         "uvicorn instance (2 workers) for the async doors, and a Celery worker (prefork, 2 "
-        "processes) running the ship door's task from a RabbitMQ queue of the run's own; each "
-        "behind the soak's fault-injecting TCP proxy, and each killed and restarted by the "
-        "nemesis. What publishes tasks (the servers, the outbox relay) reaches RabbitMQ through "
-        "a proxy too, which the nemesis resets, and cuts right after a publish was written. "
+        "processes) running the ship door's task from a private RabbitMQ node of the run's own; "
+        "each behind the soak's fault-injecting TCP proxy, and each killed and restarted by the "
+        "nemesis, and restarted with its wall clock minutes ahead or behind (libfaketime) or "
+        "back to the right time. The servers and the outbox relay publish to RabbitMQ through "
+        "one proxy, which the nemesis resets and cuts right after a publish was written; the "
+        "worker consumes through another, which it resets; the node itself is SIGKILLed and "
+        "started again. Now and then the run sends a task that kills the worker process "
+        "running it, every time: it must end stored as failed without holding up the queue. "
         "Each client retries an operation with the same key until a definite answer, "
         "sometimes as concurrent copies, sometimes reusing a key with another body, a "
         "payment's order under a new key, or a key another principal used. After the load the "

@@ -2,6 +2,7 @@
 
     python -m tests.soak              # 10 minutes, 32 clients
     python -m tests.soak --quick      # 90 seconds
+    python -m tests.soak --duration=40m --operations=100000  # until either comes first
     python -m tests.soak --seed 1234  # replay a run's fault schedule and workload choices
     python -m tests.soak --ports 18900-18999  # every port the run listens on from this range
 
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -26,27 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from . import http
-from .checker import OutboxRow, RecordState, Snapshot, check, describe
+from .checker import OutboxRow, PoisonTask, RecordState, Snapshot, TaskRecord, check, describe
 from .doors import DOORS, Effect
 from .nemesis import Nemesis
 from .proxy import FaultProxy
 from .report import CpuUse, Run, markdown, summary, write_section
 from .services import (
-    AMQP_URL,
     REPO_ROOT,
     AppServer,
     AsgiServer,
     Bouncer,
     CeleryWorker,
     Services,
-    broker_address,
     broker_url,
     connect,
     free_port,
     manage,
     use_ports,
 )
-from .workload import Client, History, Plan, Principal, Target
+from .workload import POISON_TASK as POISON
+from .workload import Client, History, Plan, Poisoner, Principal, Target
 
 OUT = REPO_ROOT / "build" / "soak"
 DOCS = REPO_ROOT / "docs" / "reliability.md"
@@ -57,6 +58,8 @@ DRAIN_TIMEOUT = 180.0
 RELAY_AFTER = 3.0
 #: Seconds an issued key may start an operation: short, so that retries come after it.
 ISSUED_KEY_MAX_AGE = 4.0
+#: Deliveries of a task message that may die with their worker before it is stored as failed.
+TASK_MAX_DELIVERIES = 5
 RECORDS = "django_idempotency_idempotencyrecord"
 EVENTS = "django_idempotency_idempotencyevent"
 OUTBOX = "django_idempotency_outboxmessage"
@@ -98,7 +101,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m tests.soak", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="90 s instead of 10 minutes")
-    parser.add_argument("--duration", type=float, help="seconds of load (overrides --quick)")
+    parser.add_argument(
+        "--duration",
+        type=seconds,
+        help="how long the load lasts at most: 90, 90s, 40m, 1h (overrides --quick)",
+    )
+    parser.add_argument(
+        "--operations",
+        type=int,
+        help="stop the load once the clients started this many operations (or at --duration)",
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, help="replay a run (printed at its start)")
     parser.add_argument("--ttl", type=float, help="IDEMPOTENCY_TTL seconds (45 quick, 60 full)")
@@ -111,11 +123,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ports",
-        default=os.environ.get("SOAK_PORTS", ""),
-        help="FIRST-LAST: the ports the run listens on (default $SOAK_PORTS, else any free one)",
+        default=os.environ.get("SOAK_PORTS") or os.environ.get("IDEMPOTENCY_TEST_PORTS", ""),
+        help=(
+            "FIRST-LAST: the ports the run listens on (default $SOAK_PORTS, else "
+            "$IDEMPOTENCY_TEST_PORTS, else any free one)"
+        ),
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/reliability.md")
     return parser.parse_args(argv)
+
+
+def seconds(text: str) -> float:
+    """``90``, ``90s``, ``40m``, ``1.5h``: a duration in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a duration is 90, 90s, 40m or 1h, not {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, not {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,20 +154,32 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.duration or (90.0 if args.quick else 600.0)
     ttl = args.ttl or (45.0 if duration <= 120 else 60.0)
     use_ports(args.ports)
+    limit = f", up to {args.operations:,} operations" if args.operations else ""
     print(
-        f"soak: seed {seed}, {duration:.0f} s, {args.clients} clients, TTL {ttl:.0f} s", flush=True
+        f"soak: seed {seed}, {duration:.0f} s{limit}, {args.clients} clients, TTL {ttl:.0f} s",
+        flush=True,
     )
     services = Services()
     try:
         with _terminate_as_interrupt():
-            return asyncio.run(soak(args, seed, duration, ttl, services))
+            status = asyncio.run(soak(args, seed, duration, ttl, services))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(
             f"soak: interrupted (seed {seed}); everything it started is being stopped", flush=True
         )
-        return 2
+        status = 2
+    except Exception:
+        traceback.print_exc()
+        print(f"soak: the run failed (seed {seed}); everything it started is being stopped")
+        status = 2
     finally:
         services.close()
+    left = services.leftovers(wait=10)
+    if left:
+        print("soak: LEFT BEHIND after the run:\n  " + "\n  ".join(left), flush=True)
+        return 2
+    print("soak: nothing left behind (processes, directories, broker node)", flush=True)
+    return status
 
 
 @contextmanager
@@ -173,9 +215,11 @@ async def soak(
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "logs"
     logs.mkdir(exist_ok=True)
-    cluster = services.cluster
+    cluster, node = services.cluster, services.broker
     await asyncio.to_thread(cluster.init)
     await asyncio.to_thread(cluster.start)
+    await asyncio.to_thread(node.init)
+    await asyncio.to_thread(node.start)
     with connect(cluster.url()) as conn:
         conn.execute("CREATE DATABASE shop")
     direct = cluster.url("shop")
@@ -198,19 +242,27 @@ async def soak(
         FaultProxy("127.0.0.1", cluster.port, seed=seed),
         FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1),
     ]
-    # What publishes (the servers' on-commit sends, the relay) reaches RabbitMQ through this
-    # proxy, which the nemesis resets and cuts right after a publish; the worker consumes
-    # directly.
-    broker = FaultProxy(*broker_address(), seed=seed + 2)
+    # The soak's own RabbitMQ node, behind two proxies: one for what publishes (the servers'
+    # on-commit sends, the relay), which the nemesis resets and cuts right after a publish, one
+    # for the worker, which it resets; the nemesis also SIGKILLs the node itself.
+    broker = FaultProxy("127.0.0.1", node.port, seed=seed + 2)
+    consumer = FaultProxy("127.0.0.1", node.port, seed=seed + 3)
     try:
-        for proxy in (*proxies, broker):
+        for proxy in (*proxies, broker, consumer):
             await proxy.start(free_port())
         env = {
             "IDEMPOTENCY_TTL": str(ttl),
             "IDEMPOTENCY_ISSUED_KEY_MAX_AGE": str(args.issued_key_max_age),
+            "IDEMPOTENCY_TASK_MAX_DELIVERIES": str(TASK_MAX_DELIVERIES),
             "CELERY_BROKER_URL": broker_url(broker.port),
             "EXAMPLE_CELERY_QUEUE": services.queue,
+            **services.mark(),
         }
+
+        def clocked(name: str) -> dict[str, str]:
+            # Each process's wall clock is its own (the nemesis restarts it skewed): libfaketime.
+            return {**env, **services.clock(name).env()}
+
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         services.apps = [
             AppServer(
@@ -218,14 +270,14 @@ async def soak(
                 free_port(),
                 cluster.url("shop", proxies[0].port),
                 logs / f"{stamp}-direct.log",
-                env,
+                clocked("direct"),
             ),
             AppServer(
                 "pgbouncer",
                 free_port(),
                 cluster.url("shop", proxies[1].port),
                 logs / f"{stamp}-pgbouncer.log",
-                env,
+                clocked("pgbouncer"),
             ),
             # The async doors, through PgBouncer (async views run in per-request threads).
             AsgiServer(
@@ -233,17 +285,19 @@ async def soak(
                 free_port(),
                 cluster.url("shop", proxies[1].port),
                 logs / f"{stamp}-uvicorn.log",
-                env,
+                clocked("uvicorn"),
                 workers=2,
             ),
-            # shop.ship_order, enqueued by POST /api/orders/{id}/ship/ (the "ship" door).
+            # shop.ship_order, enqueued by POST /api/orders/{id}/ship/ (the "ship" door), and
+            # the poison task the run sends now and then (tests/soak/poison.py).
             CeleryWorker(
                 "celery",
                 0,
                 cluster.url("shop", proxies[0].port),
                 logs / f"{stamp}-celery.log",
-                {**env, "CELERY_BROKER_URL": AMQP_URL},
+                {**clocked("celery"), "CELERY_BROKER_URL": broker_url(consumer.port)},
                 workers=2,
+                options=("--include", "tests.soak.poison"),
             ),
         ]
         for app in services.apps:
@@ -267,7 +321,7 @@ async def soak(
         setup_seconds = time.monotonic() - setup_started
         print(f"soak: services up in {setup_seconds:.0f} s; load for {duration:.0f} s", flush=True)
 
-        history = History(time.monotonic())
+        history = History(time.monotonic(), max_ops=args.operations)
         cpu_at_start = CpuUse.now()
         targets = [
             Target(app.name, app.port, app.serves)
@@ -279,19 +333,23 @@ async def soak(
             Client(i, principals[i % len(principals)], targets, history, plan, seed)
             for i in range(args.clients)
         ]
+        poisoner = Poisoner(history, node.url, services.queue, POISON, seed)
         nemesis = Nemesis(
             seed=seed,
             services=services,
             proxies=proxies,
             broker=broker,
+            consumer=consumer,
             now=history.now,
             wait_ready=wait_ready,
             interval=args.interval,
-            stopping=lambda: history is not None and history.stopping,
+            stopping=lambda: history is not None and (history.stopping or history.full),
         )
         progress = asyncio.create_task(_progress(history, nemesis, duration))
         await asyncio.gather(
-            nemesis.run(until=duration), *(client.run(until=duration) for client in clients)
+            nemesis.run(until=duration),
+            poisoner.run(until=duration),
+            *(client.run(until=duration) for client in clients),
         )
         progress.cancel()
         if history.stopping:
@@ -302,7 +360,7 @@ async def soak(
         drained = await drain(history, direct)
         print(f"soak: the tasks of acknowledged operations ran within {drained:.0f} s", flush=True)
     finally:
-        for proxy in (*proxies, broker):
+        for proxy in (*proxies, broker, consumer):
             await proxy.close()
 
     # Everything stops before the database is read: no request may still be running.
@@ -312,7 +370,10 @@ async def soak(
     for app in services.apps:
         await asyncio.to_thread(app.stop)
     snapshot = await asyncio.to_thread(read_snapshot, direct)
-    verdict = check(history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age)
+    poison = [PoisonTask(sent.task_id, f"celery:{POISON}") for sent in history.poison]
+    verdict = check(
+        history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age, poison=poison
+    )
     history.dump(OUT / f"history-{seed}.jsonl")
     run = Run(
         seed=seed,
@@ -333,6 +394,8 @@ async def soak(
         cpu_busy=cpu.busy_share,
         harness_cpu=cpu.harness_share,
         issued_key_max_age=args.issued_key_max_age,
+        operations_limit=args.operations,
+        planned=duration,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
@@ -389,7 +452,7 @@ async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> f
         if op.door == door.name
         and op.answered is not None
         and door.acknowledged(op.answered.status or 0)
-    }
+    } | {(POISON, sent.task_id) for sent in history.poison}
     while time.monotonic() - started < timeout:
 
         def present() -> tuple[set[tuple[str, str]], int]:
@@ -398,6 +461,13 @@ async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> f
                     (door.name, str(row[2]))
                     for door in doors
                     for row in conn.execute(door.effects_sql).fetchall()
+                }
+                rows |= {
+                    (POISON, str(row[0]))
+                    for row in conn.execute(
+                        f"SELECT key FROM {RECORDS} WHERE scope = %s AND state = 'completed'",
+                        [f"celery:{POISON}"],
+                    ).fetchall()
                 }
                 unsent = conn.execute(
                     f"SELECT count(*) FROM {OUTBOX} WHERE parked_at IS NULL"
@@ -448,10 +518,14 @@ def read_snapshot(url: str) -> Snapshot:
         outbox = conn.execute(
             f"SELECT task_id, attempts, parked_at IS NOT NULL, last_error FROM {OUTBOX}"
         ).fetchall()
+        tasks = conn.execute(
+            f"SELECT scope, key, state, response_status FROM {RECORDS} WHERE scope LIKE 'celery:%'"
+        ).fetchall()
     return Snapshot(
         effects=effects,
         records=[RecordState(*map(_plain, row)) for row in rows],
         outbox=[OutboxRow(str(row[0]), int(row[1]), bool(row[2]), row[3] or "") for row in outbox],
+        tasks=[TaskRecord(str(row[0]), str(row[1]), str(row[2]), row[3]) for row in tasks],
     )
 
 
