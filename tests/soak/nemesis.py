@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .proxy import FaultProxy, is_amqp_publish
-from .services import AppServer, Services, connect
+from .services import AppServer, Services
 
 # Kind -> weight. Window faults (latency, jitter, stall) last seconds; the others are instants
 # whose effects (a restart, reconnections) last until the target is back.
@@ -28,8 +28,8 @@ WEIGHTS: dict[str, float] = {
     "kill-worker": 18,
     "kill-server": 4,
     "terminate-backend": 18,
-    "postgres-restart-fast": 3,
-    "postgres-restart-immediate": 3,
+    "database-restart-fast": 3,
+    "database-restart-immediate": 3,
     "pgbouncer-restart": 5,
     "latency": 10,
     "jitter": 10,
@@ -160,15 +160,18 @@ class Nemesis:
             return lambda: self._restart_server(app)
         if kind == "terminate-backend":
             return lambda: self._terminate(pick, count)
-        if kind.startswith("postgres-restart"):
-            if not self._claim("postgres"):
+        if kind.startswith("database-restart"):
+            mode = kind.rsplit("-", 1)[1]
+            if mode not in self.services.database.restart_modes or not self._claim("database"):
                 return None
-            return lambda: self._restart_postgres(kind.rsplit("-", 1)[1])
+            return lambda: self._restart_database(mode)
         if kind == "pgbouncer-restart":
             if self.services.bouncer is None or not self._claim("pgbouncer"):
                 return None
             return self._restart_bouncer
         if kind == "clock-skew":
+            if not self.services.database.clock_safe:
+                return None  # rows dated by the app's clock: a skew would fool the checker
             app = apps[int(pick * len(apps))]
             if any(other.name in self._busy for other in apps) or not self._claim(app.name):
                 return None
@@ -224,29 +227,16 @@ class Nemesis:
             self._busy.discard(app.name)
 
     async def _terminate(self, pick: float, count: int) -> str:
-        def terminate() -> list[int]:
-            with connect(self.services.cluster.url()) as conn:
-                rows = conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = 'shop'"
-                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-                    " ORDER BY pid"
-                ).fetchall()
-                pids = [int(row[0]) for row in rows]
-                start = int(pick * len(pids)) if pids else 0
-                chosen = (pids[start:] + pids[:start])[:count]
-                for pid in chosen:
-                    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
-                return chosen
-
-        chosen = await asyncio.to_thread(terminate)
+        database = self.services.database
+        chosen = await asyncio.to_thread(database.terminate, "shop", pick, count)
         return f"{len(chosen)} sessions"
 
-    async def _restart_postgres(self, mode: str) -> str:
+    async def _restart_database(self, mode: str) -> str:
         try:
-            await asyncio.to_thread(self.services.cluster.restart, mode)
-            return mode
+            await asyncio.to_thread(self.services.database.restart, mode)
+            return f"{self.services.database.vendor} {mode}"
         finally:
-            self._busy.discard("postgres")
+            self._busy.discard("database")
 
     async def _restart_bouncer(self) -> str:
         bouncer = self.services.bouncer

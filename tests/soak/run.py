@@ -39,9 +39,9 @@ from .services import (
     AsgiServer,
     Bouncer,
     CeleryWorker,
+    Database,
     Services,
     broker_url,
-    connect,
     free_port,
     manage,
     use_ports,
@@ -111,6 +111,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="stop the load once the clients started this many operations (or at --duration)",
     )
+    parser.add_argument(
+        "--database",
+        choices=("postgresql", "mariadb"),
+        default="postgresql",
+        help="the private database server the run starts (default postgresql)",
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, help="replay a run (printed at its start)")
     parser.add_argument("--ttl", type=float, help="IDEMPOTENCY_TTL seconds (45 quick, 60 full)")
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         f"soak: seed {seed}, {duration:.0f} s{limit}, {args.clients} clients, TTL {ttl:.0f} s",
         flush=True,
     )
-    services = Services()
+    services = Services(args.database)
     try:
         with _terminate_as_interrupt():
             status = asyncio.run(soak(args, seed, duration, ttl, services))
@@ -215,14 +221,13 @@ async def soak(
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "logs"
     logs.mkdir(exist_ok=True)
-    cluster, node = services.cluster, services.broker
-    await asyncio.to_thread(cluster.init)
-    await asyncio.to_thread(cluster.start)
+    database, node = services.database, services.broker
+    await asyncio.to_thread(database.init)
+    await asyncio.to_thread(database.start)
     await asyncio.to_thread(node.init)
     await asyncio.to_thread(node.start)
-    with connect(cluster.url()) as conn:
-        conn.execute("CREATE DATABASE shop")
-    direct = cluster.url("shop")
+    await asyncio.to_thread(database.create_database, "shop")
+    direct = database.url("shop")
     await asyncio.to_thread(manage, direct, "migrate", "--noinput")
     users = json.loads(
         (await asyncio.to_thread(manage, direct, "shell", "-c", _USERS.format(n=PRINCIPALS)))
@@ -234,13 +239,17 @@ async def soak(
         for i, (pk, token) in enumerate(users)
     ]
 
-    bouncer = services.bouncer = Bouncer(
-        root=services.root, port=free_port(), upstream_port=cluster.port
-    )
-    await asyncio.to_thread(bouncer.start)
+    # The second server goes through the backend's connection pooler, if it has one.
+    pooled = database.port
+    if database.pooled:
+        bouncer = services.bouncer = Bouncer(
+            root=services.root, port=free_port(), upstream_port=database.port
+        )
+        await asyncio.to_thread(bouncer.start)
+        pooled = bouncer.port
     proxies = [
-        FaultProxy("127.0.0.1", cluster.port, seed=seed),
-        FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1),
+        FaultProxy("127.0.0.1", database.port, seed=seed),
+        FaultProxy("127.0.0.1", pooled, seed=seed + 1),
     ]
     # The soak's own RabbitMQ node, behind two proxies: one for what publishes (the servers'
     # on-commit sends, the relay), which the nemesis resets and cuts right after a publish, one
@@ -268,14 +277,14 @@ async def soak(
             AppServer(
                 "direct",
                 free_port(),
-                cluster.url("shop", proxies[0].port),
+                database.url("shop", proxies[0].port),
                 logs / f"{stamp}-direct.log",
                 clocked("direct"),
             ),
             AppServer(
                 "pgbouncer",
                 free_port(),
-                cluster.url("shop", proxies[1].port),
+                database.url("shop", proxies[1].port),
                 logs / f"{stamp}-pgbouncer.log",
                 clocked("pgbouncer"),
             ),
@@ -283,7 +292,7 @@ async def soak(
             AsgiServer(
                 "uvicorn",
                 free_port(),
-                cluster.url("shop", proxies[1].port),
+                database.url("shop", proxies[1].port),
                 logs / f"{stamp}-uvicorn.log",
                 clocked("uvicorn"),
                 workers=2,
@@ -293,7 +302,7 @@ async def soak(
             CeleryWorker(
                 "celery",
                 0,
-                cluster.url("shop", proxies[0].port),
+                database.url("shop", proxies[0].port),
                 logs / f"{stamp}-celery.log",
                 {**clocked("celery"), "CELERY_BROKER_URL": broker_url(consumer.port)},
                 workers=2,
@@ -314,7 +323,7 @@ async def soak(
                     _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60, relay_after=RELAY_AFTER),
                 ],
                 cwd=REPO_ROOT,
-                env=_env(cluster.url("shop", proxies[0].port), env),
+                env=_env(database.url("shop", proxies[0].port), env),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -357,7 +366,7 @@ async def soak(
         ran_for = history.now()
         cpu = CpuUse.now() - cpu_at_start
         await nemesis.settle()
-        drained = await drain(history, direct)
+        drained = await drain(history, database, direct)
         print(f"soak: the tasks of acknowledged operations ran within {drained:.0f} s", flush=True)
     finally:
         for proxy in (*proxies, broker, consumer):
@@ -369,7 +378,7 @@ async def soak(
         services.purge.wait(timeout=30)
     for app in services.apps:
         await asyncio.to_thread(app.stop)
-    snapshot = await asyncio.to_thread(read_snapshot, direct)
+    snapshot = await asyncio.to_thread(read_snapshot, database, direct)
     poison = [PoisonTask(sent.task_id, f"celery:{POISON}") for sent in history.poison]
     verdict = check(
         history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age, poison=poison
@@ -396,6 +405,9 @@ async def soak(
         issued_key_max_age=args.issued_key_max_age,
         operations_limit=args.operations,
         planned=duration,
+        database=database.vendor,
+        pooled=database.pooled,
+        clock_skew=database.clock_safe,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
@@ -413,7 +425,7 @@ async def soak(
         f"history in {OUT / f'history-{seed}.jsonl'}"
     )
     if args.write_docs:
-        write_section(DOCS, section)
+        write_section(DOCS, section, run.database)
         print(f"soak: wrote its section of {DOCS}")
     return 0 if verdict.ok else 1
 
@@ -438,11 +450,14 @@ async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
     raise RuntimeError(f"server {app.name} did not answer within {timeout}s")
 
 
-async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> float:
+async def drain(
+    history: History, database: Database, url: str, timeout: float = DRAIN_TIMEOUT
+) -> float:
     """Wait until every acknowledged operation of a door whose effect a task makes later
-    (``Door.deferred``) has its row and the outbox holds no message the relay may still send,
-    or ``timeout``: the checker then reads what is there (a row still missing is lost, a
-    message still in the outbox never went). Returns the seconds waited."""
+    (``Door.deferred``) has its row, every poison task its record, and the outbox holds no
+    message the relay may still send, or ``timeout``: the checker then reads what is there (a
+    row still missing is lost, a message still in the outbox never went). Returns the seconds
+    waited."""
     started = time.monotonic()
     doors = [door for door in DOORS if door.deferred]
     awaited = {
@@ -453,26 +468,28 @@ async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> f
         and op.answered is not None
         and door.acknowledged(op.answered.status or 0)
     } | {(POISON, sent.task_id) for sent in history.poison}
+    poisoned = (
+        f"SELECT '{POISON}', \"key\" FROM {RECORDS}"
+        f" WHERE scope = 'celery:{POISON}' AND state = 'completed'"
+    )
     while time.monotonic() - started < timeout:
 
         def present() -> tuple[set[tuple[str, str]], int]:
-            with connect(url) as conn:
-                rows = {
-                    (door.name, str(row[2]))
-                    for door in doors
-                    for row in conn.execute(door.effects_sql).fetchall()
-                }
-                rows |= {
-                    (POISON, str(row[0]))
-                    for row in conn.execute(
-                        f"SELECT key FROM {RECORDS} WHERE scope = %s AND state = 'completed'",
-                        [f"celery:{POISON}"],
-                    ).fetchall()
-                }
-                unsent = conn.execute(
-                    f"SELECT count(*) FROM {OUTBOX} WHERE parked_at IS NULL"
-                ).fetchone()
-            return rows, int(unsent[0]) if unsent else 0
+            found = query(
+                database,
+                url,
+                *(door.effects_sql for door in doors),
+                poisoned,
+                f"SELECT count(*) FROM {OUTBOX} WHERE parked_at IS NULL",
+            )
+            *effects, poison, unsent = found
+            rows = {
+                (door.name, str(row[2]))
+                for door, got in zip(doors, effects, strict=True)
+                for row in got
+            }
+            rows |= {(POISON, str(row[1])) for row in poison}
+            return rows, int(unsent[0][0])
 
         found, unsent = await asyncio.to_thread(present)
         awaited -= found
@@ -480,6 +497,24 @@ async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> f
             break
         await asyncio.sleep(1.0)
     return time.monotonic() - started
+
+
+def query(database: Database, url: str, *statements: str) -> list[list[tuple[Any, ...]]]:
+    """The rows of each statement (written for PostgreSQL, translated for ``database``), on one
+    connection."""
+    conn = database.connect(url)
+    try:
+        results = []
+        for statement in statements:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(database.translate(statement))
+                results.append([tuple(row) for row in cursor.fetchall()])
+            finally:
+                cursor.close()
+        return results
+    finally:
+        conn.close()
 
 
 async def _progress(history: History, nemesis: Nemesis, duration: float) -> None:
@@ -492,9 +527,21 @@ async def _progress(history: History, nemesis: Nemesis, duration: float) -> None
         )
 
 
-def read_snapshot(url: str) -> Snapshot:
-    with connect(url) as conn:
-        effects = {
+def read_snapshot(database: Database, url: str) -> Snapshot:
+    *effects, rows, outbox, tasks = query(
+        database,
+        url,
+        *(door.effects_sql for door in DOORS),
+        f"SELECT r.id, r.state, r.replay_count, r.conflict_count,"
+        f" SUM(CASE WHEN e.kind = 'replayed' THEN 1 ELSE 0 END),"
+        f" SUM(CASE WHEN e.kind IN ('mismatch', 'reference') THEN 1 ELSE 0 END)"
+        f" FROM {RECORDS} r LEFT JOIN {EVENTS} e ON e.record_id = r.id"
+        f" GROUP BY r.id, r.state, r.replay_count, r.conflict_count",
+        f"SELECT task_id, attempts, parked_at IS NOT NULL, last_error FROM {OUTBOX}",
+        f"SELECT scope, \"key\", state, response_status FROM {RECORDS} WHERE scope LIKE 'celery:%'",
+    )
+    return Snapshot(
+        effects={
             door.name: [
                 Effect(
                     door.name,
@@ -505,24 +552,10 @@ def read_snapshot(url: str) -> Snapshot:
                     float(row[4]),
                     None if len(row) < 6 or row[5] is None else str(row[5]),
                 )
-                for row in conn.execute(door.effects_sql).fetchall()
+                for row in found
             ]
-            for door in DOORS
-        }
-        rows = conn.execute(
-            f"SELECT r.id, r.state, r.replay_count, r.conflict_count,"
-            f" count(e.id) FILTER (WHERE e.kind = 'replayed'),"
-            f" count(e.id) FILTER (WHERE e.kind IN ('mismatch', 'reference'))"
-            f" FROM {RECORDS} r LEFT JOIN {EVENTS} e ON e.record_id = r.id GROUP BY r.id"
-        ).fetchall()
-        outbox = conn.execute(
-            f"SELECT task_id, attempts, parked_at IS NOT NULL, last_error FROM {OUTBOX}"
-        ).fetchall()
-        tasks = conn.execute(
-            f"SELECT scope, key, state, response_status FROM {RECORDS} WHERE scope LIKE 'celery:%'"
-        ).fetchall()
-    return Snapshot(
-        effects=effects,
+            for door, found in zip(DOORS, effects, strict=True)
+        },
         records=[RecordState(*map(_plain, row)) for row in rows],
         outbox=[OutboxRow(str(row[0]), int(row[1]), bool(row[2]), row[3] or "") for row in outbox],
         tasks=[TaskRecord(str(row[0]), str(row[1]), str(row[2]), row[3]) for row in tasks],

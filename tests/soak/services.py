@@ -24,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 
@@ -67,6 +67,7 @@ __all__ = [
     "Clock",
     "Cluster",
     "Database",
+    "Postgres",
     "Services",
     "as_postgres",
     "broker_url",
@@ -116,30 +117,124 @@ class Clock:
 
 
 class Database(Protocol):
-    """What the soak needs of its database server: a URL per database (optionally through a
-    proxy's port), start and stop, and the restarts the nemesis does (``restart_modes``). The
-    PostgreSQL ``Cluster`` is one; a MariaDB server would be another."""
+    """The soak's database server, as the run and the nemesis use it: a private server of the
+    run's own, restarted at will. ``Postgres`` is one; another backend (a MariaDB server) is
+    another class with these members, plus its dialect of the checker's queries
+    (``doors.Door.effects_sql``, ``run.read_snapshot``)."""
 
+    #: The backend's name in the report, and whether a connection pooler (PgBouncer) exists
+    #: for it (the second server goes through it, else straight through its own proxy).
+    vendor: str
+    pooled: bool
+    #: The ``mode`` values ``restart`` takes (the nemesis's ``database-restart-<mode>``).
+    restart_modes: tuple[str, ...]
+    #: Whether the checker dates business rows by the database's clock (commit timestamps):
+    #: only then may the nemesis skew the app servers' clocks.
+    clock_safe: bool
     port: int
+    root: Path
 
-    def url(self, database: str = ..., port: int | None = ...) -> str: ...
     def init(self) -> None: ...
     def start(self) -> None: ...
-    def restart(self, mode: str = ...) -> None: ...
     def stop(self) -> None: ...
+    def restart(self, mode: str) -> None: ...
+    def url(self, database: str, port: int | None = None) -> str: ...
+    def create_database(self, name: str) -> None: ...
+    def connect(self, url: str) -> Any:
+        """A DB-API connection in autocommit mode (the checker's reads)."""
+        ...
+
+    def translate(self, sql: str) -> str:
+        """A checker query (written for PostgreSQL) in this backend's words."""
+        ...
+
+    def terminate(self, database: str, pick: float, count: int) -> list[int]:
+        """End up to ``count`` client sessions on ``database`` (from ``pick`` in [0, 1) of the
+        list), as an administrator would; their ids."""
+        ...
+
+
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster (tests/services.py's ``Cluster``) as the soak's database;
+    commit timestamps on, by which the checker dates business rows (the app servers' clocks
+    are skewed)."""
+
+    cluster: Cluster
+    vendor: str = "PostgreSQL"
+    pooled: bool = True
+    restart_modes: tuple[str, ...] = ("fast", "immediate")
+    clock_safe: bool = True
+
+    @classmethod
+    def private(cls, root: Path) -> Postgres:
+        return cls(Cluster(root=root, port=free_port(), settings={"track_commit_timestamp": "on"}))
+
+    @property
+    def port(self) -> int:
+        return self.cluster.port
+
+    @property
+    def root(self) -> Path:
+        return self.cluster.root
+
+    def connect(self, url: str) -> Any:
+        return connect(url)
+
+    def translate(self, sql: str) -> str:
+        return sql
+
+    def init(self) -> None:
+        self.cluster.init()
+
+    def start(self) -> None:
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def restart(self, mode: str) -> None:
+        """``fast``: sessions terminated, open transactions rolled back; ``immediate``: no
+        shutdown at all, crash recovery at the next start."""
+        self.cluster.restart(mode)
+
+    def url(self, database: str, port: int | None = None) -> str:
+        return self.cluster.url(database, port)
+
+    def create_database(self, name: str) -> None:
+        with connect(self.cluster.url()) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+    def terminate(self, database: str, pick: float, count: int) -> list[int]:
+        with connect(self.cluster.url()) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                " ORDER BY pid",
+                [database],
+            ).fetchall()
+            pids = [int(row[0]) for row in rows]
+            start = int(pick * len(pids)) if pids else 0
+            chosen = (pids[start:] + pids[:start])[:count]
+            for pid in chosen:
+                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return chosen
 
 
 class Services:
     """Everything the soak started, in one place, so one ``close()`` stops it all."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: str = "postgresql") -> None:
         self.run_id = uuid.uuid4().hex[:10]
         self.root = private_dir("idempotency-soak-")
-        # Commit times by the database's clock: the checker dates business rows by them, not
-        # by their ``created_at``, which the app servers' skewed clocks wrote.
-        self.cluster = Cluster(
-            root=self.root, port=free_port(), settings={"track_commit_timestamp": "on"}
-        )
+        self.database: Database
+        if database == "mariadb":
+            from .mariadb import Mariadb
+
+            # Its own directory: the server runs as ``mysql``, which cannot enter ``root``.
+            self.database = Mariadb(Path(tempfile.mkdtemp(prefix="idempotency-soak-mariadb-")))
+        else:
+            self.database = Postgres.private(self.root)
         self.bouncer: Bouncer | None = None
         # The node's own directory: it runs as ``rabbitmq``, which cannot enter ``root``.
         self.broker = Broker(
@@ -179,8 +274,9 @@ class Services:
                 self.bouncer.stop()
         with contextlib.suppress(Exception):
             self.broker.stop()
-        self.cluster.stop()
+        self.database.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.database.root, ignore_errors=True)
         shutil.rmtree(self.broker.root, ignore_errors=True)
 
     def leftovers(self, wait: float = 0.0) -> list[str]:
@@ -197,7 +293,7 @@ class Services:
 
     def _leftovers(self) -> list[str]:
         found: list[str] = []
-        roots = (str(self.root), str(self.broker.root))
+        roots = tuple({str(self.root), str(self.broker.root), str(self.database.root)})
         for process in psutil.process_iter(["pid", "name", "cmdline", "status"]):
             if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue

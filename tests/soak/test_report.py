@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checker import Verdict
 from .nemesis import WEIGHTS, Fault, schedule
-from .report import BEGIN, END, CpuUse, Run, markdown, write_section
+from .report import BEGIN, END, CpuUse, Run, markdown, markers, write_section
 from .services import REPO_ROOT
 from .workload import Attempt, Op
 
@@ -45,7 +45,9 @@ def test_the_reliability_report_carries_the_soak_section_over(tmp_path: Path) ->
         ' "unclean_server_errors": 0, "stuck_records": 0}\n'
     )
     docs = tmp_path / "reliability.md"
-    docs.write_text(f"# old\n\n{BEGIN}\nsoak figures\n{END}\n")
+    mariadb = "\n".join(markers("MariaDB")).replace("\n", "\nmariadb figures\n")
+    notes = "<!-- soak-notes:begin -->\nby hand\n<!-- soak-notes:end -->"
+    docs.write_text(f"# old\n\n{BEGIN}\nsoak figures\n{END}\n\n{mariadb}\n\n{notes}\n")
     subprocess.run(
         [
             sys.executable,
@@ -62,6 +64,20 @@ def test_the_reliability_report_carries_the_soak_section_over(tmp_path: Path) ->
     text = docs.read_text()
     assert "# old" not in text
     assert f"{BEGIN}\nsoak figures\n{END}" in text
+    assert mariadb in text
+    assert notes in text
+
+
+def test_a_run_on_mariadb_has_a_section_of_its_own(tmp_path: Path) -> None:
+    docs = tmp_path / "reliability.md"
+    write_section(docs, f"{BEGIN}\npostgresql\n{END}")
+    begin, end = markers("MariaDB")
+    write_section(docs, f"{begin}\nfirst\n{end}", "MariaDB")
+    write_section(docs, f"{begin}\nsecond\n{end}", "MariaDB")
+    text = docs.read_text()
+    assert "postgresql" in text
+    assert "second" in text
+    assert "first" not in text
 
 
 def test_the_section_shows_seed_commit_latency_and_faults() -> None:

@@ -69,8 +69,8 @@ def test_close_leaves_nothing_behind_after_the_broker_node_was_killed() -> None:
     # (as the nemesis does: its port programs outlive it unless killed too), then closed.
     services = Services()
     try:
-        services.cluster.init()
-        services.cluster.start()
+        services.database.init()
+        services.database.start()
         services.broker.init()
         services.broker.start()
         assert services.broker.name in services.broker.ctl("status")  # the cookie works
