@@ -25,7 +25,9 @@ help:
 	@echo "                  (PORT=...; SQLite by default, DATABASE_URL respected)"
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
 	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
-	@echo "make test-fast    the SQLite tests (not postgres, not e2e): no root, no services, 1-2 min"
+	@echo "make test-fast    the SQLite tests (no server database, not e2e): no root, no services, 1-2 min"
+	@echo "make test-mariadb the concurrent-database and MariaDB tests on MariaDB ($(MARIADB_DATABASE_URL)),"
+	@echo "                  READ COMMITTED and (a smaller set) REPEATABLE READ; make test runs them too"
 	@echo "make test-oldest  the suite on the oldest supported stack (tox -e $(OLDEST_ENV))"
 	@echo "make test-nodrf   the tests that need no DRF, with DRF not installed (tox -e $(NODRF_ENV))"
 	@echo "make tox          the whole tox matrix (README, Supported versions)"
@@ -50,9 +52,9 @@ demo: $(VENV)/.installed-example
 	$(BIN)/python manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
 	$(BIN)/python manage.py runserver --insecure 127.0.0.1:$(PORT)
 
-# Packages, services and the test database: silent when everything is there.
+# Packages, services and the test databases: silent when everything is there.
 bootstrap:
-	@DATABASE_URL='$(TEST_DATABASE_URL)' scripts/bootstrap.sh
+	@DATABASE_URL='$(TEST_DATABASE_URL)' MARIADB_URL='$(MARIADB_DATABASE_URL)' scripts/bootstrap.sh
 
 # fail_under (pyproject.toml) holds for the whole suite; a run narrowed by PYTEST_ARGS only reports.
 COVERAGE_ARGS := $(if $(strip $(PYTEST_ARGS)),--fail-under=0)
@@ -67,18 +69,45 @@ test: bootstrap $(VENV)/.installed-test
 		|| status=$$?; \
 	if [ $$status -eq 5 ]; then echo "!! PostgreSQL run collected no tests"; fi; \
 	pg=$$status; status=0; \
-	echo "== pytest on SQLite (in memory), without the postgres and e2e tests"; \
-	env -u DATABASE_URL $(BIN)/python -m coverage run -m pytest -m "not postgres and not e2e" \
+	echo "== pytest on SQLite (in memory), without the server-database and e2e tests"; \
+	env -u DATABASE_URL $(BIN)/python -m coverage run -m pytest \
+		-m "not postgres and not concurrent_db and not mysql and not e2e" \
 		$(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "!! SQLite run collected no tests"; fi; \
 	lite=$$status; status=0; \
+	$(MAKE) --no-print-directory test-mariadb-runs || status=$$?; \
+	maria=$$status; status=0; \
 	$(BIN)/python -m coverage combine -q && $(BIN)/python -m coverage report $(COVERAGE_ARGS) \
 		|| status=$$?; \
 	cov=$$status; status=0; \
 	if [ -f mkdocs.yml ]; then echo "== make docs"; $(MAKE) --no-print-directory docs || status=$$?; fi; \
-	echo "== PostgreSQL run: exit $$pg; SQLite run: exit $$lite; coverage: exit $$cov;" \
-		"docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
-	[ $$pg -eq 0 ] && [ $$lite -eq 0 ] && [ $$cov -eq 0 ] && [ $$status -eq 0 ]
+	echo "== PostgreSQL run: exit $$pg; SQLite run: exit $$lite; MariaDB runs: exit $$maria;" \
+		"coverage: exit $$cov; docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
+	[ $$pg -eq 0 ] && [ $$lite -eq 0 ] && [ $$maria -eq 0 ] && [ $$cov -eq 0 ] \
+		&& [ $$status -eq 0 ]
+
+# -- MariaDB (issue 23) -----------------------------------------------------------------------
+# The tests that need a concurrent database (concurrent_db) or MariaDB itself (mysql), again on
+# MariaDB: under READ COMMITTED (Django's default), then the smaller mysql_rr set under
+# REPEATABLE READ (InnoDB's). Under coverage: `make test` combines them with the other runs.
+MARIADB_DATABASE_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
+MARIADB_MARKS ?= (concurrent_db or mysql) and not e2e
+MARIADB_RR_MARKS ?= mysql_rr and not e2e
+.PHONY: test-mariadb test-mariadb-runs
+test-mariadb: bootstrap $(VENV)/.installed-test
+	@rm -f .coverage .coverage.*; $(MAKE) --no-print-directory test-mariadb-runs
+
+test-mariadb-runs:
+	@status=0; started=$$(date +%s); \
+	for level in "read committed" "repeatable read"; do \
+		marks='$(MARIADB_MARKS)'; [ "$$level" = "read committed" ] || marks='$(MARIADB_RR_MARKS)'; \
+		echo "== pytest on MariaDB, $$level: $(MARIADB_DATABASE_URL) -m \"$$marks\""; \
+		one=0; DATABASE_URL='$(MARIADB_DATABASE_URL)' IDEMPOTENCY_TEST_MYSQL_ISOLATION="$$level" \
+			$(BIN)/python -m coverage run -m pytest -m "$$marks" $(PYTEST_ARGS) || one=$$?; \
+		if [ $$one -eq 5 ]; then echo "!! MariaDB run ($$level) collected no tests"; fi; \
+		[ $$one -eq 0 ] || status=$$one; \
+	done; \
+	echo "== MariaDB runs: exit $$status; $$(( $$(date +%s) - started ))s"; exit $$status
 
 # The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests
 # and without the outbox's publishing tests (they talk to the local RabbitMQ and Redis; `make test`
@@ -86,7 +115,8 @@ test: bootstrap $(VENV)/.installed-test
 FAST_IGNORE := --ignore-glob='*/celery/test_outbox.py'
 .PHONY: test-fast
 test-fast: $(VENV)/.installed-test
-	env -u DATABASE_URL $(BIN)/python -m pytest -m "not postgres and not e2e" $(FAST_IGNORE) \
+	env -u DATABASE_URL $(BIN)/python -m pytest \
+		-m "not postgres and not concurrent_db and not mysql and not e2e" $(FAST_IGNORE) \
 		$(PYTEST_ARGS)
 
 # tox with tox-uv (the tox group); the same services as `make test`.
