@@ -163,7 +163,8 @@ $(VENV)/.installed-docs: pyproject.toml docs/requirements.txt
 # a Celery worker on a private PostgreSQL cluster and a private RabbitMQ node, every operation
 # checked from the history (tests/soak/, issues 13 and 25); updates its section of
 # docs/reliability.md. ARGS=--quick for 90 s, ARGS=--seed=N to replay a run, the full-length run:
-# ARGS="--duration=40m --operations=100000" (it stops at whichever comes first).
+# ARGS="--duration=40m --operations=100000" (it stops at whichever comes first); on a private
+# MariaDB server instead: ARGS="--database=mariadb ..." (a section of its own in the docs).
 .PHONY: soak
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m tests.soak --write-docs $(ARGS)

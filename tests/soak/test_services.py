@@ -12,6 +12,8 @@ from kombu import Connection, Exchange, Queue
 
 from tests.services import AMQP_URL, delete_queue
 
+from .doors import DOORS, committed
+from .mariadb import translate
 from .services import Services, free_port, use_ports
 
 
@@ -85,3 +87,16 @@ def test_close_leaves_nothing_behind_after_the_broker_node_was_killed() -> None:
     finally:
         services.close()
     assert services.leftovers(wait=10) == []
+
+
+def test_the_checker_queries_read_on_mariadb_without_postgresql_words() -> None:
+    # Every door's query in MariaDB's words: no cast, no commit time.
+    for door in DOORS:
+        translated = translate(door.effects_sql)
+        assert "::" not in translated, translated
+        assert "pg_" not in translated, translated
+        assert "xmin" not in translated, translated
+    assert translate("SELECT s.order_id::text, amount::text") == (
+        "SELECT CAST(s.order_id AS CHAR), CAST(amount AS CHAR)"
+    )
+    assert translate(committed("b")) == "UNIX_TIMESTAMP(b.created_at)"
