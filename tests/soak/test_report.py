@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -123,6 +124,16 @@ def test_the_section_shows_seed_commit_latency_and_faults() -> None:
     assert "| orders | no | 1 | 100 | 100 |" in text
     assert "| reset | 1 | 0 |" in text
     assert "| stall | 0 | 1 |" in text
+    assert "30 s of load" in text
+    # A run that stopped at its operation count, on MariaDB: said so, and how to replay it.
+    full = dataclasses.replace(
+        run, operations_limit=2, planned=2400.0, database="MariaDB", pooled=False
+    )
+    text = markdown(full)
+    assert text.startswith(markers("MariaDB")[0])
+    assert "30 s of load, until its 2 operations" in text
+    assert 'ARGS="--seed=7 --database=mariadb --duration=2400 --operations=2"' in text
+    assert "PgBouncer" not in text
 
 
 def test_cpu_use_counts_the_soak_process_own_time() -> None:
