@@ -29,7 +29,6 @@ from typing import Any, Protocol
 import psutil
 
 from tests.services import (
-    AMQP_URL,
     READY_TIMEOUT,
     REPO_ROOT,
     STOP_TIMEOUT,
@@ -55,7 +54,6 @@ from tests.services import (
 from .broker import Broker
 
 __all__ = [
-    "AMQP_URL",
     "READY_TIMEOUT",
     "REPO_ROOT",
     "STOP_TIMEOUT",
