@@ -24,7 +24,7 @@ help:
 	@echo "make demo         migrate and run the example project on http://127.0.0.1:$(PORT)/"
 	@echo "                  (PORT=...; SQLite by default, DATABASE_URL respected)"
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
-	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
+	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)), on SQLite and (make test-mariadb) on MariaDB, with coverage"
 	@echo "make test-fast    the SQLite tests (no server database, not e2e): no root, no services, 1-2 min"
 	@echo "make test-mariadb the concurrent-database and MariaDB tests on MariaDB ($(MARIADB_DATABASE_URL)),"
 	@echo "                  READ COMMITTED and (a smaller set) REPEATABLE READ; make test runs them too"
@@ -91,8 +91,8 @@ test: bootstrap $(VENV)/.installed-test
 # MariaDB: under READ COMMITTED (Django's default), then the smaller mysql_rr set under
 # REPEATABLE READ (InnoDB's). Under coverage: `make test` combines them with the other runs.
 MARIADB_DATABASE_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
-MARIADB_MARKS ?= (concurrent_db or mysql) and not e2e
-MARIADB_RR_MARKS ?= mysql_rr and not e2e
+MARIADB_MARKS ?= (concurrent_db or mysql) and not postgres and not e2e
+MARIADB_RR_MARKS ?= mysql_rr and not postgres and not e2e
 .PHONY: test-mariadb test-mariadb-runs
 test-mariadb: bootstrap $(VENV)/.installed-test
 	@rm -f .coverage .coverage.*; $(MAKE) --no-print-directory test-mariadb-runs

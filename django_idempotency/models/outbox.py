@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_MAX_ATTEMPTS
-from . import batches
+from .batches import delete_rows
 from .clock import before, database_now
 
 Send = Callable[["OutboxMessage"], None]
@@ -206,7 +206,7 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
                         continue
                     sent.append(message.pk)
                 if sent and connections[alias].vendor == "mysql":
-                    batches.delete(self.model, sent, alias)  # by primary key alone
+                    delete_rows(self.model, sent, alias)  # by primary key alone
                 elif sent:
                     self.model._default_manager.using(alias).filter(pk__in=sent).delete()
             total += len(sent)

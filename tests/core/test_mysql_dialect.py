@@ -22,8 +22,9 @@ from django_idempotency.core import store
 from django_idempotency.core.operation import Operation
 from django_idempotency.core.responses import StoredResponse
 from django_idempotency.core.store import mysql
-from django_idempotency.exceptions import ReferenceConflict
-from django_idempotency.models import IdempotencyRecord
+from django_idempotency.exceptions import ReferenceConflict, ReferenceHeld
+from django_idempotency.models import IdempotencyRecord, TaskDelivery
+from django_idempotency.models.clock import UtcNow
 from django_idempotency.once import perform
 
 pytestmark = [pytest.mark.mysql, pytest.mark.mysql_rr]
@@ -76,6 +77,19 @@ def test_a_held_row_gives_its_key_back_but_keeps_its_reference() -> None:
     record(key="k-3", reference="order-1", scope="another scope")
     held.delete()
     record(key="k-4", reference="order-1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_its_expiry_a_key_is_free_again_and_its_reference_still_held() -> None:
+    """Through the engine: expiry by the database's clock strips the record to ``held``, which
+    gives the key back (the generated column turns NULL) and keeps refusing the reference."""
+    assert perform(lambda: 1, scope="pay", key="k1", fingerprint="f", reference="o-9").result == 1
+    IdempotencyRecord.objects.update(expires_at=UtcNow())  # expired by the database's clock
+    with pytest.raises(ReferenceHeld):
+        perform(lambda: 2, scope="pay", key="k2", fingerprint="f", reference="o-9")
+    assert perform(lambda: 3, scope="pay", key="k1", fingerprint="f").result == 3
+    states = sorted(IdempotencyRecord.objects.values_list("key", "state"))
+    assert states == [("k1", State.COMPLETED), ("k1", State.HELD)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -200,3 +214,18 @@ def test_a_mysql_alias_is_accepted_when_it_stores_utc_and_utf8mb4(
     monkeypatch.setattr(checks, "connections", handler)
     with override_settings(USE_TZ=True):
         assert [message.id for message in checks.check_databases()] == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_deliveries_are_counted_and_start_again_after_their_lifetime() -> None:
+    """``count_delivery``'s MySQL upsert (no RETURNING there): 1, 2, 3, then 1 once stale."""
+    now = timezone.now()
+
+    def count(at: Any) -> int:
+        return TaskDelivery.objects.count_delivery(
+            "default", scope="celery:t", key="k", now=at, lifetime=timedelta(minutes=5)
+        )
+
+    assert [count(now), count(now), count(now)] == [1, 2, 3]
+    assert count(now + timedelta(minutes=6)) == 1
+    assert TaskDelivery.objects.get().deliveries == 1
