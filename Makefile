@@ -35,7 +35,8 @@ help:
 	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
 	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
 	@echo "make docs         the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
-	@echo "make soak         10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s)"
+	@echo "make soak         10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s;"
+	@echo "                  ARGS='--duration=40m --operations=100000': until either comes first)"
 
 # .venv/.installed-example, -test, -dev: the package in editable mode with that group.
 $(VENV)/.installed-%: pyproject.toml
@@ -159,9 +160,12 @@ $(VENV)/.installed-docs: pyproject.toml docs/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . -r docs/requirements.txt
 	@touch $@
 
-# make soak: randomized faults against two gunicorn instances (one through PgBouncer) on a private
-# PostgreSQL cluster, every operation checked from the history (tests/soak/, issue 13); updates
-# its section of docs/reliability.md. ARGS=--quick for 90 s, ARGS=--seed=N to replay a run.
+# make soak: randomized faults against two gunicorn instances (one through PgBouncer), uvicorn and
+# a Celery worker on a private PostgreSQL cluster and a private RabbitMQ node, every operation
+# checked from the history (tests/soak/, issues 13 and 25); updates its section of
+# docs/reliability.md. ARGS=--quick for 90 s, ARGS=--seed=N to replay a run, the full-length run:
+# ARGS="--duration=40m --operations=100000" (it stops at whichever comes first); on a private
+# MariaDB server instead: ARGS="--database=mariadb ..." (a section of its own in the docs).
 .PHONY: soak
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m tests.soak --write-docs $(ARGS)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring this machine to what the test suite needs, from nothing: the Debian packages whose
-# programs the tests start (PostgreSQL's initdb/pg_ctl, pgbouncer, redis-server, rabbitmq-server),
-# the running services, and the DATABASE_URL database. Used by `make test` (and so by .ci/run).
+# programs the tests start (PostgreSQL's initdb/pg_ctl, pgbouncer, redis-server, rabbitmq-server,
+# libfaketime for the soak's skewed clocks), the running services, and the DATABASE_URL database.
+# Used by `make test` (and so by .ci/run).
 #
 # Idempotent and silent when everything is there already. Prints what it does otherwise, and
 # stops with a message and exit status 1 when something cannot be had: nothing is skipped.
@@ -87,6 +88,9 @@ if wanted mariadb; then
     need pkg-config have pkg-config
     need build-essential have gcc
 fi
+# The soak (tests/soak/) skews its servers' clocks with libfaketime (LD_PRELOAD).
+have_libfaketime() { compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" >/dev/null; }
+need libfaketime have_libfaketime
 # The browser tests (tests/e2e/test_browser.py): headless chromium, driven by chromium-driver.
 need chromium have chromium
 need chromium-driver have chromedriver

@@ -148,8 +148,13 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
-# Sections other tools generate into the same file (the soak's: make soak), carried over as is.
-KEPT_SECTIONS = [("<!-- soak:begin", "<!-- soak:end -->")]
+# Sections other tools generate into the same file (the soak's: make soak, on PostgreSQL and on
+# MariaDB) and the soak's notes written by hand, carried over as they are.
+KEPT_SECTIONS = [
+    ("<!-- soak:begin", "<!-- soak:end -->"),
+    ("<!-- soak-mariadb:begin", "<!-- soak-mariadb:end -->"),
+    ("<!-- soak-notes:begin", "<!-- soak-notes:end -->"),
+]
 
 
 def kept_sections(path: Path) -> str:

@@ -237,6 +237,8 @@ class Cluster:
     port: int
     max_connections: int = 200
     bin_dir: Path = field(default_factory=postgres_bin)
+    #: More server settings (``-c name=value``).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -281,7 +283,7 @@ class Cluster:
         options = (
             f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
             f"-c max_connections={self.max_connections}"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self.ctl("-o", options, "start")
 
     def restart(self, mode: str = "fast") -> None:

@@ -27,7 +27,15 @@ Rules, for every operation:
   published): its operation committed, its task never went;
 - rolled-back-sent: a task that made a row although no operation that committed sent it (its
   id was named by no answer, and every request for its reference got an answer below 500, so
-  each run either answered with its own task or rolled back).
+  each run either answered with its own task or rolled back);
+- late-retry-ran: a retry sent after its issued key's max age, of an operation whose stored
+  answer it had already got, answered by anything but that answer's replay (a stored answer
+  expires only a TTL later; a refusal as expired is ``expired-key-ran``'s);
+- in-flight-ran-twice: a request refused as in flight (``409``, retry the same) that has more
+  than one row although all its attempts fit in a TTL (no record could expire in between);
+- poison-not-failed: a task that kills its worker on every delivery (the run's poison task) not
+  stored as failed (``422 task-abandoned``) after the run: it came back for ever, or vanished.
+  That the other tasks still ran (the queue was not starved) is ``lost``'s to say.
 """
 
 from __future__ import annotations
@@ -58,7 +66,32 @@ RULES = (
     "expired-key-ran",
     "outbox-left",
     "rolled-back-sent",
+    "late-retry-ran",
+    "in-flight-ran-twice",
+    "poison-not-failed",
 )
+#: The in-flight refusal's problem code (``RequestInFlight``): retry the same request later.
+IN_FLIGHT = "idempotency-request-in-flight"
+#: The status of a task's operation stored as failed after too many deliveries.
+ABANDONED = 422
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A Celery task's idempotency record: the task's id is its key."""
+
+    scope: str
+    key: str
+    state: str
+    status: int | None
+
+
+@dataclass(frozen=True)
+class PoisonTask:
+    """A task the run sent that kills its worker each time (tests/soak/poison.py)."""
+
+    task_id: str
+    scope: str = "celery:soak.poison"
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,7 @@ class Snapshot:
     effects: dict[str, list[Effect]]
     records: list[RecordState]
     outbox: list[OutboxRow] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,10 +156,14 @@ def check(
     ttl: float,
     *,
     max_age: float | None = None,
+    poison: Iterable[PoisonTask] = (),
 ) -> Verdict:
     """Every rule over the whole history and the final state; the verdict lists what broke.
-    ``max_age`` is the servers' ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE`` (for the figures)."""
-    return _Check(ops, snapshot, doors, ttl, max_age).run()
+    ``max_age`` is the servers' ``IDEMPOTENCY_ISSUED_KEY_MAX_AGE``; ``poison`` the poison
+    tasks the run sent."""
+    check = _Check(ops, snapshot, doors, ttl, max_age)
+    check.poison = list(poison)
+    return check.run()
 
 
 class _Check:
@@ -141,6 +179,7 @@ class _Check:
         self.doors = {door.name: door for door in doors}
         self.verdict = Verdict()
         self.allowed_reruns = 0
+        self.poison: list[PoisonTask] = []
         #: Rows by (door, token) and by (door, what an answer names them by: id or task id).
         self.rows: dict[tuple[str, str], list[Effect]] = defaultdict(list)
         self.by_answer: dict[tuple[str, Any], Effect] = {}
@@ -164,6 +203,9 @@ class _Check:
         self.expired_keys_started_nothing()
         self.outbox_emptied()
         self.tasks_sent_by_commits()
+        self.late_retries_replay()
+        self.in_flight_runs_once()
+        self.poison_stored_as_failed()
         self.verdict.counts = self.counts()
         return self.verdict
 
@@ -388,6 +430,62 @@ class _Check:
                 culprits = [op.id for op in ops if op.reference == effect.reference]
                 self.flag("rolled-back-sent", message, *culprits)
 
+    def late_retries_replay(self) -> None:
+        """A retry after the key's max age, once the operation's answer was stored, replays it."""
+        if self.max_age is None:
+            return
+        for op in self.ops:
+            if op.key_at is None or op.answered is None:
+                continue
+            first = op.answered
+            if first.status is None or not stored(first.status):
+                continue
+            for attempt in op.attempts[(op.answer or 0) + 1 :]:
+                late = attempt.sent - op.key_at > self.max_age
+                if not late or attempt.status is None or attempt.status >= 500:
+                    continue
+                if attempt.sent - first.done >= self.ttl:
+                    continue  # the stored answer had expired
+                if attempt.problem == EXPIRED:
+                    continue  # expired-key-ran's to judge
+                if attempt.replayed and attempt.status == first.status:
+                    continue
+                message = (
+                    f"{op.door} key {op.key!r}: retried {attempt.sent - op.key_at:.1f}s after "
+                    f"the key was issued, answered {attempt.status} "
+                    f"{'replayed' if attempt.replayed else 'not replayed'} (stored: {first.status})"
+                )
+                self.flag("late-retry-ran", message, op.id)
+                break
+
+    def in_flight_runs_once(self) -> None:
+        """A request once refused as in flight ran at most once while no record could expire."""
+        attempts: dict[tuple[str, str], list[tuple[Op, Attempt]]] = defaultdict(list)
+        for op in self.ops:
+            for attempt in op.attempts:
+                attempts[(op.door, op.token)].append((op, attempt))
+        for request, seen in attempts.items():
+            if not any(a.problem == IN_FLIGHT for _op, a in seen):
+                continue
+            found = self.rows.get(request, [])
+            span = max(a.done for _op, a in seen) - min(a.sent for _op, a in seen)
+            if len(found) > 1 and span < self.ttl:
+                message = (
+                    f"{request[0]} {request[1]!r}: refused as in flight, then {len(found)} rows "
+                    f"within {span:.1f}s"
+                )
+                self.flag("in-flight-ran-twice", message, *sorted({op.id for op, _a in seen}))
+
+    def poison_stored_as_failed(self) -> None:
+        """Each poison task's operation ends stored as failed (422), visible in its record."""
+        records = {(task.scope, task.key): task for task in self.snapshot.tasks}
+        for poison in self.poison:
+            record = records.get((poison.scope, poison.task_id))
+            if record is not None and record.state == "completed" and record.status == ABANDONED:
+                continue
+            state = "no record" if record is None else f"{record.state}, {record.status}"
+            self.flag("poison-not-failed", f"poison task {poison.task_id}: {state}")
+
     def counts(self) -> dict[str, int]:
         attempts = [attempt for op in self.ops for attempt in op.attempts]
         rules = self.verdict.by_rule()
@@ -411,6 +509,16 @@ class _Check:
             "re-runs after expiry (allowed)": self.allowed_reruns,
             **self.issued_key_counts(),
             "task messages left in the outbox": len(self.snapshot.outbox),
+            "in-flight refusals (409)": sum(attempt.problem == IN_FLIGHT for attempt in attempts),
+            "poison tasks sent (each kills its worker)": len(self.poison),
+            "... stored as failed (422 task-abandoned)": sum(
+                any(
+                    (task.scope, task.key) == (poison.scope, poison.task_id)
+                    and task.status == ABANDONED
+                    for task in self.snapshot.tasks
+                )
+                for poison in self.poison
+            ),
             **{f"violations: {rule}": rules[rule] for rule in RULES},
         }
 

@@ -108,6 +108,8 @@ class Door:
     #: ``None`` when the answer names only the row (its token is then checked in the row).
     answer_token: Callable[[dict[str, Any]], str | None]
     #: ``SELECT id, owner_id, token, reference, created_at`` of every row this door created
+    #: (``created_at`` by the database's clock: the commit time of the row's ``xmin``, as the
+    #: app servers' clocks are skewed)
     #: (and a sixth column, what an answer names the row by, for doors with ``answer_names``).
     effects_sql: str
     weight: float = 1.0
@@ -156,6 +158,16 @@ class Door:
         return self.build(ctx, number)
 
 
+def committed(alias: str = "") -> str:
+    """SQL for the epoch of the commit that wrote a row (the database's clock; the cluster
+    tracks commit timestamps): ``alias`` is the table's alias in the query."""
+    return f"extract(epoch FROM pg_xact_commit_timestamp({alias}{'.' if alias else ''}xmin))"
+
+
+#: A row's creation time for the checker (``Effect.created_at``).
+AT = committed()
+
+
 def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
@@ -174,8 +186,7 @@ ORDERS = Door(
     build=_order,
     answer_token=lambda body: str(body["item"]).removeprefix("soak "),
     effects_sql=(
-        "SELECT id, owner_id, substr(item, 6), NULL, extract(epoch FROM created_at)"
-        " FROM shop_order WHERE item LIKE 'soak %'"
+        f"SELECT id, owner_id, substr(item, 6), NULL, {AT} FROM shop_order WHERE item LIKE 'soak %'"
     ),
     weight=3.0,
     remember=True,
@@ -218,8 +229,7 @@ PAYMENTS = Door(
     build=_payment,
     answer_token=lambda body: amount_token(body["amount"]),
     effects_sql=(
-        "SELECT id, owner_id, amount::text, 'order:' || order_id, extract(epoch FROM created_at)"
-        " FROM shop_payment"
+        f"SELECT id, owner_id, amount::text, 'order:' || order_id, {AT} FROM shop_payment"
     ),
     weight=2.0,
     remember=True,
@@ -234,8 +244,7 @@ NOTES = Door(
     ),
     answer_token=lambda body: str(body["text"]).removeprefix("soak "),
     effects_sql=(
-        "SELECT id, owner_id, substr(text, 6), NULL, extract(epoch FROM created_at)"
-        " FROM shop_note WHERE text LIKE 'soak %'"
+        f"SELECT id, owner_id, substr(text, 6), NULL, {AT} FROM shop_note WHERE text LIKE 'soak %'"
     ),
     weight=1.0,
     key_required=False,
@@ -271,7 +280,7 @@ REFUNDS = Door(
     answer_token=lambda body: f"{body['payment']}:{amount_token(body['amount'])}",
     effects_sql=(
         "SELECT r.id, p.owner_id, r.payment_id || ':' || r.amount::text,"
-        " 'payment:' || r.payment_id, extract(epoch FROM r.created_at)"
+        f" 'payment:' || r.payment_id, {committed('r')}"
         " FROM shop_refund r JOIN shop_payment p ON p.id = r.payment_id"
     ),
     weight=1.0,
@@ -294,7 +303,7 @@ def _ninja_door(name: str, path: str, prefix: str, served_by: str) -> Door:
         answer_token=lambda body: str(body["item"]).removeprefix(f"{prefix} "),
         effects_sql=(
             f"SELECT id, owner_id, substr(item, {len(prefix) + 2}), NULL,"
-            f" extract(epoch FROM created_at) FROM shop_order WHERE item LIKE '{prefix} %'"
+            f" {AT} FROM shop_order WHERE item LIKE '{prefix} %'"
         ),
         weight=1.0,
         auth_scheme="Bearer",
@@ -318,7 +327,7 @@ TRANSFERS = Door(
     build=_transfer,
     answer_token=lambda body: str(body["to"]).removeprefix("soak "),
     effects_sql=(
-        'SELECT id, owner_id, substr("to", 6), NULL, extract(epoch FROM created_at)'
+        f'SELECT id, owner_id, substr("to", 6), NULL, {AT}'
         " FROM shop_transfer WHERE \"to\" LIKE 'soak %'"
     ),
     weight=1.0,
@@ -351,7 +360,7 @@ CHECKOUT = Door(
     answer_token=lambda body: None,
     effects_sql=(
         f"SELECT id, owner_id, substr(item, {len(CHECKOUT_PREFIX) + 2}), NULL,"
-        f" extract(epoch FROM created_at) FROM shop_order WHERE item LIKE '{CHECKOUT_PREFIX} %'"
+        f" {AT} FROM shop_order WHERE item LIKE '{CHECKOUT_PREFIX} %'"
     ),
     weight=1.0,
     key_source="form",
@@ -389,7 +398,7 @@ SHIP = Door(
     answer_token=lambda body: None,
     effects_sql=(
         "SELECT s.id, o.owner_id, s.order_id::text, 'order:' || s.order_id,"
-        " extract(epoch FROM s.created_at), r.key"
+        f" {committed('s')}, r.key"
         " FROM shop_shipment s JOIN shop_order o ON o.id = s.order_id"
         f" LEFT JOIN {_SHIP_TASKS} r ON r.scope = 'celery:shop.ship_order'"
         " AND r.reference = 'order:' || s.order_id"
@@ -411,7 +420,7 @@ CARRIER = Door(
     answer_token=lambda body: None,
     effects_sql=(
         'SELECT row_number() OVER (ORDER BY b.created_at), o.owner_id, b."order"::text,'
-        " 'order:' || b.\"order\", extract(epoch FROM b.created_at)"
+        f" 'order:' || b.\"order\", {committed('b')}"
         ' FROM shop_carrierbooking b JOIN shop_order o ON o.id = b."order"'
     ),
     weight=0.0,

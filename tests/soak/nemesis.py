@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .proxy import FaultProxy, is_amqp_publish
-from .services import AppServer, Services, connect
+from .services import AppServer, Services
 
 # Kind -> weight. Window faults (latency, jitter, stall) last seconds; the others are instants
 # whose effects (a restart, reconnections) last until the target is back.
@@ -28,18 +28,27 @@ WEIGHTS: dict[str, float] = {
     "kill-worker": 18,
     "kill-server": 4,
     "terminate-backend": 18,
-    "postgres-restart-fast": 3,
-    "postgres-restart-immediate": 3,
+    "database-restart-fast": 3,
+    "database-restart-immediate": 3,
     "pgbouncer-restart": 5,
     "latency": 10,
     "jitter": 10,
     "stall": 8,
     "reset": 21,
-    # The broker's proxy (the app's and the relay's publishes; the worker consumes directly):
-    # a publish written but never received, its connection reset; any live link reset.
+    # The broker's proxies (one for the app's and the relay's publishes, one for the worker):
+    # a publish written but never received, its connection reset; any live link reset; the
+    # soak's RabbitMQ node SIGKILLed and started again.
     "broker-cut-publish": 8,
     "broker-reset": 4,
+    "broker-kill": 3,
+    # A server or the worker restarted with its wall clock minutes off, or back to the right
+    # time (``Services.clock``).
+    "clock-skew": 6,
 }
+#: Kinds that last a window (their effects end with it, no aftermath).
+WINDOWS = ("latency", "jitter", "stall")
+#: The skew a ``clock-skew`` fault sets: at least this many seconds, at most ``SKEW_MAX``.
+SKEW_MIN, SKEW_MAX = 60.0, 300.0
 #: Seconds an armed ``broker-cut-publish`` waits for a publish to cut.
 CUT_WAIT = 10.0
 #: How long after an instant fault its effects count as "during a fault" for the figures.
@@ -84,6 +93,8 @@ class Nemesis:
     stopping: Callable[[], bool] = lambda: False
     #: The proxy between the app (servers, relay) and RabbitMQ; its faults are skipped without.
     broker: FaultProxy | None = None
+    #: The proxy between the worker and RabbitMQ (reset like the other).
+    consumer: FaultProxy | None = None
     faults: list[Fault] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -110,8 +121,9 @@ class Nemesis:
             await asyncio.wait(list(self._tasks), timeout=180)
         for task in list(self._tasks):
             task.cancel()
-        for proxy in self.proxies:
-            proxy.heal()
+        for proxy in (*self.proxies, self.broker, self.consumer):
+            if proxy is not None:
+                proxy.heal()
 
     async def _record(self, kind: str, action: Callable[[], Awaitable[str]]) -> None:
         fault = Fault(kind=kind, start=self.now())
@@ -125,7 +137,7 @@ class Nemesis:
             self.faults.remove(fault)
             self.errors.append(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0])
         finally:
-            fault.end = self.now() + (0.0 if kind in ("latency", "jitter", "stall") else AFTERMATH)
+            fault.end = self.now() + (0.0 if kind in WINDOWS else AFTERMATH)
 
     def _claim(self, name: str) -> bool:
         if name in self._busy:
@@ -148,20 +160,37 @@ class Nemesis:
             return lambda: self._restart_server(app)
         if kind == "terminate-backend":
             return lambda: self._terminate(pick, count)
-        if kind.startswith("postgres-restart"):
-            if not self._claim("postgres"):
+        if kind.startswith("database-restart"):
+            mode = kind.rsplit("-", 1)[1]
+            if mode not in self.services.database.restart_modes or not self._claim("database"):
                 return None
-            return lambda: self._restart_postgres(kind.rsplit("-", 1)[1])
+            return lambda: self._restart_database(mode)
         if kind == "pgbouncer-restart":
             if self.services.bouncer is None or not self._claim("pgbouncer"):
                 return None
             return self._restart_bouncer
+        if kind == "clock-skew":
+            if not self.services.database.clock_safe:
+                return None  # rows dated by the app's clock: a skew would fool the checker
+            app = apps[int(pick * len(apps))]
+            if any(other.name in self._busy for other in apps) or not self._claim(app.name):
+                return None
+            # A right clock goes ahead or behind (the draw's parity) by SKEW_MIN..SKEW_MAX; a
+            # skewed one comes back.
+            sign = 1 if count % 2 else -1
+            offset = sign * (SKEW_MIN + (SKEW_MAX - SKEW_MIN) * length)
+            return lambda: self._skew(app, offset)
+        if kind == "broker-kill":
+            if not self._claim("broker"):
+                return None
+            return self._restart_broker
         if kind.startswith("broker-"):
             broker = self.broker
             if broker is None:
                 return None
             if kind == "broker-reset":
-                return lambda: self._reset(broker, count)
+                links = [proxy for proxy in (broker, self.consumer) if proxy is not None]
+                return lambda: self._reset(links[int(pick * len(links))], count)
             if not self._claim("broker-cut"):
                 return None
             return lambda: self._cut_publish(broker)
@@ -198,29 +227,16 @@ class Nemesis:
             self._busy.discard(app.name)
 
     async def _terminate(self, pick: float, count: int) -> str:
-        def terminate() -> list[int]:
-            with connect(self.services.cluster.url()) as conn:
-                rows = conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = 'shop'"
-                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-                    " ORDER BY pid"
-                ).fetchall()
-                pids = [int(row[0]) for row in rows]
-                start = int(pick * len(pids)) if pids else 0
-                chosen = (pids[start:] + pids[:start])[:count]
-                for pid in chosen:
-                    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
-                return chosen
-
-        chosen = await asyncio.to_thread(terminate)
+        database = self.services.database
+        chosen = await asyncio.to_thread(database.terminate, "shop", pick, count)
         return f"{len(chosen)} sessions"
 
-    async def _restart_postgres(self, mode: str) -> str:
+    async def _restart_database(self, mode: str) -> str:
         try:
-            await asyncio.to_thread(self.services.cluster.restart, mode)
-            return mode
+            await asyncio.to_thread(self.services.database.restart, mode)
+            return f"{self.services.database.vendor} {mode}"
         finally:
-            self._busy.discard("postgres")
+            self._busy.discard("database")
 
     async def _restart_bouncer(self) -> str:
         bouncer = self.services.bouncer
@@ -231,6 +247,26 @@ class Nemesis:
             return "killed and restarted"
         finally:
             self._busy.discard("pgbouncer")
+
+    async def _restart_broker(self) -> str:
+        try:
+            await asyncio.to_thread(self.services.broker.restart)
+            return "RabbitMQ node killed (SIGKILL) and restarted"
+        finally:
+            self._busy.discard("broker")
+
+    async def _skew(self, app: AppServer, offset: float) -> str:
+        clock = self.services.clock(app.name)
+        clock.offset = 0.0 if clock.offset else offset
+        app.env.update(clock.env())
+        try:
+            await asyncio.to_thread(app.kill)
+            app.start()
+            app.restarts += 1
+            await self.wait_ready(app)
+            return f"{app.name} restarted with its clock {clock.offset:+.0f} s"
+        finally:
+            self._busy.discard(app.name)
 
     async def _reset(self, proxy: FaultProxy, count: int) -> str:
         return f"{proxy.reset(count)} connections on :{proxy.port}"

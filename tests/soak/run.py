@@ -2,6 +2,7 @@
 
     python -m tests.soak              # 10 minutes, 32 clients
     python -m tests.soak --quick      # 90 seconds
+    python -m tests.soak --duration=40m --operations=100000  # until either comes first
     python -m tests.soak --seed 1234  # replay a run's fault schedule and workload choices
     python -m tests.soak --ports 18900-18999  # every port the run listens on from this range
 
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -26,40 +28,36 @@ from pathlib import Path
 from typing import Any
 
 from . import http
-from .checker import OutboxRow, RecordState, Snapshot, check, describe
-from .doors import DOORS, Effect
+from .checker import PoisonTask, check, describe
+from .doors import DOORS
 from .nemesis import Nemesis
 from .proxy import FaultProxy
 from .report import CpuUse, Run, markdown, summary, write_section
 from .services import (
-    AMQP_URL,
     REPO_ROOT,
     AppServer,
     AsgiServer,
     Bouncer,
     CeleryWorker,
     Services,
-    broker_address,
     broker_url,
-    connect,
     free_port,
     manage,
     use_ports,
 )
-from .workload import Client, History, Plan, Principal, Target
+from .snapshot import DRAIN_TIMEOUT, drain, read_snapshot
+from .workload import POISON_TASK as POISON
+from .workload import Client, History, Plan, Poisoner, Principal, Target
 
 OUT = REPO_ROOT / "build" / "soak"
 DOCS = REPO_ROOT / "docs" / "reliability.md"
 PRINCIPALS = 4
-#: After the load, how long the run waits for the Celery tasks of acknowledged operations.
-DRAIN_TIMEOUT = 180.0
 #: Seconds an outbox message waits for its on-commit publish before the relay sends it.
 RELAY_AFTER = 3.0
 #: Seconds an issued key may start an operation: short, so that retries come after it.
 ISSUED_KEY_MAX_AGE = 4.0
-RECORDS = "django_idempotency_idempotencyrecord"
-EVENTS = "django_idempotency_idempotencyevent"
-OUTBOX = "django_idempotency_outboxmessage"
+#: Deliveries of a task message that may die with their worker before it is stored as failed.
+TASK_MAX_DELIVERIES = 5
 
 _USERS = """
 import json
@@ -98,7 +96,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m tests.soak", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="90 s instead of 10 minutes")
-    parser.add_argument("--duration", type=float, help="seconds of load (overrides --quick)")
+    parser.add_argument(
+        "--duration",
+        type=seconds,
+        help="how long the load lasts at most: 90, 90s, 40m, 1h (overrides --quick)",
+    )
+    parser.add_argument(
+        "--operations",
+        type=int,
+        help="stop the load once the clients started this many operations (or at --duration)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=("postgresql", "mariadb"),
+        default="postgresql",
+        help="the private database server the run starts (default postgresql)",
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, help="replay a run (printed at its start)")
     parser.add_argument("--ttl", type=float, help="IDEMPOTENCY_TTL seconds (45 quick, 60 full)")
@@ -111,11 +124,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ports",
-        default=os.environ.get("SOAK_PORTS", ""),
-        help="FIRST-LAST: the ports the run listens on (default $SOAK_PORTS, else any free one)",
+        default=os.environ.get("SOAK_PORTS") or os.environ.get("IDEMPOTENCY_TEST_PORTS", ""),
+        help=(
+            "FIRST-LAST: the ports the run listens on (default $SOAK_PORTS, else "
+            "$IDEMPOTENCY_TEST_PORTS, else any free one)"
+        ),
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/reliability.md")
     return parser.parse_args(argv)
+
+
+def seconds(text: str) -> float:
+    """``90``, ``90s``, ``40m``, ``1.5h``: a duration in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a duration is 90, 90s, 40m or 1h, not {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, not {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,20 +155,32 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.duration or (90.0 if args.quick else 600.0)
     ttl = args.ttl or (45.0 if duration <= 120 else 60.0)
     use_ports(args.ports)
+    limit = f", up to {args.operations:,} operations" if args.operations else ""
     print(
-        f"soak: seed {seed}, {duration:.0f} s, {args.clients} clients, TTL {ttl:.0f} s", flush=True
+        f"soak: seed {seed}, {duration:.0f} s{limit}, {args.clients} clients, TTL {ttl:.0f} s",
+        flush=True,
     )
-    services = Services()
+    services = Services(args.database)
     try:
         with _terminate_as_interrupt():
-            return asyncio.run(soak(args, seed, duration, ttl, services))
+            status = asyncio.run(soak(args, seed, duration, ttl, services))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(
             f"soak: interrupted (seed {seed}); everything it started is being stopped", flush=True
         )
-        return 2
+        status = 2
+    except Exception:
+        traceback.print_exc()
+        print(f"soak: the run failed (seed {seed}); everything it started is being stopped")
+        status = 2
     finally:
         services.close()
+    left = services.leftovers(wait=10)
+    if left:
+        print("soak: LEFT BEHIND after the run:\n  " + "\n  ".join(left), flush=True)
+        return 2
+    print("soak: nothing left behind (processes, directories, broker node)", flush=True)
+    return status
 
 
 @contextmanager
@@ -173,12 +216,13 @@ async def soak(
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "logs"
     logs.mkdir(exist_ok=True)
-    cluster = services.cluster
-    await asyncio.to_thread(cluster.init)
-    await asyncio.to_thread(cluster.start)
-    with connect(cluster.url()) as conn:
-        conn.execute("CREATE DATABASE shop")
-    direct = cluster.url("shop")
+    database, node = services.database, services.broker
+    await asyncio.to_thread(database.init)
+    await asyncio.to_thread(database.start)
+    await asyncio.to_thread(node.init)
+    await asyncio.to_thread(node.start)
+    await asyncio.to_thread(database.create_database, "shop")
+    direct = database.url("shop")
     await asyncio.to_thread(manage, direct, "migrate", "--noinput")
     users = json.loads(
         (await asyncio.to_thread(manage, direct, "shell", "-c", _USERS.format(n=PRINCIPALS)))
@@ -190,60 +234,74 @@ async def soak(
         for i, (pk, token) in enumerate(users)
     ]
 
-    bouncer = services.bouncer = Bouncer(
-        root=services.root, port=free_port(), upstream_port=cluster.port
-    )
-    await asyncio.to_thread(bouncer.start)
+    # The second server goes through the backend's connection pooler, if it has one.
+    pooled = database.port
+    if database.pooled:
+        bouncer = services.bouncer = Bouncer(
+            root=services.root, port=free_port(), upstream_port=database.port
+        )
+        await asyncio.to_thread(bouncer.start)
+        pooled = bouncer.port
     proxies = [
-        FaultProxy("127.0.0.1", cluster.port, seed=seed),
-        FaultProxy("127.0.0.1", bouncer.port, seed=seed + 1),
+        FaultProxy("127.0.0.1", database.port, seed=seed),
+        FaultProxy("127.0.0.1", pooled, seed=seed + 1),
     ]
-    # What publishes (the servers' on-commit sends, the relay) reaches RabbitMQ through this
-    # proxy, which the nemesis resets and cuts right after a publish; the worker consumes
-    # directly.
-    broker = FaultProxy(*broker_address(), seed=seed + 2)
+    # The soak's own RabbitMQ node, behind two proxies: one for what publishes (the servers'
+    # on-commit sends, the relay), which the nemesis resets and cuts right after a publish, one
+    # for the worker, which it resets; the nemesis also SIGKILLs the node itself.
+    broker = FaultProxy("127.0.0.1", node.port, seed=seed + 2)
+    consumer = FaultProxy("127.0.0.1", node.port, seed=seed + 3)
     try:
-        for proxy in (*proxies, broker):
+        for proxy in (*proxies, broker, consumer):
             await proxy.start(free_port())
         env = {
             "IDEMPOTENCY_TTL": str(ttl),
             "IDEMPOTENCY_ISSUED_KEY_MAX_AGE": str(args.issued_key_max_age),
+            "IDEMPOTENCY_TASK_MAX_DELIVERIES": str(TASK_MAX_DELIVERIES),
             "CELERY_BROKER_URL": broker_url(broker.port),
             "EXAMPLE_CELERY_QUEUE": services.queue,
+            **services.mark(),
         }
+
+        def clocked(name: str) -> dict[str, str]:
+            # Each process's wall clock is its own (the nemesis restarts it skewed): libfaketime.
+            return {**env, **services.clock(name).env()}
+
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         services.apps = [
             AppServer(
                 "direct",
                 free_port(),
-                cluster.url("shop", proxies[0].port),
+                database.url("shop", proxies[0].port),
                 logs / f"{stamp}-direct.log",
-                env,
+                clocked("direct"),
             ),
             AppServer(
                 "pgbouncer",
                 free_port(),
-                cluster.url("shop", proxies[1].port),
+                database.url("shop", proxies[1].port),
                 logs / f"{stamp}-pgbouncer.log",
-                env,
+                clocked("pgbouncer"),
             ),
             # The async doors, through PgBouncer (async views run in per-request threads).
             AsgiServer(
                 "uvicorn",
                 free_port(),
-                cluster.url("shop", proxies[1].port),
+                database.url("shop", proxies[1].port),
                 logs / f"{stamp}-uvicorn.log",
-                env,
+                clocked("uvicorn"),
                 workers=2,
             ),
-            # shop.ship_order, enqueued by POST /api/orders/{id}/ship/ (the "ship" door).
+            # shop.ship_order, enqueued by POST /api/orders/{id}/ship/ (the "ship" door), and
+            # the poison task the run sends now and then (tests/soak/poison.py).
             CeleryWorker(
                 "celery",
                 0,
-                cluster.url("shop", proxies[0].port),
+                database.url("shop", proxies[0].port),
                 logs / f"{stamp}-celery.log",
-                {**env, "CELERY_BROKER_URL": AMQP_URL},
+                {**clocked("celery"), "CELERY_BROKER_URL": broker_url(consumer.port)},
                 workers=2,
+                options=("--include", "tests.soak.poison"),
             ),
         ]
         for app in services.apps:
@@ -260,14 +318,14 @@ async def soak(
                     _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60, relay_after=RELAY_AFTER),
                 ],
                 cwd=REPO_ROOT,
-                env=_env(cluster.url("shop", proxies[0].port), env),
+                env=_env(database.url("shop", proxies[0].port), env),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         setup_seconds = time.monotonic() - setup_started
         print(f"soak: services up in {setup_seconds:.0f} s; load for {duration:.0f} s", flush=True)
 
-        history = History(time.monotonic())
+        history = History(time.monotonic(), max_ops=args.operations)
         cpu_at_start = CpuUse.now()
         targets = [
             Target(app.name, app.port, app.serves)
@@ -279,19 +337,23 @@ async def soak(
             Client(i, principals[i % len(principals)], targets, history, plan, seed)
             for i in range(args.clients)
         ]
+        poisoner = Poisoner(history, node.url, services.queue, POISON, seed)
         nemesis = Nemesis(
             seed=seed,
             services=services,
             proxies=proxies,
             broker=broker,
+            consumer=consumer,
             now=history.now,
             wait_ready=wait_ready,
             interval=args.interval,
-            stopping=lambda: history is not None and history.stopping,
+            stopping=lambda: history is not None and (history.stopping or history.full),
         )
         progress = asyncio.create_task(_progress(history, nemesis, duration))
         await asyncio.gather(
-            nemesis.run(until=duration), *(client.run(until=duration) for client in clients)
+            nemesis.run(until=duration),
+            poisoner.run(until=duration),
+            *(client.run(until=duration) for client in clients),
         )
         progress.cancel()
         if history.stopping:
@@ -299,10 +361,10 @@ async def soak(
         ran_for = history.now()
         cpu = CpuUse.now() - cpu_at_start
         await nemesis.settle()
-        drained = await drain(history, direct)
+        drained = await drain(history, database, direct)
         print(f"soak: the tasks of acknowledged operations ran within {drained:.0f} s", flush=True)
     finally:
-        for proxy in (*proxies, broker):
+        for proxy in (*proxies, broker, consumer):
             await proxy.close()
 
     # Everything stops before the database is read: no request may still be running.
@@ -311,8 +373,11 @@ async def soak(
         services.purge.wait(timeout=30)
     for app in services.apps:
         await asyncio.to_thread(app.stop)
-    snapshot = await asyncio.to_thread(read_snapshot, direct)
-    verdict = check(history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age)
+    snapshot = await asyncio.to_thread(read_snapshot, database, direct)
+    poison = [PoisonTask(sent.task_id, f"celery:{POISON}") for sent in history.poison]
+    verdict = check(
+        history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age, poison=poison
+    )
     history.dump(OUT / f"history-{seed}.jsonl")
     run = Run(
         seed=seed,
@@ -333,6 +398,11 @@ async def soak(
         cpu_busy=cpu.busy_share,
         harness_cpu=cpu.harness_share,
         issued_key_max_age=args.issued_key_max_age,
+        operations_limit=args.operations,
+        planned=duration,
+        database=database.vendor,
+        pooled=database.pooled,
+        clock_skew=database.clock_safe,
     )
     facts = summary(run)
     (OUT / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
@@ -350,7 +420,7 @@ async def soak(
         f"history in {OUT / f'history-{seed}.jsonl'}"
     )
     if args.write_docs:
-        write_section(DOCS, section)
+        write_section(DOCS, section, run.database)
         print(f"soak: wrote its section of {DOCS}")
     return 0 if verdict.ok else 1
 
@@ -375,43 +445,6 @@ async def wait_ready(app: AppServer, timeout: float = 120.0) -> None:
     raise RuntimeError(f"server {app.name} did not answer within {timeout}s")
 
 
-async def drain(history: History, url: str, timeout: float = DRAIN_TIMEOUT) -> float:
-    """Wait until every acknowledged operation of a door whose effect a task makes later
-    (``Door.deferred``) has its row and the outbox holds no message the relay may still send,
-    or ``timeout``: the checker then reads what is there (a row still missing is lost, a
-    message still in the outbox never went). Returns the seconds waited."""
-    started = time.monotonic()
-    doors = [door for door in DOORS if door.deferred]
-    awaited = {
-        (op.door, op.token)
-        for op in history.ops
-        for door in doors
-        if op.door == door.name
-        and op.answered is not None
-        and door.acknowledged(op.answered.status or 0)
-    }
-    while time.monotonic() - started < timeout:
-
-        def present() -> tuple[set[tuple[str, str]], int]:
-            with connect(url) as conn:
-                rows = {
-                    (door.name, str(row[2]))
-                    for door in doors
-                    for row in conn.execute(door.effects_sql).fetchall()
-                }
-                unsent = conn.execute(
-                    f"SELECT count(*) FROM {OUTBOX} WHERE parked_at IS NULL"
-                ).fetchone()
-            return rows, int(unsent[0]) if unsent else 0
-
-        found, unsent = await asyncio.to_thread(present)
-        awaited -= found
-        if not awaited and not unsent:
-            break
-        await asyncio.sleep(1.0)
-    return time.monotonic() - started
-
-
 async def _progress(history: History, nemesis: Nemesis, duration: float) -> None:
     while True:
         await asyncio.sleep(15)
@@ -420,43 +453,6 @@ async def _progress(history: History, nemesis: Nemesis, duration: float) -> None
             f"{len(nemesis.faults)} faults",
             flush=True,
         )
-
-
-def read_snapshot(url: str) -> Snapshot:
-    with connect(url) as conn:
-        effects = {
-            door.name: [
-                Effect(
-                    door.name,
-                    int(row[0]),
-                    int(row[1]),
-                    str(row[2]),
-                    row[3],
-                    float(row[4]),
-                    None if len(row) < 6 or row[5] is None else str(row[5]),
-                )
-                for row in conn.execute(door.effects_sql).fetchall()
-            ]
-            for door in DOORS
-        }
-        rows = conn.execute(
-            f"SELECT r.id, r.state, r.replay_count, r.conflict_count,"
-            f" count(e.id) FILTER (WHERE e.kind = 'replayed'),"
-            f" count(e.id) FILTER (WHERE e.kind IN ('mismatch', 'reference'))"
-            f" FROM {RECORDS} r LEFT JOIN {EVENTS} e ON e.record_id = r.id GROUP BY r.id"
-        ).fetchall()
-        outbox = conn.execute(
-            f"SELECT task_id, attempts, parked_at IS NOT NULL, last_error FROM {OUTBOX}"
-        ).fetchall()
-    return Snapshot(
-        effects=effects,
-        records=[RecordState(*map(_plain, row)) for row in rows],
-        outbox=[OutboxRow(str(row[0]), int(row[1]), bool(row[2]), row[3] or "") for row in outbox],
-    )
-
-
-def _plain(value: Any) -> Any:
-    return value if isinstance(value, str) else int(value)
 
 
 def _env(database_url: str, extra: dict[str, str]) -> dict[str, str]:

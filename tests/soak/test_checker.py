@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .checker import OutboxRow, RecordState, Snapshot, Verdict, check, describe
+from .checker import (
+    IN_FLIGHT,
+    OutboxRow,
+    PoisonTask,
+    RecordState,
+    Snapshot,
+    TaskRecord,
+    Verdict,
+    check,
+    describe,
+)
 from .doors import DOORS, Effect, by_name, problem_code
 from .workload import Attempt, Op
 
@@ -371,3 +381,59 @@ def test_a_task_sent_for_a_run_that_rolled_back_is_flagged() -> None:
     assert _outbox_check([unheard], shipped, []).ok
     # The accepted run's own task: fine.
     assert _outbox_check([_ship(1, 7, "t-9")], shipped, []).ok
+
+
+# -- the doors' fixes: late retries replay, in flight runs once, a poison task ends failed -----
+
+
+def test_a_retry_after_the_keys_max_age_must_replay_the_stored_answer() -> None:
+    first = _answer(201, _transfer_body(10, "t1"), at=1.0)
+    replayed = _answer(201, _transfer_body(10, "t1"), at=9.0)
+    replayed.replayed = True
+    rows = [_row(10, "t1", door="transfers")]
+    assert _issued_check([_transfer(1, first, replayed, key="i1")], rows).ok
+    # The same answer, but run again rather than replayed (its row since deleted, say).
+    ran = _answer(201, _transfer_body(10, "t1"), at=9.0)
+    verdict = _issued_check([_transfer(1, first, ran, key="i1")], rows)
+    assert verdict.by_rule() == {"late-retry-ran": 1}
+    # A TTL after the stored answer it may have expired: a new run is by design.
+    later = _answer(201, _transfer_body(10, "t1"), at=TTL + 2.0)
+    assert _issued_check([_transfer(1, first, later, key="i1")], rows).ok
+
+
+def _in_flight(at: float) -> Attempt:
+    body = json.dumps({"type": f"https://x/problems#{IN_FLIGHT}", "status": 409}).encode()
+    attempt = _answer(409, body, at=at, content_type=PROBLEM)
+    attempt.problem, attempt.retry_after = IN_FLIGHT, True
+    return attempt
+
+
+def test_a_request_refused_as_in_flight_runs_once() -> None:
+    op = _op(1, _in_flight(1.0), _answer(201, _order_body(10, "o1"), at=2.0))
+    assert _check([op], [_row(10, "o1")]).ok
+    # Two rows for it, dated a TTL apart (so ``duplicated`` allows them as a re-run after
+    # expiry), although every attempt came within 2 s: the refusal led to a second run.
+    rows = [_row(10, "o1"), _row(11, "o1", at=TTL + 1)]
+    assert _check([op], rows).by_rule() == {"in-flight-ran-twice": 1}
+    # Without an in-flight refusal it is ``duplicated``'s to judge (and it allows it).
+    plain = _op(1, _answer(201, _order_body(10, "o1"), at=2.0))
+    assert _check([plain], rows).ok
+
+
+def _poison_check(tasks: list[TaskRecord]) -> Verdict:
+    effects: dict[str, list[Effect]] = {door.name: [] for door in DOORS}
+    snapshot = Snapshot(effects=effects, records=[], tasks=tasks)
+    return check([], snapshot, DOORS, TTL, poison=[PoisonTask("p-1")])
+
+
+def test_a_poison_task_ends_stored_as_failed() -> None:
+    failed = TaskRecord("celery:soak.poison", "p-1", "completed", 422)
+    verdict = _poison_check([failed])
+    assert verdict.ok, describe(verdict, [])
+    assert verdict.counts["... stored as failed (422 task-abandoned)"] == 1
+    # Still coming back (in flight), never seen, or another task's failure: not ended.
+    assert _poison_check([]).by_rule() == {"poison-not-failed": 1}
+    in_flight = TaskRecord("celery:soak.poison", "p-1", "in_flight", None)
+    assert _poison_check([in_flight]).by_rule() == {"poison-not-failed": 1}
+    other = TaskRecord("celery:shop.ship_order", "p-1", "completed", 422)
+    assert _poison_check([other]).by_rule() == {"poison-not-failed": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from .checker import Verdict
 from .nemesis import WEIGHTS, Fault, schedule
-from .report import BEGIN, END, CpuUse, Run, markdown, write_section
+from .report import BEGIN, END, CpuUse, Run, markdown, markers, write_section
 from .services import REPO_ROOT
 from .workload import Attempt, Op
 
@@ -45,7 +46,9 @@ def test_the_reliability_report_carries_the_soak_section_over(tmp_path: Path) ->
         ' "unclean_server_errors": 0, "stuck_records": 0}\n'
     )
     docs = tmp_path / "reliability.md"
-    docs.write_text(f"# old\n\n{BEGIN}\nsoak figures\n{END}\n")
+    mariadb = "\n".join(markers("MariaDB")).replace("\n", "\nmariadb figures\n")
+    notes = "<!-- soak-notes:begin -->\nby hand\n<!-- soak-notes:end -->"
+    docs.write_text(f"# old\n\n{BEGIN}\nsoak figures\n{END}\n\n{mariadb}\n\n{notes}\n")
     subprocess.run(
         [
             sys.executable,
@@ -62,6 +65,20 @@ def test_the_reliability_report_carries_the_soak_section_over(tmp_path: Path) ->
     text = docs.read_text()
     assert "# old" not in text
     assert f"{BEGIN}\nsoak figures\n{END}" in text
+    assert mariadb in text
+    assert notes in text
+
+
+def test_a_run_on_mariadb_has_a_section_of_its_own(tmp_path: Path) -> None:
+    docs = tmp_path / "reliability.md"
+    write_section(docs, f"{BEGIN}\npostgresql\n{END}")
+    begin, end = markers("MariaDB")
+    write_section(docs, f"{begin}\nfirst\n{end}", "MariaDB")
+    write_section(docs, f"{begin}\nsecond\n{end}", "MariaDB")
+    text = docs.read_text()
+    assert "postgresql" in text
+    assert "second" in text
+    assert "first" not in text
 
 
 def test_the_section_shows_seed_commit_latency_and_faults() -> None:
@@ -107,6 +124,16 @@ def test_the_section_shows_seed_commit_latency_and_faults() -> None:
     assert "| orders | no | 1 | 100 | 100 |" in text
     assert "| reset | 1 | 0 |" in text
     assert "| stall | 0 | 1 |" in text
+    assert "30 s of load" in text
+    # A run that stopped at its operation count, on MariaDB: said so, and how to replay it.
+    full = dataclasses.replace(
+        run, operations_limit=2, planned=2400.0, database="MariaDB", pooled=False
+    )
+    text = markdown(full)
+    assert text.startswith(markers("MariaDB")[0])
+    assert "30 s of load, until its 2 operations" in text
+    assert 'ARGS="--seed=7 --database=mariadb --duration=2400 --operations=2"' in text
+    assert "PgBouncer" not in text
 
 
 def test_cpu_use_counts_the_soak_process_own_time() -> None:

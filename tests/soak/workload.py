@@ -129,10 +129,21 @@ class Plan:
     rekeys: int = 3
 
 
+@dataclass
+class PoisonSent:
+    """A poison task the run sent (``Poisoner``): its id, and when the broker confirmed it."""
+
+    task_id: str
+    sent: float
+
+
 class History:
-    def __init__(self, t0: float) -> None:
+    def __init__(self, t0: float, *, max_ops: int | None = None) -> None:
         self.t0 = t0
         self.ops: list[Op] = []
+        #: The operation count at which the clients stop starting new ones (``--operations``).
+        self.max_ops = max_ops
+        self.poison: list[PoisonSent] = []
         self._ids = itertools.count(1)
         self.numbers = itertools.count(1)
         #: (door, key, user) of recent keyed operations, for keys shared across principals.
@@ -143,6 +154,11 @@ class History:
 
     def now(self) -> float:
         return time.monotonic() - self.t0
+
+    @property
+    def full(self) -> bool:
+        """Whether the run has started as many operations as it was asked to."""
+        return self.max_ops is not None and len(self.ops) >= self.max_ops
 
     def new_op(self, **fields: Any) -> Op:
         op = Op(id=next(self._ids), started=self.now(), **fields)
@@ -183,7 +199,8 @@ class Client:
     async def run(self, until: float) -> None:
         doors = DOORS
         weights = [door.weight for door in doors]
-        while self.history.now() < until and not self.history.stopping:
+        history = self.history
+        while history.now() < until and not history.stopping and not history.full:
             door = self.rng.choices(doors, weights)[0]
             request = door.build(self.ctx, next(self.history.numbers))
             if request is None:
@@ -439,6 +456,64 @@ class Client:
                 op.finished = self.history.now()
         attempt.done = self.history.now()
         return attempt
+
+
+#: The name of the poison task (tests/soak/poison.py, which only the worker imports).
+POISON_TASK = "soak.poison"
+
+
+class Poisoner:
+    """Now and then, a task that kills the worker process running it (tests/soak/poison.py),
+    published straight to the soak's broker with publisher confirms: the run knows each one
+    reached the queue. The checker wants each stored as failed, and the queue's other tasks
+    run meanwhile."""
+
+    def __init__(
+        self, history: History, broker_url: str, queue: str, task: str, seed: int, every: float = 20
+    ) -> None:
+        self.history = history
+        self.broker_url = broker_url
+        self.queue = queue
+        self.task = task
+        self.every = every
+        self.rng = random.Random(f"{seed}-poison")
+
+    async def run(self, until: float) -> None:
+        from celery import Celery
+
+        app = Celery(
+            "soak-poisoner",
+            broker=self.broker_url,
+            set_as_current=False,
+            broker_transport_options={"confirm_publish": True},
+            broker_connection_timeout=5,
+        )
+        number = itertools.count(1)
+        history = self.history
+        try:
+            while not history.stopping and not history.full:
+                pause = self.rng.uniform(0.5, 1.5) * self.every
+                if history.now() + pause >= until:
+                    break
+                await asyncio.sleep(pause)
+                task_id = f"soak-poison-{next(number)}-{self.rng.randrange(10**9)}"
+                try:
+                    await asyncio.to_thread(self._send, app, task_id)
+                except Exception as exc:  # the node was down (the nemesis): not sent
+                    print(f"soak: poison task not sent ({type(exc).__name__})", flush=True)
+                    continue
+                history.poison.append(PoisonSent(task_id, history.now()))
+        finally:
+            app.close()
+
+    def _send(self, app: Any, task_id: str) -> None:
+        app.send_task(
+            self.task,
+            args=[len(self.history.poison)],
+            task_id=task_id,
+            queue=self.queue,
+            retry=False,
+        )
 
 
 ISSUE_PATH = "/api/idempotency-keys/"
