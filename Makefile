@@ -31,6 +31,7 @@ help:
 	@echo "make tox          the whole tox matrix (README, Supported versions)"
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
+	@echo "make bench-databases  the headline ratios on PostgreSQL and MariaDB side by side"
 	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
 	@echo "make docs         the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
 	@echo "make soak         10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s)"
@@ -110,6 +111,12 @@ lint: $(VENV)/.installed-dev
 # benchmarks/.venv, on a scratch PostgreSQL database (docs/benchmarks.md; ARGS=--quick: ~2 min).
 bench:
 	$(PYTHON) benchmarks/run.py $(ARGS)
+
+# make bench-databases: the headline ratios on PostgreSQL and on MariaDB side by side, each server
+# in one interleaved run (benchmarks/databases.py; docs/databases.md; ARGS=--quick: ~2 min).
+.PHONY: bench-databases
+bench-databases:
+	$(PYTHON) benchmarks/databases.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tox build dist site *.egg-info benchmarks/.venv benchmarks/out \
