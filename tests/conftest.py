@@ -1,5 +1,7 @@
-"""Shared fixtures. Tests marked ``postgres`` need DATABASE_URL to point at PostgreSQL: they
-fail under CI (CI=true) when it does not, and are skipped only on a developer's SQLite run.
+"""Shared fixtures. Tests marked ``concurrent_db`` need a database that serves concurrent
+writers (PostgreSQL, or MariaDB/MySQL: DATABASE_URL=mysql://...); those marked ``postgres``
+need PostgreSQL itself. They fail under CI (CI=true) when DATABASE_URL does not point at one,
+and are skipped only on a developer's SQLite run.
 
 Modules marked ``drf`` (``pytestmark``) need Django REST framework; without it they are not even
 imported, and the run must deselect them (``-m "not drf"``, as ``make test-nodrf`` does). Nothing
@@ -72,6 +74,10 @@ def _on_postgres() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
 
 
+def _on_mysql() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("mysql", "mariadb"))
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
     """IDEMPOTENCY_TEST_DB_NAME names the test database (default ``test_<DATABASE_URL's
@@ -79,18 +85,22 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     from django.conf import settings
 
     name = os.environ.get("IDEMPOTENCY_TEST_DB_NAME")
-    if not name or not _on_postgres():
+    if not name or not (_on_postgres() or _on_mysql()):
         return
     for alias, suffix in (("default", ""), ("other", "_other")):
         settings.DATABASES[alias].setdefault("TEST", {})["NAME"] = f"{name}{suffix}"
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if "postgres" not in item.keywords or _on_postgres():
+    if "postgres" in item.keywords and not _on_postgres():
+        needs = "PostgreSQL: DATABASE_URL=postgres://..."
+    elif "concurrent_db" in item.keywords and not (_on_postgres() or _on_mysql()):
+        needs = "PostgreSQL or MariaDB/MySQL: DATABASE_URL=postgres://... or mysql://..."
+    else:
         return
     if os.environ.get("CI"):
-        pytest.fail("This test needs PostgreSQL: set DATABASE_URL=postgres://... (CI=true)")
-    pytest.skip("needs DATABASE_URL=postgres://...")
+        pytest.fail(f"This test needs {needs} (CI=true)")
+    pytest.skip(f"needs {needs}")
 
 
 @pytest.fixture

@@ -37,6 +37,16 @@ DATABASES = {
         os.environ.get("DATABASE_URL", "sqlite:///:memory:"), conn_max_age=0
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # utf8mb4 on the wire and in the test databases; the isolation level under test:
+    # IDEMPOTENCY_TEST_MYSQL_ISOLATION ("read committed", Django's default, or "repeatable
+    # read", InnoDB's).
+    DATABASES["default"]["OPTIONS"] = {
+        "charset": "utf8mb4",
+        "isolation_level": os.environ.get("IDEMPOTENCY_TEST_MYSQL_ISOLATION", "read committed"),
+    }
+    # The server's usual case-insensitive collation: migration 0008 must make the store exact.
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_general_ci"}
 # A second alias for the multi-database tests: same server, its own database.
 DATABASES["other"] = {**DATABASES["default"], "NAME": _other_name(DATABASES["default"]["NAME"])}
 DATABASE_ROUTERS = ["tests.routers.OtherDatabaseRouter"]

@@ -42,12 +42,41 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             messages.append(
                 Error(
                     f"Database {alias!r} uses {vendor}, which django-idempotency does not "
-                    "support; it needs PostgreSQL (or SQLite for development).",
-                    hint="Route django_idempotency to a PostgreSQL database, or drop this alias.",
+                    "support; it needs PostgreSQL, MariaDB 10.6+ or MySQL 8.0+ (or SQLite for "
+                    "development).",
+                    hint="Route django_idempotency to a supported database, or drop this alias.",
                     id="django_idempotency.E001",
                 )
             )
+        elif vendor == "mysql":
+            messages.extend(_check_mysql(alias))
     return messages
+
+
+def _check_mysql(alias: str) -> list[CheckMessage]:
+    """What the MySQL dialect relies on, read from the settings (no connection is opened):
+    naive datetimes in UTC (its clock is ``UTC_TIMESTAMP``) and a utf8mb4 connection."""
+    connection = connections[alias]
+    problems = []
+    if connection.timezone_name != "UTC":
+        problems.append(
+            f"stores datetimes in {connection.timezone_name}, not UTC: set USE_TZ = True and "
+            "leave the alias's TIME_ZONE unset (or 'UTC')"
+        )
+    charset = connection.get_connection_params().get("charset")  # type: ignore[attr-defined]
+    if charset != "utf8mb4":
+        problems.append(
+            f"talks {charset}, not utf8mb4: characters outside the BMP (emoji) could not be "
+            'stored; set OPTIONS = {"charset": "utf8mb4"}'
+        )
+    return [
+        Error(
+            f"Database {alias!r} (MySQL/MariaDB) {problem}.",
+            hint="django-idempotency dates records by the database's UTC clock, byte for byte.",
+            id="django_idempotency.E009",
+        )
+        for problem in problems
+    ]
 
 
 @register(Tags.compatibility)

@@ -1,8 +1,8 @@
-"""The clock that dates and judges the app's rows: PostgreSQL's own, else the app server's.
+"""The clock that dates and judges the app's rows: the database's own, else the app server's.
 
-On PostgreSQL expiry, the purge's cutoff and the outbox's age are decided by the database's
-clock, so app servers whose clocks disagree neither purge live records nor hurry the relay.
-SQLite (development) has the app server's clock only.
+On PostgreSQL, MariaDB and MySQL expiry, the purge's cutoff and the outbox's age are decided by
+the database's clock, so app servers whose clocks disagree neither purge live records nor hurry
+the relay. SQLite (development) has the app server's clock only.
 """
 
 from __future__ import annotations
@@ -16,9 +16,17 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 
+class UtcNow(Now):
+    """``Now()``, but in UTC on MySQL and MariaDB: ``CURRENT_TIMESTAMP`` there is in the
+    session's ``time_zone``, while Django stores naive UTC (the check E004 holds it to UTC)."""
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)
+
+
 def database_now(alias: str) -> Any:
-    """``Now()`` (the statement's time) on PostgreSQL; the app server's time elsewhere."""
-    return Now() if connections[alias].vendor == "postgresql" else timezone.now()
+    """The statement's time on PostgreSQL, MariaDB and MySQL; the app server's on SQLite."""
+    return UtcNow() if connections[alias].vendor in ("postgresql", "mysql") else timezone.now()
 
 
 def before(clock: Any, age: timedelta) -> Any:

@@ -11,7 +11,7 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, models
+from django.db import DatabaseError, connections, models, transaction
 from django.utils.translation import gettext_lazy as _
 
 
@@ -26,6 +26,10 @@ class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):
         commits by itself, before the run: a run that kills its process cannot undo it.
         """
         connection = connections[database]
+        if connection.vendor == "mysql":
+            return self._count_delivery_mysql(
+                database, scope=scope, key=key, now=now, lifetime=lifetime
+            )
         # The table's name from the model, as Django's own backends take it; PostgreSQL and
         # SQLite both speak this statement.
         sql = " ".join(_COUNT_DELIVERY.split()).format(
@@ -40,6 +44,30 @@ class TaskDeliveryQuerySet(models.QuerySet["TaskDelivery"]):
         }
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return int(row[0])
+
+    def _count_delivery_mysql(
+        self, database: str, *, scope: str, key: str, now: datetime, lifetime: timedelta
+    ) -> int:
+        """``count_delivery`` on MySQL and MariaDB: the upsert, then the count read back in the
+        same transaction (MySQL has no ``RETURNING``), so a concurrent count cannot slip
+        between them."""
+        connection = connections[database]
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        expires: Any = self.model._meta.get_field("expires_at")
+        params = {
+            "scope": scope,
+            "key": key,
+            "expires_at": expires.get_db_prep_save(now + lifetime, connection),
+            "now": expires.get_db_prep_save(now, connection),
+        }
+        with transaction.atomic(using=database), connection.cursor() as cursor:
+            cursor.execute(" ".join(_COUNT_DELIVERY_MYSQL.split()).format(table=table), params)
+            cursor.execute(
+                f"SELECT `deliveries` FROM {table} WHERE `scope` = %(scope)s AND `key` = %(key)s",
+                params,
+            )
             row = cursor.fetchone()
         return int(row[0])
 
@@ -98,3 +126,13 @@ class TaskDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.scope}): {self.deliveries}"
+
+
+# MySQL evaluates the assignments left to right: ``deliveries`` still reads the old expiry.
+_COUNT_DELIVERY_MYSQL = """
+    INSERT INTO {table} (`scope`, `key`, `deliveries`, `expires_at`)
+    VALUES (%(scope)s, %(key)s, 1, %(expires_at)s)
+    ON DUPLICATE KEY UPDATE
+        `deliveries` = CASE WHEN `expires_at` <= %(now)s THEN 1 ELSE `deliveries` + 1 END,
+        `expires_at` = %(expires_at)s
+"""

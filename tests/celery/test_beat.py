@@ -84,7 +84,7 @@ def worker(run_worker: RunWorker) -> Iterator[dict[str, str]]:
         )
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_purges_through_the_routine(worker: dict[str, str]) -> None:

@@ -25,7 +25,7 @@ def executions(label: str) -> int:
     return Execution.objects.filter(label=label).count()
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_a_redelivered_task_returns_the_stored_result_without_running(
@@ -61,7 +61,7 @@ def test_a_redelivered_task_returns_the_stored_result_without_running(
     assert executions("other") == 0
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_of_a_running_task_retries_later_and_never_runs_twice(

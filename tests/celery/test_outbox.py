@@ -242,7 +242,7 @@ def test_the_relay_leaves_messages_younger_than_the_age(queue: str, unreachable:
     assert OutboxMessage.objects.count() == 1
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_two_relays_racing_publish_each_message_once(queue: str, reachable: None) -> None:
     """The first relay stops inside its first publish, holding its batch; the second skips

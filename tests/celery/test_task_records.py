@@ -68,7 +68,7 @@ def test_the_worker_check_names_limits_and_countdowns_that_cannot_work() -> None
     assert any("records.ship: a retry countdown of 300 s" in p for p in problems), problems
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 def test_task_references_longer_than_a_column_are_held_whole() -> None:
     app = app_with("memory://")
     stem = "order:" + "9" * 300
@@ -135,7 +135,7 @@ def test_a_tasks_lock_timeout_defaults_to_the_setting_every_door_uses(settings: 
     assert task.get_idempotency_lock_timeout() == 0.2
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 def test_arguments_kombus_json_carries_are_fingerprinted_as_it_carries_them() -> None:
     app = app_with("memory://")
 

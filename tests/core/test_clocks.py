@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_idempotency.models import IdempotencyRecord
 from tests.testapp.models import Execution
 
-pytestmark = [pytest.mark.drf, pytest.mark.postgres, pytest.mark.django_db]
+pytestmark = [pytest.mark.drf, pytest.mark.concurrent_db, pytest.mark.django_db]
 
 SKEW = timedelta(days=2)
 

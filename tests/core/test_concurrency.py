@@ -1,4 +1,4 @@
-"""Copies of one request racing on PostgreSQL with real threads and real connections."""
+"""Copies of one request racing on PostgreSQL or MariaDB with real threads and connections."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from tests.conftest import client_for, race
 from tests.testapp.models import Execution
 from tests.testapp.views import Gate
 
-pytestmark = [pytest.mark.drf, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.drf,
+    pytest.mark.concurrent_db,
+    pytest.mark.mysql_rr,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def post_probe(
@@ -112,12 +117,26 @@ def test_released_original_lets_a_waiting_copy_run(user: Any) -> None:
     assert IdempotencyRecord.objects.count() == 1
 
 
-def test_the_view_does_not_inherit_the_claims_lock_timeout(user: Any) -> None:
-    """lock_timeout bounds only the claim's wait; the view runs under the session's setting."""
+@pytest.mark.parametrize("set_statement", [True, False], ids=["set-statement", "save-restore"])
+def test_the_view_does_not_inherit_the_claims_lock_timeout(
+    user: Any, set_statement: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lock_timeout bounds only the claim's wait; the view runs under the session's setting.
+    On MariaDB both ways of bounding it run: MariaDB's SET STATEMENT and MySQL's save/restore
+    (chosen by server; here forced, the same statements against the same server)."""
     from django.db import connection
 
+    if connection.vendor == "mysql":
+        from django_idempotency.core.store import mysql
+
+        monkeypatch.setattr(mysql, "uses_set_statement", lambda connection: set_statement)
+        query = "SELECT @@SESSION.innodb_lock_wait_timeout"
+    elif not set_statement:
+        pytest.skip("one way on PostgreSQL")
+    else:
+        query = "SHOW lock_timeout"
     with connection.cursor() as cursor:
-        cursor.execute("SHOW lock_timeout")
+        cursor.execute(query)
         (before,) = cursor.fetchone()
     client = client_for(user)
     response = client.post(
@@ -130,6 +149,7 @@ def test_the_view_does_not_inherit_the_claims_lock_timeout(user: Any) -> None:
     assert response.json()["lock_timeout"] == before
 
 
+@pytest.mark.postgres
 def test_relaxed_bookkeeping_commits_do_not_leak_into_the_session(user: Any) -> None:
     """The replay's counter update and event row relax only their own commit."""
     from django.db import connection

@@ -218,7 +218,7 @@ def test_events_are_written_to_the_operations_database(api: APIClient) -> None:
 # -- PostgreSQL: real concurrency ---------------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("log_events", [True, False])
 def test_counters_and_log_agree_under_concurrency(user: Any, log_events: bool) -> None:
@@ -242,7 +242,7 @@ def test_counters_and_log_agree_under_concurrency(user: Any, log_events: bool) -
         assert kinds == []
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_racing_copies_log_exactly_the_limit(user: Any) -> None:
     client = client_for(user)
@@ -259,7 +259,7 @@ def test_racing_copies_log_exactly_the_limit(user: Any) -> None:
     assert IdempotencyEvent.objects.filter(record=record).count() == 5
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
 def test_an_in_flight_refusal_is_logged_and_found_from_its_record(user: Any, gate: Gate) -> None:

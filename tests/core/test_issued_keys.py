@@ -157,7 +157,7 @@ class TestTransfers:
         assert post("/api/orders/", {"item": "a", "quantity": 1}, key="mine").status_code == 201
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_copies_of_one_transfer_run_once(user: Any) -> None:
     client = client_for(user)
@@ -294,7 +294,7 @@ class TestKeyAge:
             assert door.send(client, key, "b").status_code == 422
         assert door.rows() == 1
 
-    @pytest.mark.postgres
+    @pytest.mark.concurrent_db
     def test_a_retry_through_a_server_whose_clock_runs_ahead_replays(
         self, door: Door, user: Any, app_clock: Any
     ) -> None:
@@ -339,7 +339,7 @@ class TestKeyAge:
             again = door.send(client, key, "a")
         assert door.rows() == 1, again.status_code
 
-    @pytest.mark.postgres
+    @pytest.mark.concurrent_db
     def test_a_server_whose_clock_runs_ahead_accepts_a_fresh_key(
         self, door: Door, user: Any, app_clock: Any
     ) -> None:
@@ -366,7 +366,7 @@ def test_the_example_reads_the_max_age_from_the_environment(
     assert example["IDEMPOTENCY_ISSUED_KEY_MAX_AGE"] == seconds
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_copies_under_an_expired_key_all_start_nothing(
     user: Any, app_clock: Any

@@ -374,7 +374,7 @@ def guest_gate() -> Any:
     views_input.GUEST_GATE.opened.set()  # never leave a thread waiting
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=1)
 @pytest.mark.xfail(

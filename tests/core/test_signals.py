@@ -144,7 +144,7 @@ def test_a_metrics_receiver_counts_what_happened(api: APIClient) -> None:
     assert counts == {"replayed": 1, "mismatch": 1}
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
 def test_conflicted_in_flight_has_no_record(

@@ -275,7 +275,7 @@ def test_the_page_names_the_postgresql_driver_it_configures() -> None:
     assert "pip install 'psycopg[binary]'" in installs
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 def test_the_quick_start_runs_as_written_on_postgresql(project: Project) -> None:
     """The PostgreSQL block as written, on a scratch database of its own (the name is the only
     change: "mysite" may exist on a shared server)."""

@@ -74,7 +74,7 @@ def test_a_hostile_nested_url_kwarg_is_a_404_not_a_500(api, parent, value: str) 
     assert IdempotencyRecord.objects.count() == 0
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_spellings_of_one_parent_refund_once(user) -> None:
     """Real threads, one new key per copy, each spelling the parent differently."""

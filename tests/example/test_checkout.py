@@ -152,7 +152,7 @@ class TestCheckout:
         assert Order.objects.count() == 1
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_one_rendered_form_submitted_at_once_from_many_threads(user: Any) -> None:
     key = rendered_key(browser(user))
@@ -201,7 +201,7 @@ IN_FLIGHT_FORM = re.compile(
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2)
 def test_a_second_click_on_a_slow_checkout_resends_the_same_order(user: Any, monkeypatch) -> None:

@@ -127,7 +127,7 @@ def test_the_same_key_on_two_users_is_two_operations(post, other_api, payment, o
     assert Refund.objects.count() == 2
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("keys", ["one", "many"])
 def test_concurrent_copies_refund_once(user, monkeypatch, keys: str) -> None:

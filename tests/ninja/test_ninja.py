@@ -142,7 +142,7 @@ def test_openapi_documents_the_header_and_refusals() -> None:
 
 
 @pytest.mark.drf
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", DOORS)
 def test_concurrent_copies_run_once(user: Any, path: str) -> None:
@@ -206,7 +206,7 @@ class TestScopeIsTheRoute:
 
 
 @pytest.mark.drf
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_payment_and_refund_race_each_runs_once(user: Any) -> None:
     """Copies of a payment and of a refund of one order under one key, all at once: one of
@@ -338,7 +338,7 @@ class TestSessionPrincipal:
             idempotent(principal="sesion")
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_a_guests_copies_run_once() -> None:
     visitor = guest()

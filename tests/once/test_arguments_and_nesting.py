@@ -214,7 +214,7 @@ def test_an_outer_failure_rolls_back_the_inner_stored_result() -> None:
 
 
 @pytest.mark.drf  # the example gateway declines with DRF's APIException
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_charges_with_one_key_create_one_charge() -> None:
     from example_project.shop import gateway

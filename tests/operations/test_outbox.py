@@ -78,7 +78,7 @@ def test_only_messages_older_than_the_age_are_due() -> None:
     assert sorted(everything.values_list("task_id", flat=True)) == ["new", "old"]
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 def test_on_postgresql_the_database_clock_dates_and_judges() -> None:
     add("t-1")
     with connections["default"].cursor() as cursor:

@@ -314,7 +314,7 @@ def held() -> Iterator[Any]:
         thread.join(timeout=10)
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_purge_skips_in_flight_claims_and_locked_rows_without_waiting(held: Any) -> None:
     long_ago = NOW - timedelta(days=30)
@@ -352,7 +352,7 @@ def test_purge_skips_in_flight_claims_and_locked_rows_without_waiting(held: Any)
     assert list(IdempotencyRecord.objects.values_list("pk", flat=True)) == [locked.pk]
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 def test_two_purges_racing_split_the_work_without_errors() -> None:
     rows = records(20_000, expired=True)

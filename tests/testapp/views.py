@@ -97,7 +97,10 @@ class ProbeCreate:
             body["atomic_depth"] = len(connection.atomic_blocks)
         if data.get("report_lock_timeout"):
             with connection.cursor() as cursor:
-                cursor.execute("SHOW lock_timeout")
+                if connection.vendor == "mysql":
+                    cursor.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
+                else:
+                    cursor.execute("SHOW lock_timeout")
                 body["lock_timeout"] = cursor.fetchone()[0]
         response = Response(
             body,

@@ -287,7 +287,7 @@ class TestAsyncView:
         assert await Execution.objects.acount() == 1
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent_db
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", [PLAIN, ASYNC])
 def test_concurrent_copies_run_once(user: Any, path: str) -> None:

@@ -1,13 +1,15 @@
 """The record store: claim a key, find a committed record and count the visit, store the outcome.
 
 Every function takes the ``Operation`` it works for and runs on ``operation.database``. The SQL
-is in one module per dialect, each statement written out whole: ``postgresql`` (production)
-and ``sqlite`` (development); this module picks the dialect by the connection's vendor and
-turns what a statement returns into records. Other vendors are refused by a system check.
+is in one module per dialect, each statement written out whole: ``postgresql`` and ``mysql``
+(MariaDB and MySQL; production) and ``sqlite`` (development); this module picks the dialect by
+the connection's vendor and turns what a statement returns into records. Other vendors are
+refused by a system check.
 
-The claim is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: it never raises on a
-duplicate, and a copy that collides with an uncommitted claim waits on the database's own
-unique-index lock until the original commits or rolls back (bounded by ``lock_timeout``).
+The claim never raises on a duplicate (``ON CONFLICT DO NOTHING``; on MySQL the duplicate-key
+error, caught precisely), and a copy that collides with an uncommitted claim waits on the
+database's own unique-index lock until the original commits or rolls back (bounded by
+``lock_timeout``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ...models import IdempotencyRecord
 from ..operation import Operation
 from ..responses import StoredResponse
-from . import postgresql, sqlite
+from . import mysql, postgresql, sqlite
 
-_DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
+_DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite}
 SUPPORTED_VENDORS = frozenset(_DIALECTS)
 
 # SQLSTATEs of "gave up waiting": lock_timeout, deadlock, statement_timeout.
 _WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
+# MySQL and MariaDB error numbers of the same: lock wait timeout, deadlock (InnoDB rolled the
+# whole transaction back; the atomic block's rollback then finds nothing to undo).
+_MYSQL_WAIT_GAVE_UP = frozenset({1205, 1213})
 
 #: How a claim that met a committed record looks it up: by its key, or by the reference it holds.
 Lookup = Literal["key", "reference"]
@@ -193,6 +198,9 @@ def _gave_up_waiting(exc: OperationalError) -> bool:
     cause = exc.__cause__
     sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
     if sqlstate in _WAIT_GAVE_UP:
+        return True
+    code = getattr(cause, "args", (None,))[:1]
+    if code and isinstance(code[0], int) and code[0] in _MYSQL_WAIT_GAVE_UP:
         return True
     return "database is locked" in str(exc)  # SQLite's busy timeout
 

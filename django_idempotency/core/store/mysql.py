@@ -1,0 +1,321 @@
+"""The store's statements on MariaDB (10.6+) and MySQL (8.0+), InnoDB.
+
+Each statement is written out whole below; the tables' names and the record's column list come
+from the models' ``_meta`` (``names.py``, backtick-quoted). The SQL runs on both servers: no
+``RETURNING`` (MySQL has none), no ``ON CONFLICT``. What differs is said where it does.
+
+Time is the database's: ``UTC_TIMESTAMP(6)`` (fixed for the whole statement) dates the records
+and judges their expiry. Django's MySQL backend stores naive datetimes in the connection's time
+zone, which the system check E004 requires to be UTC, so the session's ``time_zone`` never
+matters.
+
+InnoDB has no partial unique index. Migration 0008 adds ``idempotency_live_key``, a stored
+generated column that is the key unless the record is ``held`` and NULL then, with a unique
+index on (scope, it); NULLs never collide, so it is PostgreSQL's partial index ``unique (scope,
+key) where state <> 'held'``. The reference's partial index needs nothing: ``reference`` is
+NULL exactly where PostgreSQL's condition excludes the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
+
+from ...models import IdempotencyRecord
+from ...models.clock import UtcNow
+from .names import BACKTICK_NAMES, statement
+
+if TYPE_CHECKING:
+    from ..operation import Operation
+
+#: The lookup does not write the visit's event: the store logs it with ``LOG_EVENT``.
+LOGS_IN_LOOKUP = False
+
+_INSERT = """
+INSERT INTO {records} (
+    `scope`, `key`, `fingerprint`, `reference`, `requested_reference`, `state`,
+    `request_method`, `request_path`, `response_headers`, `response_body`,
+    `created_at`, `expires_at`, `replay_count`, `conflict_count`
+)
+VALUES (
+    %(scope)s, %(key)s, %(fingerprint)s, %(reference)s, %(reference)s, 'in_flight',
+    %(method)s, %(path)s, '[]', X'',
+    UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %(ttl)s MICROSECOND, 0, 0
+)
+ON DUPLICATE KEY UPDATE `id` = LAST_INSERT_ID(`id`)
+"""
+
+# The claim. On a duplicate key the INSERT changes nothing and never raises (not ``INSERT
+# IGNORE``, which would also turn truncations and bad values into warnings); what it does is
+# take an exclusive lock on the entry in the way, so a copy that collides with an uncommitted
+# claim waits for the original to commit (then it meets the committed record) or roll back
+# (then it inserts). Exclusive, not the shared lock a failing plain INSERT takes: copies that
+# each held a shared lock would deadlock when they go on to count their visit on the record.
+# ``LAST_INSERT_ID(id)`` is the documented idiom that makes the statement report the id of
+# the row it met; CLAIMED then tells the two apart (an in-flight row we can see and lock is
+# ours: another claim's is seen only once it has committed, completed).
+#
+# The wait is bounded by innodb_lock_wait_timeout (whole seconds) for this statement only.
+# MariaDB: ``SET STATEMENT ... FOR``, which leaves the session untouched whatever happens.
+CLAIM_MARIADB = statement(
+    "SET STATEMENT innodb_lock_wait_timeout = %(lock_wait)s FOR " + _INSERT, BACKTICK_NAMES
+)
+# MySQL has no SET STATEMENT, and its SET_VAR hint does not take innodb_lock_wait_timeout: the
+# session's value is saved, ours set, the INSERT run, and the saved value put back (also when
+# the INSERT failed), so the view runs under the project's own.
+CLAIM_MYSQL = statement(_INSERT, BACKTICK_NAMES)
+SET_LOCK_WAIT = (
+    "SET @idempotency_lock_wait = @@SESSION.innodb_lock_wait_timeout, "
+    "SESSION innodb_lock_wait_timeout = %(lock_wait)s"
+)
+RESTORE_LOCK_WAIT = "SET SESSION innodb_lock_wait_timeout = @idempotency_lock_wait"
+
+# The row the claim inserted or met, by the database's clock (no RETURNING on MySQL). A locking
+# read (already ours, so it never waits): under REPEATABLE READ a plain one could read an older
+# snapshot that does not have the committed record yet.
+CLAIMED = statement(
+    "SELECT `state` = 'in_flight', `created_at` FROM {records} WHERE `id` = %(id)s FOR UPDATE",
+    BACKTICK_NAMES,
+)
+
+# The committed record a claim met by its key (live and completed, so replayable), locked so
+# the visit can be counted; looked up by the generated column's unique index, so InnoDB locks
+# that one entry. ``replayed``: same fingerprint. The statement's clock comes back with it.
+FIND_BY_KEY = statement(
+    """
+SELECT {record_columns},
+    `fingerprint` = %(fingerprint)s AS replayed,
+    1 AS replayable,
+    UTC_TIMESTAMP(6) AS now
+FROM {records}
+WHERE `scope` = %(scope)s AND `idempotency_live_key` = %(key)s
+    AND `state` = 'completed' AND `expires_at` > UTC_TIMESTAMP(6)
+FOR UPDATE
+""",
+    BACKTICK_NAMES,
+)
+
+# The committed record a claim met by its reference: any record still holding it, also one
+# whose response expired or was purged (state ``held``), which can no longer replay.
+FIND_BY_REFERENCE = statement(
+    """
+SELECT {record_columns},
+    `fingerprint` = %(fingerprint)s
+        AND `state` = 'completed' AND `expires_at` > UTC_TIMESTAMP(6) AS replayed,
+    `state` = 'completed' AND `expires_at` > UTC_TIMESTAMP(6) AS replayable,
+    UTC_TIMESTAMP(6) AS now
+FROM {records}
+WHERE `scope` = %(scope)s AND `reference` = %(reference)s
+    AND `state` IN ('completed', 'held')
+    AND (`reference_expires_at` IS NULL OR `reference_expires_at` > UTC_TIMESTAMP(6))
+FOR UPDATE
+""",
+    BACKTICK_NAMES,
+)
+
+# Count the visit on the record the lookup locked.
+COUNT_VISIT = statement(
+    """
+UPDATE {records} SET
+    `replay_count` = `replay_count` + %(replays)s,
+    `conflict_count` = `conflict_count` + %(conflicts)s,
+    `last_seen_at` = %(now)s
+WHERE `id` = %(id)s
+""",
+    BACKTICK_NAMES,
+)
+
+# The outcome, dated by the database's clock. A NULL hold (no IDEMPOTENCY_REFERENCE_TTL) makes
+# a NULL ``reference_expires_at``: held for as long as the row exists. No assignment reads a
+# column assigned before it (MySQL would see the new value).
+COMPLETE = statement(
+    """
+UPDATE {records} SET
+    `state` = 'completed',
+    `response_status` = %(status)s,
+    `response_headers` = %(headers)s,
+    `response_body` = %(body)s,
+    `completed_at` = UTC_TIMESTAMP(6),
+    `expires_at` = UTC_TIMESTAMP(6) + INTERVAL %(ttl)s MICROSECOND,
+    `reference_expires_at` = UTC_TIMESTAMP(6) + INTERVAL %(hold)s MICROSECOND,
+    `reference` = CASE WHEN %(keep_reference)s THEN `reference` END
+WHERE `id` = %(record_id)s
+""",
+    BACKTICK_NAMES,
+)
+
+LOG_EVENT = statement(
+    """
+INSERT INTO {events} (
+    `at`, `kind`, `scope`, `key`, `reference`, `fingerprint`, `record_id`, `expires_at`
+)
+VALUES (
+    %(at)s, %(kind)s, %(scope)s, %(key)s, %(reference)s, %(fingerprint)s,
+    %(record_id)s, %(expires_at)s
+)
+""",
+    BACKTICK_NAMES,
+)
+
+_FIELDS = [field.attname for field in IdempotencyRecord._meta.concrete_fields]
+_REPLAYS, _CONFLICTS, _LAST_SEEN = (
+    _FIELDS.index(name) for name in ("replay_count", "conflict_count", "last_seen_at")
+)
+
+
+def claim(
+    connection: BaseDatabaseWrapper, operation: Operation, now: datetime
+) -> tuple[int, datetime] | None:
+    """The claimed record's id and creation time by the database's clock, or ``None``."""
+    params = {
+        # innodb_lock_wait_timeout counts whole seconds: a fraction is rounded up.
+        "lock_wait": max(1, math.ceil(operation.lock_timeout)),
+        "scope": operation.scope,
+        "key": operation.key,
+        "fingerprint": operation.fingerprint,
+        "reference": operation.reference,
+        "method": operation.method,
+        "path": operation.path,
+        "ttl": _microseconds(operation.ttl),
+    }
+    with connection.cursor() as cursor:
+        if uses_set_statement(connection):
+            cursor.execute(CLAIM_MARIADB, params)
+            record_id = int(cursor.lastrowid)
+        else:
+            record_id = _insert_with_session_lock_wait(cursor, params)
+        cursor.execute(CLAIMED, {"id": record_id})
+        row = cursor.fetchone()
+    if row is None or not row[0]:
+        return None  # met a committed record of the key or the reference
+    return record_id, _aware(connection, row[1])
+
+
+def uses_set_statement(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the claim bounds its wait with ``SET STATEMENT`` (MariaDB) rather than by
+    saving and restoring the session's value (MySQL)."""
+    return bool(connection.mysql_is_mariadb)  # type: ignore[attr-defined]
+
+
+def _insert_with_session_lock_wait(cursor: Any, params: dict[str, Any]) -> int:
+    """The claim's INSERT under our lock wait; the id it reports (read before the restoring
+    SET, which resets it)."""
+    cursor.execute(SET_LOCK_WAIT, params)
+    try:
+        cursor.execute(CLAIM_MYSQL, params)
+        return int(cursor.lastrowid)
+    finally:
+        # If the connection is gone, the INSERT's own error is the one to report.
+        with contextlib.suppress(DatabaseError):
+            cursor.execute(RESTORE_LOCK_WAIT)
+
+
+def find_count_and_log(
+    connection: BaseDatabaseWrapper,
+    operation: Operation,
+    *,
+    by: str,
+    now: datetime,
+    event_limit: int | None,
+) -> tuple[Any, ...] | None:
+    """Every column of the record found (its counters as just moved), then ``replayed`` and
+    ``replayable``; or ``None``. Logs nothing: ``LOGS_IN_LOOKUP`` is false."""
+    params = {
+        "scope": operation.scope,
+        "key": operation.key,
+        "reference": operation.reference,
+        "fingerprint": operation.fingerprint,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(FIND_BY_KEY if by == "key" else FIND_BY_REFERENCE, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        *columns, replayed, replayable, seen_at = row
+        replays = 1 if replayed else 0
+        cursor.execute(
+            COUNT_VISIT,
+            {"replays": replays, "conflicts": 1 - replays, "now": seen_at, "id": columns[0]},
+        )
+    columns[_REPLAYS] += replays
+    columns[_CONFLICTS] += 1 - replays
+    columns[_LAST_SEEN] = seen_at
+    return (*columns, bool(replayed), bool(replayable))
+
+
+def complete(
+    connection: BaseDatabaseWrapper,
+    operation: Operation,
+    *,
+    record_id: int,
+    status: int,
+    headers: Any,
+    body: Any,
+    keep_reference: bool,
+    now: datetime,
+    ttl: timedelta,
+    hold: timedelta | None,
+) -> None:
+    params = {
+        "record_id": record_id,
+        "status": status,
+        "headers": headers,
+        "body": body,
+        "ttl": _microseconds(ttl),
+        "hold": None if hold is None else _microseconds(hold),
+        "keep_reference": keep_reference,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(COMPLETE, params)
+
+
+def log_event(
+    connection: BaseDatabaseWrapper,
+    operation: Operation,
+    *,
+    kind: str,
+    at: datetime,
+    record_id: int | None,
+    expires_at: datetime,
+) -> None:
+    params = {
+        "at": _datetime(connection, at),
+        "kind": kind,
+        "scope": operation.scope,
+        "key": operation.key,
+        "reference": operation.reference,
+        "fingerprint": operation.fingerprint,
+        "record_id": record_id,
+        "expires_at": _datetime(connection, expires_at),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(LOG_EVENT, params)
+
+
+def clock(now: datetime) -> Any:
+    """What expiry is judged by: the database's clock, not the app server's ``now``."""
+    return UtcNow()
+
+
+def _microseconds(delta: timedelta) -> int:
+    return delta // timedelta(microseconds=1)
+
+
+def _aware(connection: BaseDatabaseWrapper, value: datetime) -> datetime:
+    """A datetime read back raw, as Django's converters would give it."""
+    if settings.USE_TZ and timezone.is_naive(value):
+        return timezone.make_aware(value, connection.timezone)
+    return value
+
+
+def _datetime(connection: BaseDatabaseWrapper, value: datetime) -> Any:
+    """A datetime as a DateTimeField stores it here (naive, in the connection's time zone)."""
+    field: Any = IdempotencyRecord._meta.get_field("expires_at")
+    return field.get_db_prep_save(value, connection)
