@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -98,6 +99,8 @@ class PostgresSession(Session):
         self.execute("SELECT pg_terminate_backend(%s)", [session])
 
 
+#: Seconds between two reads of INNODB_TRX (see ``MariaDBSession._transactions``).
+INNODB_TRX_REFRESH = 0.15
 #: A session of MariaDB's (or MySQL's) on this database, and its InnoDB transaction if it has one.
 _MARIADB_SESSIONS = (
     "FROM information_schema.PROCESSLIST p"
@@ -123,6 +126,7 @@ class MariaDBSession(Session):
             autocommit=True,
             connect_timeout=5,
         )
+        self._last_read = 0.0
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> Cursor:
         cursor = self.connection.cursor()
@@ -133,14 +137,29 @@ class MariaDBSession(Session):
         with contextlib.suppress(Exception):  # the server may have been killed under it
             self.connection.close()
 
+    def _transactions(self, query: str) -> Any:
+        """Rows of a query on INNODB_TRX. InnoDB refreshes that table's copy only once it has
+        not been read for 100 ms (``can_cache_be_updated`` in trx0i_s.cc): a quicker poll would
+        read the same stale copy for ever, so reads are spaced."""
+        pause = self._last_read + INNODB_TRX_REFRESH - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        try:
+            return self.execute(query).fetchall()
+        finally:
+            self._last_read = time.monotonic()
+
     def in_open_transactions(self) -> list[tuple[int, int]]:
-        rows = self.execute(f"SELECT p.ID, p.HOST {_MARIADB_SESSIONS} AND p.COMMAND = 'Sleep'")
+        rows = self._transactions(
+            f"SELECT p.ID, p.HOST {_MARIADB_SESSIONS} AND p.COMMAND = 'Sleep'"
+        )
         # HOST is "127.0.0.1:54321" for a client over TCP.
-        return [(int(id_), int(host.rpartition(":")[2])) for id_, host in rows.fetchall()]
+        return [(int(id_), int(host.rpartition(":")[2])) for id_, host in rows]
 
     def lock_waiters(self) -> bool:
-        query = f"SELECT 1 {_MARIADB_SESSIONS} AND t.trx_state = 'LOCK WAIT'"
-        return self.execute(query).fetchone() is not None
+        return bool(
+            self._transactions(f"SELECT 1 {_MARIADB_SESSIONS} AND t.trx_state = 'LOCK WAIT'")
+        )
 
     def session_exists(self, session: int) -> bool:
         query = "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s"
