@@ -103,6 +103,12 @@ def _measure(admin_url: str, rounds: int) -> dict[str, Any]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT version()")
             version = str(cursor.fetchone()[0])
+        # "PostgreSQL 15.20 (Debian ...) on x86_64 ...", "10.11.19-MariaDB-0+deb12u1"
+        version = (
+            f"MariaDB {version.split('-')[0]}"
+            if "MariaDB" in version
+            else " ".join(version.split()[:2])
+        )
         series = [Series(BARE, CREATE), Series(FLOOR, CREATE)]
         series += [Series(OURS, FIRST), Series(OURS, REPLAY)]
         warmup = rounds // 5
