@@ -67,6 +67,9 @@ test: bootstrap $(VENV)/.installed-test
 		|| status=$$?; \
 	if [ $$status -eq 5 ]; then echo "!! PostgreSQL run collected no tests"; fi; \
 	pg=$$status; status=0; \
+	echo "== pytest on MariaDB: the example's contract and the end-to-end tests ($(MARIADB_TEST_URL))"; \
+	$(MAKE) --no-print-directory test-mariadb-e2e || status=$$?; \
+	maria=$$status; status=0; \
 	echo "== pytest on SQLite (in memory), without the postgres and e2e tests"; \
 	env -u DATABASE_URL $(BIN)/python -m coverage run -m pytest -m "not postgres and not e2e" \
 		$(PYTEST_ARGS) || status=$$?; \
@@ -76,9 +79,26 @@ test: bootstrap $(VENV)/.installed-test
 		|| status=$$?; \
 	cov=$$status; status=0; \
 	if [ -f mkdocs.yml ]; then echo "== make docs"; $(MAKE) --no-print-directory docs || status=$$?; fi; \
-	echo "== PostgreSQL run: exit $$pg; SQLite run: exit $$lite; coverage: exit $$cov;" \
-		"docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
-	[ $$pg -eq 0 ] && [ $$lite -eq 0 ] && [ $$cov -eq 0 ] && [ $$status -eq 0 ]
+	echo "== PostgreSQL run: exit $$pg; MariaDB end to end: exit $$maria; SQLite run: exit $$lite;" \
+		"coverage: exit $$cov; docs: exit $$status; $$(( $$(date +%s) - started ))s"; \
+	[ $$pg -eq 0 ] && [ $$maria -eq 0 ] && [ $$lite -eq 0 ] && [ $$cov -eq 0 ] && [ $$status -eq 0 ]
+
+# MariaDB (scripts/bootstrap.sh starts it): the example's contract tests (tests/example/) and the
+# end-to-end tests that run on both servers (concurrent_db: the storms, a worker SIGKILLed
+# mid-request, a session killed, a private MariaDB server killed under load) under Django's READ
+# COMMITTED, then those marked mysql_rr (the storms) under InnoDB's REPEATABLE READ.
+# A few minutes; `make test` runs it. docs/databases.md.
+MARIADB_TEST_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
+.PHONY: test-mariadb-e2e
+test-mariadb-e2e: $(VENV)/.installed-test
+	@status=0; \
+	DATABASE_URL='$(MARIADB_TEST_URL)' $(BIN)/python -m coverage run -m pytest \
+		tests/example tests/e2e -m "not postgres and (concurrent_db or not e2e)" $(PYTEST_ARGS) \
+		|| status=$$?; \
+	DATABASE_URL='$(MARIADB_TEST_URL)' IDEMPOTENCY_TEST_MYSQL_ISOLATION='repeatable read' \
+		$(BIN)/python -m coverage run -m pytest tests/e2e -m "e2e and mysql_rr" $(PYTEST_ARGS) \
+		|| status=$$?; \
+	exit $$status
 
 # The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests
 # and without the outbox's publishing tests (they talk to the local RabbitMQ and Redis; `make test`
