@@ -10,14 +10,17 @@
 #                       default postgres://postgres@127.0.0.1:5432/django_idempotency
 #   REDIS_URL           Redis of the Celery test (started if down), default redis://127.0.0.1:6379/0
 #   AMQP_URL            RabbitMQ (started if down), default amqp://guest:guest@127.0.0.1:5672//
-#   BOOTSTRAP_SERVICES  which of "postgres redis rabbitmq" to ensure (default: all three)
+#   MARIADB_URL         MariaDB of the MariaDB runs (started if down, database created if missing),
+#                       default mysql://root@127.0.0.1:3306/django_idempotency
+#   BOOTSTRAP_SERVICES  which of "postgres redis rabbitmq mariadb" to ensure (default: all four)
 #   BOOTSTRAP_INSTALL   0: never apt-get install, only report what is missing (default 1)
 set -euo pipefail
 
 DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/django_idempotency}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}"
-BOOTSTRAP_SERVICES="${BOOTSTRAP_SERVICES:-postgres redis rabbitmq}"
+MARIADB_URL="${MARIADB_URL:-mysql://root@127.0.0.1:3306/django_idempotency}"
+BOOTSTRAP_SERVICES="${BOOTSTRAP_SERVICES:-postgres redis rabbitmq mariadb}"
 BOOTSTRAP_INSTALL="${BOOTSTRAP_INSTALL:-1}"
 
 log() { echo "bootstrap: $*" >&2; }
@@ -76,6 +79,14 @@ if wanted redis; then
     need redis-tools have redis-cli
 fi
 if wanted rabbitmq; then need rabbitmq-server have rabbitmq-server; fi
+if wanted mariadb; then
+    need mariadb-server have mariadbd
+    need mariadb-client have mariadb
+    # What pip needs to build mysqlclient (the test group): headers, pkg-config, a compiler.
+    need libmariadb-dev test -e /usr/include/mariadb/mysql.h
+    need pkg-config have pkg-config
+    need build-essential have gcc
+fi
 # The browser tests (tests/e2e/test_browser.py): headless chromium, driven by chromium-driver.
 need chromium have chromium
 need chromium-driver have chromedriver
@@ -154,6 +165,28 @@ ensure_rabbitmq() {
     wait_for 90 tcp_open "$host" "$port" || die "RabbitMQ is still not answering on $host:$port"
 }
 
+# -- MariaDB ----------------------------------------------------------------------------------
+
+ensure_mariadb() {
+    local host port name
+    host=$(url_host "$MARIADB_URL")
+    port=$(url_port "$MARIADB_URL" 3306)
+    name=${MARIADB_URL##*/}
+    name=${name%%\?*}
+    mariadb_ok() { mariadb -h "$host" -P "$port" -u root -e 'SELECT 1' >/dev/null 2>&1; }
+    if ! mariadb_ok; then
+        log "MariaDB is not answering on $host:$port; starting it"
+        /etc/init.d/mariadb start >/dev/null 2>&1 || true
+        wait_for 60 mariadb_ok || die "MariaDB is still not answering on $host:$port (root, no password?)"
+    fi
+    if ! mariadb -h "$host" -P "$port" -u root -e "USE \`$name\`" >/dev/null 2>&1; then
+        log "creating MariaDB database $name"
+        mariadb -h "$host" -P "$port" -u root \
+            -e "CREATE DATABASE \`$name\` CHARACTER SET utf8mb4" || die "cannot create database $name"
+    fi
+}
+
 if wanted postgres; then ensure_postgres; fi
 if wanted redis; then ensure_redis; fi
 if wanted rabbitmq; then ensure_rabbitmq; fi
+if wanted mariadb; then ensure_mariadb; fi

@@ -1,7 +1,7 @@
 """Shared fixtures. Tests marked ``concurrent_db`` need a database that serves concurrent
 writers (PostgreSQL, or MariaDB/MySQL: DATABASE_URL=mysql://...); those marked ``postgres``
-need PostgreSQL itself. They fail under CI (CI=true) when DATABASE_URL does not point at one,
-and are skipped only on a developer's SQLite run.
+need PostgreSQL itself, those marked ``mysql`` MariaDB or MySQL. They fail under CI (CI=true)
+when DATABASE_URL does not point at one, and are skipped only on a developer's SQLite run.
 
 Modules marked ``drf`` (``pytestmark``) need Django REST framework; without it they are not even
 imported, and the run must deselect them (``-m "not drf"``, as ``make test-nodrf`` does). Nothing
@@ -91,9 +91,23 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         settings.DATABASES[alias].setdefault("TEST", {})["NAME"] = f"{name}{suffix}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL the ``mysql`` tests are deselected, as the ``postgres`` ones are on
+    MariaDB by the runs' ``-m``: they are about the other server, and `make test` runs them
+    there; so the PostgreSQL runs (make test, tox) need no marker expression for them."""
+    if not _on_postgres():
+        return
+    other = [item for item in items if "mysql" in item.keywords]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if "mysql" not in item.keywords]
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if "postgres" in item.keywords and not _on_postgres():
         needs = "PostgreSQL: DATABASE_URL=postgres://..."
+    elif "mysql" in item.keywords and not _on_mysql():
+        needs = "MariaDB/MySQL: DATABASE_URL=mysql://..."
     elif "concurrent_db" in item.keywords and not (_on_postgres() or _on_mysql()):
         needs = "PostgreSQL or MariaDB/MySQL: DATABASE_URL=postgres://... or mysql://..."
     else:

@@ -48,7 +48,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # The server's usual case-insensitive collation: migration 0008 must make the store exact.
     DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_general_ci"}
 # A second alias for the multi-database tests: same server, its own database.
-DATABASES["other"] = {**DATABASES["default"], "NAME": _other_name(DATABASES["default"]["NAME"])}
+DATABASES["other"] = {
+    **DATABASES["default"],
+    "NAME": _other_name(DATABASES["default"]["NAME"]),
+    "TEST": dict(DATABASES["default"].get("TEST", {})),  # its own: conftest names each
+}
 DATABASE_ROUTERS = ["tests.routers.OtherDatabaseRouter"]
 
 # E007/E030: tests/urls_drf.py routes misconfigured views on purpose

@@ -11,8 +11,11 @@ schemas, are unchanged:
 - unique (scope, reference) where reference is not null: a plain unique index, since a NULL
   reference never collides anyway.
 
-The partial ``Index``es (the admin's) need nothing here: Django builds them on MySQL without
-their condition (``models.W037``), whole indexes on the same columns.
+Django builds the partial ``Index``es (the admin's) on MySQL without their condition
+(``models.W037``), whole indexes on the same columns. That serves three of them; the two on
+``id`` alone (conflicts, error responses) would only duplicate the primary key and mislead the
+optimiser into reaching a row by ``id = ...`` through them, a range that locks its neighbours.
+They are rebuilt on (the condition's column, id), under the same names.
 
 And the text columns of the store's tables compare byte for byte (utf8mb4, a binary collation
 without trailing-space padding): under the server's usual case- and accent-insensitive
@@ -28,6 +31,8 @@ from django.db import migrations
 LIVE_KEY = "idempotency_live_key"
 
 TABLES = ("idempotencyrecord", "idempotencyevent", "taskdelivery", "outboxmessage")
+# The partial indexes on ``id`` and the column of their condition.
+ON_ID = {"idempotency_refused_idx": "conflict_count", "idempotency_error_idx": "response_status"}
 
 
 def _on_mysql(schema_editor: Any) -> bool:
@@ -63,6 +68,9 @@ def forwards(apps: Any, schema_editor: Any) -> None:
         f"CREATE UNIQUE INDEX `idempotency_scope_reference_uniq` "
         f"ON {records} (`scope`, `reference`)"
     )
+    for name, column in ON_ID.items():
+        execute(f"DROP INDEX `{name}` ON {records}")
+        execute(f"CREATE INDEX `{name}` ON {records} (`{column}`, `id`)")
 
 
 def backwards(apps: Any, schema_editor: Any) -> None:
@@ -70,6 +78,9 @@ def backwards(apps: Any, schema_editor: Any) -> None:
         return
     records = _table(apps, "idempotencyrecord", schema_editor)
     execute = schema_editor.execute
+    for name in ON_ID:
+        execute(f"DROP INDEX `{name}` ON {records}")
+        execute(f"CREATE INDEX `{name}` ON {records} (`id`)")
     execute(f"DROP INDEX `idempotency_scope_reference_uniq` ON {records}")
     execute(f"DROP INDEX `idempotency_scope_key_uniq` ON {records}")
     execute(f"ALTER TABLE {records} DROP COLUMN `{LIVE_KEY}`")

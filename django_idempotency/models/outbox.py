@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_MAX_ATTEMPTS
+from . import batches
 from .clock import before, database_now
 
 Send = Callable[["OutboxMessage"], None]
@@ -204,7 +205,9 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
                         set_aside.append(self._set_aside(alias, message, exc, max_attempts))
                         continue
                     sent.append(message.pk)
-                if sent:
+                if sent and connections[alias].vendor == "mysql":
+                    batches.delete(self.model, sent, alias)  # by primary key alone
+                elif sent:
                     self.model._default_manager.using(alias).filter(pk__in=sent).delete()
             total += len(sent)
             # Raised only now: inside the block it would roll back the deletes of what was sent.

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_PURGE_BATCH_SIZE
+from . import batches
 from .clock import before, database_now
 
 
@@ -159,19 +160,29 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
             if progress is not None:
                 progress(result)
 
+        def delete_events_of(ids: list[int]) -> int:
+            # A batch's records are locked by it: no lookup can add an event to them meanwhile.
+            return batches.delete(IdempotencyEvent, ids, alias, by="record_id")
+
         def strip_records(ids: list[int]) -> None:
-            events_gone = _raw_delete(IdempotencyEvent.objects.filter(record_id__in=ids), alias)
-            stripped = IdempotencyRecord.objects.using(alias).filter(pk__in=ids)
-            count = stripped.update(state=State.HELD, response_headers=[], response_body=b"")
+            events_gone = delete_events_of(ids)
+            count = batches.update(
+                IdempotencyRecord,
+                ids,
+                alias,
+                state=State.HELD,
+                response_headers=[],
+                response_body=b"",
+            )
             report(stripped=count, events_deleted=events_gone)
 
         def delete_records(ids: list[int]) -> None:
-            events_gone = _raw_delete(IdempotencyEvent.objects.filter(record_id__in=ids), alias)
-            records_gone = _raw_delete(IdempotencyRecord.objects.filter(pk__in=ids), alias)
+            events_gone = delete_events_of(ids)
+            records_gone = batches.delete(IdempotencyRecord, ids, alias)
             report(deleted=records_gone, events_deleted=events_gone)
 
         def delete_orphans(ids: list[int]) -> None:
-            report(events_deleted=_raw_delete(IdempotencyEvent.objects.filter(pk__in=ids), alias))
+            report(events_deleted=batches.delete(IdempotencyEvent, ids, alias))
 
         _in_batches(to_strip, alias, batch_size, strip_records)
         _in_batches(records, alias, batch_size, delete_records)
@@ -225,12 +236,6 @@ def _in_batches(
         # Keyset paging: the next batch starts after this one instead of rescanning rows
         # that were skipped (locked by someone else) or kept.
         last_pk = ids[-1]
-
-
-def _raw_delete(queryset: models.QuerySet[Any], alias: str) -> int:
-    # One DELETE ... WHERE id IN (...): QuerySet.delete() would fall back to fetching every
-    # row (response bodies included) as soon as any delete signal receiver is connected.
-    return int(queryset._raw_delete(alias))
 
 
 class IdempotencyRecord(models.Model):

@@ -23,7 +23,7 @@ from django_idempotency.models import IdempotencyRecord
 from django_idempotency.once import call_fingerprint, perform
 from tests.testapp.models import Execution
 
-pytestmark = [pytest.mark.concurrent_db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 TASK = "tests.ship_through_faults"
 

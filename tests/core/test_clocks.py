@@ -1,23 +1,24 @@
-"""Expiry is decided by PostgreSQL's clock, not by the app server's.
+"""Expiry is decided by the database's clock (PostgreSQL's, MariaDB's), not the app server's.
 
 With several app servers, one whose clock runs ahead must not treat live records as expired (and
 run the operation again, or purge them), and one running behind must not replay what expired.
 The skew is real for the app process: ``django.utils.timezone.now`` is what every app-side
-clock reading goes through; PostgreSQL keeps its own time.
+clock reading goes through; the database keeps its own time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import pytest
 from django.db import connection
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from django_idempotency.models import IdempotencyRecord
+from django_idempotency.models.clock import UtcNow
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.drf, pytest.mark.concurrent_db, pytest.mark.django_db]
@@ -37,6 +38,9 @@ def skew_app_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], Non
 
 def database_now() -> datetime:
     with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute("SELECT UTC_TIMESTAMP(6)")
+            return timezone.make_aware(cursor.fetchone()[0], dt_timezone.utc)
         cursor.execute("SELECT statement_timestamp()")
         now: datetime = cursor.fetchone()[0]
     return now
@@ -59,7 +63,7 @@ def test_an_app_clock_ahead_still_replays_a_live_key(
 
 def test_an_app_clock_behind_does_not_replay_an_expired_key(post: Any, skew_app_clock: Any) -> None:
     post("/test/probe/", {"label": "a"}, key="k")
-    IdempotencyRecord.objects.update(expires_at=Now())  # expired by the database's clock
+    IdempotencyRecord.objects.update(expires_at=UtcNow())  # expired by the database's clock
     skew_app_clock(-SKEW)
     again = post("/test/probe/", {"label": "a"}, key="k")
     assert again.status_code == 201
@@ -92,7 +96,7 @@ def test_the_purge_with_an_app_clock_behind_removes_expired_records(
     post: Any, skew_app_clock: Any
 ) -> None:
     post("/test/probe/", {"label": "a"}, key="k")
-    IdempotencyRecord.objects.update(expires_at=Now())
+    IdempotencyRecord.objects.update(expires_at=UtcNow())
     skew_app_clock(-SKEW)
     assert IdempotencyRecord.objects.purge_expired().deleted == 1
 

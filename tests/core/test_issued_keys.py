@@ -158,6 +158,7 @@ class TestTransfers:
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_copies_of_one_transfer_run_once(user: Any) -> None:
     client = client_for(user)
@@ -295,6 +296,7 @@ class TestKeyAge:
         assert door.rows() == 1
 
     @pytest.mark.concurrent_db
+    @pytest.mark.mysql_rr
     def test_a_retry_through_a_server_whose_clock_runs_ahead_replays(
         self, door: Door, user: Any, app_clock: Any
     ) -> None:
@@ -340,6 +342,7 @@ class TestKeyAge:
         assert door.rows() == 1, again.status_code
 
     @pytest.mark.concurrent_db
+    @pytest.mark.mysql_rr
     def test_a_server_whose_clock_runs_ahead_accepts_a_fresh_key(
         self, door: Door, user: Any, app_clock: Any
     ) -> None:
@@ -367,6 +370,7 @@ def test_the_example_reads_the_max_age_from_the_environment(
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_copies_under_an_expired_key_all_start_nothing(
     user: Any, app_clock: Any

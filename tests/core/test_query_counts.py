@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-pytestmark = [pytest.mark.drf, pytest.mark.concurrent_db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.drf, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ORDER = {"item": "x", "quantity": 1}
 

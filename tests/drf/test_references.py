@@ -64,6 +64,7 @@ def test_every_spelling_of_a_hyperlink_pays_the_order_once(api, user) -> None:
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_an_apiviews_hyperlinked_reference_in_four_spellings_raced_runs_once(api, user) -> None:
     """An ``APIView`` (no ``get_serializer()``) resolves its reference through the serializer

@@ -157,6 +157,7 @@ def slow_job(label: str, seconds: float) -> Callable[[], int]:
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_a_storm_of_copies_runs_once_and_all_get_the_result() -> None:
     with measure(
@@ -177,6 +178,7 @@ def test_a_storm_of_copies_runs_once_and_all_get_the_result() -> None:
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_a_storm_over_many_keys_has_no_duplicates() -> None:
     keys, copies = 10, 40
@@ -202,6 +204,7 @@ def test_a_storm_over_many_keys_has_no_duplicates() -> None:
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_gives_up_after_lock_timeout_while_the_original_runs() -> None:
     running, done = threading.Event(), threading.Event()
@@ -253,6 +256,7 @@ def test_a_function_of_a_script_run_as_main_needs_a_scope(tmp_path: Any) -> None
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db
 def test_references_that_share_their_first_255_characters_are_two_references() -> None:
     # Cut to the column's 255 characters they would be one: the second call found a

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 
-pytestmark = [pytest.mark.concurrent_db, pytest.mark.django_db]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"django_idempotency_idempotencyrecord", "django_idempotency_idempotencyevent"}

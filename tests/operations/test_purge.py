@@ -315,6 +315,7 @@ def held() -> Iterator[Any]:
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_purge_skips_in_flight_claims_and_locked_rows_without_waiting(held: Any) -> None:
     long_ago = NOW - timedelta(days=30)
@@ -353,6 +354,7 @@ def test_purge_skips_in_flight_claims_and_locked_rows_without_waiting(held: Any)
 
 
 @pytest.mark.concurrent_db
+@pytest.mark.mysql_rr
 @pytest.mark.django_db(transaction=True)
 def test_two_purges_racing_split_the_work_without_errors() -> None:
     rows = records(20_000, expired=True)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
@@ -170,10 +170,33 @@ _REPLAYS, _CONFLICTS, _LAST_SEEN = (
 )
 
 
+# ER_LOCK_DEADLOCK: InnoDB chose this transaction as a deadlock's victim and rolled it back.
+_DEADLOCK = 1213
+# Deadlocked claims retried (see ``claim``) before the deadlock is the store's WaitExpired.
+DEADLOCK_RETRIES = 3
+
+
 def claim(
     connection: BaseDatabaseWrapper, operation: Operation, now: datetime
 ) -> tuple[int, datetime] | None:
-    """The claimed record's id and creation time by the database's clock, or ``None``."""
+    """The claimed record's id and creation time by the database's clock, or ``None``.
+
+    Copies waiting for a claim that then rolls back (a released answer) each hold a lock on
+    the gap the row left, and their inserts deadlock; InnoDB rolls one back whole. When the
+    claim was all its transaction held (the engine's own block, no outer one), nothing else
+    was lost, so it is simply made again, as PostgreSQL's waiting copy would have gone on.
+    """
+    for _ in range(DEADLOCK_RETRIES):
+        try:
+            return _claim(connection, operation)
+        except OperationalError as exc:
+            alone = connection.in_atomic_block and len(connection.atomic_blocks) == 1
+            if not (alone and getattr(exc.__cause__, "args", (None,))[0] == _DEADLOCK):
+                raise
+    return _claim(connection, operation)
+
+
+def _claim(connection: BaseDatabaseWrapper, operation: Operation) -> tuple[int, datetime] | None:
     params = {
         # innodb_lock_wait_timeout counts whole seconds: a fraction is rounded up.
         "lock_wait": max(1, math.ceil(operation.lock_timeout)),

@@ -1,0 +1,202 @@
+"""What the MariaDB/MySQL store (``core/store/mysql.py``, migration 0008) must hold on the
+server itself: the partial-unique rules built from a generated column, exact text (case,
+trailing spaces, characters outside the BMP), the largest storable body, and a lock wait that
+gives up cleanly without changing the session."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.utils import ConnectionHandler
+from django.test import override_settings
+from django.utils import timezone
+
+from django_idempotency import checks
+from django_idempotency.conf import app_settings
+from django_idempotency.core import store
+from django_idempotency.core.operation import Operation
+from django_idempotency.core.responses import StoredResponse
+from django_idempotency.core.store import mysql
+from django_idempotency.exceptions import ReferenceConflict
+from django_idempotency.models import IdempotencyRecord
+from django_idempotency.once import perform
+
+pytestmark = [pytest.mark.mysql, pytest.mark.mysql_rr]
+
+State = IdempotencyRecord.State
+
+
+def record(**fields: Any) -> IdempotencyRecord:
+    values: dict[str, Any] = {
+        "scope": "s",
+        "key": "k",
+        "fingerprint": "f" * 64,
+        "state": State.COMPLETED,
+        "request_method": "POST",
+        "request_path": "/p",
+        "response_status": 201,
+        "expires_at": timezone.now() + timedelta(hours=1),
+        **fields,
+    }
+    return IdempotencyRecord.objects.create(**values)
+
+
+def operation(key: str, **fields: Any) -> Operation:
+    values: dict[str, Any] = {
+        "database": "default",
+        "scope": "jobs",
+        "key": key,
+        "fingerprint": "f" * 64,
+        "method": "POST",
+        "path": "/jobs/",
+        "reference": None,
+        "ttl": timedelta(hours=1),
+        "lock_timeout": 1,
+        **fields,
+    }
+    return Operation(**values)
+
+
+@pytest.mark.django_db
+def test_a_held_row_gives_its_key_back_but_keeps_its_reference() -> None:
+    """The rules of PostgreSQL's partial unique indexes, from migration 0008's constructions."""
+    held = record(key="k", reference="order-1", state=State.HELD)
+    record(key="k")  # the key is free again
+    record(key="other", reference=None)
+    record(key="other-2", reference=None)  # no reference never collides
+    with transaction.atomic(), pytest.raises(IntegrityError):
+        record(key="k-2", reference="order-1")  # the reference is not
+    with transaction.atomic(), pytest.raises(IntegrityError):
+        record(key="k")  # two live records of one key
+    record(key="k-3", reference="order-1", scope="another scope")
+    held.delete()
+    record(key="k-4", reference="order-1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_is_compared_byte_for_byte() -> None:
+    """Under the server's usual collation (utf8mb4_general_ci, the test database's) ``Abc``,
+    ``abc``, ``abc `` and ``äbc`` are one value; the store's tables compare exactly
+    (migration 0008)."""
+    keys = ["abc", "Abc"]
+    references = ["ref", "Ref", "ref ", "réf"]
+    results = [
+        perform(lambda v=v: v, scope="jobs", key=f"k-{i}", fingerprint="f", reference=v).result
+        for i, v in enumerate(references)
+    ] + [perform(lambda v=v: v, scope="jobs", key=v, fingerprint="f").result for v in keys]
+    assert results == references + keys
+    assert IdempotencyRecord.objects.count() == 6
+    with pytest.raises(ReferenceConflict):
+        perform(lambda: 0, scope="jobs", key="new", fingerprint="g", reference="Ref")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_characters_outside_the_bmp_round_trip() -> None:
+    text = "order-\U0001f389-\U00020000"
+    first = perform(lambda: text, scope=f"jobs-{text}", key="k", fingerprint=text, reference=text)
+    again = perform(
+        lambda: "ran twice", scope=f"jobs-{text}", key="k", fingerprint=text, reference=text
+    )
+    assert (first.result, again.result) == (text, text)
+    stored = IdempotencyRecord.objects.get()
+    assert (stored.scope, stored.reference, stored.requested_reference) == (
+        f"jobs-{text}",
+        text,
+        text,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_largest_storable_body_is_stored_and_replayed_whole() -> None:
+    size = app_settings.MAX_STORED_BODY_SIZE  # the documented default: 2 x upload limit + 1 MiB
+    body = bytes(range(256)) * (size // 256) + b"\x00" * (size % 256)
+    op = operation("big")
+    with transaction.atomic():
+        claimed = store.claim(op, timezone.now())
+        assert claimed is not None
+        store.complete(
+            op,
+            record_id=claimed.id,
+            response=StoredResponse(status=201, headers=[], body=body),
+            keep_reference=False,
+            now=timezone.now(),
+            ttl=op.ttl,
+            reference_ttl=None,
+        )
+    assert len(body) == size
+    assert bytes(IdempotencyRecord.objects.get().response_body) == body
+
+
+@pytest.fixture
+def claim_held() -> Iterator[Any]:
+    """``hold(op)``: claim ``op`` in another thread's transaction, left open until the end."""
+    release = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def hold(op: Operation) -> None:
+        claimed = threading.Event()
+
+        def run() -> None:
+            try:
+                with transaction.atomic():
+                    store.claim(op, timezone.now())
+                    claimed.set()
+                    release.wait(30)
+                    transaction.set_rollback(True)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+        assert claimed.wait(10)
+
+    yield hold
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+
+@pytest.mark.parametrize("set_statement", [True, False], ids=["set-statement", "save-restore"])
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_past_the_lock_timeout_gives_up_and_leaves_the_session_alone(
+    claim_held: Any, set_statement: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of bounding the wait (MariaDB's SET STATEMENT, MySQL's save and restore) end
+    in WaitExpired (a 409 at the doors) and put nothing of theirs in the session."""
+    monkeypatch.setattr(mysql, "uses_set_statement", lambda connection: set_statement)
+    claim_held(operation("busy"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
+        (before,) = cursor.fetchone()
+    with transaction.atomic(), pytest.raises(store.WaitExpired):
+        store.claim(operation("busy", lock_timeout=0.2), timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
+        assert cursor.fetchone() == (before,)
+    assert before != 1  # so the check above could fail
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, []),
+        ({"TIME_ZONE": "Europe/Paris"}, ["django_idempotency.E009"]),
+        ({"OPTIONS": {"charset": "utf8"}}, ["django_idempotency.E009"]),
+    ],
+)
+def test_a_mysql_alias_is_accepted_when_it_stores_utc_and_utf8mb4(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], expected: list[str]
+) -> None:
+    # A real (never opened) connection; the check reads its settings only.
+    handler = ConnectionHandler(
+        {"default": {"ENGINE": "django.db.backends.mysql", "NAME": "app", **options}}
+    )
+    monkeypatch.setattr(checks, "connections", handler)
+    with override_settings(USE_TZ=True):
+        assert [message.id for message in checks.check_databases()] == expected
