@@ -63,7 +63,7 @@ def _check_mysql(alias: str) -> list[CheckMessage]:
             f"stores datetimes in {connection.timezone_name}, not UTC: set USE_TZ = True and "
             "leave the alias's TIME_ZONE unset (or 'UTC')"
         )
-    charset = connection.get_connection_params().get("charset")  # type: ignore[attr-defined]
+    charset = connection.get_connection_params().get("charset")
     if charset != "utf8mb4":
         problems.append(
             f"talks {charset}, not utf8mb4: characters outside the BMP (emoji) could not be "

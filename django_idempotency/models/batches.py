@@ -66,7 +66,7 @@ def update(model: type[models.Model], ids: list[int], alias: str, **values: Any)
 
 def _names(connection: Any, model: type[models.Model]) -> tuple[str, str]:
     quote = connection.ops.quote_name
-    return quote(model._meta.db_table), quote(model._meta.pk.column)  # type: ignore[union-attr]
+    return quote(model._meta.db_table), quote(model._meta.pk.column)
 
 
 # The batch's primary keys as a table (one parameter: their JSON list).

@@ -11,8 +11,7 @@ from django.db import connection
 from django.db.models.signals import post_delete, pre_delete
 from django.test.utils import CaptureQueriesContext
 
-from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
-from django_idempotency.models import batches
+from django_idempotency.models import IdempotencyEvent, IdempotencyRecord, batches
 from tests.operations.test_purge import events_for, records
 
 
