@@ -94,8 +94,7 @@ test: bootstrap $(VENV)/.installed-test
 # a private MariaDB server killed under load) are a few minutes of it. Under coverage: `make
 # test` combines them with the other runs.
 MARIADB_DATABASE_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
-# The end-to-end tests run here too (those marked concurrent_db and mysql_rr); the postgres
-# ones never (PostgreSQL itself: EXPLAIN plans, pg_terminate_backend ...).
+# Never the postgres tests (PostgreSQL itself: EXPLAIN plans, pg_terminate_backend ...).
 MARIADB_MARKS ?= (concurrent_db or mysql) and not postgres
 MARIADB_RR_MARKS ?= mysql_rr and not postgres
 .PHONY: test-mariadb test-mariadb-runs
