@@ -87,6 +87,11 @@ def start_instance(
     except RuntimeError as error:
         app.stop()
         pytest.fail(str(error))
+    # A worker imports the URLconf and the views on its first request: done now, on all of them
+    # at once, so that no timed request pays for it (on a loaded machine, a copy meant to queue
+    # behind a slow original could otherwise reach the database only after the original ended).
+    probe = f"{app.url}{app.probe_path}"
+    fire_together([lambda: requests.get(probe, timeout=REQUEST_TIMEOUT)] * (2 * workers))
     server = Server(url=app.url, token=token, database_url=database_url)
     return Instance(name=name, server=server, app=app)
 
