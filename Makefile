@@ -24,7 +24,7 @@ help:
 	@echo "make demo         migrate and run the example project on http://127.0.0.1:$(PORT)/"
 	@echo "                  (PORT=...; SQLite by default, DATABASE_URL respected)"
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
-	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)) and on SQLite, with coverage"
+	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)), on SQLite and (make test-mariadb) on MariaDB, with coverage"
 	@echo "make test-fast    the SQLite tests (no server database, not e2e): no root, no services, 1-2 min"
 	@echo "make test-mariadb the concurrent-database and MariaDB tests on MariaDB ($(MARIADB_DATABASE_URL)),"
 	@echo "                  READ COMMITTED and (a smaller set) REPEATABLE READ; make test runs them too"

@@ -136,7 +136,7 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
 
 def _too_old(key_expires_at: datetime | None, claimed_at: datetime) -> bool:
     """Whether a key that expires at ``key_expires_at`` is too old to start an operation
-    claimed at ``claimed_at`` (the store's clock: the database's on PostgreSQL)."""
+    claimed at ``claimed_at`` (the store's clock: the database's on PostgreSQL and MySQL)."""
     if key_expires_at is None:
         return False
     return _aware(claimed_at) > _aware(key_expires_at)

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connections, models
 
 
-def delete(model: type[models.Model], ids: list[int], alias: str, by: str = "pk") -> int:
+def delete_rows(model: type[models.Model], ids: list[int], alias: str, by: str = "pk") -> int:
     """Delete the rows of ``model`` whose ``by`` (the primary key, or another indexed column)
     is in ``ids``; how many went. On MySQL, by another column: that column's rows are read
     first (a plain read, which waits for nothing), then deleted by their primary keys."""
@@ -41,7 +41,7 @@ def delete(model: type[models.Model], ids: list[int], alias: str, by: str = "pk"
         return int(cursor.rowcount)
 
 
-def update(model: type[models.Model], ids: list[int], alias: str, **values: Any) -> int:
+def update_rows(model: type[models.Model], ids: list[int], alias: str, **values: Any) -> int:
     """Set ``values`` on the rows of ``model`` whose primary keys are ``ids``; how many."""
     if not ids:
         return 0

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 class UtcNow(Now):
     """``Now()``, but in UTC on MySQL and MariaDB: ``CURRENT_TIMESTAMP`` there is in the
-    session's ``time_zone``, while Django stores naive UTC (the check E004 holds it to UTC)."""
+    session's ``time_zone``, while Django stores naive UTC (the check E009 holds it to UTC)."""
 
     def as_mysql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
         return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)

@@ -14,8 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_PURGE_BATCH_SIZE
-from . import batches
+from .batches import delete_rows, update_rows
 from .clock import before, database_now
+from .partial_indexes import without_answered
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,16 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
 
         Each batch is its own transaction on this queryset's write alias: it picks at most
         ``batch_size`` primary keys above the last batch's, then deletes their events and
-        them. On PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED``, so a concurrent purge takes
-        other rows instead of waiting or deleting twice, and a row a live request is changing
-        is left for the next run. An in-flight claim is never touched: it is invisible outside
-        its own transaction, and records in the in-flight state are excluded anyway.
+        them. On PostgreSQL and MySQL the pick is ``FOR UPDATE SKIP LOCKED``, so a concurrent
+        purge takes other rows instead of waiting or deleting twice, and a row a live request is
+        changing is left for the next run (``batches.py``: how MySQL's writes stay on the
+        batch). An in-flight claim is never touched: it is invisible outside its own
+        transaction, and records in the in-flight state are excluded anyway.
 
         A success that still holds its business reference (``IDEMPOTENCY_REFERENCE_TTL``) is
         not deleted but stripped: its stored response and events go, a compact row stays and
-        keeps refusing that reference; it is deleted once the reference lapses. On PostgreSQL,
-        without ``now``, expiry is judged by the database's clock.
+        keeps refusing that reference; it is deleted once the reference lapses. On PostgreSQL
+        and MySQL, without ``now``, expiry is judged by the database's clock.
 
         ``older_than`` also removes records created longer ago than that, whatever their TTL
         (stripping those that hold a reference: only the reference TTL releases one);
@@ -106,7 +108,7 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
         alias = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
         started = time.monotonic()
         State = IdempotencyRecord.State
-        # Expiry is judged by the database's clock on PostgreSQL: an app server with a clock
+        # Expiry is judged by the database's clock (PostgreSQL, MySQL): an app server with a clock
         # running ahead must not purge records that are still live.
         clock = database_now(alias) if now is None else now
 
@@ -162,11 +164,11 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
 
         def delete_events_of(ids: list[int]) -> int:
             # A batch's records are locked by it: no lookup can add an event to them meanwhile.
-            return batches.delete(IdempotencyEvent, ids, alias, by="record_id")
+            return delete_rows(IdempotencyEvent, ids, alias, by="record_id")
 
         def strip_records(ids: list[int]) -> None:
             events_gone = delete_events_of(ids)
-            count = batches.update(
+            count = update_rows(
                 IdempotencyRecord,
                 ids,
                 alias,
@@ -178,11 +180,11 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
 
         def delete_records(ids: list[int]) -> None:
             events_gone = delete_events_of(ids)
-            records_gone = batches.delete(IdempotencyRecord, ids, alias)
+            records_gone = delete_rows(IdempotencyRecord, ids, alias)
             report(deleted=records_gone, events_deleted=events_gone)
 
         def delete_orphans(ids: list[int]) -> None:
-            report(events_deleted=batches.delete(IdempotencyEvent, ids, alias))
+            report(events_deleted=delete_rows(IdempotencyEvent, ids, alias))
 
         _in_batches(to_strip, alias, batch_size, strip_records)
         _in_batches(records, alias, batch_size, delete_records)
@@ -383,6 +385,11 @@ class IdempotencyRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.key} ({self.scope})"
 
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        # models.W036/W037 on MySQL: handled by migration 0008 (partial_indexes.py).
+        return without_answered(super().check(**kwargs))
+
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
@@ -471,3 +478,8 @@ class IdempotencyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.key} ({self.scope})"
+
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        # models.W036/W037 on MySQL: handled by migration 0008 (partial_indexes.py).
+        return without_answered(super().check(**kwargs))

@@ -5,8 +5,11 @@ gives up cleanly without changing the session."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -22,9 +25,11 @@ from django_idempotency.core import store
 from django_idempotency.core.operation import Operation
 from django_idempotency.core.responses import StoredResponse
 from django_idempotency.core.store import mysql
-from django_idempotency.exceptions import ReferenceConflict
-from django_idempotency.models import IdempotencyRecord
+from django_idempotency.exceptions import ReferenceConflict, ReferenceHeld, RequestInFlight
+from django_idempotency.models import IdempotencyRecord, TaskDelivery
+from django_idempotency.models.clock import UtcNow
 from django_idempotency.once import perform
+from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.mysql, pytest.mark.mysql_rr]
 
@@ -76,6 +81,19 @@ def test_a_held_row_gives_its_key_back_but_keeps_its_reference() -> None:
     record(key="k-3", reference="order-1", scope="another scope")
     held.delete()
     record(key="k-4", reference="order-1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_its_expiry_a_key_is_free_again_and_its_reference_still_held() -> None:
+    """Through the engine: expiry by the database's clock strips the record to ``held``, which
+    gives the key back (the generated column turns NULL) and keeps refusing the reference."""
+    assert perform(lambda: 1, scope="pay", key="k1", fingerprint="f", reference="o-9").result == 1
+    IdempotencyRecord.objects.update(expires_at=UtcNow())  # expired by the database's clock
+    with pytest.raises(ReferenceHeld):
+        perform(lambda: 2, scope="pay", key="k2", fingerprint="f", reference="o-9")
+    assert perform(lambda: 3, scope="pay", key="k1", fingerprint="f").result == 3
+    states = sorted(IdempotencyRecord.objects.values_list("key", "state"))
+    assert states == [("k1", State.COMPLETED), ("k1", State.HELD)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -200,3 +218,67 @@ def test_a_mysql_alias_is_accepted_when_it_stores_utc_and_utf8mb4(
     monkeypatch.setattr(checks, "connections", handler)
     with override_settings(USE_TZ=True):
         assert [message.id for message in checks.check_databases()] == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_deliveries_are_counted_and_start_again_after_their_lifetime() -> None:
+    """``count_delivery``'s MySQL upsert (no RETURNING there): 1, 2, 3, then 1 once stale."""
+    now = timezone.now()
+
+    def count(at: Any) -> int:
+        return TaskDelivery.objects.count_delivery(
+            "default", scope="celery:t", key="k", now=at, lifetime=timedelta(minutes=5)
+        )
+
+    assert [count(now), count(now), count(now)] == [1, 2, 3]
+    assert count(now + timedelta(minutes=6)) == 1
+    assert TaskDelivery.objects.get().deliveries == 1
+
+
+@pytest.mark.django_db
+def test_djangos_partial_index_warnings_are_answered_for_the_apps_models() -> None:
+    """models.W036/W037 (``check --database``, ``migrate``): migration 0008 builds what the
+    conditions would, so the app's models drop these two warnings about themselves."""
+    from django.core.checks import run_checks
+
+    about_the_app = [
+        message.id
+        for message in run_checks(databases=["default"])
+        if getattr(getattr(message.obj, "_meta", None), "app_label", "") == "django_idempotency"
+    ]
+    assert about_the_app == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storm_of_20_keys_by_50_copies_runs_each_once() -> None:
+    """1000 calls from 50 threads on their own connections, 50 copies of each of 20 keys in a
+    shuffled order: every copy gets its key's one result, or a clean in-flight refusal (the
+    409 at the doors); nothing else, no key run twice."""
+    keys, copies = 20, 50
+    order = [f"k{index % keys}" for index in range(keys * copies)]
+    random.Random(23).shuffle(order)
+
+    def job(key: str) -> int:
+        time.sleep(0.01)
+        return int(Execution.objects.create(label=key).pk)
+
+    def call(key: str) -> Any:
+        try:
+            return key, perform(lambda: job(key), scope="storm", key=key, fingerprint="f").result
+        except RequestInFlight as refused:
+            return key, refused
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        outcomes = list(pool.map(call, order))
+
+    answers: dict[str, set[Any]] = {}
+    for key, result in outcomes:
+        answers.setdefault(key, set()).add(result)
+    ran = {key: Execution.objects.filter(label=key).count() for key in answers}
+    assert ran == {f"k{index}": 1 for index in range(keys)}
+    for key, results in answers.items():
+        values = {r for r in results if not isinstance(r, RequestInFlight)}
+        assert values == {Execution.objects.get(label=key).pk}, (key, results)
+    assert IdempotencyRecord.objects.count() == keys

@@ -11,7 +11,8 @@ from django.db import connection
 from django.db.models.signals import post_delete, pre_delete
 from django.test.utils import CaptureQueriesContext
 
-from django_idempotency.models import IdempotencyEvent, IdempotencyRecord, batches
+from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
+from django_idempotency.models.batches import delete_rows
 from tests.operations.test_purge import events_for, records
 
 
@@ -40,7 +41,7 @@ def test_raw_delete_is_one_delete_that_returns_its_count(delete_receivers: list[
     ids = [row.pk for row in rows]
 
     with CaptureQueriesContext(connection) as queries:
-        deleted = batches.delete(IdempotencyRecord, ids, "default")
+        deleted = delete_rows(IdempotencyRecord, ids, "default")
 
     assert deleted == 5
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["DELETE"]

@@ -51,7 +51,7 @@ class Claimed:
     """The in-flight record a claim inserted, and when by the store's clock."""
 
     id: int
-    #: The record's ``created_at``: the database's clock on PostgreSQL, ``now`` on SQLite.
+    #: The record's ``created_at``: the database's clock (PostgreSQL, MySQL), ``now`` on SQLite.
     at: datetime
 
 
@@ -130,7 +130,7 @@ def complete(
 
     The response is replayable for ``ttl`` (the operation's, or longer); the reference is held
     for ``reference_ttl`` (never shorter than ``ttl``), or for as long as the row exists when
-    that is ``None``. On PostgreSQL both are dated by the database's clock.
+    that is ``None``. On PostgreSQL and MySQL both are dated by the database's clock.
     """
     connection = connections[operation.database]
     hold = None if reference_ttl is None else max(ttl, reference_ttl)
@@ -167,7 +167,7 @@ def log_event(
 
 def clear_expired(operation: Operation, now: datetime) -> int:
     """Clear the expired records in the way of the operation's claim (see
-    ``IdempotencyRecordQuerySet.clear_expired``); on PostgreSQL expiry is judged by the
+    ``IdempotencyRecordQuerySet.clear_expired``); on PostgreSQL and MySQL expiry is judged by the
     database's clock. Returns the rows deleted or stripped."""
     connection = connections[operation.database]
     records = IdempotencyRecord.objects.using(operation.database)

@@ -6,7 +6,7 @@ from the models' ``_meta`` (``names.py``, backtick-quoted). The SQL runs on both
 
 Time is the database's: ``UTC_TIMESTAMP(6)`` (fixed for the whole statement) dates the records
 and judges their expiry. Django's MySQL backend stores naive datetimes in the connection's time
-zone, which the system check E004 requires to be UTC, so the session's ``time_zone`` never
+zone, which the system check E009 requires to be UTC, so the session's ``time_zone`` never
 matters.
 
 InnoDB has no partial unique index. Migration 0008 adds ``idempotency_live_key``, a stored
@@ -49,7 +49,7 @@ VALUES (
     %(method)s, %(path)s, '[]', X'',
     UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %(ttl)s MICROSECOND, 0, 0
 )
-ON DUPLICATE KEY UPDATE `id` = LAST_INSERT_ID(`id`)
+ON DUPLICATE KEY UPDATE `id` = `id` + LAST_INSERT_ID(0)
 """
 
 # The claim. On a duplicate key the INSERT changes nothing and never raises (not ``INSERT
@@ -58,9 +58,11 @@ ON DUPLICATE KEY UPDATE `id` = LAST_INSERT_ID(`id`)
 # claim waits for the original to commit (then it meets the committed record) or roll back
 # (then it inserts). Exclusive, not the shared lock a failing plain INSERT takes: copies that
 # each held a shared lock would deadlock when they go on to count their visit on the record.
-# ``LAST_INSERT_ID(id)`` is the documented idiom that makes the statement report the id of
-# the row it met; CLAIMED then tells the two apart (an in-flight row we can see and lock is
-# ours: another claim's is seen only once it has committed, completed).
+# ``id + LAST_INSERT_ID(0)`` leaves the row as it is and makes the statement report the
+# inserted id 0: nothing was inserted (the ``LAST_INSERT_ID(expr)`` idiom MySQL documents for
+# this statement). CLAIMED then checks the row reported is ours: in flight, which another
+# claim's row can only be inside this same transaction (a nested claim of the same key), and
+# then the claim inserted nothing either.
 #
 # The wait is bounded by innodb_lock_wait_timeout (whole seconds) for this statement only.
 # MariaDB: ``SET STATEMENT ... FOR``, which leaves the session untouched whatever happens.
@@ -77,9 +79,8 @@ SET_LOCK_WAIT = (
 )
 RESTORE_LOCK_WAIT = "SET SESSION innodb_lock_wait_timeout = @idempotency_lock_wait"
 
-# The row the claim inserted or met, by the database's clock (no RETURNING on MySQL). A locking
-# read (already ours, so it never waits): under REPEATABLE READ a plain one could read an older
-# snapshot that does not have the committed record yet.
+# The row the claim inserted, and when by the database's clock (no RETURNING on MySQL). A
+# locking read of a row already locked by this transaction: it never waits.
 CLAIMED = statement(
     "SELECT `state` = 'in_flight', `created_at` FROM {records} WHERE `id` = %(id)s FOR UPDATE",
     BACKTICK_NAMES,
@@ -211,13 +212,15 @@ def _claim(connection: BaseDatabaseWrapper, operation: Operation) -> tuple[int, 
     with connection.cursor() as cursor:
         if uses_set_statement(connection):
             cursor.execute(CLAIM_MARIADB, params)
-            record_id = int(cursor.lastrowid)
+            record_id = int(cursor.lastrowid or 0)
         else:
             record_id = _insert_with_session_lock_wait(cursor, params)
+        if not record_id:
+            return None  # met a committed record of the key or the reference
         cursor.execute(CLAIMED, {"id": record_id})
         row = cursor.fetchone()
     if row is None or not row[0]:
-        return None  # met a committed record of the key or the reference
+        return None
     return record_id, _aware(connection, row[1])
 
 
@@ -233,7 +236,7 @@ def _insert_with_session_lock_wait(cursor: Any, params: dict[str, Any]) -> int:
     cursor.execute(SET_LOCK_WAIT, params)
     try:
         cursor.execute(CLAIM_MYSQL, params)
-        return int(cursor.lastrowid)
+        return int(cursor.lastrowid or 0)
     finally:
         # If the connection is gone, the INSERT's own error is the one to report.
         with contextlib.suppress(DatabaseError):
