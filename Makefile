@@ -33,6 +33,7 @@ help:
 	@echo "make tox          the whole tox matrix (README, Supported versions)"
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make bench        benchmarks against the bare create and other packages; ARGS=--quick"
+	@echo "make bench-databases  the headline ratios on PostgreSQL and MariaDB side by side"
 	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
 	@echo "make docs         the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
 	@echo "make soak         10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s;"
@@ -90,10 +91,14 @@ test: bootstrap $(VENV)/.installed-test
 # -- MariaDB (issue 23) -----------------------------------------------------------------------
 # The tests that need a concurrent database (concurrent_db) or MariaDB itself (mysql), again on
 # MariaDB: under READ COMMITTED (Django's default), then the smaller mysql_rr set under
-# REPEATABLE READ (InnoDB's). Under coverage: `make test` combines them with the other runs.
+# REPEATABLE READ (InnoDB's); then the example project's contract tests (tests/example/).
+# The end-to-end tests among them (the storms, a worker SIGKILLed mid-request, a session killed,
+# a private MariaDB server killed under load) are a few minutes of it. Under coverage: `make
+# test` combines them with the other runs.
 MARIADB_DATABASE_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
-MARIADB_MARKS ?= (concurrent_db or mysql) and not postgres and not e2e
-MARIADB_RR_MARKS ?= mysql_rr and not postgres and not e2e
+# Never the postgres tests (PostgreSQL itself: EXPLAIN plans, pg_terminate_backend ...).
+MARIADB_MARKS ?= (concurrent_db or mysql) and not postgres
+MARIADB_RR_MARKS ?= mysql_rr and not postgres
 .PHONY: test-mariadb test-mariadb-runs
 test-mariadb: bootstrap $(VENV)/.installed-test
 	@rm -f .coverage .coverage.*; $(MAKE) --no-print-directory test-mariadb-runs
@@ -108,6 +113,10 @@ test-mariadb-runs:
 		if [ $$one -eq 5 ]; then echo "!! MariaDB run ($$level) collected no tests"; fi; \
 		[ $$one -eq 0 ] || status=$$one; \
 	done; \
+	echo "== pytest on MariaDB, the example's contract: tests/example/ (the rest of it)"; \
+	one=0; DATABASE_URL='$(MARIADB_DATABASE_URL)' $(BIN)/python -m coverage run -m pytest \
+		tests/example -m "not postgres and not ($(MARIADB_MARKS))" $(PYTEST_ARGS) || one=$$?; \
+	[ $$one -eq 0 ] || status=$$one; \
 	echo "== MariaDB runs: exit $$status; $$(( $$(date +%s) - started ))s"; exit $$status
 
 # The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests
@@ -142,6 +151,12 @@ lint: $(VENV)/.installed-dev
 # benchmarks/.venv, on a scratch PostgreSQL database (docs/benchmarks.md; ARGS=--quick: ~2 min).
 bench:
 	$(PYTHON) benchmarks/run.py $(ARGS)
+
+# make bench-databases: the headline ratios on PostgreSQL and on MariaDB side by side, each server
+# in one interleaved run (benchmarks/databases.py; docs/databases.md; ARGS=--quick: ~2 min).
+.PHONY: bench-databases
+bench-databases:
+	$(PYTHON) benchmarks/databases.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tox build dist site *.egg-info benchmarks/.venv benchmarks/out \

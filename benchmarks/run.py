@@ -36,8 +36,9 @@ LAST_RUN = OUT_DIR / "last-run.pickle"
 PARTS = ["sql", "inprocess", "doors", "nosync", "profile", "http", "storm", "throughput", "growth"]
 
 
-def _bootstrap() -> None:
-    """Re-run this script inside benchmarks/.venv, creating or updating it first."""
+def _bootstrap(script: Path = Path(__file__)) -> None:
+    """Re-run ``script`` (this one by default) inside benchmarks/.venv, creating or updating it
+    first."""
     python = VENV / "bin" / "python"
     if not python.exists():
         print(f"creating {VENV} ...", flush=True)
@@ -52,7 +53,7 @@ def _bootstrap() -> None:
             check=True,
         )  # fmt: skip
         stamp.write_text(wanted)
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+    os.execv(str(python), [str(python), str(script.resolve()), *sys.argv[1:]])
 
 
 def _in_venv() -> bool:

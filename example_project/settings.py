@@ -60,6 +60,14 @@ DATABASES = {
     )
 }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # MariaDB/MySQL (DATABASE_URL=mysql://...): characters outside the BMP need utf8mb4 on the
+    # wire (Django before 5.2 talks utf8mb3); ?isolation_level=... in the URL is kept.
+    DATABASES["default"]["OPTIONS"] = {
+        "charset": "utf8mb4",
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+
 # The fake payment gateway and carrier are "external": their own connection to the same
 # database, so what they record survives our rollback (example_project/shop/external.py).
 # EXAMPLE_EXTERNAL_DATABASE_URL: their own route to it, e.g. around a pooler the app goes through.

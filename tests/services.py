@@ -1,5 +1,6 @@
 """The processes the end-to-end tests (tests/e2e/) and the soak (tests/soak/) start: a private
-PostgreSQL cluster, PgBouncer, the example project under gunicorn or uvicorn, and Celery workers.
+PostgreSQL cluster or MariaDB server, PgBouncer, the example project under gunicorn or uvicorn, and
+Celery workers.
 
 Each runs on 127.0.0.1 and a port of its own (``free_port``), is known to be ready by what it
 does (it accepts connections, answers HTTP, logs that it consumes) rather than by a pause, and is
@@ -111,12 +112,12 @@ def as_postgres() -> dict[str, Any]:
     return {"user": "postgres", "group": "postgres", "extra_groups": []}
 
 
-def private_dir(prefix: str) -> Path:
-    """A temporary directory the servers that run as ``postgres`` may write to (pytest's
-    ``tmp_path`` is private to root)."""
+def private_dir(prefix: str, owner: str = "postgres") -> Path:
+    """A temporary directory the servers that run as ``owner`` (``postgres``, ``mysql``) may
+    write to (pytest's ``tmp_path`` is private to root)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     if os.geteuid() == 0:
-        shutil.chown(path, "postgres", "postgres")
+        shutil.chown(path, owner, owner)
     return path
 
 
@@ -298,6 +299,117 @@ class Cluster:
         if self.running():
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self.ctl("-m", "immediate", "stop")
+
+
+# -- a private MariaDB server ------------------------------------------------------------------
+
+
+def as_mysql() -> dict[str, Any]:
+    """MariaDB runs as root only when told to: as root, start it as ``mysql``."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": "mysql", "group": "mysql", "extra_groups": []}
+
+
+@dataclass
+class MariaDBServer:
+    """A throw-away MariaDB server (``mariadbd``, no wrapper process, so the PID held is the
+    server's) with its data directory, socket and log in ``root``, on a port of its own,
+    stopped, killed and started again at will on the same port. Root over TCP, no password."""
+
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str = "", port: int | None = None) -> str:
+        return f"mysql://root@127.0.0.1:{port or self.port}/{database}"
+
+    def _options(self) -> list[str]:
+        # A small redo log and buffer pool: the tests' databases are tiny.
+        return [
+            "--no-defaults",
+            f"--datadir={self.data_dir}",
+            "--innodb-log-file-size=16M",
+            "--innodb-buffer-pool-size=64M",
+        ]
+
+    def init(self) -> None:
+        """The system tables, with root@127.0.0.1 allowed in without a password."""
+        installer = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        if installer is None:
+            raise RuntimeError("MariaDB is not installed (scripts/bootstrap.sh installs it)")
+        subprocess.run(
+            [
+                installer,
+                *self._options(),
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+            **as_mysql(),
+        )
+
+    def start(self) -> None:
+        """Start it and wait until it answers a query (after crash recovery, if killed)."""
+        binary = shutil.which("mariadbd", path="/usr/sbin:/usr/bin") or "/usr/sbin/mysqld"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(binary, *self._options()),
+                    *(f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve"),
+                    *(f"--socket={self.root / 'mysqld.sock'}", f"--pid-file={self.root / 'pid'}"),
+                    "--character-set-server=utf8mb4",
+                    "--collation-server=utf8mb4_general_ci",
+                    "--max-connections=300",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **as_mysql(),
+            )
+        wait_for_port(self.port, self.running)
+        self._wait_for_queries()
+
+    def _wait_for_queries(self) -> None:
+        from tests.databases import session
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                with session(self.url()) as probe:
+                    probe.execute("SELECT 1")
+                return
+            except Exception:
+                if time.monotonic() > deadline or not self.running():
+                    raise
+            time.sleep(0.05)  # a poll's pace
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def restart(self, mode: str = "fast") -> None:
+        """``fast``: a shutdown (sessions ended, open transactions rolled back); ``immediate``:
+        SIGKILL, no shutdown at all, InnoDB's crash recovery at the next start."""
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL if mode == "immediate" else signal.SIGTERM)
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 # -- PgBouncer ---------------------------------------------------------------------------------

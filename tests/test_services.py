@@ -1,5 +1,6 @@
 """The processes tests/services.py starts for the end-to-end tests and the soak: ports that are
-never handed out twice, the process tree, and a private cluster restarted behind PgBouncer."""
+never handed out twice, the process tree, a private cluster restarted behind PgBouncer, and a
+private MariaDB server killed and started again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ import psycopg
 import pytest
 
 from tests import services
-from tests.services import Bouncer, Cluster, children, connect, free_port, private_dir, use_ports
+from tests.databases import session
+from tests.services import (
+    Bouncer,
+    Cluster,
+    MariaDBServer,
+    children,
+    connect,
+    free_port,
+    private_dir,
+    use_ports,
+)
 
 SPAWN_ONE_CHILD = (
     "import subprocess, sys\n"
@@ -104,6 +115,34 @@ def test_a_private_cluster_restarts_behind_pgbouncer() -> None:
         bouncer.stop()
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_a_private_mariadb_server_killed_mid_transaction_recovers_what_was_committed() -> None:
+    root = private_dir("idempotency-services-test-", "mysql")
+    server = MariaDBServer(root=root, port=free_port())
+    try:
+        server.init()
+        server.start()
+        with session(server.url()) as admin:
+            admin.execute("CREATE DATABASE shop")
+        with session(server.url("shop")) as conn:
+            conn.execute("CREATE TABLE t (n INT PRIMARY KEY) ENGINE=InnoDB")
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO t VALUES (2)")
+            server.restart("immediate")  # SIGKILL with the second row uncommitted
+        with session(server.url("shop")) as conn:
+            assert conn.execute("SELECT n FROM t").fetchall() == ((1,),)
+        server.restart("fast")
+        assert server.running()
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+    assert not server.running()
+    # Nothing listens on its port any more.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), 1).close()
 
 
 def _free_in(*ports: int) -> int:

@@ -1,8 +1,9 @@
 """End-to-end fixtures: the example project under gunicorn (4 sync workers) or uvicorn on a fresh
-PostgreSQL database, reached over real HTTP (the processes: tests/services.py).
+database of DATABASE_URL's server (PostgreSQL, or MariaDB for the tests that run on both),
+reached over real HTTP (the processes: tests/services.py; the databases: tests/databases.py).
 
 The migrated database is built once per session as a template; every test gets its own copy
-(``CREATE DATABASE ... TEMPLATE``), so rows counted by one test never come from another.
+(``copy_database``), so rows counted by one test never come from another.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from psycopg import sql
 
+from tests.databases import (
+    copy_database,
+    create_database,
+    drop_database,
+    is_mariadb,
+    mysql_isolation,
+    session,
+    with_options,
+)
 from tests.services import (
     AppServer,
     AsgiServer,
@@ -70,25 +79,15 @@ def logged_in_browser(url: str, *, timeout: float) -> requests.Session:
     return browser
 
 
-def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    # CREATE/DROP DATABASE cannot run inside a transaction block.
-    return psycopg.connect(url, autocommit=True)
-
-
 def _create_database(admin_url: str, name: str, template: str | None = None) -> None:
-    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template is not None:
-        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    with _admin(admin_url) as conn:
-        conn.execute(query)
+    if template is None:
+        create_database(admin_url, name)
+    else:
+        copy_database(admin_url, template, name)
 
 
 def _drop_database(admin_url: str, name: str) -> None:
-    with _admin(admin_url) as conn:
-        # FORCE: a worker killed mid-request may leave a backend behind for a moment.
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    drop_database(admin_url, name)
 
 
 def _manage(database_url: str, *args: str) -> None:
@@ -106,11 +105,16 @@ def _release_ports() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def e2e_admin_url() -> str:
-    """The PostgreSQL database (DATABASE_URL, normally ``test``) used to create the others."""
+    """The database (DATABASE_URL, normally ``test``) whose server gets the others: PostgreSQL,
+    or MariaDB for the tests marked to run there too."""
     url = os.environ.get("DATABASE_URL", "")
-    assert url.startswith(("postgres://", "postgresql://")), (
-        "the e2e tests need DATABASE_URL=postgres://..."
+    assert url.startswith(("postgres://", "postgresql://")) or is_mariadb(url), (
+        "the e2e tests need DATABASE_URL=postgres://... (or mysql://...)"
     )
+    if is_mariadb(url):
+        # The app servers get the isolation level under test in their URL (dj-database-url
+        # makes it OPTIONS["isolation_level"]), and every database made from this URL keeps it.
+        url = with_options(url, isolation_level=mysql_isolation())
     return url
 
 
@@ -124,7 +128,7 @@ def e2e_template(e2e_admin_url: str) -> Iterator[tuple[str, str]]:
         _manage(url, "migrate", "--noinput")
         _manage(url, "shell", "-c", _CREATE_USER)
         _manage(url, "drf_create_token", E2E_USERNAME)
-        with psycopg.connect(url) as conn:
+        with session(url) as conn:
             row = conn.execute(
                 "SELECT t.key FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id"
                 " WHERE u.username = %s",

@@ -1,8 +1,9 @@
-"""Fixtures of the fault tests: several gunicorn instances at once, a private PostgreSQL cluster
-that may be restarted, and PgBouncer in transaction-pooling mode. Everything is started by the
-test on 127.0.0.1 and free ports, and stopped by PID afterwards.
+"""Fixtures of the fault tests: several gunicorn instances at once, a private database server
+(a PostgreSQL cluster, or a MariaDB server on a MariaDB run) that may be restarted or killed, and
+PgBouncer in transaction-pooling mode. Everything is started by the test on 127.0.0.1 and free
+ports, and stopped by PID afterwards.
 
-The machine's shared PostgreSQL is never restarted: the restart test gets a cluster of its own.
+The machine's shared servers are never restarted: the restart test gets a server of its own.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 
+from tests.databases import create_database, is_mariadb, mysql_isolation, session, with_options
 from tests.e2e.conftest import _CREATE_USER, E2E_USERNAME, _manage
-from tests.services import Bouncer, Cluster, connect, free_port, private_dir
+from tests.services import Bouncer, Cluster, MariaDBServer, free_port, private_dir
 
 from .harness import Instance, start_instance
 
 Launch = Callable[..., Instance]
+PrivateServer = Cluster | MariaDBServer
 
 
 @pytest.fixture
@@ -56,33 +58,41 @@ def launch(e2e_token: str, tmp_path: Path) -> Iterator[Launch]:
         print(f"--- gunicorn {instance.name} ({instance.log_path}) ---\n{instance.log()}")
 
 
-# -- a private PostgreSQL cluster ------------------------------------------------------------
+# -- a private database server ---------------------------------------------------------------
 
 
 @pytest.fixture
-def private_postgres() -> Iterator[Cluster]:
-    """A PostgreSQL cluster of this test's own; the machine's shared one is never touched."""
-    cluster = Cluster(root=private_dir("idempotency-pg-"), port=free_port())
+def private_server(e2e_admin_url: str) -> Iterator[PrivateServer]:
+    """A server of this test's own, of the kind DATABASE_URL names: a PostgreSQL cluster or a
+    MariaDB server (its own data directory, port and socket); the machine's shared ones are
+    never touched. Stopped and its directory removed afterwards."""
+    server: PrivateServer
+    if is_mariadb(e2e_admin_url):
+        server = MariaDBServer(root=private_dir("idempotency-mariadb-", "mysql"), port=free_port())
+    else:
+        server = Cluster(root=private_dir("idempotency-pg-"), port=free_port())
     try:
-        cluster.init()
-        cluster.start()
-        yield cluster
+        server.init()
+        server.start()
+        yield server
     finally:
-        cluster.stop()
-        shutil.rmtree(cluster.root, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture
-def private_database(private_postgres: Cluster) -> tuple[str, str]:
-    """The example project migrated into the private cluster: ``(database url, token)``."""
-    with connect(private_postgres.url()) as conn:
-        conn.execute("CREATE DATABASE shop")
-    url = private_postgres.url("shop")
+def private_database(private_server: PrivateServer) -> tuple[str, str]:
+    """The example project migrated into the private server: ``(database url, token)``."""
+    create_database(private_server.url(), "shop")
+    url = private_server.url("shop")
+    if is_mariadb(url):
+        url = with_options(url, isolation_level=mysql_isolation())
     _manage(url, "migrate", "--noinput")
     _manage(url, "shell", "-c", _CREATE_USER)
     _manage(url, "drf_create_token", E2E_USERNAME)
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT key FROM authtoken_token").fetchone()
+    with session(url) as conn:
+        # Qualified: KEY is a reserved word in MySQL.
+        row = conn.execute("SELECT t.key FROM authtoken_token t").fetchone()
     assert row is not None
     return url, str(row[0])
 

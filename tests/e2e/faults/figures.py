@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tests.databases import is_mariadb, label, mysql_isolation
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FIGURES_ENV = "IDEMPOTENCY_FIGURES"
 # One pytest process is one run; the report shows the figures of a single run.
@@ -63,8 +65,11 @@ def figures_path() -> Path:
 
 
 def database_label() -> str:
+    """``postgresql``, ``sqlite``, or ``mariadb`` with the isolation level of the run."""
     url = os.environ.get("DATABASE_URL", "")
-    return "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+    if is_mariadb(url):
+        return f"{label(url)}, {mysql_isolation()}"
+    return label(url) if url.startswith("postgres") else "sqlite"
 
 
 @contextmanager

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
 import pytest
 import requests
 
+from tests.databases import Session
 from tests.e2e.conftest import Server
 from tests.services import AppServer, free_port, pid_with_local_port
 
@@ -87,14 +87,19 @@ def start_instance(
     except RuntimeError as error:
         app.stop()
         pytest.fail(str(error))
+    # A worker imports the URLconf and the views on its first request: done now, on all of them
+    # at once, so that no timed request pays for it (on a loaded machine, a copy meant to queue
+    # behind a slow original could otherwise reach the database only after the original ended).
+    probe = f"{app.url}{app.probe_path}"
+    fire_together([lambda: requests.get(probe, timeout=REQUEST_TIMEOUT)] * (2 * workers))
     server = Server(url=app.url, token=token, database_url=database_url)
     return Instance(name=name, server=server, app=app)
 
 
-def holder_worker(app: Instance, conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    """The worker whose request sits in an open transaction, and that transaction's backend:
-    found through the backend's client port and the worker's sockets."""
-    [(backend, port)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
+def holder_worker(app: Instance, conn: Session) -> tuple[int, int]:
+    """The worker whose request sits in an open transaction, and that transaction's session on
+    the database server: found through the session's client port and the worker's sockets."""
+    [(backend, port)] = wait_for(conn.in_open_transactions)
     worker = pid_with_local_port(port, app.worker_pids())
     assert worker is not None, "no worker of this server owns the holding connection"
     return worker, backend
@@ -265,16 +270,6 @@ class Background:
         assert not self.thread.is_alive(), "the request never ended"
 
 
-def busy_backends(conn: psycopg.Connection[Any], state: str) -> list[tuple[int, int]]:
-    """``(backend pid, client port)`` of the sessions on this database in ``state``."""
-    rows = conn.execute(
-        "SELECT pid, client_port FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = %s",
-        [state],
-    ).fetchall()
-    return [(int(pid), int(port)) for pid, port in rows]
-
-
 def wait_for(condition: Any, timeout: float = FIND_TIMEOUT) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -285,41 +280,26 @@ def wait_for(condition: Any, timeout: float = FIND_TIMEOUT) -> Any:
     pytest.fail(f"timed out after {timeout}s waiting for {condition}")
 
 
-def session_exists(conn: psycopg.Connection[Any], backend: int) -> bool:
-    return (
-        conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone()
-        is not None
-    )
-
-
-def lock_waiters(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    ).fetchone()
-    return row is not None
-
-
 # -- the database afterwards ---------------------------------------------------------------
 
 
-def scalar(conn: psycopg.Connection[Any], query: str, params: Iterable[Any] = ()) -> Any:
+def scalar(conn: Session, query: str, params: Iterable[Any] = ()) -> Any:
     row = conn.execute(query, list(params)).fetchone()
     assert row is not None
     return row[0]
 
 
-def in_flight_records(conn: psycopg.Connection[Any]) -> int:
+def in_flight_records(conn: Session) -> int:
     """Records not completed: must be none once every request has ended, crashed or not."""
     return int(scalar(conn, f"SELECT count(*) FROM {RECORDS} WHERE state = 'in_flight'"))
 
 
-def stored_server_errors(conn: psycopg.Connection[Any]) -> int:
+def stored_server_errors(conn: Session) -> int:
     """Stored 5xx answers: a half-result that a retry would get replayed. Must be none."""
     return int(scalar(conn, f"SELECT count(*) FROM {RECORDS} WHERE response_status >= 500"))
 
 
-def rows_by(conn: psycopg.Connection[Any], query: str) -> dict[Any, int]:
+def rows_by(conn: Session, query: str) -> dict[Any, int]:
     """``SELECT name, count(*) ... GROUP BY name`` as a dict."""
     return {name: int(count) for name, count in conn.execute(query).fetchall()}
 

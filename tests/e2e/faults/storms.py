@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import psycopg
 import requests
+
+from tests.databases import session
 
 from .figures import Sheet
 from .harness import (
@@ -60,7 +61,7 @@ def duplicate_storm(
     ]:
         by_key[key].append(response)
 
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with session(database_url) as conn:
         rows = rows_by(conn, "SELECT item, count(*) FROM shop_order GROUP BY item")
         order_of = dict(conn.execute("SELECT item, id FROM shop_order").fetchall())
         sheet.stuck_records = in_flight_records(conn)
@@ -149,7 +150,7 @@ def one_effect_per_reference(
     """After a storm on ``references`` (each fired at once under many keys): the sheet filled
     in, and the promise asserted: one effect per reference (``effects`` counts them, ``SELECT
     reference, count(*) ... GROUP BY reference``) and, of its ``answers``, one original."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with session(database_url) as conn:
         found = rows_by(conn, effects)
         sheet.stuck_records = in_flight_records(conn)
         stored_errors = stored_server_errors(conn)

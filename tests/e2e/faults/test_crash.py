@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import signal
 
-import psycopg
 import pytest
 import requests
+
+from tests.databases import session
 
 from .conftest import Launch
 from .figures import FAULTS, measure
@@ -20,15 +21,14 @@ from .harness import (
     holder_worker,
     in_flight_records,
     is_replayed,
-    lock_waiters,
     new_order,
     rows_by,
-    session_exists,
     stored_server_errors,
     wait_for,
 )
 
-pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
+# Run on MariaDB too (DATABASE_URL=mysql://...).
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.concurrent_db]
 
 ROUNDS = 3
 GATEWAY_DELAY_MS = 2000
@@ -47,7 +47,7 @@ def test_a_worker_killed_while_holding_a_key(
             "its key in an open transaction; a copy of it waits on a second worker; the holding "
             "worker is SIGKILLed; the client retries with the same key until it gets an answer.",
         ) as sheet,
-        psycopg.connect(e2e_database_url, autocommit=True) as conn,
+        session(e2e_database_url) as conn,
     ):
         outcomes = []
         for round_ in range(ROUNDS):
@@ -59,14 +59,14 @@ def test_a_worker_killed_while_holding_a_key(
             worker, backend = holder_worker(app, conn)
             copy = Background(payment.send)
             # The copy is queued behind the holder's uncommitted claim before the kill.
-            wait_for(lambda: lock_waiters(conn))
+            wait_for(conn.lock_waiters)
             os.kill(worker, signal.SIGKILL)
             sheet.processes_killed += 1
 
             holder.join()
             tally.saw(holder.response, holder.error)
             # The dead worker's session ends and its transaction is rolled back at once.
-            wait_for(lambda b=backend: not session_exists(conn, b))
+            wait_for(lambda b=backend: not conn.session_exists(b))
             copy.join()
             tally.saw(copy.response, copy.error)
             retry = payment.settle(tally, seconds=30)

@@ -9,9 +9,10 @@ import os
 import signal
 from typing import Any
 
-import psycopg
 import pytest
 import requests
+
+from tests.databases import Session, session
 
 from .conftest import Launch
 from .figures import FAULTS, measure
@@ -24,7 +25,6 @@ from .harness import (
     in_flight_records,
     new_order,
     scalar,
-    session_exists,
     wait_for,
 )
 
@@ -34,16 +34,16 @@ ROUNDS = 2
 CRASH_WINDOW_MS = 3000
 
 
-def charges(conn: psycopg.Connection[Any], order: int) -> int:
+def charges(conn: Session, order: int) -> int:
     return int(scalar(conn, 'SELECT count(*) FROM shop_gatewaycharge WHERE "order" = %s', [order]))
 
 
-def payments(conn: psycopg.Connection[Any], order: int) -> int:
+def payments(conn: Session, order: int) -> int:
     return int(scalar(conn, "SELECT count(*) FROM shop_payment WHERE order_id = %s", [order]))
 
 
 def crash_after_charge(
-    app: Instance, token: str, conn: psycopg.Connection[Any], round_: int, tally: Tally
+    app: Instance, token: str, conn: Session, round_: int, tally: Tally
 ) -> tuple[int, requests.Response | None]:
     """One payment whose worker dies in the crash window, then retried until it settles."""
     order_id = new_order(app.url, token, f"o{round_}")
@@ -56,7 +56,7 @@ def crash_after_charge(
     holder.join()
     tally.saw(holder.response, holder.error)
     assert holder.response is None, holder.response.text if holder.response else None
-    wait_for(lambda: not session_exists(conn, backend))
+    wait_for(lambda: not conn.session_exists(backend))
     assert payments(conn, order_id) == 0  # rolled back with the worker
 
     return order_id, payment.settle(tally, seconds=60)
@@ -79,7 +79,7 @@ def test_a_worker_killed_after_the_charge_charges_once(
             f"worker sleeps {CRASH_WINDOW_MS} ms before committing and is SIGKILLed there; the "
             "client retries with the same key. The gateway deduplicates by the derived key.",
         ) as sheet,
-        psycopg.connect(e2e_database_url, autocommit=True) as conn,
+        session(e2e_database_url) as conn,
     ):
         settled = [crash_after_charge(app, e2e_token, conn, i, tally) for i in range(ROUNDS)]
         sheet.processes_killed = ROUNDS
@@ -115,7 +115,7 @@ def test_without_derived_keys_the_same_crash_charges_twice(
             "EXAMPLE_DERIVED_KEYS": "0",
         },
     )
-    with psycopg.connect(e2e_database_url, autocommit=True) as conn:
+    with session(e2e_database_url) as conn:
         order, retry = crash_after_charge(app, e2e_token, conn, 0, Tally())
         assert retry is not None
         assert retry.status_code == 201, retry.text

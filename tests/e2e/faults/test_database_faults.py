@@ -8,19 +8,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 import requests
 
-from tests.services import Cluster
+from tests.databases import label, session
 
-from .conftest import Launch
+from .conftest import Launch, PrivateServer
 from .figures import FAULTS, measure
 from .harness import (
     Background,
     Payment,
     Tally,
-    busy_backends,
     fill_in_sheet,
     in_flight_records,
     is_problem,
@@ -29,13 +27,13 @@ from .harness import (
     new_order,
     post,
     rows_by,
-    session_exists,
     settle,
     stored_server_errors,
     wait_for,
 )
 
-pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.postgres]
+# Run on MariaDB too (DATABASE_URL=mysql://...).
+pytestmark = [pytest.mark.drf, pytest.mark.e2e, pytest.mark.concurrent_db]
 
 ROUNDS = 3
 GATEWAY_DELAY_MS = 1500
@@ -51,10 +49,11 @@ def test_the_requests_backend_terminated_mid_request(
             "Backend terminated mid-request",
             section=FAULTS,
             what=f"{ROUNDS} rounds: while a payment waits {GATEWAY_DELAY_MS} ms on the gateway "
-            "inside its transaction, pg_terminate_backend() kills its PostgreSQL session; the "
-            "client then retries with the same key.",
+            "inside its transaction, the database server ends its session "
+            "(pg_terminate_backend() on PostgreSQL, KILL CONNECTION on MariaDB); the client then "
+            "retries with the same key.",
         ) as sheet,
-        psycopg.connect(e2e_database_url, autocommit=True) as conn,
+        session(e2e_database_url) as conn,
     ):
         outcomes = []
         for round_ in range(ROUNDS):
@@ -63,10 +62,10 @@ def test_the_requests_backend_terminated_mid_request(
             payment = Payment(app.url, e2e_token, order=order, key=f"terminated-{round_}")
 
             first = Background(payment.send)
-            [(backend, _)] = wait_for(lambda: busy_backends(conn, "idle in transaction"))
-            conn.execute("SELECT pg_terminate_backend(%s)", [backend])
+            [(backend, _)] = wait_for(conn.in_open_transactions)
+            conn.terminate(backend)
             sheet.faults_injected += 1
-            wait_for(lambda b=backend: not session_exists(conn, b))
+            wait_for(lambda b=backend: not conn.session_exists(b))
             first.join()
             tally.saw(first.response, first.error)
             retry = payment.settle(tally, seconds=30)
@@ -99,12 +98,28 @@ CLIENTS = 8
 OPERATIONS_PER_CLIENT = 20
 RESTARTS = 2
 LOAD_DEADLINE = 90.0
+#: How each server goes down: PostgreSQL by a fast shutdown, MariaDB killed outright.
+RESTART = {
+    "postgresql": (
+        "fast",
+        "PostgreSQL restarted under load",
+        "a private PostgreSQL cluster, which is restarted {restarts} times (fast shutdown: "
+        "sessions terminated, open transactions rolled back)",
+    ),
+    "mariadb": (
+        "immediate",
+        "MariaDB killed under load",
+        "a private MariaDB server, which is SIGKILLed and started again {restarts} times (no "
+        "shutdown at all: InnoDB's crash recovery at the next start)",
+    ),
+}
 
 
-def test_postgresql_restarted_under_load(
-    private_postgres: Cluster, private_database: tuple[str, str], launch: Launch
+def test_the_database_server_restarted_under_load(
+    private_server: PrivateServer, private_database: tuple[str, str], launch: Launch
 ) -> None:
     url, token = private_database
+    mode, title, how = RESTART[label(url)]
     apps = [launch(url, name=f"app-{n}", token=token, delay_ms=50) for n in (1, 2)]
     urls = [app.url for app in apps]
     operations = [
@@ -128,12 +143,11 @@ def test_postgresql_restarted_under_load(
             )
 
     with measure(
-        "PostgreSQL restarted under load",
+        title,
         section=FAULTS,
         what=f"{CLIENTS} clients each create {OPERATIONS_PER_CLIENT} orders (one key each) "
-        f"on two gunicorn instances against a private PostgreSQL cluster, which is restarted "
-        f"{RESTARTS} times (fast shutdown: sessions terminated, open transactions rolled back) "
-        "while they run; every client retries its key until it gets an answer.",
+        f"on two gunicorn instances against {how.format(restarts=RESTARTS)} while they run; "
+        "every client retries its key until it gets an answer.",
     ) as sheet:
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
             futures = [pool.submit(client, index) for index in range(CLIENTS)]
@@ -142,7 +156,7 @@ def test_postgresql_restarted_under_load(
                 time.sleep(0.5)
                 # A restart after the clients finished would prove nothing.
                 assert not all(future.done() for future in futures), "load ended too soon"
-                private_postgres.restart()
+                private_server.restart(mode)
                 sheet.faults_injected += 1
             for future in futures:
                 future.result(timeout=LOAD_DEADLINE + 30)
@@ -155,7 +169,7 @@ def test_postgresql_restarted_under_load(
         for response in replays.values():
             tally.saw(response)
 
-        with psycopg.connect(url, autocommit=True) as conn:
+        with session(url) as conn:
             rows = rows_by(conn, "SELECT item, count(*) FROM shop_order GROUP BY item")
             order_of = dict(conn.execute("SELECT item, id FROM shop_order").fetchall())
             sheet.stuck_records = in_flight_records(conn)
