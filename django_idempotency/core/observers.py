@@ -1,0 +1,149 @@
+"""The engine's one hook for metrics and traces: observers told what each operation did.
+
+An observer is any object with the methods of ``Observer``; the engine calls them and imports
+no metrics library. The adapters (``django_idempotency.metrics``) are loaded by name from
+``IDEMPOTENCY_METRICS``; with none set, ``watch()`` answers the shared ``OFF`` watch, whose
+methods do nothing, after one settings read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.utils.module_loading import import_string
+
+from ..conf import METRICS_EXPORTERS, app_settings
+from .operation import Operation
+
+#: What one operation ends in, as every observer names it.
+OUTCOMES = ("stored", "replayed", "released", "mismatch", "reference_conflict", "in_flight")
+#: The engine's phases, each a span (a child of the request's span, if any).
+SPANS = ("claim", "view", "store", "replay")
+#: The operators' gauges, set at the end of each purge and relay pass (``report_backlog``).
+BACKLOG = (
+    "purge_lag_seconds",
+    "purge_backlog_records",
+    "purge_last_pass_timestamp_seconds",
+    "outbox_backlog_messages",
+    "outbox_oldest_age_seconds",
+    "outbox_parked_messages",
+    "outbox_last_pass_timestamp_seconds",
+)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a measurement is labelled with: both bounded, neither names a client.
+
+    ``scope`` is the operation's endpoint: its scope up to the ``|`` that HTTP doors put
+    before the principal (``payment-list`` of ``payment-list|user:7``), a task's
+    ``celery:<name>``, a ``once`` call's scope.
+    """
+
+    door: str
+    scope: str
+
+    @classmethod
+    def of(cls, operation: Operation) -> Labels:
+        return cls(door=operation.door, scope=operation.scope.partition("|")[0])
+
+
+class Observer(Protocol):
+    """What the engine, the purge and the relay tell an observer."""
+
+    def span(self, name: str, labels: Labels) -> AbstractContextManager[object]:
+        """A context around one phase (``SPANS``) of an operation."""
+
+    def outcome(self, name: str, labels: Labels) -> None:
+        """An operation ended in ``name`` (``OUTCOMES``)."""
+
+    def waited(self, labels: Labels, seconds: float) -> None:
+        """A claim waited ``seconds`` behind a copy of its request in flight."""
+
+    def backlog(self, database: str, values: Mapping[str, float]) -> None:
+        """The purge's or the relay's gauges (names from ``BACKLOG``), after a pass."""
+
+
+_NO_SPAN: AbstractContextManager[object] = nullcontext()
+
+
+class Watch:
+    """One operation's observers with its labels; ``OFF`` when there are none."""
+
+    __slots__ = ("labels", "observers")
+
+    def __init__(self, observers: tuple[Observer, ...], labels: Labels | None) -> None:
+        self.observers = observers
+        self.labels = labels
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    def span(self, name: str) -> AbstractContextManager[object]:
+        if not self.observers or self.labels is None:
+            return _NO_SPAN
+        if len(self.observers) == 1:
+            return self.observers[0].span(name, self.labels)
+        return _nested(self.observers, name, self.labels)
+
+    def outcome(self, name: str) -> None:
+        if self.labels is not None:
+            for observer in self.observers:
+                observer.outcome(name, self.labels)
+
+    def waited(self, seconds: float) -> None:
+        if self.labels is not None:
+            for observer in self.observers:
+                observer.waited(self.labels, seconds)
+
+
+OFF = Watch((), None)
+
+
+def watch(operation: Operation) -> Watch:
+    """The observers of ``operation``: ``OFF`` unless ``IDEMPOTENCY_METRICS`` names some."""
+    active = observers()
+    if not active:
+        return OFF
+    return Watch(active, Labels.of(operation))
+
+
+def report_backlog(database: str, values: Mapping[str, float]) -> None:
+    for observer in observers():
+        observer.backlog(database, values)
+
+
+_built: dict[tuple[str, ...], tuple[Observer, ...]] = {}
+_building = threading.Lock()
+
+
+def observers() -> tuple[Observer, ...]:
+    """The observers ``IDEMPOTENCY_METRICS`` names, built once per value of the setting."""
+    names = app_settings.METRICS
+    if not names:
+        return ()
+    built = _built.get(names)
+    if built is None:
+        with _building:
+            built = _built.get(names) or tuple(_build(name) for name in names)
+            _built[names] = built
+    return built
+
+
+def _build(name: str) -> Observer:
+    module = METRICS_EXPORTERS.get(name, (None, None))[0]
+    path = f"{module}.Observer" if module else name
+    observer: Observer = import_string(path)()
+    return observer
+
+
+@contextmanager
+def _nested(observers: tuple[Observer, ...], name: str, labels: Labels) -> Iterator[None]:
+    with ExitStack() as stack:
+        for observer in observers:
+            stack.enter_context(observer.span(name, labels))
+        yield
