@@ -3,7 +3,9 @@
 An observer is any object with the methods of ``Observer``; the engine calls them and imports
 no metrics library. The adapters (``django_idempotency.metrics``) are loaded by name from
 ``IDEMPOTENCY_METRICS``; with none set, ``watch()`` answers the shared ``OFF`` watch, whose
-methods do nothing, after one settings read.
+methods do nothing. The setting is read once, and again when it changes (``override_settings``):
+reading a Django setting that is not set raises and catches an AttributeError, which costs
+more than the rest of the hook (benchmarks/metrics.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ..conf import METRICS_EXPORTERS, app_settings
@@ -119,19 +122,32 @@ def report_backlog(database: str, values: Mapping[str, float]) -> None:
 
 _built: dict[tuple[str, ...], tuple[Observer, ...]] = {}
 _building = threading.Lock()
+#: The observers of the setting's current value; ``None``: not read since it last changed.
+_current: tuple[Observer, ...] | None = None
 
 
 def observers() -> tuple[Observer, ...]:
     """The observers ``IDEMPOTENCY_METRICS`` names, built once per value of the setting."""
+    global _current
+    current = _current
+    if current is not None:
+        return current
     names = app_settings.METRICS
-    if not names:
-        return ()
-    built = _built.get(names)
-    if built is None:
-        with _building:
-            built = _built.get(names) or tuple(_build(name) for name in names)
-            _built[names] = built
+    with _building:
+        built = _built.get(names)
+        if built is None:
+            built = _built[names] = tuple(_build(name) for name in names)
+        _current = built
     return built
+
+
+def _forget(*, setting: str, **kwargs: object) -> None:
+    global _current
+    if setting == "IDEMPOTENCY_METRICS":
+        _current = None
+
+
+setting_changed.connect(_forget)
 
 
 def _build(name: str) -> Observer:
