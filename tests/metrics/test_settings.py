@@ -1,0 +1,84 @@
+"""``IDEMPOTENCY_METRICS``: its checks, an observer of one's own, and the setting's changes
+taking effect at once."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.test import override_settings
+
+from django_idempotency.core import observers
+from django_idempotency.core.observers import Labels
+from django_idempotency.once import run_once
+
+
+def ids(**settings: Any) -> list[tuple[str, str]]:
+    with override_settings(**settings):
+        return [(m.id or "", m.msg) for m in run_checks() if "IDEMPOTENCY_METRICS" in m.msg]
+
+
+@pytest.mark.parametrize(
+    ("name", "library"),
+    [("prometheus", "prometheus_client"), ("opentelemetry", "opentelemetry.metrics")],
+)
+def test_an_exporter_whose_library_is_missing_stops_the_project(
+    monkeypatch: pytest.MonkeyPatch, name: str, library: str
+) -> None:
+    monkeypatch.setitem(sys.modules, library, None)  # how Python spells "not installed"
+    found = ids(IDEMPOTENCY_METRICS=[name])
+    assert [code for code, _ in found] == ["django_idempotency.E026"]
+    assert f"{library} is not installed" in found[0][1]
+
+
+def test_an_observer_path_that_does_not_import_stops_the_project() -> None:
+    found = ids(IDEMPOTENCY_METRICS=["myproject.metrics.Nowhere"])
+    assert [code for code, _ in found] == ["django_idempotency.E026"]
+
+
+def test_installed_exporters_and_an_importable_observer_pass() -> None:
+    path = f"{__name__}.Recorder"
+    assert ids(IDEMPOTENCY_METRICS=["prometheus", "opentelemetry", path]) == []
+
+
+class Recorder:
+    """An observer of one's own: what the engine told it."""
+
+    seen: list[tuple[str, ...]] = []
+
+    def span(self, name: str, labels: Labels) -> Any:
+        self.seen.append(("span", name, labels.door, labels.scope))
+        return nullcontext()
+
+    def outcome(self, name: str, labels: Labels) -> None:
+        self.seen.append(("outcome", name))
+
+    def waited(self, labels: Labels, seconds: float) -> None:
+        self.seen.append(("waited",))
+
+    def backlog(self, database: str, values: Mapping[str, float]) -> None:
+        self.seen.append(("backlog", database))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_observer_of_ones_own_is_told_and_a_change_of_the_setting_is_seen_at_once() -> None:
+    Recorder.seen.clear()
+    with override_settings(IDEMPOTENCY_METRICS=[f"{__name__}.Recorder"]):
+        run_once(lambda: 1, scope="own|user:1", key="k")
+        run_once(lambda: 1, scope="own|user:1", key="k")
+    run_once(lambda: 1, scope="own|user:1", key="other")  # off again: nothing told
+
+    assert Recorder.seen == [
+        ("span", "claim", "once", "own"),
+        ("span", "view", "once", "own"),
+        ("span", "store", "once", "own"),
+        ("outcome", "stored"),
+        ("span", "claim", "once", "own"),
+        ("span", "replay", "once", "own"),
+        ("outcome", "replayed"),
+    ]
+    assert observers.observers() == ()
