@@ -44,7 +44,8 @@ class Labels:
 
     ``scope`` is the operation's endpoint: its scope up to the ``|`` that HTTP doors put
     before the principal (``payment-list`` of ``payment-list|user:7``), a task's
-    ``celery:<name>``, a ``once`` call's scope.
+    ``celery:<name>``, a ``once`` call's scope. A scope too long to store is stored as its
+    digest, principal included: its label is ``sha256``, one value for all of them.
     """
 
     door: str
@@ -52,7 +53,10 @@ class Labels:
 
     @classmethod
     def of(cls, operation: Operation) -> Labels:
-        return cls(door=operation.door, scope=operation.scope.partition("|")[0])
+        endpoint = operation.scope.partition("|")[0]
+        if endpoint.startswith("sha256:"):
+            endpoint = "sha256"
+        return cls(door=operation.door, scope=endpoint)
 
 
 class Observer(Protocol):

@@ -82,3 +82,15 @@ def test_an_observer_of_ones_own_is_told_and_a_change_of_the_setting_is_seen_at_
         ("outcome", "replayed"),
     ]
     assert observers.observers() == ()
+
+
+def test_a_scope_stored_as_its_digest_is_labelled_by_one_value() -> None:
+    from django_idempotency.core.references import storable
+    from django_idempotency.once.operations import operation
+
+    long = storable("payments-" + "x" * 300 + "|user:7")
+    assert long.startswith("sha256:")
+    assert Labels.of(operation(scope=long, key="k", fingerprint="f")).scope == "sha256"
+    assert Labels.of(operation(scope="order-list|user:7", key="k", fingerprint="f")).scope == (
+        "order-list"
+    )
