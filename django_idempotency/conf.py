@@ -26,11 +26,17 @@ DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
     429,
 )
 
-#: The metrics and traces built in, by their name in ``IDEMPOTENCY_METRICS``: the module of
-#: each adapter and the module its extra installs.
+#: The metrics and traces built in, by their name in ``IDEMPOTENCY_METRICS``: the observer
+#: class of each and the module its extra installs.
 METRICS_EXPORTERS: dict[str, tuple[str, str]] = {
-    "prometheus": ("django_idempotency.metrics.prometheus", "prometheus_client"),
-    "opentelemetry": ("django_idempotency.metrics.opentelemetry", "opentelemetry.metrics"),
+    "prometheus": (
+        "django_idempotency.metrics.prometheus.PrometheusObserver",
+        "prometheus_client",
+    ),
+    "opentelemetry": (
+        "django_idempotency.metrics.opentelemetry.OpenTelemetryObserver",
+        "opentelemetry.metrics",
+    ),
 }
 
 #: The values of ``IDEMPOTENCY_PRINCIPAL`` and of every door's ``principal`` option.

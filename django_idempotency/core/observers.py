@@ -155,8 +155,7 @@ setting_changed.connect(_forget)
 
 
 def _build(name: str) -> Observer:
-    module = METRICS_EXPORTERS.get(name, (None, None))[0]
-    path = f"{module}.Observer" if module else name
+    path = METRICS_EXPORTERS[name][0] if name in METRICS_EXPORTERS else name
     observer: Observer = import_string(path)()
     return observer
 

@@ -37,7 +37,7 @@ def _attributes(labels: Labels) -> dict[str, str]:
     return {"idempotency.door": labels.door, "idempotency.scope": labels.scope}
 
 
-class Observer:
+class OpenTelemetryObserver:
     """The engine's, the purge's and the relay's reports as OpenTelemetry spans and metrics."""
 
     def __init__(self) -> None:
@@ -86,7 +86,7 @@ class Observer:
 class _Reader:
     """The callback of one observable gauge: the last value of each database."""
 
-    def __init__(self, observer: Observer, name: str) -> None:
+    def __init__(self, observer: OpenTelemetryObserver, name: str) -> None:
         self.observer = observer
         self.name = name
 

@@ -83,7 +83,7 @@ class _Timed:
         self.histogram.observe(time.perf_counter() - self.started)
 
 
-class Observer:
+class PrometheusObserver:
     """The engine's, the purge's and the relay's reports as Prometheus metrics."""
 
     def span(self, name: str, labels: Labels) -> _Timed:
