@@ -6,21 +6,28 @@ no metrics library. The adapters (``django_idempotency.metrics``) are loaded by 
 methods do nothing. The setting is read once, and again when it changes (``override_settings``):
 reading a Django setting that is not set raises and catches an AttributeError, which costs
 more than the rest of the hook (benchmarks/metrics.py).
+
+An observer that fails (raises, or its span swallows the phase's exception) is logged and
+ignored: telemetry never changes an answer, undoes a stored response or stops a purge.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ..conf import METRICS_EXPORTERS, app_settings
 from .operation import Operation
+
+logger = logging.getLogger(__name__)
 
 #: What one operation ends in, as every observer names it.
 OUTCOMES = ("stored", "replayed", "released", "mismatch", "reference_conflict", "in_flight")
@@ -93,19 +100,17 @@ class Watch:
     def span(self, name: str) -> AbstractContextManager[object]:
         if not self.observers or self.labels is None:
             return _NO_SPAN
-        if len(self.observers) == 1:
-            return self.observers[0].span(name, self.labels)
-        return _nested(self.observers, name, self.labels)
+        return _Spans(self.observers, name, self.labels)
 
     def outcome(self, name: str) -> None:
         if self.labels is not None:
             for observer in self.observers:
-                observer.outcome(name, self.labels)
+                _safely(observer.outcome, name, self.labels)
 
     def waited(self, seconds: float) -> None:
         if self.labels is not None:
             for observer in self.observers:
-                observer.waited(self.labels, seconds)
+                _safely(observer.waited, self.labels, seconds)
 
 
 OFF = Watch((), None)
@@ -121,7 +126,7 @@ def watch(operation: Operation) -> Watch:
 
 def report_backlog(database: str, values: Mapping[str, float]) -> None:
     for observer in observers():
-        observer.backlog(database, values)
+        _safely(observer.backlog, database, values)
 
 
 _built: dict[tuple[str, ...], tuple[Observer, ...]] = {}
@@ -140,7 +145,8 @@ def observers() -> tuple[Observer, ...]:
     with _building:
         built = _built.get(names)
         if built is None:
-            built = _built[names] = tuple(_build(name) for name in names)
+            made = (_build(name) for name in names)
+            built = _built[names] = tuple(observer for observer in made if observer is not None)
         _current = built
     return built
 
@@ -154,15 +160,58 @@ def _forget(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_forget)
 
 
-def _build(name: str) -> Observer:
+def _build(name: str) -> Observer | None:
+    """The observer ``name`` names; ``None`` (logged) if it cannot be made: check E026 stops
+    a project whose exporter is missing, but gunicorn runs no checks, and every operation
+    failing for want of its metrics would be worse than none."""
     path = METRICS_EXPORTERS[name][0] if name in METRICS_EXPORTERS else name
-    observer: Observer = import_string(path)()
+    try:
+        observer: Observer = import_string(path)()
+    except Exception:
+        logger.exception("IDEMPOTENCY_METRICS: the observer %r cannot be made; ignored.", name)
+        return None
     return observer
 
 
-@contextmanager
-def _nested(observers: tuple[Observer, ...], name: str, labels: Labels) -> Iterator[None]:
-    with ExitStack() as stack:
-        for observer in observers:
-            stack.enter_context(observer.span(name, labels))
-        yield
+def _safely(method: Any, *args: object) -> None:
+    try:
+        method(*args)
+    except Exception:
+        logger.exception("An idempotency observer failed in %s; ignored.", method)
+
+
+class _Spans:
+    """The observers' spans of one phase, each entered and left under ``_safely``'s rule, and
+    never allowed to swallow the phase's own exception (a context manager may)."""
+
+    __slots__ = ("entered", "labels", "name", "observers")
+
+    def __init__(self, observers: tuple[Observer, ...], name: str, labels: Labels) -> None:
+        self.observers = observers
+        self.name = name
+        self.labels = labels
+        self.entered: list[AbstractContextManager[object]] = []
+
+    def __enter__(self) -> None:
+        for observer in self.observers:
+            try:
+                span = observer.span(self.name, self.labels)
+                span.__enter__()
+            except Exception:
+                logger.exception("An idempotency observer's %r span failed; ignored.", self.name)
+            else:
+                self.entered.append(span)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        while self.entered:
+            span = self.entered.pop()
+            try:
+                span.__exit__(kind, error, trace)
+            except Exception:
+                logger.exception("An idempotency observer's %r span failed; ignored.", self.name)
+        # None: the phase's exception, if any, goes on, whatever the spans answered.
