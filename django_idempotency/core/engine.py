@@ -77,7 +77,7 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     except store.WaitExpired:
         record_event(operation, "in_flight", None)
         _send_conflict(operation, None, "in_flight")
-        seen.outcome("in_flight")
+        _count(operation, seen, "in_flight")
         raise RequestInFlight() from None
     finally:
         _current.reset(token)
@@ -145,9 +145,7 @@ def _claim_and_run(
             ttl=_lifetime(operation, claimed.at),
             reference_ttl=app_settings.REFERENCE_TTL,
         )
-    if seen:
-        # Counted when the record is, so the count matches the table's.
-        transaction.on_commit(partial(seen.outcome, "stored"), using=operation.database)
+    _count(operation, seen, "stored")
     transaction.on_commit(
         partial(
             response_stored.send,
@@ -176,6 +174,15 @@ def _lifetime(operation: Operation, claimed_at: datetime) -> timedelta:
     if operation.key_expires_at is None:
         return operation.ttl
     return max(operation.ttl, _aware(operation.key_expires_at) - _aware(claimed_at))
+
+
+def _count(operation: Operation, seen: Watch, outcome: str) -> None:
+    """Count ``outcome`` when the database keeps what it wrote of it (the record, its counter,
+    the event): a caller's rollback, a savepoint's, or DRF's of a refusal under
+    ``ATOMIC_REQUESTS`` takes the count with it, so the two agree. Outside a transaction,
+    at once. A released answer leaves nothing to keep: it is counted where it happens."""
+    if seen:
+        transaction.on_commit(partial(seen.outcome, outcome), using=operation.database)
 
 
 def _completed_since(record: IdempotencyRecord, now: datetime) -> bool:
@@ -227,19 +234,19 @@ def _answer(operation: Operation, blocker: _Blocker, seen: Watch) -> HttpRespons
         response_replayed.send(sender=IdempotencyRecord, operation=operation, record=record)
         with seen.span("replay"):
             replay = stored_response(record).replay()
-        seen.outcome("replayed")
+        _count(operation, seen, "replayed")
         return replay
     error: IdempotencyError
     if blocker.by_reference:
         _send_conflict(operation, record, "reference")
-        seen.outcome("reference_conflict")
+        _count(operation, seen, "reference_conflict")
         # Fail safe: a reference outlives its stored response; then it refuses, whatever
         # the content, rather than let a second request perform the operation again.
         reference = operation.reference or ""
         error = ReferenceConflict(reference) if blocker.replayable else ReferenceHeld(reference)
     else:
         _send_conflict(operation, record, "mismatch")
-        seen.outcome("mismatch")
+        _count(operation, seen, "mismatch")
         error = KeyMismatch()
     raise error
 
