@@ -129,32 +129,44 @@ def report_backlog(database: str, values: Mapping[str, float]) -> None:
         _safely(observer.backlog, database, values)
 
 
-_built: dict[tuple[str, ...], tuple[Observer, ...]] = {}
+#: Each observer made once per process, whatever lists name it: OpenTelemetry keeps the first
+#: instrument of a name, so a second adapter's gauges would never be read. ``None``: it failed.
+_built: dict[str, Observer | None] = {}
 _building = threading.Lock()
 #: The observers of the setting's current value; ``None``: not read since it last changed.
 _current: tuple[Observer, ...] | None = None
 
 
 def observers() -> tuple[Observer, ...]:
-    """The observers ``IDEMPOTENCY_METRICS`` names, built once per value of the setting."""
+    """The observers ``IDEMPOTENCY_METRICS`` names, looked up once per value of the setting."""
     global _current
     current = _current
     if current is not None:
         return current
-    names = app_settings.METRICS
-    with _building:
-        built = _built.get(names)
-        if built is None:
-            made = (_build(name) for name in names)
-            built = _built[names] = tuple(observer for observer in made if observer is not None)
-        _current = built
-    return built
+    with _building:  # and _forget: a change while this reads is never overwritten by it
+        names = _names()
+        for name in names:
+            if name not in _built:
+                _built[name] = _build(name)
+        current = _current = tuple(
+            observer for name in names if (observer := _built[name]) is not None
+        )
+    return current
+
+
+def _names() -> tuple[str, ...]:
+    try:
+        return app_settings.METRICS
+    except TypeError:  # a string: check E002 says so, but gunicorn runs no checks
+        logger.exception("IDEMPOTENCY_METRICS is not a list; nothing is measured.")
+        return ()
 
 
 def _forget(*, setting: str, **kwargs: object) -> None:
     global _current
     if setting == "IDEMPOTENCY_METRICS":
-        _current = None
+        with _building:
+            _current = None
 
 
 setting_changed.connect(_forget)

@@ -94,3 +94,30 @@ def test_a_scope_stored_as_its_digest_is_labelled_by_one_value() -> None:
     assert Labels.of(operation(scope="order-list|user:7", key="k", fingerprint="f")).scope == (
         "order-list"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exporter_is_made_once_whatever_list_names_it(otel: Any) -> None:
+    """OpenTelemetry keeps the first instrument of a name: a second adapter's gauge callbacks
+    would never be read, and the gauges would show the first one's last values for ever."""
+    from tests.metrics.conftest import Readings
+
+    readings = Readings(otel)
+    for metrics, found in ((["opentelemetry"], 1.0), (["prometheus", "opentelemetry"], 2.0)):
+        with override_settings(IDEMPOTENCY_METRICS=metrics):
+            observers.report_backlog("default", {"outbox_parked_messages": found})
+        assert (
+            readings.gauge(
+                "django_idempotency_outbox_parked_messages", "idempotency.outbox.parked", "default"
+            )[1]
+            == found
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_string_for_the_setting_breaks_no_operation(caplog: pytest.LogCaptureFixture) -> None:
+    """Check E002 refuses it, but gunicorn runs no checks: then nothing is measured."""
+    with override_settings(IDEMPOTENCY_METRICS="prometheus"):
+        assert run_once(lambda: 1, scope="typo", key="k") == 1
+        assert observers.observers() == ()
+    assert "IDEMPOTENCY_METRICS" in caplog.text
