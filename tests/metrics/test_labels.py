@@ -72,3 +72,28 @@ def test_a_drf_view_is_labelled_drf(readings: Readings, otel: OTel, user: Any) -
     )
     values = label_values(otel)
     assert not [value for value in values if "secret-key-2" in value or f"user:{user.pk}" in value]
+
+
+@pytest.mark.drf
+def test_a_ninja_route_with_an_id_in_its_path_is_one_label(
+    readings: Readings, otel: OTel, user: Any
+) -> None:
+    from tests.factories import TokenFactory
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {TokenFactory(user=user).key}")
+    for order in ("7", "8", "9"):
+        response = client.post(
+            f"/test/doors/ninja/orders/{order}/pay/",
+            "{}",
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=order,
+        )
+        assert response.status_code == 201
+
+    scopes = {
+        labels["scope"]
+        for name, labels, _ in prometheus_samples()
+        if name == "django_idempotency_outcomes_total" and labels["door"] == "ninja"
+    }
+    assert len(scopes) == 1
+    assert not [value for value in label_values(otel) if "7" in value or "8" in value]
