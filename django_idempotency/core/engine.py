@@ -135,16 +135,20 @@ def _claim_and_run(
         seen.outcome("released")
         return response
     with seen.span("store"):
-        stored = StoredResponse.capture(response)
-        store.complete(
-            operation,
-            record_id=record_id,
-            response=stored,
-            keep_reference=holds_reference(stored.status, operation.reference_status_codes),
-            now=timezone.now(),
-            ttl=_lifetime(operation, claimed.at),
-            reference_ttl=app_settings.REFERENCE_TTL,
-        )
+        try:
+            stored = StoredResponse.capture(response)
+            store.complete(
+                operation,
+                record_id=record_id,
+                response=stored,
+                keep_reference=holds_reference(stored.status, operation.reference_status_codes),
+                now=timezone.now(),
+                ttl=_lifetime(operation, claimed.at),
+                reference_ttl=app_settings.REFERENCE_TTL,
+            )
+        except Exception:
+            seen.outcome("released")  # not storable (a stream), or the write failed: rolled back
+            raise
     _count(operation, seen, "stored")
     transaction.on_commit(
         partial(

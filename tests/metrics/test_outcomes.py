@@ -108,3 +108,20 @@ def test_a_failing_view_ends_its_span_with_the_error(readings: Readings, otel: O
     (view,) = [span for span in finished_spans(otel) if span.name == "idempotency.view"]
     assert not view.status.is_ok
     assert [event.name for event in view.events] == ["exception"]
+
+
+def test_an_answer_that_cannot_be_stored_is_counted_released(readings: Readings) -> None:
+    """Rolled back after the view, the key free again: a release, like a view that raised."""
+    from django.http import StreamingHttpResponse
+
+    from django_idempotency.core.engine import perform_once
+    from django_idempotency.exceptions import ResponseNotStorable
+    from django_idempotency.models import IdempotencyRecord
+    from django_idempotency.once.operations import operation
+
+    prepared = operation(scope="shop.charge", key="stream", fingerprint="f")
+    with pytest.raises(ResponseNotStorable):
+        perform_once(prepared, lambda: StreamingHttpResponse(iter([b"a", b"b"])))
+    assert not IdempotencyRecord.objects.exists()
+    assert counted(readings, "released") == (1, 1)
+    assert counted(readings, "stored") == (0, 0)
