@@ -26,6 +26,19 @@ DEFAULT_RELEASE_STATUS_CODES: tuple[int, ...] = (
     429,
 )
 
+#: The metrics and traces built in, by their name in ``IDEMPOTENCY_METRICS``: the observer
+#: class of each and the module its extra installs.
+METRICS_EXPORTERS: dict[str, tuple[str, str]] = {
+    "prometheus": (
+        "django_idempotency.metrics.prometheus.PrometheusObserver",
+        "prometheus_client",
+    ),
+    "opentelemetry": (
+        "django_idempotency.metrics.opentelemetry.OpenTelemetryObserver",
+        "opentelemetry.metrics",
+    ),
+}
+
 #: The values of ``IDEMPOTENCY_PRINCIPAL`` and of every door's ``principal`` option.
 PRINCIPALS: tuple[str, ...] = ("user", "session")
 
@@ -252,6 +265,17 @@ class Settings:
         the message is acknowledged. A task's ``idempotency_max_deliveries`` overrides it.
         """
         return int(getattr(settings, "IDEMPOTENCY_TASK_MAX_DELIVERIES", 5))
+
+    @property
+    def METRICS(self) -> tuple[str, ...]:
+        """Where the engine reports what it does: ``"prometheus"`` (the ``prometheus`` extra)
+        and/or ``"opentelemetry"`` (the ``opentelemetry`` extra), or the dotted path of an
+        observer class of your own (``core.observers.Observer``). Default none: nothing is
+        measured, and the engine pays one settings read per operation."""
+        names: Sequence[str] = getattr(settings, "IDEMPOTENCY_METRICS", ())
+        if isinstance(names, str):  # "prometheus" would be ten one-letter names
+            raise TypeError("IDEMPOTENCY_METRICS must be a list of names, not a string.")
+        return tuple(str(name) for name in names)
 
 
 def as_timedelta(value: timedelta | int | float) -> timedelta:

@@ -24,6 +24,7 @@ ENDPOINTS = [
     ("GET", "/shop/checkout/", "an HTML form with a server-issued key (log in as demo / demo)"),
     ("GET", "/api/schema/", "the OpenAPI schema, with the Idempotency-Key header"),
     ("GET", "/admin/", "stored keys, replays and conflicts (login demo / demo)"),
+    ("GET", "/metrics", "Prometheus metrics: outcomes, waits, purge and outbox backlog"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -108,6 +109,15 @@ SPECTACULAR_SETTINGS = {"TITLE": "django-idempotency example shop", "VERSION": "
 IDEMPOTENCY_TTL = float(os.environ.get("IDEMPOTENCY_TTL", 24 * 3600))
 # Seconds an issued key may start an operation (a retry of one it started always replays).
 IDEMPOTENCY_ISSUED_KEY_MAX_AGE = float(os.environ.get("IDEMPOTENCY_ISSUED_KEY_MAX_AGE", 24 * 3600))
+# Metrics (docs/metrics.md), scraped at /metrics: on when prometheus_client is installed;
+# EXAMPLE_METRICS="prometheus,opentelemetry" or "" chooses.
+IDEMPOTENCY_METRICS = [
+    name
+    for name in os.environ.get(
+        "EXAMPLE_METRICS", "prometheus" if find_spec("prometheus_client") else ""
+    ).split(",")
+    if name
+]
 # Celery (example_project/celery.py): at least once, made exactly once by IdempotentTask.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("EXAMPLE_CELERY_QUEUE", "celery")

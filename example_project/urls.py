@@ -6,6 +6,7 @@ from django.contrib.staticfiles.views import serve
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from example_project.landing import landing
+from example_project.metrics import metrics
 from example_project.shop.ninja_api import api as ninja_api
 
 
@@ -33,6 +34,9 @@ urlpatterns = [
     # script for the demo and the browser tests. A real site serves collectstatic's output.
     re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
 ]
+# The package's metrics (docs/metrics.md) for Prometheus to scrape, when prometheus_client is in.
+if find_spec("prometheus_client") is not None:
+    urlpatterns.append(path("metrics", metrics, name="metrics"))
 
 # An API: even an unexpected failure answers in problem+json, never an HTML page.
 handler500 = "django_idempotency.core.problems.server_error"

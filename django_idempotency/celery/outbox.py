@@ -99,11 +99,14 @@ def relay_outbox(
     )
     messages = OutboxMessage.objects.using(args.database)
     due: OutboxMessageQuerySet = messages.due(args.older_than)
-    done = due.send_each(
-        functools.partial(publish, app or current_app()),
-        batch_size=args.batch_size,
-        max_attempts=args.max_attempts,
-    )
+    try:
+        done = due.send_each(
+            functools.partial(publish, app or current_app()),
+            batch_size=args.batch_size,
+            max_attempts=args.max_attempts,
+        )
+    finally:
+        messages.report_backlog()  # also when the broker is down: then the backlog grows
     for item in done.set_aside:
         logger.warning(
             "outbox message %r %s after %d failed attempt(s): %s",

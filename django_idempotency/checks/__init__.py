@@ -12,8 +12,9 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
-from ..conf import PRINCIPALS, app_settings
+from ..conf import METRICS_EXPORTERS, PRINCIPALS, app_settings
 from ..core.store import SUPPORTED_VENDORS
+from . import metrics as checks_metrics
 from . import pooling as checks_pooling
 from . import views as checks_views
 
@@ -279,9 +280,17 @@ SETTING_RULES: dict[str, SettingRule] = {
         "zero or positive",
         lambda value: value.total_seconds() >= 0,
     ),
+    "METRICS": SettingRule(
+        "a list of strings",
+        lambda value: _is_collection(value, lambda name: isinstance(name, str)),
+        "django_idempotency.E025",
+        f"a list of {sorted(METRICS_EXPORTERS)} or dotted paths of observer classes",
+        lambda names: all(name in METRICS_EXPORTERS or "." in name for name in names),
+    ),
 }
 
 
+register(*checks_metrics.TAGS)(checks_metrics.check_metrics_installed)
 register(*checks_pooling.TAGS)(checks_pooling.check_pooling)
 register(*checks_views.TAGS)(checks_views.check_hidden_creates)
 register(*checks_views.TAGS)(checks_views.check_idempotent_without_mixin)

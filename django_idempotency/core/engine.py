@@ -6,6 +6,7 @@ view and the stored response share one transaction on ``operation.database``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from ..models import IdempotencyRecord
 from ..signals import request_conflicted, response_replayed, response_stored
 from . import store
 from .events import record_event
+from .observers import Watch, watch
 from .operation import Operation, _current
 from .responses import StoredResponse
 
@@ -68,36 +70,51 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     Raises ``IdempotencyError`` subclasses for refusals (mismatch, reference conflict, still in
     flight, not storable); every other exception from ``view`` propagates after rollback.
     """
+    seen = watch(operation)
     token = _current.set(operation)
     try:
-        outcome = _replay_or_claim(operation, view)
+        outcome = _replay_or_claim(operation, view, seen)
     except store.WaitExpired:
         record_event(operation, "in_flight", None)
         _send_conflict(operation, None, "in_flight")
+        _count(operation, seen, "in_flight")
         raise RequestInFlight() from None
     finally:
         _current.reset(token)
-    return _finish(operation, outcome)
+    return _finish(operation, outcome, seen)
 
 
-def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome:
+def _replay_or_claim(
+    operation: Operation, view: Callable[[], HttpResponseBase], seen: Watch
+) -> _Outcome:
     # Claim first: a new key (nearly all traffic) goes straight to its claim; a claim that meets
     # a committed record finds it, inside the same transaction (_find_blocker). Measured
     # against looking the key up first in benchmarks/README.md ("Claim first").
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
         with transaction.atomic(using=operation.database):
-            outcome = _claim_and_run(operation, view)
+            outcome = _claim_and_run(operation, view, seen)
         if outcome is not None:
             return outcome
     # Expired records kept reappearing in the way; tell the client to come back shortly.
     raise store.WaitExpired
 
 
-def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome | None:
+def _claim_and_run(
+    operation: Operation, view: Callable[[], HttpResponseBase], seen: Watch
+) -> _Outcome | None:
     now = timezone.now()
-    claimed = store.claim(operation, now)
-    if claimed is None:
-        return _find_blocker(operation, now)
+    with seen.span("claim"):
+        started = time.monotonic() if seen else 0.0
+        try:
+            claimed = store.claim(operation, now)
+        except store.WaitExpired:
+            seen.waited(time.monotonic() - started)
+            raise
+        if claimed is None:
+            blocker = _find_blocker(operation, now)
+            if seen and blocker is not None and _completed_since(blocker.record, now):
+                seen.waited(time.monotonic() - started)
+            return blocker
     if _too_old(operation.key_expires_at, claimed.at):
         # Raised inside the claim's transaction: the claim is rolled back, nothing ran.
         raise IssuedKeyExpired()
@@ -106,21 +123,33 @@ def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -
     # The view gets a savepoint of its own: whatever it does to the transaction (a failed
     # statement it caught, DRF's rollback mark under ATOMIC_REQUESTS) undoes its own writes
     # only, and the claim survives to store or release the answer.
-    with transaction.atomic(using=operation.database):
-        response = view()
+    with seen.span("view"):
+        try:
+            with transaction.atomic(using=operation.database):
+                response = view()
+        except Exception:
+            seen.outcome("released")  # rolled back with the claim: the key is free again
+            raise
     if not should_store(response.status_code, operation.release_status_codes):
         transaction.set_rollback(True, using=operation.database)
+        seen.outcome("released")
         return response
-    stored = StoredResponse.capture(response)
-    store.complete(
-        operation,
-        record_id=record_id,
-        response=stored,
-        keep_reference=holds_reference(stored.status, operation.reference_status_codes),
-        now=timezone.now(),
-        ttl=_lifetime(operation, claimed.at),
-        reference_ttl=app_settings.REFERENCE_TTL,
-    )
+    with seen.span("store"):
+        try:
+            stored = StoredResponse.capture(response)
+            store.complete(
+                operation,
+                record_id=record_id,
+                response=stored,
+                keep_reference=holds_reference(stored.status, operation.reference_status_codes),
+                now=timezone.now(),
+                ttl=_lifetime(operation, claimed.at),
+                reference_ttl=app_settings.REFERENCE_TTL,
+            )
+        except Exception:
+            seen.outcome("released")  # not storable (a stream), or the write failed: rolled back
+            raise
+    _count(operation, seen, "stored")
     transaction.on_commit(
         partial(
             response_stored.send,
@@ -151,6 +180,24 @@ def _lifetime(operation: Operation, claimed_at: datetime) -> timedelta:
     return max(operation.ttl, _aware(operation.key_expires_at) - _aware(claimed_at))
 
 
+def _count(operation: Operation, seen: Watch, outcome: str) -> None:
+    """Count ``outcome`` when the database keeps what it wrote of it (the record, its counter,
+    the event): a caller's rollback, a savepoint's, or DRF's of a refusal under
+    ``ATOMIC_REQUESTS`` takes the count with it, so the two agree. Outside a transaction,
+    at once. A released answer leaves nothing to keep: it is counted where it happens."""
+    if seen:
+        transaction.on_commit(partial(seen.outcome, outcome), using=operation.database)
+
+
+def _completed_since(record: IdempotencyRecord, now: datetime) -> bool:
+    """Whether ``record`` was stored after this claim began: the claim waited on its key (or
+    reference) while it was in flight. The record is dated by the store's clock (the
+    database's on PostgreSQL) and ``now`` by the app server's, so a wait shorter than their
+    skew may be missed or one counted that was not: waits are telemetry, not records."""
+    completed = record.completed_at
+    return completed is not None and _aware(completed) >= _aware(now)
+
+
 def _aware(moment: datetime) -> datetime:
     # With USE_TZ = False the store's clock reads naive local time.
     if timezone.is_aware(moment):
@@ -179,26 +226,31 @@ def _find_blocker(operation: Operation, now: datetime) -> _Blocker | None:
     return None
 
 
-def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:
+def _finish(operation: Operation, outcome: _Outcome, seen: Watch) -> HttpResponseBase:
     if isinstance(outcome, HttpResponseBase):
         return outcome
-    return _answer(operation, outcome)
+    return _answer(operation, outcome, seen)
 
 
-def _answer(operation: Operation, blocker: _Blocker) -> HttpResponseBase:
+def _answer(operation: Operation, blocker: _Blocker, seen: Watch) -> HttpResponseBase:
     record = blocker.record
     if blocker.replayable and record.fingerprint == operation.fingerprint:
         response_replayed.send(sender=IdempotencyRecord, operation=operation, record=record)
-        return stored_response(record).replay()
+        with seen.span("replay"):
+            replay = stored_response(record).replay()
+        _count(operation, seen, "replayed")
+        return replay
     error: IdempotencyError
     if blocker.by_reference:
         _send_conflict(operation, record, "reference")
+        _count(operation, seen, "reference_conflict")
         # Fail safe: a reference outlives its stored response; then it refuses, whatever
         # the content, rather than let a second request perform the operation again.
         reference = operation.reference or ""
         error = ReferenceConflict(reference) if blocker.replayable else ReferenceHeld(reference)
     else:
         _send_conflict(operation, record, "mismatch")
+        _count(operation, seen, "mismatch")
         error = KeyMismatch()
     raise error
 

@@ -32,6 +32,9 @@ class Operation:
     key_expires_at: datetime | None = None
     #: Statuses whose stored answer holds the reference; ``None``: the setting (every 2xx).
     reference_status_codes: frozenset[int] | None = None
+    #: The door that built it, for metrics and traces: ``drf``, ``django``, ``ninja``,
+    #: ``celery`` or ``once``.
+    door: str = "once"
 
 
 # The operation whose callable is running, so any door's code can derive downstream keys.

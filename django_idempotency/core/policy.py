@@ -79,6 +79,8 @@ class HttpPolicy:
     idempotency_principal: PrincipalSource | None = None
     #: Name of the endpoint part of the scope; default: the route (``get_idempotency_endpoint``).
     idempotency_scope: str | None = None
+    #: The door's name on metrics and traces (``core/observers.py``); each door sets its own.
+    idempotency_door: str = "django"
     #: Request field holding a business reference (e.g. ``"order"``) that only one key may use.
     idempotency_reference_field: str | None = None
     #: URL keyword argument naming the business reference instead (e.g. ``"pk"`` for
@@ -304,6 +306,7 @@ class HttpPolicy:
             release_status_codes=self.get_idempotency_release_status_codes(),
             key_expires_at=key_expires_at(key) if issued else None,
             reference_status_codes=self.get_idempotency_reference_status_codes(),
+            door=self.idempotency_door,
         )
 
     def perform_idempotently(self, request: Any, view: View) -> HttpResponseBase:

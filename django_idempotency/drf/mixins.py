@@ -36,6 +36,7 @@ class IdempotentAPIViewMixin(HttpPolicy):
     idempotency_refuse_unwrapped_keys: bool = True
     # API clients send the key in the header; a serializer may have a field of that name.
     reads_form_keys = False
+    idempotency_door = "drf"
 
     request: Request
 

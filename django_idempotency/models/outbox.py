@@ -7,17 +7,19 @@ Framework-free: what "send" means (a Celery publish, for one) is a callable the 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db import connections, models, router, transaction
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_MAX_ATTEMPTS
+from ..core import observers
 from .batches import delete_rows
 from .clock import before, database_now
 from .partial_indexes import without_answered
@@ -156,6 +158,36 @@ class OutboxMessageQuerySet(models.QuerySet["OutboxMessage"]):
         """Messages the relay has given up on (see :meth:`send_each`)."""
         parked: OutboxMessageQuerySet = self.filter(parked_at__isnull=False)
         return parked
+
+    def backlog(self) -> dict[str, float]:
+        """The relay's gauges on this queryset's write alias: the messages waiting to be sent,
+        the age of the oldest in seconds (by the app server's clock), and the parked ones.
+
+        One aggregate over the table, which is nearly empty while the broker is up and holds
+        what an outage left otherwise."""
+        waiting = Q(parked_at__isnull=True)
+        found = (
+            self.using(self._write_alias())
+            .order_by()
+            .aggregate(
+                waiting=Count("pk", filter=waiting),
+                oldest=Min("created_at", filter=waiting),
+                parked=Count("pk", filter=~waiting),
+            )
+        )
+        oldest = found["oldest"]
+        age = 0.0 if oldest is None else (timezone.now() - oldest).total_seconds()
+        return {
+            "outbox_backlog_messages": float(found["waiting"]),
+            "outbox_oldest_age_seconds": max(age, 0.0),
+            "outbox_parked_messages": float(found["parked"]),
+        }
+
+    def report_backlog(self) -> None:
+        """Tell the observers (``IDEMPOTENCY_METRICS``) the backlog after a relay pass."""
+        if observers.observers():
+            gauges = {**self.backlog(), "outbox_last_pass_timestamp_seconds": time.time()}
+            observers.report_backlog(self._write_alias(), gauges)
 
     def unpark(self) -> int:
         """Let the relay try these parked messages again, from zero attempts."""

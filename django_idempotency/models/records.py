@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, models, router, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_PURGE_BATCH_SIZE
+from ..core import observers
 from .batches import delete_rows, update_rows
 from .clock import before, database_now
 from .partial_indexes import without_answered
@@ -136,6 +137,8 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
             | ~Exists(IdempotencyRecord.objects.using(alias).filter(pk=OuterRef("record_id")))
         )
         result = PurgeResult(database=alias, dry_run=dry_run)
+        # Measured before the pass deletes it, and only when something reports it.
+        oldest_due = _oldest_due(due, holding) if observers.observers() and not dry_run else None
 
         if dry_run:
             return replace(
@@ -189,7 +192,35 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
         _in_batches(to_strip, alias, batch_size, strip_records)
         _in_batches(records, alias, batch_size, delete_records)
         _in_batches(orphans, alias, batch_size, delete_orphans)
-        return replace(result, seconds=time.monotonic() - started)
+        result = replace(result, seconds=time.monotonic() - started)
+        if observers.observers():
+            _report_purge(result, oldest_due)
+        return result
+
+
+def _oldest_due(due: IdempotencyRecordQuerySet, holding: Q) -> datetime | None:
+    """When the longest-waiting record this pass removes became due: a success at its
+    expiry, a stripped row once its reference lapsed. One aggregate over the due rows, which
+    the pass reads anyway."""
+    State = IdempotencyRecord.State
+    found = due.aggregate(
+        completed=Min("expires_at", filter=Q(state=State.COMPLETED)),
+        held=Min("reference_expires_at", filter=Q(state=State.HELD) & ~holding),
+    )
+    moments = [moment for moment in found.values() if moment is not None]
+    return min(moments) if moments else None
+
+
+def _report_purge(result: PurgeResult, oldest_due: datetime | None) -> None:
+    lag = 0.0 if oldest_due is None else (timezone.now() - oldest_due).total_seconds()
+    observers.report_backlog(
+        result.database,
+        {
+            "purge_lag_seconds": max(lag, 0.0),
+            "purge_backlog_records": float(result.deleted + result.stripped),
+            "purge_last_pass_timestamp_seconds": time.time(),
+        },
+    )
 
 
 def _holds_reference(at: Any) -> Q:

@@ -27,6 +27,8 @@ def problem_handler(request: HttpRequest, exc: Any) -> HttpResponse:
 class NinjaPolicy(HttpPolicy):
     """The policy of one ninja operation: its auth's user, its route, its body schema."""
 
+    idempotency_door = "ninja"
+
     def __init__(self, operation: NinjaOperation, own: frozenset[str] = frozenset()) -> None:
         self.operation = operation
         #: The options the operation's own decorator set: a router's do not replace them.

@@ -27,6 +27,7 @@ def operation(
     ttl: timedelta | int | float | None = None,
     lock_timeout: float | None = None,
     method: str = "CALL",
+    door: str = "once",
 ) -> Operation:
     """The engine's ``Operation`` for a call, its parts checked as the HTTP doors check theirs.
 
@@ -64,4 +65,5 @@ def operation(
         reference=None if not reference else storable(reference),
         ttl=app_settings.TTL if ttl is None else as_timedelta(ttl),
         lock_timeout=app_settings.LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+        door=door,
     )

@@ -24,9 +24,10 @@ MARK = "# deferred:"
 #: The core: what every door builds on. It must work with no door and no optional extra.
 CORE = f"{PACKAGE}.core"
 DOORS = tuple(
-    f"{PACKAGE}.{name}" for name in ("drf", "ninja", "celery", "views", "once", "admin", "checks")
+    f"{PACKAGE}.{name}"
+    for name in ("drf", "ninja", "celery", "views", "once", "admin", "checks", "metrics")
 )
-FRAMEWORKS = ("rest_framework", "ninja", "celery", "kombu")
+FRAMEWORKS = ("rest_framework", "ninja", "celery", "kombu", "prometheus_client", "opentelemetry")
 
 
 def module_name(path: Path) -> str:

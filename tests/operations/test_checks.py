@@ -121,6 +121,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "KEY_REQUIRED": ("no", "E002"),  # bool("no") is True
     "PRINCIPAL": ("guest", "E002"),  # was a ValueError at request time
     "TASK_MAX_DELIVERIES": (0, "E024"),  # no delivery could ever run
+    "METRICS": (["statsd"], "E025"),  # no such exporter: nothing would be measured
 }
 
 
@@ -160,6 +161,7 @@ def test_a_secret_is_not_shown_in_its_message() -> None:
         {"IDEMPOTENCY_MAX_STORED_BODY_SIZE": None, "IDEMPOTENCY_DERIVED_KEY_SECRET": "s"},
         {"IDEMPOTENCY_RECORD_EVENTS": False, "IDEMPOTENCY_LOCK_TIMEOUT": 0.001},
         {"IDEMPOTENCY_MAX_EVENTS_PER_RECORD": 0},
+        {"IDEMPOTENCY_METRICS": ["prometheus", "opentelemetry"]},
     ],
 )
 def test_good_alternatives_pass(overrides: dict[str, Any]) -> None:

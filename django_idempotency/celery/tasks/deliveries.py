@@ -100,6 +100,7 @@ def task_operation(
         ttl=task.idempotency_lifetime(),
         lock_timeout=task.get_idempotency_lock_timeout(),
         method="TASK",
+        door="celery",
     )
 
 
