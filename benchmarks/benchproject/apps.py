@@ -7,6 +7,7 @@ class BenchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .lookup_first import install
+        from . import lookup_first, two_step
 
-        install()
+        lookup_first.install()
+        two_step.install()

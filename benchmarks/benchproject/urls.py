@@ -12,6 +12,8 @@ urlpatterns = [
     path("floor/", views.AuthenticatedNoopView.as_view()),
     path("bare/orders/", views.BareOrderViewSet.as_view(create)),
     path("ours/orders/", views.OursOrderViewSet.as_view(create)),
+    path("ours-referenced/orders/", views.ReferencedOrderViewSet.as_view(create)),
+    path("ours-two-step/orders/", views.TwoStepOrderViewSet.as_view(create)),
     path("ours-previous/orders/", views.PreviousOrderViewSet.as_view(create)),
     path("ours-savepoint/orders/", views.SavepointOrderViewSet.as_view(create)),
     path("drf-idempotency/orders/", views.DrfIdempotencyOrderViewSet.as_view(create)),

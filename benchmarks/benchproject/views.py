@@ -20,6 +20,7 @@ from django_idempotency.drf import IdempotentCreateMixin
 from .lookup_first import looking_up_first
 from .models import Order
 from .serializers import OrderSerializer
+from .two_step import two_steps
 
 
 class BareOrderViewSet(mixins.CreateModelMixin, viewsets.GenericViewSet):
@@ -41,12 +42,26 @@ class OursOrderViewSet(IdempotentCreateMixin, BareOrderViewSet):
     idempotency_scope = "orders"
 
 
+class ReferencedOrderViewSet(OursOrderViewSet):
+    """The same, one order per sku whatever the key (the reference-conflict path)."""
+
+    idempotency_reference_field = "sku"
+
+
 class PreviousOrderViewSet(OursOrderViewSet):
     """The same mixin on the engine's previous hot path (``lookup_first.py``): the key looked
     up before every claim."""
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         with looking_up_first():
+            return super().dispatch(request, *args, **kwargs)
+
+
+class TwoStepOrderViewSet(OursOrderViewSet):
+    """The same mixin with issue 14's replay (``two_step.py``): the claim, then the lookup."""
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with two_steps():
             return super().dispatch(request, *args, **kwargs)
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .attribution import PathCost
+from .attribution_report import markdown as attribution_markdown
 from .growth import GrowthRow
 from .measure import CREATE, FIRST, REPLAY, Results, Series
 from .profiling import ProfileReport
@@ -33,6 +35,11 @@ class Run:
     floor: dict[str, float]
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    uptime_before: str = ""
+    uptime_after: str = ""
+    server_note: str = ""
+    #: Per backend ("PostgreSQL 15.20"; MariaDB's once its backend exists): each path's cost.
+    attributions: dict[str, list[PathCost]] = field(default_factory=dict)
     inprocess: Results | None = None
     nosync: Results | None = None
     inprocess_series: list[Series] = field(default_factory=list)
@@ -374,10 +381,13 @@ def markdown(run: Run) -> str:
         "| | |",
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in run.machine.items()),
-        f"| PostgreSQL | {run.postgres} (default settings; a scratch database per run) |",
+        f"| PostgreSQL | {run.postgres}: {run.server_note or 'default settings'}; a scratch "
+        "database per run |",
         *(f"| {name} | {value:.3f} ms median |" for name, value in run.floor.items()),
         f"| load average (1, 5, 15 min) | {_load(run.load_before)} at the start, "
         f"{_load(run.load_after)} at the end |",
+        f"| `uptime` | at the start: {run.uptime_before or 'n/a'}; at the end: "
+        f"{run.uptime_after or 'n/a'} |",
         *(f"| {name} | {value} |" for name, value in run.versions.items()),
         "",
         "Counts used: " + ", ".join(f"{name} {value}" for name, value in run.plan.items()) + ".",
@@ -389,6 +399,7 @@ def markdown(run: Run) -> str:
         *(f"| {v.label} | `{v.path}` | {v.how} |" for v in VARIANTS_SHOWN),
         "",
     ]
+    lines += attribution_markdown(run.attributions, run.server_note)
     if run.inprocess is not None:
         lines += [
             "## In-process (Django test client, PostgreSQL)",

@@ -46,7 +46,24 @@ SAVEPOINT = Variant(
     "the default path with the view's write inside `transaction.atomic()` (a SAVEPOINT and its "
     "RELEASE), what a savepoint around the view costs",
 )
-ALTERNATIVES = (PREVIOUS, SAVEPOINT)
+TWO_STEP = Variant(
+    "ours-two-step",
+    "django-idempotency, two-step replay",
+    "/ours-two-step/orders/",
+    True,
+    "the default path with issue 14's replay (`benchproject/two_step.py`): the claim inserts "
+    "nothing, then a second statement looks the record up (a dialect without `claim_or_find`)",
+)
+ALTERNATIVES = (TWO_STEP, PREVIOUS, SAVEPOINT)
+# The attribution's reference-conflict path: the same view naming the order's sku as its
+# business reference (a plain field: no query resolves it).
+REFERENCED = Variant(
+    "ours-referenced",
+    "django-idempotency, sku as the reference",
+    "/ours-referenced/orders/",
+    True,
+    '`IdempotentCreateMixin` with `idempotency_reference_field = "sku"`',
+)
 FLOOR = Variant(
     "floor",
     "authenticated no-op (floor)",
