@@ -241,6 +241,7 @@ def _measure(
     from harness.report import Run
     from harness.variants import (
         BARE,
+        BEFORE_24,
         DOORS,
         FLOOR,
         IDEMPOTENT,
@@ -373,7 +374,7 @@ def _measure(
             log_path=OUT_DIR / "gunicorn.log",
         ) as base_url:  # fmt: skip
             run.throughput = saturation.saturate(
-                base_url, token, (BARE, OURS, TWO_STEP, PREVIOUS, SAVEPOINT),
+                base_url, token, (BARE, OURS, BEFORE_24, TWO_STEP, PREVIOUS, SAVEPOINT),
                 clients=plan.saturation_clients, seconds=plan.saturation_seconds,
                 repeats=plan.saturation_repeats,
             )  # fmt: skip

@@ -7,7 +7,7 @@ class BenchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import lookup_first, two_step
+        from . import before_issue24, lookup_first
 
         lookup_first.install()
-        two_step.install()
+        before_issue24.install()

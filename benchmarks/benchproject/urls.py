@@ -14,6 +14,7 @@ urlpatterns = [
     path("ours/orders/", views.OursOrderViewSet.as_view(create)),
     path("ours-referenced/orders/", views.ReferencedOrderViewSet.as_view(create)),
     path("ours-two-step/orders/", views.TwoStepOrderViewSet.as_view(create)),
+    path("ours-before-24/orders/", views.BeforeIssue24OrderViewSet.as_view(create)),
     path("ours-previous/orders/", views.PreviousOrderViewSet.as_view(create)),
     path("ours-savepoint/orders/", views.SavepointOrderViewSet.as_view(create)),
     path("drf-idempotency/orders/", views.DrfIdempotencyOrderViewSet.as_view(create)),

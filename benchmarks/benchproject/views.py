@@ -17,10 +17,10 @@ from rest_framework_idempotency_key.decorators import simple_idempotency_key_met
 
 from django_idempotency.drf import IdempotentCreateMixin
 
+from .before_issue24 import released_savepoint, two_steps
 from .lookup_first import looking_up_first
 from .models import Order
 from .serializers import OrderSerializer
-from .two_step import two_steps
 
 
 class BareOrderViewSet(mixins.CreateModelMixin, viewsets.GenericViewSet):
@@ -58,10 +58,20 @@ class PreviousOrderViewSet(OursOrderViewSet):
 
 
 class TwoStepOrderViewSet(OursOrderViewSet):
-    """The same mixin with issue 14's replay (``two_step.py``): the claim, then the lookup."""
+    """The same mixin with the replay before issue 24 (``before_issue24.py``): the claim,
+    then the lookup."""
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         with two_steps():
+            return super().dispatch(request, *args, **kwargs)
+
+
+class BeforeIssue24OrderViewSet(OursOrderViewSet):
+    """The same mixin on the whole hot path before issue 24: the two-step replay, and the view
+    in a nested ``atomic()`` (its savepoint released by a RELEASE of its own)."""
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with two_steps(), released_savepoint():
             return super().dispatch(request, *args, **kwargs)
 
 

@@ -51,10 +51,19 @@ TWO_STEP = Variant(
     "django-idempotency, two-step replay",
     "/ours-two-step/orders/",
     True,
-    "the default path with issue 14's replay (`benchproject/two_step.py`): the claim inserts "
-    "nothing, then a second statement looks the record up (a dialect without `claim_or_find`)",
+    "the default path with the replay before issue 24 (`benchproject/before_issue24.py`): the "
+    "claim inserts nothing, then a second statement looks the record up (a dialect without "
+    "`claim_or_find`)",
 )
-ALTERNATIVES = (TWO_STEP, PREVIOUS, SAVEPOINT)
+BEFORE_24 = Variant(
+    "ours-before-24",
+    "django-idempotency before issue 24",
+    "/ours-before-24/orders/",
+    True,
+    "the two-step replay, and the view in a nested `atomic()` whose savepoint a RELEASE of its "
+    "own releases (`benchproject/before_issue24.py`): the hot path this run's cuts replace",
+)
+ALTERNATIVES = (BEFORE_24, TWO_STEP, PREVIOUS, SAVEPOINT)
 # The attribution's reference-conflict path: the same view naming the order's sku as its
 # business reference (a plain field: no query resolves it).
 REFERENCED = Variant(

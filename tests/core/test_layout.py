@@ -206,7 +206,8 @@ def test_every_deferred_import_says_why() -> None:
 
 
 def test_each_sql_dialect_of_the_store_offers_the_same_statements() -> None:
-    from django_idempotency.core.store import postgresql, sqlite
+    """The same ones, beyond the optional hooks (``store.OPTIONAL_HOOKS``) a dialect may add."""
+    from django_idempotency.core.store import OPTIONAL_HOOKS, postgresql, sqlite
 
     def offered(module: object) -> set[str]:
         return {name for name in vars(module) if not name.startswith("_") and name.isupper()} | {
@@ -217,7 +218,9 @@ def test_each_sql_dialect_of_the_store_offers_the_same_statements() -> None:
             and not name.startswith("_")
         }
 
-    assert offered(postgresql) == offered(sqlite)
+    optional = {name for hook in OPTIONAL_HOOKS for name in (hook, hook.upper())}
+    assert offered(postgresql) - optional == offered(sqlite) - optional
+    assert set(OPTIONAL_HOOKS) <= offered(postgresql)  # each one used somewhere
     for module in (postgresql, sqlite):
         for statement in ("CLAIM", "FIND_BY_KEY", "FIND_BY_REFERENCE", "COMPLETE", "LOG_EVENT"):
             sql = getattr(module, statement)

@@ -29,6 +29,9 @@ from . import postgresql, sqlite
 
 _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 SUPPORTED_VENDORS = frozenset(_DIALECTS)
+#: What a dialect may offer beyond ``claim``, ``find_count_and_log``, ``complete``,
+#: ``log_event`` and ``clock``; without it, the store takes the longer way it replaces.
+OPTIONAL_HOOKS = ("claim_or_find",)
 
 # SQLSTATEs of "gave up waiting": lock_timeout, deadlock, statement_timeout.
 _WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
