@@ -82,8 +82,9 @@ def pieces(path: PathCost, baseline: PathCost) -> list[tuple[str, float, float]]
     # The bare create's INSERT commits on its own (autocommit): its WAL flush is inside it,
     # where ours is in the COMMIT. Only the two together compare.
     merged: dict[str, tuple[float, float]] = {}
+    pair = baseline.statement(DURABLE_PAIR[1]) is not None
     for label, client, server in found:
-        if label in DURABLE_PAIR:
+        if pair and label in DURABLE_PAIR:
             old_client, old_server = merged.get(DURABLE, (0.0, 0.0))
             merged[DURABLE] = (old_client + client, old_server + server)
         else:

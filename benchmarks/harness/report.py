@@ -16,7 +16,7 @@ from .queries import PathTrace
 from .saturation import Throughput
 from .stats import Summary
 from .storm import StormResult
-from .variants import BARE, DOORS, FLOOR, OURS, VARIANTS_SHOWN
+from .variants import BARE, BEFORE_24, DOORS, FLOOR, OURS, TWO_STEP, VARIANTS_SHOWN
 
 TARGET_FIRST = 1.25  # of the bare create (issue 14)
 TARGET_REPLAY = 1.10  # of the authenticated no-op, the floor of a replay that authenticates
@@ -124,6 +124,48 @@ def headline(run: Run) -> list[str]:
             f"(target >= {TARGET_THROUGHPUT}x)"
         )
     return lines
+
+
+def before_and_after(run: Run) -> list[str]:
+    """Issue 24's cuts against the path before them, measured in the same rounds."""
+    rows = [
+        "| table | request | before issue 24 | the savepoint cut only (replay in two steps) | now |"
+        " target |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    transports = (
+        ("in-process", run.inprocess),
+        ("HTTP (gunicorn)", run.http),
+        ("in-process, synchronous_commit=off", run.nosync),
+    )
+    for name, results in transports:
+        if results is None or not results.samples.get(Series(BEFORE_24, FIRST)):
+            continue
+        bare = results.summary(Series(BARE, CREATE))
+        floor = results.summary(Series(FLOOR, CREATE))
+        for mode, baseline, target, against in (
+            (FIRST, bare, TARGET_FIRST, "of the bare create"),
+            (REPLAY, floor, TARGET_REPLAY, "of the authenticated no-op"),
+        ):
+            ratios = [
+                _ratio(results.summary(Series(variant, mode)).ratio_to(baseline))
+                for variant in (BEFORE_24, TWO_STEP, OURS)
+            ]
+            rows.append(
+                f"| {name} | {MODE_LABEL[mode]} ({against}) | {' | '.join(ratios)} | "
+                f"<= {target:.2f}x |"
+            )
+    rates = {t.variant: t.per_second for t in run.throughput}
+    if rates.get(BARE) and rates.get(BEFORE_24) and rates.get(OURS):
+        ratios = [
+            _ratio(rates[variant] / rates[BARE]) if rates.get(variant) else "n/a"
+            for variant in (BEFORE_24, TWO_STEP, OURS)
+        ]
+        rows.append(
+            f"| throughput at saturation | new keys (of the bare create's) | "
+            f"{' | '.join(ratios)} | >= {TARGET_THROUGHPUT:.2f}x |"
+        )
+    return rows if len(rows) > 2 else []
 
 
 def reading(run: Run) -> list[str]:
@@ -341,6 +383,24 @@ def _profile_tables(profiles: Sequence[ProfileReport]) -> list[str]:
     return lines
 
 
+def _before_after_section(run: Run) -> list[str]:
+    rows = before_and_after(run)
+    if not rows:
+        return []
+    return [
+        "## Before and after issue 24",
+        "",
+        "Ratios of medians, each against its baseline in the same interleaved rounds: the hot "
+        "path before issue 24 (the two-step replay, and the view in a nested `atomic()` with its "
+        "RELEASE), the savepoint cut alone (the replay still in two steps), and today's path "
+        "(`benchproject/before_issue24.py` keeps the old ones measurable). What each cut "
+        "saved, and what was measured and not taken: `benchmarks/README.md`.",
+        "",
+        *rows,
+        "",
+    ]
+
+
 def _load_warning(run: Run) -> list[str]:
     """Say so when other work shared the cores: absolute times are then inflated and noisy."""
     cores = int(run.machine.get("nproc", "0") or 0)
@@ -372,6 +432,7 @@ def markdown(run: Run) -> str:
         "",
         *(f"- {line}" for line in reading(run)),
         "",
+        *_before_after_section(run),
         "Every ratio compares medians measured in the same run, the variants interleaved "
         "round-robin (one request of each per round, the order rotating every round), on the "
         "same model, serializer and endpoint, with token authentication.",

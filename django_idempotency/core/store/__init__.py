@@ -7,7 +7,9 @@ turns what a statement returns into records. Other vendors are refused by a syst
 
 The claim is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: it never raises on a
 duplicate, and a copy that collides with an uncommitted claim waits on the database's own
-unique-index lock until the original commits or rolls back (bounded by ``lock_timeout``).
+unique-index lock until the original commits or rolls back (bounded by ``lock_timeout``). A
+dialect may fold a replay's lookup into that statement (``claim_or_find``, PostgreSQL); one
+without it takes the claim and the lookup as two statements.
 """
 
 from __future__ import annotations
