@@ -245,12 +245,12 @@ def _measure(
         DOORS,
         FLOOR,
         IDEMPOTENT,
+        ONE_STATEMENT,
         OURS,
         PREVIOUS,
         REFERENCED,
         SAVEPOINT,
         STORMED,
-        TWO_STEP,
         VARIANTS_SHOWN,
     )
 
@@ -374,7 +374,7 @@ def _measure(
             log_path=OUT_DIR / "gunicorn.log",
         ) as base_url:  # fmt: skip
             run.throughput = saturation.saturate(
-                base_url, token, (BARE, OURS, BEFORE_24, TWO_STEP, PREVIOUS, SAVEPOINT),
+                base_url, token, (BARE, OURS, BEFORE_24, ONE_STATEMENT, PREVIOUS, SAVEPOINT),
                 clients=plan.saturation_clients, seconds=plan.saturation_seconds,
                 repeats=plan.saturation_repeats,
             )  # fmt: skip

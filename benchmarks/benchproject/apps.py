@@ -7,7 +7,8 @@ class BenchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import before_issue24, lookup_first
+        from . import before_issue24, lookup_first, one_statement
 
         lookup_first.install()
         before_issue24.install()
+        one_statement.install()

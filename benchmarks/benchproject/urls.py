@@ -13,7 +13,7 @@ urlpatterns = [
     path("bare/orders/", views.BareOrderViewSet.as_view(create)),
     path("ours/orders/", views.OursOrderViewSet.as_view(create)),
     path("ours-referenced/orders/", views.ReferencedOrderViewSet.as_view(create)),
-    path("ours-two-step/orders/", views.TwoStepOrderViewSet.as_view(create)),
+    path("ours-one-statement/orders/", views.OneStatementOrderViewSet.as_view(create)),
     path("ours-before-24/orders/", views.BeforeIssue24OrderViewSet.as_view(create)),
     path("ours-previous/orders/", views.PreviousOrderViewSet.as_view(create)),
     path("ours-savepoint/orders/", views.SavepointOrderViewSet.as_view(create)),

@@ -17,9 +17,10 @@ from rest_framework_idempotency_key.decorators import simple_idempotency_key_met
 
 from django_idempotency.drf import IdempotentCreateMixin
 
-from .before_issue24 import released_savepoint, two_steps
+from .before_issue24 import released_savepoint
 from .lookup_first import looking_up_first
 from .models import Order
+from .one_statement import one_statement
 from .serializers import OrderSerializer
 
 
@@ -57,21 +58,20 @@ class PreviousOrderViewSet(OursOrderViewSet):
             return super().dispatch(request, *args, **kwargs)
 
 
-class TwoStepOrderViewSet(OursOrderViewSet):
-    """The same mixin with the replay before issue 24 (``before_issue24.py``): the claim,
-    then the lookup."""
+class OneStatementOrderViewSet(OursOrderViewSet):
+    """The same mixin with a replay in one statement (``one_statement.py``, not shipped)."""
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        with two_steps():
+        with one_statement():
             return super().dispatch(request, *args, **kwargs)
 
 
 class BeforeIssue24OrderViewSet(OursOrderViewSet):
-    """The same mixin on the whole hot path before issue 24: the two-step replay, and the view
-    in a nested ``atomic()`` (its savepoint released by a RELEASE of its own)."""
+    """The same mixin on the hot path before issue 24: the view in a nested ``atomic()`` (its
+    savepoint released by a RELEASE of its own)."""
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        with two_steps(), released_savepoint():
+        with released_savepoint():
             return super().dispatch(request, *args, **kwargs)
 
 

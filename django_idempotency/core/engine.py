@@ -96,12 +96,7 @@ def _replay_or_claim(operation: Operation, view: Callable[[], HttpResponseBase])
 
 def _claim_and_run(operation: Operation, view: Callable[[], HttpResponseBase]) -> _Outcome | None:
     now = timezone.now()
-    # A replay's lookup rides on its claim (one statement on PostgreSQL); the claim that met
-    # something else (a held reference, an expired record, a copy committed while it waited)
-    # looks it up after (_find_blocker).
-    claimed = store.claim_or_find(operation, now, event_limit=_event_limit())
-    if isinstance(claimed, store.Found):
-        return _Blocker(claimed.record, by_reference=False, replayable=claimed.replayable)
+    claimed = store.claim(operation, now)
     if claimed is None:
         return _find_blocker(operation, now)
     if _too_old(operation.key_expires_at, claimed.at):
@@ -197,7 +192,9 @@ def _find_blocker(operation: Operation, now: datetime) -> _Blocker | None:
     reference lookup also finds records that can no longer replay; only then is what expired
     cleared away, and the key (never the reference) freed for the next attempt.
     """
-    find = partial(store.find_count_and_log, operation, now=now, event_limit=_event_limit())
+    # The lookup logs this request's visit too, unless the event log is switched off.
+    event_limit = app_settings.MAX_EVENTS_PER_RECORD if app_settings.RECORD_EVENTS else None
+    find = partial(store.find_count_and_log, operation, now=now, event_limit=event_limit)
     found = find(by="key")
     if found is not None:
         return _Blocker(found.record, by_reference=False, replayable=found.replayable)
@@ -207,11 +204,6 @@ def _find_blocker(operation: Operation, now: datetime) -> _Blocker | None:
             return _Blocker(found.record, by_reference=True, replayable=found.replayable)
     store.clear_expired(operation, now)
     return None
-
-
-def _event_limit() -> int | None:
-    """How many visits of a record the lookup logs; ``None``: the event log is switched off."""
-    return app_settings.MAX_EVENTS_PER_RECORD if app_settings.RECORD_EVENTS else None
 
 
 def _finish(operation: Operation, outcome: _Outcome) -> HttpResponseBase:

@@ -206,8 +206,7 @@ def test_every_deferred_import_says_why() -> None:
 
 
 def test_each_sql_dialect_of_the_store_offers_the_same_statements() -> None:
-    """The same ones, beyond the optional hooks (``store.OPTIONAL_HOOKS``) a dialect may add."""
-    from django_idempotency.core.store import OPTIONAL_HOOKS, postgresql, sqlite
+    from django_idempotency.core.store import postgresql, sqlite
 
     def offered(module: object) -> set[str]:
         return {name for name in vars(module) if not name.startswith("_") and name.isupper()} | {
@@ -218,9 +217,7 @@ def test_each_sql_dialect_of_the_store_offers_the_same_statements() -> None:
             and not name.startswith("_")
         }
 
-    optional = {name for hook in OPTIONAL_HOOKS for name in (hook, hook.upper())}
-    assert offered(postgresql) - optional == offered(sqlite) - optional
-    assert set(OPTIONAL_HOOKS) <= offered(postgresql)  # each one used somewhere
+    assert offered(postgresql) == offered(sqlite)
     for module in (postgresql, sqlite):
         for statement in ("CLAIM", "FIND_BY_KEY", "FIND_BY_REFERENCE", "COMPLETE", "LOG_EVENT"):
             sql = getattr(module, statement)

@@ -7,9 +7,7 @@ turns what a statement returns into records. Other vendors are refused by a syst
 
 The claim is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: it never raises on a
 duplicate, and a copy that collides with an uncommitted claim waits on the database's own
-unique-index lock until the original commits or rolls back (bounded by ``lock_timeout``). A
-dialect may fold a replay's lookup into that statement (``claim_or_find``, PostgreSQL); one
-without it takes the claim and the lookup as two statements.
+unique-index lock until the original commits or rolls back (bounded by ``lock_timeout``).
 """
 
 from __future__ import annotations
@@ -32,9 +30,6 @@ from . import postgresql, sqlite
 
 _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 SUPPORTED_VENDORS = frozenset(_DIALECTS)
-#: What a dialect may offer beyond ``claim``, ``find_count_and_log``, ``complete``,
-#: ``log_event`` and ``clock``; without it, the store takes the longer way it replaces.
-OPTIONAL_HOOKS = ("claim_or_find",)
 
 # SQLSTATEs of "gave up waiting": lock_timeout, deadlock, statement_timeout.
 _WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
@@ -77,32 +72,6 @@ def claim(operation: Operation, now: datetime) -> Claimed | None:
     return None if row is None else Claimed(id=int(row[0]), at=row[1])
 
 
-def claim_or_find(
-    operation: Operation, now: datetime, *, event_limit: int | None
-) -> Claimed | Found | None:
-    """``claim``; when it inserted nothing, also ``find_count_and_log(by="key")``, in one
-    statement where the dialect has one (``claim_or_find``; the others take the two steps).
-
-    The in-flight record claimed; or the live completed record of the key, counted and
-    logged; or ``None``: neither was seen (the record in the way holds the reference, expired,
-    or committed while the claim waited for it), and the caller looks it up as after ``claim``.
-    """
-    connection = connections[operation.database]
-    dialect = _dialect(connection)
-    fold = getattr(dialect, "claim_or_find", None)
-    if fold is None:
-        return claim(operation, now)
-    with _bounded_wait():
-        row = fold(connection, operation, now=now, event_limit=event_limit)
-    if row[0] is not None:
-        return Claimed(id=int(row[0]), at=row[1])
-    if row[2] is None:
-        return None
-    return _found(
-        connection, dialect, operation, row[2:], by="key", now=now, event_limit=event_limit
-    )
-
-
 def find_count_and_log(
     operation: Operation, *, by: Lookup, now: datetime, event_limit: int | None
 ) -> Found | None:
@@ -128,20 +97,6 @@ def find_count_and_log(
         )
     if row is None:
         return None
-    return _found(connection, dialect, operation, row, by=by, now=now, event_limit=event_limit)
-
-
-def _found(
-    connection: BaseDatabaseWrapper,
-    dialect: ModuleType,
-    operation: Operation,
-    row: Sequence[Any],
-    *,
-    by: Lookup,
-    now: datetime,
-    event_limit: int | None,
-) -> Found:
-    """The lookup's row as a ``Found``; the visit logged here when the dialect did not."""
     *columns, replayed, replayable = row
     record = _record_from_row(connection, columns)
     visits = record.replay_count + record.conflict_count  # this one included

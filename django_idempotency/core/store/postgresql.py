@@ -64,72 +64,6 @@ SELECT
     set_config('lock_timeout', (SELECT previous FROM limits), true)
 """)
 
-# The claim and, when it inserted nothing, the replay's lookup by key, in one statement: a
-# replay costs BEGIN, this and COMMIT (docs/benchmarks.md, "One statement for a replay").
-# ``claimed`` is CLAIM's insert; ``found`` and ``logged`` are FIND_BY_KEY's, gated on the
-# insert having returned nothing. Every part sees the snapshot the statement started with:
-# a record committed before that is found here; one the insert waited for (a copy racing its
-# original) is not, and the engine falls back to the separate lookup, which sees it. The
-# commit is relaxed (as in FIND_BY_KEY) only when a record was found and counted.
-CLAIM_OR_FIND = statement("""
-WITH limits AS MATERIALIZED (
-    SELECT saved.previous, set_config('lock_timeout', %(lock_timeout)s, true) AS applied
-    FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS saved
-), claimed AS (
-    INSERT INTO {records} (
-        "scope", "key", "fingerprint", "reference", "requested_reference", "state",
-        "request_method", "request_path", "response_headers", "response_body",
-        "created_at", "expires_at", "replay_count", "conflict_count"
-    )
-    SELECT
-        CAST(%(scope)s AS varchar(255)), CAST(%(key)s AS varchar(255)),
-        CAST(%(fingerprint)s AS varchar(64)), CAST(%(reference)s AS varchar(255)),
-        CAST(%(reference)s AS varchar(255)), 'in_flight',
-        CAST(%(method)s AS varchar(16)), CAST(%(path)s AS text), '[]'::jsonb, ''::bytea,
-        statement_timestamp(), statement_timestamp() + CAST(%(ttl)s AS interval), 0, 0
-    FROM limits
-    ON CONFLICT DO NOTHING
-    RETURNING "id", "created_at"
-), found AS (
-    UPDATE {records} SET
-        "replay_count" = "replay_count"
-            + CASE WHEN "fingerprint" = %(fingerprint)s THEN 1 ELSE 0 END,
-        "conflict_count" = "conflict_count"
-            + CASE WHEN "fingerprint" = %(fingerprint)s THEN 0 ELSE 1 END,
-        "last_seen_at" = statement_timestamp()
-    WHERE NOT EXISTS (SELECT FROM claimed)
-        AND "scope" = %(scope)s AND "key" = %(key)s
-        AND "state" = 'completed' AND "expires_at" > statement_timestamp()
-    RETURNING {record_columns},
-        "fingerprint" = %(fingerprint)s AS replayed,
-        true AS replayable
-), logged AS (
-    INSERT INTO {events} (
-        "at", "kind", "scope", "key", "reference", "fingerprint", "record_id", "expires_at"
-    )
-    SELECT
-        CAST(%(at)s AS timestamp with time zone),
-        CASE WHEN found.replayed THEN 'replayed' ELSE 'mismatch' END,
-        CAST(%(scope)s AS varchar(255)), CAST(%(key)s AS varchar(255)),
-        CAST(%(reference)s AS varchar(255)), CAST(%(fingerprint)s AS varchar(64)),
-        found."id", found."expires_at"
-    FROM found
-    WHERE found."replay_count" + found."conflict_count" <= CAST(%(event_limit)s AS integer)
-)
-SELECT
-    (SELECT "id" FROM claimed),
-    (SELECT "created_at" FROM claimed),
-    set_config('lock_timeout', (SELECT previous FROM limits), true),
-    set_config(
-        'synchronous_commit',
-        CASE WHEN %(relaxed)s AND EXISTS (SELECT FROM found)
-            THEN 'off' ELSE current_setting('synchronous_commit') END,
-        true
-    ),
-    found.*
-FROM (SELECT 1) AS one LEFT JOIN found ON true
-""")
-
 # The committed record a claim met by its key (live and completed, so replayable): count the
 # visit as a replay (same fingerprint) or a conflict, and log it as ``replayed`` or
 # ``mismatch`` while the record has had at most event_limit visits (NULL: the log is off).
@@ -276,36 +210,6 @@ def claim(
     if not row or row[0] is None:
         return None
     return row[0], row[1]
-
-
-def claim_or_find(
-    connection: BaseDatabaseWrapper,
-    operation: Operation,
-    *,
-    now: datetime,
-    event_limit: int | None,
-) -> tuple[Any, ...]:
-    """The claimed record's id and creation time, then (when the claim inserted nothing and
-    a live completed record of the key was found) every column of that record, ``replayed``
-    and ``replayable``: ``find_count_and_log(by="key")``'s row. Unset parts are ``None``."""
-    params = {
-        "lock_timeout": f"{max(1, round(operation.lock_timeout * 1000))}ms",
-        "relaxed": _commits_bookkeeping_only(connection),
-        "scope": operation.scope,
-        "key": operation.key,
-        "fingerprint": operation.fingerprint,
-        "reference": operation.reference,
-        "method": operation.method,
-        "path": operation.path,
-        "ttl": operation.ttl,
-        "at": now,
-        "event_limit": event_limit,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(CLAIM_OR_FIND, params)
-        row: tuple[Any, ...] = cursor.fetchone()
-    # The two set_config() results are no part of the answer.
-    return row[:2] + row[4:]
 
 
 def find_count_and_log(
