@@ -201,7 +201,9 @@ def reading(run: Run) -> list[str]:
                 "key, scope, fingerprint, its claim that inserts nothing, the lookup, BEGIN and "
                 "COMMIT), the new key "
                 f"{_ms(first.median_ms - bare.median_ms)} ms over the bare create (its extra "
-                "round trips: BEGIN, the claim, the stored response, COMMIT)."
+                "round trips: BEGIN, the claim, the view's SAVEPOINT, the stored response, and a "
+                "COMMIT where the bare create commits inside its INSERT). Which piece is how "
+                "much: the attribution section."
             )
     lines.append(
         "Not in these rows: a view that names a business reference through a serializer related "
