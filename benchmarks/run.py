@@ -13,13 +13,14 @@ docs/benchmarks.md (a quick or partial run writes benchmarks/out/benchmarks-part
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import pickle
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,18 @@ VENV = BENCH_DIR / ".venv"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 OUT_DIR = BENCH_DIR / "out"
 LAST_RUN = OUT_DIR / "last-run.pickle"
-PARTS = ["sql", "inprocess", "doors", "nosync", "profile", "http", "storm", "throughput", "growth"]
+PARTS = [
+    "sql",
+    "attribution",
+    "inprocess",
+    "doors",
+    "nosync",
+    "profile",
+    "http",
+    "storm",
+    "throughput",
+    "growth",
+]
 
 
 def _bootstrap(script: Path = Path(__file__)) -> None:
@@ -70,10 +82,14 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--database-url",
-        default=os.environ.get(
-            "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="a PostgreSQL role allowed to CREATE DATABASE (default: %(default)s)",
+        default=os.environ.get("BENCH_ADMIN_DATABASE_URL"),
+        help="use this PostgreSQL server (a role allowed to CREATE DATABASE) instead of a "
+        "private cluster; the attribution's server side then needs pg_stat_statements there",
+    )
+    parser.add_argument(
+        "--pg-bindir",
+        default=os.environ.get("BENCH_PG_BINDIR", "/usr/lib/postgresql/15/bin"),
+        help="initdb and pg_ctl of the private cluster (default: %(default)s)",
     )
     parser.add_argument("--output", type=Path, help="the Markdown report to write")
     parser.add_argument(
@@ -106,6 +122,7 @@ class Plan:
         self.saturation_clients = 12
         self.saturation_seconds = 3.0 if quick else 10.0
         self.saturation_repeats = 2 if quick else 3
+        self.attribution_requests = 200 if quick else 600
 
     def describe(self) -> dict[str, str]:
         return {
@@ -115,6 +132,7 @@ class Plan:
             "growth rounds": str(self.growth_rounds),
             "body-size rounds": str(self.body_rounds),
             "profiled requests": f"{self.profile_requests} per path",
+            "attribution": f"{self.attribution_requests} requests per path",
             "saturation": f"{self.saturation_clients} clients x {self.saturation_seconds:.0f} s "
             f"x {self.saturation_repeats} per variant",
         }
@@ -144,14 +162,18 @@ def main() -> int:
         run = pickle.loads(LAST_RUN.read_bytes())
         output = arguments.output or run.output
     else:
-        with database.scratch_database(arguments.database_url) as database_url:
+        with contextlib.ExitStack() as stack:
+            admin_url, server_note = stack.enter_context(_server(arguments, log))
+            database_url = stack.enter_context(database.scratch_database(admin_url))
             os.environ["BENCH_DATABASE_URL"] = database_url
             import django
 
             django.setup()
             run = _measure(arguments, plan, parts, database_url, log)
+            run.server_note = server_note
             run.seconds = time.monotonic() - started
             run.load_after = os.getloadavg()
+            run.uptime_after = _uptime()
         run.output = output
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         # Kept so the report's wording can change without measuring again (--render-only).
@@ -166,6 +188,37 @@ def main() -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _server(arguments: argparse.Namespace, log: Callable[[str], None]) -> Iterator[tuple[str, str]]:
+    """The admin URL to create the scratch database on, and how the report describes it."""
+    from harness import cluster
+
+    if arguments.database_url:
+        yield arguments.database_url, "the server of `--database-url` (its own settings)"
+        return
+    if not cluster.available(arguments.pg_bindir):
+        raise SystemExit(
+            f"no initdb/pg_ctl in {arguments.pg_bindir}: pass --pg-bindir, or --database-url "
+            "to measure on an existing server"
+        )
+    with cluster.private_cluster(arguments.pg_bindir) as admin_url:
+        log(f"private PostgreSQL cluster on {admin_url.rsplit('@', 1)[-1]}")
+        yield (
+            admin_url,
+            (
+                "a private cluster started for this run (`initdb`, default settings plus "
+                "`pg_stat_statements` with `track_planning`; removed at the end)"
+            ),
+        )
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
 def _measure(
     arguments: argparse.Namespace,
     plan: Plan,
@@ -174,6 +227,7 @@ def _measure(
     log: Callable[[str], None],
 ) -> Run:
     from harness import (
+        attribution,
         database,
         environment,
         growth,
@@ -188,11 +242,14 @@ def _measure(
     from harness.report import Run
     from harness.variants import (
         BARE,
+        BEFORE_24,
         DOORS,
         FLOOR,
         IDEMPOTENT,
+        ONE_STATEMENT,
         OURS,
         PREVIOUS,
+        REFERENCED,
         SAVEPOINT,
         STORMED,
         VARIANTS_SHOWN,
@@ -210,6 +267,7 @@ def _measure(
         plan=plan.describe(),
         floor=database.probe_floor(),
         load_before=os.getloadavg(),
+        uptime_before=_uptime(),
     )
     log("floor: " + ", ".join(f"{name} {value:.3f} ms" for name, value in run.floor.items()))
     client = InProcess(token)
@@ -227,6 +285,21 @@ def _measure(
                 f"  {trace.variant.label:38} {trace.path:9} {trace.status}: "
                 f"{len(trace.statements)} statements, {len(trace.round_trips)} round trips, "
                 f"{trace.durable_commits} durable commits"
+            )
+    if "attribution" in parts:
+        log(f"attribution: {plan.attribution_requests} requests per path ...")
+        database.settle()
+        paths = attribution.attribute(
+            client, bare=BARE, floor=FLOOR, ours=OURS, referenced=REFERENCED,
+            requests=plan.attribution_requests, warmup=plan.warmup,
+        )  # fmt: skip
+        run.attributions[f"PostgreSQL {run.postgres.split()[0]}"] = paths
+        for path in paths:
+            package = path.package_ms if path.package_ms is not None else 0.0
+            log(
+                f"  {path.name:20} mean {path.mean_ms:6.2f} ms: statements "
+                f"{path.client_db_ms:5.2f} ms in Django ({path.server_ms:5.3f} ms on the "
+                f"server), package {package:5.2f} ms"
             )
     if "inprocess" in parts:
         log(f"in-process: {len(series)} series x {plan.rounds} rounds ...")
@@ -302,7 +375,7 @@ def _measure(
             log_path=OUT_DIR / "gunicorn.log",
         ) as base_url:  # fmt: skip
             run.throughput = saturation.saturate(
-                base_url, token, (BARE, OURS, PREVIOUS, SAVEPOINT),
+                base_url, token, (BARE, OURS, BEFORE_24, ONE_STATEMENT, PREVIOUS, SAVEPOINT),
                 clients=plan.saturation_clients, seconds=plan.saturation_seconds,
                 repeats=plan.saturation_repeats,
             )  # fmt: skip

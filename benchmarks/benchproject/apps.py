@@ -7,6 +7,8 @@ class BenchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .lookup_first import install
+        from . import before_issue24, lookup_first, one_statement
 
-        install()
+        lookup_first.install()
+        before_issue24.install()
+        one_statement.install()

@@ -17,8 +17,10 @@ from rest_framework_idempotency_key.decorators import simple_idempotency_key_met
 
 from django_idempotency.drf import IdempotentCreateMixin
 
+from .before_issue24 import released_savepoint
 from .lookup_first import looking_up_first
 from .models import Order
+from .one_statement import one_statement
 from .serializers import OrderSerializer
 
 
@@ -41,12 +43,35 @@ class OursOrderViewSet(IdempotentCreateMixin, BareOrderViewSet):
     idempotency_scope = "orders"
 
 
+class ReferencedOrderViewSet(OursOrderViewSet):
+    """The same, one order per sku whatever the key (the reference-conflict path)."""
+
+    idempotency_reference_field = "sku"
+
+
 class PreviousOrderViewSet(OursOrderViewSet):
     """The same mixin on the engine's previous hot path (``lookup_first.py``): the key looked
     up before every claim."""
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         with looking_up_first():
+            return super().dispatch(request, *args, **kwargs)
+
+
+class OneStatementOrderViewSet(OursOrderViewSet):
+    """The same mixin with a replay in one statement (``one_statement.py``, not shipped)."""
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with one_statement():
+            return super().dispatch(request, *args, **kwargs)
+
+
+class BeforeIssue24OrderViewSet(OursOrderViewSet):
+    """The same mixin on the hot path before issue 24: the view in a nested ``atomic()`` (its
+    savepoint released by a RELEASE of its own)."""
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with released_savepoint():
             return super().dispatch(request, *args, **kwargs)
 
 

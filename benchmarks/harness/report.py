@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .attribution import PathCost
+from .attribution_report import markdown as attribution_markdown
 from .growth import GrowthRow
 from .measure import CREATE, FIRST, REPLAY, Results, Series
 from .profiling import ProfileReport
@@ -14,7 +16,7 @@ from .queries import PathTrace
 from .saturation import Throughput
 from .stats import Summary
 from .storm import StormResult
-from .variants import BARE, DOORS, FLOOR, OURS, VARIANTS_SHOWN
+from .variants import BARE, BEFORE_24, DOORS, FLOOR, ONE_STATEMENT, OURS, VARIANTS_SHOWN
 
 TARGET_FIRST = 1.25  # of the bare create (issue 14)
 TARGET_REPLAY = 1.10  # of the authenticated no-op, the floor of a replay that authenticates
@@ -33,6 +35,11 @@ class Run:
     floor: dict[str, float]
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    uptime_before: str = ""
+    uptime_after: str = ""
+    server_note: str = ""
+    #: Per backend ("PostgreSQL 15.20"; MariaDB's once its backend exists): each path's cost.
+    attributions: dict[str, list[PathCost]] = field(default_factory=dict)
     inprocess: Results | None = None
     nosync: Results | None = None
     inprocess_series: list[Series] = field(default_factory=list)
@@ -119,6 +126,48 @@ def headline(run: Run) -> list[str]:
     return lines
 
 
+def before_and_after(run: Run) -> list[str]:
+    """Issue 24's cuts against the path before them, measured in the same rounds."""
+    rows = [
+        "| table | request | before issue 24 | now | one-statement replay (measured, not shipped) |"
+        " target |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    transports = (
+        ("in-process", run.inprocess),
+        ("HTTP (gunicorn)", run.http),
+        ("in-process, synchronous_commit=off", run.nosync),
+    )
+    for name, results in transports:
+        if results is None or not results.samples.get(Series(BEFORE_24, FIRST)):
+            continue
+        bare = results.summary(Series(BARE, CREATE))
+        floor = results.summary(Series(FLOOR, CREATE))
+        for mode, baseline, target, against in (
+            (FIRST, bare, TARGET_FIRST, "of the bare create"),
+            (REPLAY, floor, TARGET_REPLAY, "of the authenticated no-op"),
+        ):
+            ratios = [
+                _ratio(results.summary(Series(variant, mode)).ratio_to(baseline))
+                for variant in (BEFORE_24, OURS, ONE_STATEMENT)
+            ]
+            rows.append(
+                f"| {name} | {MODE_LABEL[mode]} ({against}) | {' | '.join(ratios)} | "
+                f"<= {target:.2f}x |"
+            )
+    rates = {t.variant: t.per_second for t in run.throughput}
+    if rates.get(BARE) and rates.get(BEFORE_24) and rates.get(OURS):
+        ratios = [
+            _ratio(rates[variant] / rates[BARE]) if rates.get(variant) else "n/a"
+            for variant in (BEFORE_24, OURS, ONE_STATEMENT)
+        ]
+        rows.append(
+            f"| throughput at saturation | new keys (of the bare create's) | "
+            f"{' | '.join(ratios)} | >= {TARGET_THROUGHPUT:.2f}x |"
+        )
+    return rows if len(rows) > 2 else []
+
+
 def reading(run: Run) -> list[str]:
     """What dominates the numbers on this machine, computed from this run."""
     lines: list[str] = []
@@ -152,7 +201,9 @@ def reading(run: Run) -> list[str]:
                 "key, scope, fingerprint, its claim that inserts nothing, the lookup, BEGIN and "
                 "COMMIT), the new key "
                 f"{_ms(first.median_ms - bare.median_ms)} ms over the bare create (its extra "
-                "round trips: BEGIN, the claim, the stored response, COMMIT)."
+                "round trips: BEGIN, the claim, the view's SAVEPOINT, the stored response, and a "
+                "COMMIT where the bare create commits inside its INSERT). Which piece is how "
+                "much: the attribution section."
             )
     lines.append(
         "Not in these rows: a view that names a business reference through a serializer related "
@@ -334,6 +385,24 @@ def _profile_tables(profiles: Sequence[ProfileReport]) -> list[str]:
     return lines
 
 
+def _before_after_section(run: Run) -> list[str]:
+    rows = before_and_after(run)
+    if not rows:
+        return []
+    return [
+        "## Before and after issue 24",
+        "",
+        "Ratios of medians, each against its baseline in the same interleaved rounds: the hot "
+        "path before issue 24 (the view in a nested `atomic()` with its RELEASE; "
+        "`benchproject/before_issue24.py`), today's path, and the one-statement replay that was "
+        "measured and not shipped (`benchproject/one_statement.py`). What each idea saved or "
+        "cost: `benchmarks/README.md`.",
+        "",
+        *rows,
+        "",
+    ]
+
+
 def _load_warning(run: Run) -> list[str]:
     """Say so when other work shared the cores: absolute times are then inflated and noisy."""
     cores = int(run.machine.get("nproc", "0") or 0)
@@ -365,6 +434,7 @@ def markdown(run: Run) -> str:
         "",
         *(f"- {line}" for line in reading(run)),
         "",
+        *_before_after_section(run),
         "Every ratio compares medians measured in the same run, the variants interleaved "
         "round-robin (one request of each per round, the order rotating every round), on the "
         "same model, serializer and endpoint, with token authentication.",
@@ -374,10 +444,13 @@ def markdown(run: Run) -> str:
         "| | |",
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in run.machine.items()),
-        f"| PostgreSQL | {run.postgres} (default settings; a scratch database per run) |",
+        f"| PostgreSQL | {run.postgres}: {run.server_note or 'default settings'}; a scratch "
+        "database per run |",
         *(f"| {name} | {value:.3f} ms median |" for name, value in run.floor.items()),
         f"| load average (1, 5, 15 min) | {_load(run.load_before)} at the start, "
         f"{_load(run.load_after)} at the end |",
+        f"| `uptime` | at the start: {run.uptime_before or 'n/a'}; at the end: "
+        f"{run.uptime_after or 'n/a'} |",
         *(f"| {name} | {value} |" for name, value in run.versions.items()),
         "",
         "Counts used: " + ", ".join(f"{name} {value}" for name, value in run.plan.items()) + ".",
@@ -389,6 +462,7 @@ def markdown(run: Run) -> str:
         *(f"| {v.label} | `{v.path}` | {v.how} |" for v in VARIANTS_SHOWN),
         "",
     ]
+    lines += attribution_markdown(run.attributions, run.server_note)
     if run.inprocess is not None:
         lines += [
             "## In-process (Django test client, PostgreSQL)",

@@ -46,7 +46,32 @@ SAVEPOINT = Variant(
     "the default path with the view's write inside `transaction.atomic()` (a SAVEPOINT and its "
     "RELEASE), what a savepoint around the view costs",
 )
-ALTERNATIVES = (PREVIOUS, SAVEPOINT)
+ONE_STATEMENT = Variant(
+    "ours-one-statement",
+    "django-idempotency, one-statement replay (not shipped)",
+    "/ours-one-statement/orders/",
+    True,
+    "the default path with the replay's lookup folded into the claim's statement "
+    "(`benchproject/one_statement.py`): measured against the default, not shipped",
+)
+BEFORE_24 = Variant(
+    "ours-before-24",
+    "django-idempotency before issue 24",
+    "/ours-before-24/orders/",
+    True,
+    "the view in a nested `atomic()` whose savepoint a RELEASE of its own releases "
+    "(`benchproject/before_issue24.py`): the hot path before this run's cut",
+)
+ALTERNATIVES = (BEFORE_24, ONE_STATEMENT, PREVIOUS, SAVEPOINT)
+# The attribution's reference-conflict path: the same view naming the order's sku as its
+# business reference (a plain field: no query resolves it).
+REFERENCED = Variant(
+    "ours-referenced",
+    "django-idempotency, sku as the reference",
+    "/ours-referenced/orders/",
+    True,
+    '`IdempotentCreateMixin` with `idempotency_reference_field = "sku"`',
+)
 FLOOR = Variant(
     "floor",
     "authenticated no-op (floor)",

@@ -29,7 +29,8 @@ def test_the_request_really_is_atomic(post) -> None:
     plain = post("/test/optional-probe/", {"report_atomic_depth": True})
     keyed = post("/test/probe/", {"report_atomic_depth": True}, key="k")
     assert plain.json()["atomic_depth"] == 1  # the request's own block
-    assert keyed.json()["atomic_depth"] == 3  # request, claim, view
+    assert keyed.json()["atomic_depth"] == 2  # request, claim
+    assert keyed.json()["savepoints"] == 2  # the claim's (nested in the request's), the view's
     assert not connection.in_atomic_block
 
 

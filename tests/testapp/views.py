@@ -95,6 +95,8 @@ class ProbeCreate:
         if data.get("report_atomic_depth"):
             # How many atomic blocks wrap the view: ATOMIC_REQUESTS adds the outermost one.
             body["atomic_depth"] = len(connection.atomic_blocks)
+            # And the savepoints it runs in: the engine gives the view one of its own.
+            body["savepoints"] = len(connection.savepoint_ids)
         if data.get("report_lock_timeout"):
             with connection.cursor() as cursor:
                 if connection.vendor == "mysql":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 from django.db import OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -213,16 +214,36 @@ def _prepared(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
 def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> IdempotencyRecord:
     """The record from a ``RETURNING`` row of every column in the model's order
     (``RECORD_COLUMNS`` of the dialects), through the fields' own database converters."""
-    fields = IdempotencyRecord._meta.concrete_fields
     values = list(row)
-    for index, field in enumerate(fields):
-        if values[index] is None:
+    for index, column, converters in _converters(connection):
+        value = values[index]
+        if value is None:
             continue
-        column = field.cached_col
-        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(
-            connection
-        ):
-            values[index] = convert(values[index], column, connection)
-    names = [field.attname for field in fields]
-    record: IdempotencyRecord = IdempotencyRecord.from_db(connection.alias, names, values)
+        for convert in converters:
+            value = convert(value, column, connection)
+        values[index] = value
+    record: IdempotencyRecord = IdempotencyRecord.from_db(connection.alias, _ATTNAMES, values)
     return record
+
+
+_ATTNAMES = [field.attname for field in IdempotencyRecord._meta.concrete_fields]
+# Per connection: the columns that have converters, and theirs. Asking every field for them on
+# every lookup cost more than converting the row (docs/benchmarks.md, "Loading the record").
+_CONVERTERS: WeakKeyDictionary[BaseDatabaseWrapper, list[tuple[int, Any, list[Any]]]] = (
+    WeakKeyDictionary()
+)
+
+
+def _converters(connection: BaseDatabaseWrapper) -> list[tuple[int, Any, list[Any]]]:
+    known = _CONVERTERS.get(connection)
+    if known is None:
+        known = []
+        for index, field in enumerate(IdempotencyRecord._meta.concrete_fields):
+            column = field.cached_col
+            converters = connection.ops.get_db_converters(column) + field.get_db_converters(
+                connection
+            )
+            if converters:
+                known.append((index, column, converters))
+        _CONVERTERS[connection] = known
+    return known
