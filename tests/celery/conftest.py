@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
+from tests.databases import mysql_isolation
 from tests.services import CeleryWorker
 
 RunWorker = Callable[..., CeleryWorker]
@@ -19,10 +20,11 @@ RunWorker = Callable[..., CeleryWorker]
 def this_tests_database_url() -> str:
     """The URL of the database this test runs on (pytest-django's test database)."""
     settings = connection.settings_dict
+    scheme, port = ("mysql", 3306) if connection.vendor == "mysql" else ("postgres", 5432)
     password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
     return (
-        f"postgres://{quote(settings['USER'])}{password}@{settings['HOST'] or '127.0.0.1'}:"
-        f"{settings['PORT'] or 5432}/{settings['NAME']}"
+        f"{scheme}://{quote(settings['USER'])}{password}@{settings['HOST'] or '127.0.0.1'}:"
+        f"{settings['PORT'] or port}/{settings['NAME']}"
     )
 
 
@@ -34,7 +36,13 @@ def run_worker(transactional_db: None, tmp_path: Path) -> Iterator[RunWorker]:
 
     def run(queue: str, *, pool: str = "solo", workers: int = 1, **kwargs: Any) -> CeleryWorker:
         options = kwargs.pop("options", ())
-        env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_TEST_QUEUE": queue, **kwargs}
+        env = {
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "CELERY_TEST_QUEUE": queue,
+            # tests.settings reads it on MariaDB: the worker runs under the test's isolation level
+            "IDEMPOTENCY_TEST_MYSQL_ISOLATION": mysql_isolation(),
+            **kwargs,
+        }
         worker = CeleryWorker(
             "worker",
             0,
