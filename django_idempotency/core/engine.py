@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
+from django.db import Error, transaction
 from django.http import HttpResponseBase
 from django.utils import timezone
 
@@ -187,7 +187,12 @@ def _view_savepoint(using: str) -> Iterator[None]:
         connection.savepoint_ids.pop()
     if connection.needs_rollback and not connection.closed_in_transaction:
         connection.needs_rollback = False
-        connection.savepoint_rollback(sid)
+        try:
+            connection.savepoint_rollback(sid)
+        except Error:
+            # As atomic(): a rollback that fails (a lost connection) leaves the mark to the
+            # claim's block instead of raising over the view's answer.
+            connection.needs_rollback = True
 
 
 def _too_old(key_expires_at: datetime | None, claimed_at: datetime) -> bool:
