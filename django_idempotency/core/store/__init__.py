@@ -206,6 +206,14 @@ def _gave_up_waiting(exc: OperationalError) -> bool:
     return "database is locked" in str(exc)  # SQLite's busy timeout
 
 
+def transaction_failed(database: str) -> bool:
+    """Whether the open transaction on ``database`` refuses statements after one that failed
+    (PostgreSQL's aborted transaction), as the driver knows it: no round trip."""
+    connection = connections[database]
+    failed: bool = _dialect(connection).transaction_failed(connection)
+    return failed
+
+
 def _prepared(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
     field: Any = IdempotencyRecord._meta.get_field(name)
     return field.get_db_prep_save(value, connection)
