@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
+from django.db import DatabaseError, Error, transaction
 from django.http import HttpResponseBase
 from django.utils import timezone
 
@@ -185,9 +185,29 @@ def _view_savepoint(using: str) -> Iterator[None]:
         yield
     finally:
         connection.savepoint_ids.pop()
-    if connection.needs_rollback and not connection.closed_in_transaction:
+    if connection.closed_in_transaction:
+        return  # the database rolled back by itself; the claim's block finds out
+    if not connection.needs_rollback and store.transaction_failed(using):
+        # A failed statement the view caught (a raw cursor's: nothing marked the rollback)
+        # left the transaction refusing statements: atomic()'s RELEASE fails here, and it
+        # rolls back to its savepoint and raises that failure. Do the same, on this path only.
+        try:
+            connection.savepoint_commit(sid)
+        except DatabaseError:
+            try:
+                connection.savepoint_rollback(sid)
+                connection.savepoint_commit(sid)
+            except Error:
+                connection.needs_rollback = True
+            raise
+    if connection.needs_rollback:
         connection.needs_rollback = False
-        connection.savepoint_rollback(sid)
+        try:
+            connection.savepoint_rollback(sid)
+        except Error:
+            # As atomic(): a rollback that fails (a lost connection) leaves the mark to the
+            # claim's block instead of raising over the view's answer.
+            connection.needs_rollback = True
 
 
 def _too_old(key_expires_at: datetime | None, claimed_at: datetime) -> bool:

@@ -7,7 +7,7 @@ import contextlib
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InternalError, connection, transaction
 from django.http import HttpResponse
 
 from django_idempotency.core.engine import perform_once
@@ -91,6 +91,57 @@ def test_a_view_that_raises_leaves_nothing() -> None:
 
     with pytest.raises(RuntimeError):
         perform_once(operation(), view)
+    assert not Execution.objects.exists()
+    assert not IdempotencyRecord.objects.exists()
+    assert connection.savepoint_ids == []
+    assert not connection.in_atomic_block
+
+
+@pytest.mark.concurrent_db
+def test_a_view_whose_connection_died_and_that_marked_a_rollback_still_answers() -> None:
+    """Rolling back to the view's savepoint fails on a dead connection; atomic() then leaves the
+    rollback mark to the enclosing block rather than raising over the view's answer."""
+
+    def view() -> HttpResponse:
+        Execution.objects.create(label="lost")
+        kill = (
+            "SELECT pg_terminate_backend(pg_backend_pid())"
+            if connection.vendor == "postgresql"
+            else "KILL CONNECTION_ID()"
+        )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(kill)
+        except DatabaseError:
+            transaction.set_rollback(True)
+        return HttpResponse(status=503)
+
+    assert perform_once(operation(), view).status_code == 503
+    connection.close()
+    assert not Execution.objects.exists()
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("status", [201, 503])
+def test_a_failed_statement_the_view_swallowed_fails_the_request_as_under_atomic(
+    status: int,
+) -> None:
+    """A raw cursor's error marks nothing, yet PostgreSQL then refuses every statement: a
+    nested atomic() raises that failure on leaving the view, whether or not the answer is one
+    to store; the key is free again."""
+    calls: list[str] = []
+
+    def view() -> HttpResponse:
+        calls.append("ran")
+        Execution.objects.create(label="lost")
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT 1/0")
+        return HttpResponse(status=status)
+
+    with pytest.raises(InternalError, match="current transaction is aborted"):
+        perform_once(operation(), view)
+    assert calls == ["ran"]
     assert not Execution.objects.exists()
     assert not IdempotencyRecord.objects.exists()
     assert connection.savepoint_ids == []

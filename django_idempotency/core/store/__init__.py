@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any, Literal
-from weakref import WeakKeyDictionary
 
+from django.conf import settings
 from django.db import OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -206,6 +206,14 @@ def _gave_up_waiting(exc: OperationalError) -> bool:
     return "database is locked" in str(exc)  # SQLite's busy timeout
 
 
+def transaction_failed(database: str) -> bool:
+    """Whether the open transaction on ``database`` refuses statements after one that failed
+    (PostgreSQL's aborted transaction), as the driver knows it: no round trip."""
+    connection = connections[database]
+    failed: bool = _dialect(connection).transaction_failed(connection)
+    return failed
+
+
 def _prepared(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
     field: Any = IdempotencyRecord._meta.get_field(name)
     return field.get_db_prep_save(value, connection)
@@ -227,15 +235,23 @@ def _record_from_row(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> Ide
 
 
 _ATTNAMES = [field.attname for field in IdempotencyRecord._meta.concrete_fields]
-# Per connection: the columns that have converters, and theirs. Asking every field for them on
-# every lookup cost more than converting the row (docs/benchmarks.md, "Loading the record").
-_CONVERTERS: WeakKeyDictionary[BaseDatabaseWrapper, list[tuple[int, Any, list[Any]]]] = (
-    WeakKeyDictionary()
-)
+# Per connection (and USE_TZ, which picks MySQL's and SQLite's datetime converters): the columns
+# that have converters, and theirs. Asking every field for them on every lookup cost more than
+# converting the row (docs/benchmarks.md, "Loading the record"). Kept on the connection itself:
+# those converters are methods of its operations, so a cache outside it (a WeakKeyDictionary)
+# would keep every thread's connection alive for good.
+_CONVERTERS_ATTRIBUTE = "_idempotency_record_converters"
 
 
 def _converters(connection: BaseDatabaseWrapper) -> list[tuple[int, Any, list[Any]]]:
-    known = _CONVERTERS.get(connection)
+    cache: dict[bool, list[tuple[int, Any, list[Any]]]] | None = getattr(
+        connection, _CONVERTERS_ATTRIBUTE, None
+    )
+    if cache is None:
+        cache = {}
+        setattr(connection, _CONVERTERS_ATTRIBUTE, cache)
+    use_tz = bool(settings.USE_TZ)
+    known = cache.get(use_tz)
     if known is None:
         known = []
         for index, field in enumerate(IdempotencyRecord._meta.concrete_fields):
@@ -245,5 +261,5 @@ def _converters(connection: BaseDatabaseWrapper) -> list[tuple[int, Any, list[An
             )
             if converters:
                 known.append((index, column, converters))
-        _CONVERTERS[connection] = known
+        cache[use_tz] = known
     return known

@@ -291,6 +291,17 @@ def clock(now: datetime) -> Any:
     return Now()
 
 
+def transaction_failed(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a statement failed in the open transaction, which then refuses every statement
+    but a rollback; read from the driver (libpq's PQTRANS_INERROR, psycopg 2 and 3), no round
+    trip."""
+    driver = connection.connection
+    return driver is not None and driver.info.transaction_status == _IN_ERROR
+
+
+_IN_ERROR = 3
+
+
 def _commits_bookkeeping_only(connection: BaseDatabaseWrapper) -> bool:
     """Whether the lookup's commit carries nothing but its own bookkeeping: it runs alone, or
     in the claim's transaction that no outer block shares (the claim inserted nothing)."""

@@ -196,6 +196,11 @@ def log_event(
         cursor.execute(LOG_EVENT, params)
 
 
+def transaction_failed(connection: BaseDatabaseWrapper) -> bool:
+    """A failed statement leaves the transaction usable here (it undoes that statement only)."""
+    return False
+
+
 def clock(now: datetime) -> Any:
     """What expiry is judged by: the app server's ``now``."""
     return now
