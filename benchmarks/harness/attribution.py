@@ -39,7 +39,7 @@ from .variants import Variant, order_body
 # and as the server normalises them ($1 or ? for every constant), in either quoting: "" on
 # PostgreSQL, `` on MariaDB.
 _Q = '["`]'
-AUTOCOMMIT = "autocommit switch (SET autocommit on MariaDB)"
+AUTOCOMMIT = "SET autocommit (outside the cursor)"
 _FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern.replace("'Q'", _Q), re.IGNORECASE | re.DOTALL))
     for label, pattern in (
@@ -187,16 +187,18 @@ def _client_hooks(tally: _Tally) -> Iterator[None]:
 
     connection.ensure_connection()
     connection._commit = timed("COMMIT", connection._commit)  # type: ignore[method-assign]
-    # A round trip on mysqlclient (none on psycopg): not the package's Python.
-    connection._set_autocommit = timed(  # type: ignore[method-assign]
-        AUTOCOMMIT, connection._set_autocommit
-    )
+    if _mariadb():  # a round trip on mysqlclient (none on psycopg): not the package's Python
+        connection._set_autocommit = timed(  # type: ignore[method-assign]
+            AUTOCOMMIT, connection._set_autocommit
+        )
     policy.perform_once = perform_once  # type: ignore[assignment]
     try:
         with connection.execute_wrapper(wrapper):
             yield
     finally:
-        del connection._commit, connection._set_autocommit
+        del connection._commit
+        if _mariadb():
+            del connection._set_autocommit
         policy.perform_once = original_perform  # type: ignore[assignment]
 
 
