@@ -148,7 +148,8 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy django_idempotency
 
 # make bench: the benchmark against the bare create and the other packages, in its own
-# benchmarks/.venv, on a scratch PostgreSQL database (docs/benchmarks.md; ARGS=--quick: ~2 min).
+# benchmarks/.venv, on a scratch PostgreSQL database, the attribution also on a private MariaDB
+# server (docs/benchmarks.md; ARGS=--quick: ~2 min; ARGS=--no-mariadb: PostgreSQL only).
 bench:
 	$(PYTHON) benchmarks/run.py $(ARGS)
 

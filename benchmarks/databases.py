@@ -16,8 +16,11 @@ the bare create and a replay against the no-op, each ratio from one server's own
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +44,9 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="100 rounds instead of 600")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one server, in a child process
+    parser.add_argument("--attribute", help=argparse.SUPPRESS)  # run.py's MariaDB attribution
+    parser.add_argument("--requests", type=int, default=200, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=20, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -81,8 +87,9 @@ def _scratch_mysql(admin_url: str) -> Iterator[str]:
         run(f"DROP DATABASE IF EXISTS `{name}`")
 
 
-def _measure(admin_url: str, rounds: int) -> dict[str, Any]:
-    """One server's interleaved runs, in-process and over HTTP: medians and ratios."""
+@contextmanager
+def _django_on(admin_url: str) -> Iterator[str]:
+    """Django set up on a scratch database of the server at ``admin_url``; yield its URL."""
     sys.path.insert(0, str(BENCH_DIR))
     os.environ["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
     from harness import database
@@ -93,22 +100,81 @@ def _measure(admin_url: str, rounds: int) -> dict[str, Any]:
         import django
 
         django.setup()
-        from django.db import connection
-        from harness import server
+        yield database_url
+
+
+def _version() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        version = str(cursor.fetchone()[0])
+    # "PostgreSQL 15.20 (Debian ...) on x86_64 ...", "10.11.19-MariaDB-0+deb12u1"
+    return (
+        f"MariaDB {version.split('-')[0]}"
+        if "MariaDB" in version
+        else " ".join(version.split()[:2])
+    )
+
+
+# The attribution's server side on MariaDB: performance_schema on (only a start turns it on),
+# statement digests long enough to keep the claim's ON DUPLICATE KEY UPDATE.
+PERFORMANCE_SCHEMA = (
+    "--performance-schema=ON",
+    "--performance-schema-consumer-statements-digest=ON",
+    "--max-digest-length=4096",
+    "--performance-schema-max-digest-length=4096",
+)
+
+
+def mariadb_attribution(requests: int, warmup: int) -> tuple[str, list[Any]]:
+    """harness/attribution.py on a private MariaDB server with performance_schema on (the
+    tests' MariaDBServer), in a child process (Django's settings are fixed once set up)."""
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from tests.services import MariaDBServer, free_port, private_dir
+
+    root = private_dir("idempotency-bench-mariadb-", "mysql")
+    server = MariaDBServer(root=root, port=free_port(), options=PERFORMANCE_SCHEMA)
+    try:
+        server.init()
+        server.start()
+        command = [sys.executable, __file__, "--attribute", server.url()]
+        command += ["--requests", str(requests), "--warmup", str(warmup)]
+        child = subprocess.run(command, capture_output=True, text=True, check=False)
+        if child.returncode != 0:
+            raise RuntimeError(f"MariaDB attribution failed:\n{child.stdout}{child.stderr}")
+        version, paths = pickle.loads(base64.b64decode(child.stdout.strip().splitlines()[-1]))
+        return version, paths
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _attribute(admin_url: str, requests: int, warmup: int) -> str:
+    """The child's side of ``mariadb_attribution``: the paths' costs, pickled, base64."""
+    with _django_on(admin_url):
+        from harness import attribution, database
+        from harness.clients import InProcess
+        from harness.variants import BARE, FLOOR, OURS, REFERENCED
+
+        token = database.prepare_schema_and_user()
+        paths = attribution.attribute(
+            InProcess(token), bare=BARE, floor=FLOOR, ours=OURS, referenced=REFERENCED,
+            requests=requests, warmup=warmup,
+        )  # fmt: skip
+        return base64.b64encode(pickle.dumps((_version(), paths))).decode()
+
+
+def _measure(admin_url: str, rounds: int) -> dict[str, Any]:
+    """One server's interleaved runs, in-process and over HTTP: medians and ratios."""
+    with _django_on(admin_url) as database_url:
+        from harness import database, server
         from harness.clients import InProcess, OverHttp
         from harness.measure import CREATE, FIRST, REPLAY, Series, interleaved
         from harness.variants import BARE, FLOOR, OURS
 
         token = database.prepare_schema_and_user()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT version()")
-            version = str(cursor.fetchone()[0])
-        # "PostgreSQL 15.20 (Debian ...) on x86_64 ...", "10.11.19-MariaDB-0+deb12u1"
-        version = (
-            f"MariaDB {version.split('-')[0]}"
-            if "MariaDB" in version
-            else " ".join(version.split()[:2])
-        )
+        version = _version()
         series = [Series(BARE, CREATE), Series(FLOOR, CREATE)]
         series += [Series(OURS, FIRST), Series(OURS, REPLAY)]
         warmup = rounds // 5
@@ -159,6 +225,9 @@ def main() -> int:
     rounds = 100 if arguments.quick else 600
     if arguments.measure:
         print(json.dumps(_measure(arguments.measure, rounds)))
+        return 0
+    if arguments.attribute:
+        print(_attribute(arguments.attribute, arguments.requests, arguments.warmup))
         return 0
     runs = []
     started = time.monotonic()

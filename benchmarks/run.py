@@ -91,6 +91,11 @@ def _arguments() -> argparse.Namespace:
         default=os.environ.get("BENCH_PG_BINDIR", "/usr/lib/postgresql/15/bin"),
         help="initdb and pg_ctl of the private cluster (default: %(default)s)",
     )
+    parser.add_argument(
+        "--no-mariadb",
+        action="store_true",
+        help="no attribution on MariaDB (it starts a private server: mariadb-install-db, mariadbd)",
+    )
     parser.add_argument("--output", type=Path, help="the Markdown report to write")
     parser.add_argument(
         "--render-only",
@@ -294,13 +299,20 @@ def _measure(
             requests=plan.attribution_requests, warmup=plan.warmup,
         )  # fmt: skip
         run.attributions[f"PostgreSQL {run.postgres.split()[0]}"] = paths
-        for path in paths:
-            package = path.package_ms if path.package_ms is not None else 0.0
-            log(
-                f"  {path.name:20} mean {path.mean_ms:6.2f} ms: statements "
-                f"{path.client_db_ms:5.2f} ms in Django ({path.server_ms:5.3f} ms on the "
-                f"server), package {package:5.2f} ms"
-            )
+        if not arguments.no_mariadb:
+            log("attribution on a private MariaDB server ...")
+            from databases import mariadb_attribution
+
+            version, on_mariadb = mariadb_attribution(plan.attribution_requests, plan.warmup)
+            run.attributions[version] = on_mariadb
+        for backend, found in run.attributions.items():
+            for path in found:
+                package = path.package_ms if path.package_ms is not None else 0.0
+                log(
+                    f"  {backend[:10]:10} {path.name:20} mean {path.mean_ms:6.2f} ms: statements "
+                    f"{path.client_db_ms:5.2f} ms in Django ({path.server_ms:5.3f} ms on the "
+                    f"server), package {package:5.2f} ms"
+                )
     if "inprocess" in parts:
         log(f"in-process: {len(series)} series x {plan.rounds} rounds ...")
         database.settle()

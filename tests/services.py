@@ -319,6 +319,8 @@ class MariaDBServer:
 
     root: Path
     port: int
+    #: More server options (the benchmark's: performance_schema on).
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -371,6 +373,7 @@ class MariaDBServer:
                     "--character-set-server=utf8mb4",
                     "--collation-server=utf8mb4_general_ci",
                     "--max-connections=300",
+                    *self.options,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -41,7 +41,7 @@ def install() -> None:
     if getattr(claim_first, "bench_wrapper", False):
         return
 
-    def replay_or_claim(operation: Any, view: Any) -> Any:
+    def replay_or_claim(operation: Any, view: Any, *rest: Any) -> Any:  # rest: the metrics' watch
         if _active.get():
             limit = app_settings.MAX_EVENTS_PER_RECORD if app_settings.RECORD_EVENTS else None
             found = store.find_count_and_log(
@@ -51,7 +51,7 @@ def install() -> None:
                 return engine._Blocker(
                     found.record, by_reference=False, replayable=found.replayable
                 )
-        return claim_first(operation, view)
+        return claim_first(operation, view, *rest)
 
     replay_or_claim.bench_wrapper = True  # type: ignore[attr-defined]
     engine._replay_or_claim = replay_or_claim  # type: ignore[assignment]

@@ -3,16 +3,21 @@
 Per path (bare create, authenticated no-op, and django-idempotency's new key, replay, mismatch
 and reference conflict), a batch of requests in-process, one path at a time:
 
-- the server side from ``pg_stat_statements`` (reset before each batch; the private cluster
-  preloads it with ``track_planning``): calls, execution and planning time, WAL bytes;
+- the server side: on PostgreSQL from ``pg_stat_statements`` (reset before each batch; the
+  private cluster preloads it with ``track_planning``): calls, execution and planning time, WAL
+  bytes; on MariaDB from performance_schema's ``events_statements_summary_by_digest``
+  (truncated before each batch; the private server starts with it on): calls and time
+  (``SUM_TIMER_WAIT``, parsing and optimising included: MariaDB does not time them apart);
 - the client side from Django: ``connection.execute_wrapper`` times every statement inside
-  Django's cursor (psycopg's send, parameter dumping, the wait, result loading), and the
-  connection's ``_commit`` the COMMIT, which psycopg sends outside any cursor;
+  Django's cursor (the driver's send, parameter dumping, the wait, result loading), and the
+  connection's ``_commit`` the COMMIT, which the driver sends outside any cursor;
 - the package's own Python time: the time inside ``perform_once`` minus its statements and
   minus the view it runs.
 
 psycopg sends a transaction's ``BEGIN`` from inside its first statement's ``execute``, so the
 client side counts BEGIN's round trip in that statement (the server side lists it apart).
+mysqlclient sends ``SET autocommit`` (a transaction's start and end) outside any cursor: the
+connection's ``_set_autocommit`` is timed as the COMMIT is.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from .clients import InProcess
 from .variants import Variant, order_body
 
 # Statement families, both as Django sends them (values inlined by the client-side binding)
-# and as pg_stat_statements normalises them ($1 for every constant).
+# and as the server normalises them ($1 or ? for every constant), in either quoting: "" on
+# PostgreSQL, `` on MariaDB.
+_Q = '["`]'
+AUTOCOMMIT = "SET autocommit (outside the cursor)"
 _FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (label, re.compile(pattern, re.IGNORECASE | re.DOTALL))
+    (label, re.compile(pattern.replace("'Q'", _Q), re.IGNORECASE | re.DOTALL))
     for label, pattern in (
         ("BEGIN", r"^\s*BEGIN\b"),
         ("COMMIT", r"^\s*COMMIT\b"),
@@ -41,15 +49,22 @@ _FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("RELEASE SAVEPOINT", r"^\s*RELEASE SAVEPOINT\b"),
         ("ROLLBACK TO SAVEPOINT", r"^\s*ROLLBACK TO SAVEPOINT\b"),
         ("ROLLBACK", r"^\s*ROLLBACK\b"),
+        (AUTOCOMMIT, r"^\s*SET 'Q'?autocommit"),
         ("token authentication SELECT", r"authtoken_token"),
-        ("order INSERT (the view)", r'^\s*INSERT INTO "bench_order"'),
+        ("order INSERT (the view)", r"^\s*INSERT INTO 'Q'bench_order"),
         ("claim or lookup (one statement)", r"WITH limits AS MATERIALIZED.*\bfound AS"),
         ("claim", r"WITH limits AS MATERIALIZED"),
-        ("lookup by key (+ counters, event)", r'found AS \(\s*UPDATE.*"key" = '),
-        ("lookup by reference (+ counters, event)", r'found AS \(\s*UPDATE.*"reference" = '),
-        ("completion UPDATE", r'^\s*UPDATE "django_idempotency_idempotencyrecord" SET "state" ='),
+        ("lookup by key (+ counters, event)", r"found AS \(\s*UPDATE.*'Q'key'Q' = "),
+        ("lookup by reference (+ counters, event)", r"found AS \(\s*UPDATE.*'Q'reference'Q' = "),
+        # MariaDB's statements (core/store/mysql.py): no RETURNING, no writable CTE.
+        ("claim INSERT ... ON DUPLICATE KEY UPDATE", r"ON DUPLICATE KEY UPDATE"),
+        ("claimed row SELECT ... FOR UPDATE", r"^\s*SELECT 'Q'state'Q' = .*FOR UPDATE"),
+        ("lookup by key SELECT ... FOR UPDATE", r"'Q'idempotency_live_key'Q' = .*FOR UPDATE"),
+        ("lookup by reference SELECT ... FOR UPDATE", r"replayable.*FOR UPDATE"),
+        ("counters UPDATE", r"^\s*UPDATE \S*idempotencyrecord\S* SET 'Q'replay_count"),
+        ("completion UPDATE", r"^\s*UPDATE \S*idempotencyrecord\S* SET 'Q'state"),
         ("foreign key check (inside the INSERT)", r'^\s*SELECT 1 FROM ONLY "public"\."auth_user"'),
-        ("event INSERT", r'^\s*(WITH .*)?INSERT INTO "django_idempotency_idempotencyevent"'),
+        ("event INSERT", r"^\s*(WITH .*)?INSERT INTO 'Q'django_idempotency_idempotencyevent"),
     )
 )
 
@@ -136,18 +151,19 @@ def _client_hooks(tally: _Tally) -> Iterator[None]:
             elif tally.zone == "view":
                 tally.view_db_ns += spent
 
-    original_commit = connection._commit
+    def timed(label: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_call(*args: Any) -> Any:
+            start = perf_counter_ns()
+            try:
+                return call(*args)
+            finally:
+                spent = perf_counter_ns() - start
+                tally.client_ns[label] += spent
+                tally.calls[label] += 1
+                if tally.zone == "package":
+                    tally.package_db_ns += spent
 
-    def timed_commit() -> Any:
-        start = perf_counter_ns()
-        try:
-            return original_commit()
-        finally:
-            spent = perf_counter_ns() - start
-            tally.client_ns["COMMIT"] += spent
-            tally.calls["COMMIT"] += 1
-            if tally.zone == "package":
-                tally.package_db_ns += spent
+        return timed_call
 
     original_perform = policy.perform_once
 
@@ -170,18 +186,31 @@ def _client_hooks(tally: _Tally) -> Iterator[None]:
             tally.zone = "outside"
 
     connection.ensure_connection()
-    connection._commit = timed_commit  # type: ignore[method-assign]
+    connection._commit = timed("COMMIT", connection._commit)  # type: ignore[method-assign]
+    if _mariadb():  # a round trip on mysqlclient (none on psycopg): not the package's Python
+        connection._set_autocommit = timed(  # type: ignore[method-assign]
+            AUTOCOMMIT, connection._set_autocommit
+        )
     policy.perform_once = perform_once  # type: ignore[assignment]
     try:
         with connection.execute_wrapper(wrapper):
             yield
     finally:
         del connection._commit
+        if _mariadb():
+            del connection._set_autocommit
         policy.perform_once = original_perform  # type: ignore[assignment]
+
+
+def _mariadb() -> bool:
+    return connection.vendor == "mysql"
 
 
 def _server_enabled() -> bool:
     with connection.cursor() as cursor:
+        if _mariadb():  # performance_schema is on only if the server started with it
+            cursor.execute("SELECT @@performance_schema")
+            return bool(cursor.fetchone()[0])
         cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
         if cursor.fetchone() is not None:
             return True
@@ -195,25 +224,39 @@ def _server_enabled() -> bool:
 
 def _server_reset() -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_statements_reset()")
+        if _mariadb():
+            cursor.execute("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
+        else:
+            cursor.execute("SELECT pg_stat_statements_reset()")
+
+
+# Per family since the last reset: calls, execution ms, planning ms, WAL bytes. MariaDB's
+# timer is in picoseconds and covers the whole statement; it has no planning or WAL figure (0).
+_SERVER_READ = {
+    "postgresql": (
+        "SELECT query, calls, total_exec_time, total_plan_time, wal_bytes "
+        "FROM pg_stat_statements WHERE dbid = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    ),
+    "mysql": (
+        "SELECT DIGEST_TEXT, COUNT_STAR, SUM_TIMER_WAIT / 1e9, 0, 0 "
+        "FROM performance_schema.events_statements_summary_by_digest "
+        "WHERE SCHEMA_NAME = DATABASE() AND DIGEST_TEXT IS NOT NULL"
+    ),
+}
 
 
 def _server_read() -> dict[str, tuple[int, float, float, float]]:
-    """calls, execution ms, planning ms, WAL bytes per family, since the last reset."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT query, calls, total_exec_time, total_plan_time, wal_bytes "
-            "FROM pg_stat_statements WHERE dbid = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
+        cursor.execute(_SERVER_READ[connection.vendor])
         for query, calls, exec_ms, plan_ms, wal in cursor.fetchall():
-            if "pg_stat_statements" in query:
+            if "pg_stat_statements" in query or "performance_schema" in query:
                 continue
             entry = totals[family(query)]
             entry[0] += calls
-            entry[1] += exec_ms
-            entry[2] += plan_ms
+            entry[1] += float(exec_ms)
+            entry[2] += float(plan_ms)
             entry[3] += float(wal)
     return {label: (int(v[0]), v[1], v[2], v[3]) for label, v in totals.items()}
 
@@ -252,7 +295,7 @@ class _Batch:
 
     def cost(self, server: bool) -> PathCost:
         tally, count = self.tally, len(self.elapsed)
-        statements = []
+        mariadb, statements = _mariadb(), []
         for label in dict.fromkeys([*tally.calls, *self.seen]):
             calls, exec_ms, plan_ms, wal = self.seen.get(label, (0, 0.0, 0.0, 0.0))
             client_calls = tally.calls.get(label, 0)
@@ -262,8 +305,8 @@ class _Batch:
                     calls=max(client_calls, calls) / count,
                     client_ms=tally.client_ns[label] / 1e6 / count if client_calls else None,
                     exec_ms=exec_ms / count if server else None,
-                    plan_ms=plan_ms / count if server else None,
-                    wal_bytes=wal / count if server else None,
+                    plan_ms=plan_ms / count if server and not mariadb else None,
+                    wal_bytes=wal / count if server and not mariadb else None,
                 )
             )
         statements.sort(key=lambda s: -((s.client_ms or 0.0) + (s.exec_ms or 0.0)))

@@ -26,12 +26,12 @@ def _summary_table(paths: Sequence[PathCost]) -> list[str]:
     ]
     for path in paths:
         trips = sum(s.calls for s in path.statements if s.client_ms is not None)
-        wal = sum(s.wal_bytes or 0.0 for s in path.statements)
+        wals = [s.wal_bytes for s in path.statements if s.wal_bytes is not None]
         server = f"{path.server_ms:.3f}" if path.server_available else "n/a"
         rows.append(
             f"| {path.name} | {path.median_ms:.2f} | {path.mean_ms:.2f} | {trips:.0f} | "
             f"{path.client_db_ms:.2f} | {server} | "
-            f"{f'{wal:.0f}' if path.server_available else 'n/a'} | {_opt(path.package_ms, 2)} | "
+            f"{f'{sum(wals):.0f}' if wals else 'n/a'} | {_opt(path.package_ms, 2)} | "
             f"{_opt(path.view_ms, 2)} | {path.rest_ms:.2f} |"
         )
     return rows
@@ -155,13 +155,16 @@ def markdown(attributions: dict[str, list[PathCost]], server_note: str) -> list[
         "result loading; psycopg sends a transaction's `BEGIN` from inside its first "
         "statement, so that statement's time includes BEGIN's round trip. **On the "
         "server**: `pg_stat_statements` (execution and planning time, WAL bytes), reset before "
-        f"each batch, on {server_note or 'the benchmark server'}. **The package's Python**: "
+        f"each batch, on {server_note or 'the benchmark server'}; on MariaDB, performance_schema's "
+        "`events_statements_summary_by_digest` (`SUM_TIMER_WAIT`: the whole statement, parsing "
+        "and optimising included, so no planning or WAL column), truncated before each batch, on "
+        "a private server started for this run with `performance_schema` on (mysqlclient sends "
+        "`SET autocommit` outside any cursor: timed around the connection's call, as the "
+        "COMMIT). Each backend "
+        "against its own bare create and no-op. **The package's Python**: "
         "the time inside `perform_once` minus its statements and minus the view it runs. "
         "**The rest**: everything else (Django's handler, DRF, the door's own work before the "
         "engine: key, scope, fingerprint; the test client).",
-        "",
-        "MariaDB gets a section of its own here, against its own bare create and no-op, once "
-        "its backend exists (issue 24, item 3).",
         "",
     ]
     for backend, paths in attributions.items():
