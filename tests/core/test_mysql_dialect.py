@@ -282,3 +282,47 @@ def test_a_storm_of_20_keys_by_50_copies_runs_each_once() -> None:
         values = {r for r in results if not isinstance(r, RequestInFlight)}
         assert values == {Execution.objects.get(label=key).pk}, (key, results)
     assert IdempotencyRecord.objects.count() == keys
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_whose_snapshot_is_older_than_the_original_is_refused_cleanly() -> None:
+    """REPEATABLE READ with innodb_snapshot_isolation (MariaDB 11.6+'s default): a copy whose
+    caller's transaction read before the original committed cannot lock the committed record
+    (error 1020, "Record has changed since last read"); that is a clean in-flight refusal (the
+    409 at the doors), not a 500."""
+    started, go = threading.Event(), threading.Event()
+
+    def original() -> None:
+        def view() -> int:
+            started.set()  # claimed: the copy will wait for this transaction
+            go.wait(10)
+            return 1
+
+        try:
+            perform(view, scope="snap", key="k", fingerprint="f")
+        finally:
+            connections.close_all()
+
+    def session(isolation: str, snapshot: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+            cursor.execute(f"SET SESSION innodb_snapshot_isolation = {snapshot}")
+
+    session("REPEATABLE READ", "ON")
+    thread = threading.Thread(target=original)
+    try:
+        with transaction.atomic():
+            Execution.objects.count()  # the caller's snapshot, taken before the original commits
+            thread.start()
+            assert started.wait(10)
+            threading.Timer(0.5, go.set).start()
+            try:
+                outcome: Any = perform(lambda: 2, scope="snap", key="k", fingerprint="f").result
+            except RequestInFlight as refused:
+                outcome = refused
+    finally:
+        thread.join(10)
+        session("READ COMMITTED", "OFF")
+        connection.close()  # the next test's connection takes the run's isolation level again
+    assert outcome == 1 or isinstance(outcome, RequestInFlight)
+    assert IdempotencyRecord.objects.count() == 1

@@ -35,8 +35,11 @@ SUPPORTED_VENDORS = frozenset(_DIALECTS)
 # SQLSTATEs of "gave up waiting": lock_timeout, deadlock, statement_timeout.
 _WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
 # MySQL and MariaDB error numbers of the same: lock wait timeout, deadlock (InnoDB rolled the
-# whole transaction back; the atomic block's rollback then finds nothing to undo).
-_MYSQL_WAIT_GAVE_UP = frozenset({1205, 1213})
+# whole transaction back; the atomic block's rollback then finds nothing to undo), and MariaDB's
+# "record has changed since last read" (REPEATABLE READ with innodb_snapshot_isolation, 11.6+'s
+# default: the caller's snapshot predates the original's commit, so only a new transaction can
+# replay it).
+_MYSQL_WAIT_GAVE_UP = frozenset({1205, 1213, 1020})
 
 #: How a claim that met a committed record looks it up: by its key, or by the reference it holds.
 Lookup = Literal["key", "reference"]
