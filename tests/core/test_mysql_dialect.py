@@ -326,3 +326,42 @@ def test_a_copy_whose_snapshot_is_older_than_the_original_is_refused_cleanly() -
         connection.close()  # the next test's connection takes the run's isolation level again
     assert outcome == 1 or isinstance(outcome, RequestInFlight)
     assert IdempotencyRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+@pytest.mark.parametrize("by", ["key", "reference"])
+@pytest.mark.django_db(transaction=True)
+def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(
+    isolation: str, by: str
+) -> None:
+    """A claim that meets its key's (or its reference's) expired record clears it and runs; it
+    must not wait for the in-flight claim of another key in the same scope (a scan locking its
+    way through the scope would, and past the session's lock wait end in a 500)."""
+    past = timezone.now() - timedelta(hours=1)
+    record(scope="s", key="old", reference="r", expires_at=past, reference_expires_at=past)
+    claimed, release = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        def view() -> int:
+            claimed.set()
+            release.wait(30)
+            return 1
+
+        try:
+            perform(view, scope="s", key="busy", fingerprint="f")
+        finally:
+            connections.close_all()
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")  # a wait fails the test fast
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        assert claimed.wait(10)
+        key = "old" if by == "key" else "new"
+        assert perform(lambda: 2, scope="s", key=key, fingerprint="f", reference="r").result == 2
+    finally:
+        release.set()
+        thread.join(10)
+        connection.close()  # the next test's connection takes the run's settings again

@@ -173,13 +173,17 @@ def clear_expired(operation: Operation, now: datetime) -> int:
     ``IdempotencyRecordQuerySet.clear_expired``); on PostgreSQL and MySQL expiry is judged by the
     database's clock. Returns the rows deleted or stripped."""
     connection = connections[operation.database]
+    dialect = _dialect(connection)
     records = IdempotencyRecord.objects.using(operation.database)
-    cleared: int = records.clear_expired(
-        scope=operation.scope,
-        key=operation.key,
-        reference=operation.reference,
-        at=_dialect(connection).clock(now),
-    )
+    # Bounded as the claim: it may wait for a copy clearing the same record.
+    with _bounded_wait():
+        cleared: int = records.clear_expired(
+            scope=operation.scope,
+            key=operation.key,
+            reference=operation.reference,
+            at=dialect.clock(now),
+            by_primary_key=dialect.CLEARS_BY_PRIMARY_KEY,
+        )
     return cleared
 
 

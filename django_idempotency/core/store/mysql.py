@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 #: The lookup does not write the visit's event: the store logs it with ``LOG_EVENT``.
 LOGS_IN_LOOKUP = False
+#: Expired records in a claim's way are cleared by primary key: InnoDB's UPDATE or DELETE
+#: filtered on the key or the reference may scan (a small table, other scopes' rows) and waits
+#: for every locked row it passes, such as another key's claim still in flight.
+CLEARS_BY_PRIMARY_KEY = True
 
 _INSERT = """
 INSERT INTO {records} (
