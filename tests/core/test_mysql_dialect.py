@@ -365,3 +365,56 @@ def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(
         release.set()
         thread.join(10)
         connection.close()  # the next test's connection takes the run's settings again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_copies_inside_their_callers_transactions_behind_a_rolled_back_original() -> None:
+    """Copies waiting inside their callers' transactions (ATOMIC_REQUESTS, ``once`` nested in
+    an atomic block) when the original rolls back: InnoDB may make one a deadlock's victim and
+    roll back its caller's whole transaction, which cannot be made again. Each copy runs once
+    or gets the clean in-flight refusal, nothing else."""
+    claimed, go = threading.Event(), threading.Event()
+    copies = 6
+
+    def original() -> None:
+        def view() -> int:
+            claimed.set()
+            go.wait(10)
+            raise RuntimeError("rolled back")
+
+        try:
+            perform(view, scope="rb", key="k", fingerprint="f")
+        except RuntimeError:
+            pass
+        finally:
+            connections.close_all()
+
+    def copy(index: int) -> Any:
+        try:
+            with transaction.atomic():
+                Execution.objects.create(label=f"caller-{index}")  # the caller's own write
+                return perform(
+                    lambda: int(Execution.objects.create(label="rb").pk),
+                    scope="rb",
+                    key="k",
+                    fingerprint="f",
+                ).result
+        except RequestInFlight as refused:
+            return refused
+        except Exception as error:  # what must not happen: a 500
+            return repr(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=original)
+    thread.start()
+    assert claimed.wait(10)
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        futures = [pool.submit(copy, index) for index in range(copies)]
+        time.sleep(0.5)  # the copies queue behind the original's claim
+        go.set()
+        outcomes = [future.result() for future in futures]
+    thread.join(10)
+    assert Execution.objects.filter(label="rb").count() == 1
+    ran = Execution.objects.get(label="rb").pk
+    assert all(o == ran or isinstance(o, RequestInFlight) for o in outcomes), outcomes
