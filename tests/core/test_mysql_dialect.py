@@ -418,3 +418,55 @@ def test_copies_inside_their_callers_transactions_behind_a_rolled_back_original(
     assert Execution.objects.filter(label="rb").count() == 1
     ran = Execution.objects.get(label="rb").pk
     assert all(o == ran or isinstance(o, RequestInFlight) for o in outcomes), outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlocked_claim_is_not_made_again_in_a_transaction_the_caller_opened() -> None:
+    """A caller that turned autocommit off and wrote before ``once``: the engine's atomic block
+    is the only one, but the transaction is the caller's. A deadlock rolls back the caller's
+    write too; making the claim again would answer as if nothing was lost."""
+    claimed, go = threading.Event(), threading.Event()
+    copies = 6
+
+    def original() -> None:
+        def view() -> int:
+            claimed.set()
+            go.wait(10)
+            raise RuntimeError("rolled back")
+
+        try:
+            perform(view, scope="ac", key="k", fingerprint="f")
+        except RuntimeError:
+            pass
+        finally:
+            connections.close_all()
+
+    def copy(index: int) -> Any:
+        transaction.set_autocommit(False)
+        try:
+            Execution.objects.create(label=f"caller-{index}")  # the caller's own write
+            try:
+                outcome: Any = perform(lambda: 1, scope="ac", key="k", fingerprint="f").result
+            except RequestInFlight as refused:
+                outcome = refused
+            if transaction.get_connection().needs_rollback:
+                transaction.rollback()
+            else:
+                transaction.commit()
+            return index, outcome
+        finally:
+            transaction.set_autocommit(True)
+            connections.close_all()
+
+    thread = threading.Thread(target=original)
+    thread.start()
+    assert claimed.wait(10)
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        futures = [pool.submit(copy, index) for index in range(copies)]
+        time.sleep(0.5)  # the copies queue behind the original's claim
+        go.set()
+        outcomes = [future.result() for future in futures]
+    thread.join(10)
+    kept = set(Execution.objects.values_list("label", flat=True))
+    answered = [i for i, o in outcomes if not isinstance(o, RequestInFlight)]
+    assert [i for i in answered if f"caller-{i}" not in kept] == [], outcomes

@@ -195,7 +195,13 @@ def claim(
         try:
             return _claim(connection, operation)
         except OperationalError as exc:
-            alone = connection.in_atomic_block and len(connection.atomic_blocks) == 1
+            # The engine's block is the only one and opened the transaction itself (not one a
+            # caller began by turning autocommit off, whose writes the deadlock also undid).
+            alone = (
+                connection.in_atomic_block
+                and len(connection.atomic_blocks) == 1
+                and connection.commit_on_exit
+            )
             if not (alone and getattr(exc.__cause__, "args", (None,))[0] == _DEADLOCK):
                 raise
     return _claim(connection, operation)
