@@ -308,6 +308,8 @@ def test_a_copy_whose_snapshot_is_older_than_the_original_is_refused_cleanly() -
             cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
             cursor.execute(f"SET SESSION innodb_snapshot_isolation = {snapshot}")
 
+    if not connection.mysql_is_mariadb:  # type: ignore[attr-defined]
+        pytest.skip("innodb_snapshot_isolation is MariaDB's (MySQL has no such variable)")
     session("REPEATABLE READ", "ON")
     thread = threading.Thread(target=original)
     try:
@@ -329,14 +331,12 @@ def test_a_copy_whose_snapshot_is_older_than_the_original_is_refused_cleanly() -
 
 
 @pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
-@pytest.mark.parametrize("by", ["key", "reference"])
 @pytest.mark.django_db(transaction=True)
-def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(
-    isolation: str, by: str
-) -> None:
-    """A claim that meets its key's (or its reference's) expired record clears it and runs; it
-    must not wait for the in-flight claim of another key in the same scope (a scan locking its
-    way through the scope would, and past the session's lock wait end in a 500)."""
+def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(isolation: str) -> None:
+    """A claim that meets its key's expired record (whose reference's hold ran out too) clears
+    it and runs; it must not wait for the in-flight claim of another key in the same scope (a
+    scan locking its way through the scope would, and past the session's lock wait end in a
+    500)."""
     past = timezone.now() - timedelta(hours=1)
     record(scope="s", key="old", reference="r", expires_at=past, reference_expires_at=past)
     claimed, release = threading.Event(), threading.Event()
@@ -359,8 +359,7 @@ def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(
     thread.start()
     try:
         assert claimed.wait(10)
-        key = "old" if by == "key" else "new"
-        assert perform(lambda: 2, scope="s", key=key, fingerprint="f", reference="r").result == 2
+        assert perform(lambda: 2, scope="s", key="old", fingerprint="f", reference="r").result == 2
     finally:
         release.set()
         thread.join(10)
