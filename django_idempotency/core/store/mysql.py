@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -177,7 +178,8 @@ _REPLAYS, _CONFLICTS, _LAST_SEEN = (
 
 # ER_LOCK_DEADLOCK: InnoDB chose this transaction as a deadlock's victim and rolled it back.
 _DEADLOCK = 1213
-# Deadlocked claims retried (see ``claim``) before the deadlock is the store's WaitExpired.
+# Deadlocked claims retried at least (see ``claim``) before the deadlock is the store's
+# WaitExpired.
 DEADLOCK_RETRIES = 3
 
 
@@ -191,10 +193,17 @@ def claim(
     claim was all its transaction held (the engine's own block, no outer one), nothing else
     was lost, so it is simply made again, as PostgreSQL's waiting copy would have gone on.
     """
-    for _ in range(DEADLOCK_RETRIES):
+    # Copies behind a chain of released originals can each deadlock again: retried for as long
+    # as the claim's own bound (lock_timeout), and at least DEADLOCK_RETRIES times.
+    deadline = time.monotonic() + operation.lock_timeout
+    attempts = 0
+    while True:
         try:
             return _claim(connection, operation)
         except OperationalError as exc:
+            attempts += 1
+            if attempts > DEADLOCK_RETRIES and time.monotonic() >= deadline:
+                raise
             # The engine's block is the only one and opened the transaction itself (not one a
             # caller began by turning autocommit off, whose writes the deadlock also undid).
             alone = (
@@ -204,7 +213,6 @@ def claim(
             )
             if not (alone and getattr(exc.__cause__, "args", (None,))[0] == _DEADLOCK):
                 raise
-    return _claim(connection, operation)
 
 
 def _claim(connection: BaseDatabaseWrapper, operation: Operation) -> tuple[int, datetime] | None:
