@@ -348,6 +348,11 @@ def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(isolation: 
             return 1
 
         try:
+            # READ COMMITTED: under REPEATABLE READ the other claim's insert may also hold a gap
+            # lock that the claim's own INSERT waits for (seen intermittently; not the clearing
+            # this test is about, and not yet explained).
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             perform(view, scope="s", key="busy", fingerprint="f")
         finally:
             connections.close_all()
