@@ -76,7 +76,10 @@ def perform_once(operation: Operation, view: Callable[[], HttpResponseBase]) -> 
     try:
         outcome = _replay_or_claim(operation, view, seen)
     except store.WaitExpired:
-        record_event(operation, "in_flight", None)
+        # On MySQL a deadlock or a stale snapshot rolls back the caller's whole transaction
+        # (its savepoint too): there is nothing left to log the refusal in.
+        if not transaction.get_connection(operation.database).needs_rollback:
+            record_event(operation, "in_flight", None)
         _send_conflict(operation, None, "in_flight")
         _count(operation, seen, "in_flight")
         raise RequestInFlight() from None

@@ -52,27 +52,63 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
         """Records whose reference is still held at ``at`` (a datetime or ``Now()``)."""
         return self.filter(_holds_reference(at))  # type: ignore[no-any-return]
 
-    def clear_expired(self, *, scope: str, key: str, reference: str | None, at: Any) -> int:
+    def clear_expired(
+        self,
+        *,
+        scope: str,
+        key: str,
+        reference: str | None,
+        at: Any,
+        by_primary_key: bool = False,
+    ) -> int:
         """Clear the expired records in the way of a claim: expired counts as absent.
 
         A record of (``scope``, ``key``) past its TTL at ``at`` gives its key back; one that
         still holds its reference keeps it, as a compact row stripped of its response (state
         ``held``), so the reference keeps refusing. A record of ``reference`` whose hold ran
         out is released with its row. Returns the rows deleted or stripped.
+
+        ``by_primary_key`` (MySQL): the records are found by plain reads, which wait for
+        nothing, and written by primary key alone (``batches.py``). A stale read is harmless:
+        an expired record never comes back to life, and one whose hold has run out never holds
+        its reference again.
         """
         State = IdempotencyRecord.State
         records = self.filter(scope=scope)
         expired_key = records.filter(key=key, state=State.COMPLETED, expires_at__lte=at)
+        released = (
+            records.none()
+            if reference is None
+            else records.filter(
+                reference=reference, expires_at__lte=at, reference_expires_at__lte=at
+            )
+        )
+        if by_primary_key:
+            return self._clear_by_primary_key(expired_key, released, at)
         cleared = expired_key.holding_reference(at).update(
             state=State.HELD, response_headers=[], response_body=b""
         )
         cleared += expired_key.delete()[0]
-        if reference is not None:
-            released = records.filter(
-                reference=reference, expires_at__lte=at, reference_expires_at__lte=at
-            )
-            cleared += released.delete()[0]
+        cleared += released.delete()[0]
         return int(cleared)
+
+    def _clear_by_primary_key(
+        self, expired_key: IdempotencyRecordQuerySet, released: IdempotencyRecordQuerySet, at: Any
+    ) -> int:
+        alias = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
+        holding = list(expired_key.holding_reference(at).values_list("pk", flat=True))
+        gone = set(expired_key.values_list("pk", flat=True)) - set(holding)
+        gone |= set(released.values_list("pk", flat=True))
+        State = IdempotencyRecord.State
+        stripped = update_rows(
+            IdempotencyRecord,
+            holding,
+            alias,
+            state=State.HELD,
+            response_headers=[],
+            response_body=b"",
+        )
+        return stripped + delete_rows(IdempotencyRecord, sorted(gone), alias)
 
     def purge_expired(
         self,

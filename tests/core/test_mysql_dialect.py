@@ -282,3 +282,195 @@ def test_a_storm_of_20_keys_by_50_copies_runs_each_once() -> None:
         values = {r for r in results if not isinstance(r, RequestInFlight)}
         assert values == {Execution.objects.get(label=key).pk}, (key, results)
     assert IdempotencyRecord.objects.count() == keys
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_whose_snapshot_is_older_than_the_original_is_refused_cleanly() -> None:
+    """REPEATABLE READ with innodb_snapshot_isolation (MariaDB 11.6+'s default): a copy whose
+    caller's transaction read before the original committed cannot lock the committed record
+    (error 1020, "Record has changed since last read"); that is a clean in-flight refusal (the
+    409 at the doors), not a 500."""
+    started, go = threading.Event(), threading.Event()
+
+    def original() -> None:
+        def view() -> int:
+            started.set()  # claimed: the copy will wait for this transaction
+            go.wait(10)
+            return 1
+
+        try:
+            perform(view, scope="snap", key="k", fingerprint="f")
+        finally:
+            connections.close_all()
+
+    def session(isolation: str, snapshot: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+            cursor.execute(f"SET SESSION innodb_snapshot_isolation = {snapshot}")
+
+    if not connection.mysql_is_mariadb:  # type: ignore[attr-defined]
+        pytest.skip("innodb_snapshot_isolation is MariaDB's (MySQL has no such variable)")
+    session("REPEATABLE READ", "ON")
+    thread = threading.Thread(target=original)
+    try:
+        with transaction.atomic():
+            Execution.objects.count()  # the caller's snapshot, taken before the original commits
+            thread.start()
+            assert started.wait(10)
+            threading.Timer(0.5, go.set).start()
+            try:
+                outcome: Any = perform(lambda: 2, scope="snap", key="k", fingerprint="f").result
+            except RequestInFlight as refused:
+                outcome = refused
+    finally:
+        thread.join(10)
+        session("READ COMMITTED", "OFF")
+        connection.close()  # the next test's connection takes the run's isolation level again
+    assert outcome == 1 or isinstance(outcome, RequestInFlight)
+    assert IdempotencyRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+@pytest.mark.django_db(transaction=True)
+def test_clearing_an_expired_record_waits_for_no_other_key_in_flight(isolation: str) -> None:
+    """A claim that meets its key's expired record (whose reference's hold ran out too) clears
+    it and runs; it must not wait for the in-flight claim of another key in the same scope (a
+    scan locking its way through the scope would, and past the session's lock wait end in a
+    500)."""
+    past = timezone.now() - timedelta(hours=1)
+    record(scope="s", key="old", reference="r", expires_at=past, reference_expires_at=past)
+    claimed, release = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        def view() -> int:
+            claimed.set()
+            release.wait(30)
+            return 1
+
+        try:
+            # READ COMMITTED: under REPEATABLE READ the other claim's insert may also hold a gap
+            # lock that the claim's own INSERT waits for (seen intermittently; not the clearing
+            # this test is about, and not yet explained).
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            perform(view, scope="s", key="busy", fingerprint="f")
+        finally:
+            connections.close_all()
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")  # a wait fails the test fast
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        assert claimed.wait(10)
+        assert perform(lambda: 2, scope="s", key="old", fingerprint="f", reference="r").result == 2
+    finally:
+        release.set()
+        thread.join(10)
+        connection.close()  # the next test's connection takes the run's settings again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_copies_inside_their_callers_transactions_behind_a_rolled_back_original() -> None:
+    """Copies waiting inside their callers' transactions (ATOMIC_REQUESTS, ``once`` nested in
+    an atomic block) when the original rolls back: InnoDB may make one a deadlock's victim and
+    roll back its caller's whole transaction, which cannot be made again. Each copy runs once
+    or gets the clean in-flight refusal, nothing else."""
+    claimed, go = threading.Event(), threading.Event()
+    copies = 6
+
+    def original() -> None:
+        def view() -> int:
+            claimed.set()
+            go.wait(10)
+            raise RuntimeError("rolled back")
+
+        try:
+            perform(view, scope="rb", key="k", fingerprint="f")
+        except RuntimeError:
+            pass
+        finally:
+            connections.close_all()
+
+    def copy(index: int) -> Any:
+        try:
+            with transaction.atomic():
+                Execution.objects.create(label=f"caller-{index}")  # the caller's own write
+                return perform(
+                    lambda: int(Execution.objects.create(label="rb").pk),
+                    scope="rb",
+                    key="k",
+                    fingerprint="f",
+                ).result
+        except RequestInFlight as refused:
+            return refused
+        except Exception as error:  # what must not happen: a 500
+            return repr(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=original)
+    thread.start()
+    assert claimed.wait(10)
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        futures = [pool.submit(copy, index) for index in range(copies)]
+        time.sleep(0.5)  # the copies queue behind the original's claim
+        go.set()
+        outcomes = [future.result() for future in futures]
+    thread.join(10)
+    assert Execution.objects.filter(label="rb").count() == 1
+    ran = Execution.objects.get(label="rb").pk
+    assert all(o == ran or isinstance(o, RequestInFlight) for o in outcomes), outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlocked_claim_is_not_made_again_in_a_transaction_the_caller_opened() -> None:
+    """A caller that turned autocommit off and wrote before ``once``: the engine's atomic block
+    is the only one, but the transaction is the caller's. A deadlock rolls back the caller's
+    write too; making the claim again would answer as if nothing was lost."""
+    claimed, go = threading.Event(), threading.Event()
+    copies = 6
+
+    def original() -> None:
+        def view() -> int:
+            claimed.set()
+            go.wait(10)
+            raise RuntimeError("rolled back")
+
+        try:
+            perform(view, scope="ac", key="k", fingerprint="f")
+        except RuntimeError:
+            pass
+        finally:
+            connections.close_all()
+
+    def copy(index: int) -> Any:
+        transaction.set_autocommit(False)
+        try:
+            Execution.objects.create(label=f"caller-{index}")  # the caller's own write
+            try:
+                outcome: Any = perform(lambda: 1, scope="ac", key="k", fingerprint="f").result
+            except RequestInFlight as refused:
+                outcome = refused
+            if transaction.get_connection().needs_rollback:
+                transaction.rollback()
+            else:
+                transaction.commit()
+            return index, outcome
+        finally:
+            transaction.set_autocommit(True)
+            connections.close_all()
+
+    thread = threading.Thread(target=original)
+    thread.start()
+    assert claimed.wait(10)
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        futures = [pool.submit(copy, index) for index in range(copies)]
+        time.sleep(0.5)  # the copies queue behind the original's claim
+        go.set()
+        outcomes = [future.result() for future in futures]
+    thread.join(10)
+    kept = set(Execution.objects.values_list("label", flat=True))
+    answered = [i for i, o in outcomes if not isinstance(o, RequestInFlight)]
+    assert [i for i in answered if f"caller-{i}" not in kept] == [], outcomes

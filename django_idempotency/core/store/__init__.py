@@ -36,8 +36,11 @@ SUPPORTED_VENDORS = frozenset(_DIALECTS)
 # SQLSTATEs of "gave up waiting": lock_timeout, deadlock, statement_timeout.
 _WAIT_GAVE_UP = frozenset({"55P03", "40P01", "57014"})
 # MySQL and MariaDB error numbers of the same: lock wait timeout, deadlock (InnoDB rolled the
-# whole transaction back; the atomic block's rollback then finds nothing to undo).
-_MYSQL_WAIT_GAVE_UP = frozenset({1205, 1213})
+# whole transaction back; the atomic block's rollback then finds nothing to undo), and MariaDB's
+# "record has changed since last read" (REPEATABLE READ with innodb_snapshot_isolation, 11.6+'s
+# default: the caller's snapshot predates the original's commit, so only a new transaction can
+# replay it).
+_MYSQL_WAIT_GAVE_UP = frozenset({1205, 1213, 1020})
 
 #: How a claim that met a committed record looks it up: by its key, or by the reference it holds.
 Lookup = Literal["key", "reference"]
@@ -171,13 +174,17 @@ def clear_expired(operation: Operation, now: datetime) -> int:
     ``IdempotencyRecordQuerySet.clear_expired``); on PostgreSQL and MySQL expiry is judged by the
     database's clock. Returns the rows deleted or stripped."""
     connection = connections[operation.database]
+    dialect = _dialect(connection)
     records = IdempotencyRecord.objects.using(operation.database)
-    cleared: int = records.clear_expired(
-        scope=operation.scope,
-        key=operation.key,
-        reference=operation.reference,
-        at=_dialect(connection).clock(now),
-    )
+    # Bounded as the claim: it may wait for a copy clearing the same record.
+    with _bounded_wait():
+        cleared: int = records.clear_expired(
+            scope=operation.scope,
+            key=operation.key,
+            reference=operation.reference,
+            at=dialect.clock(now),
+            by_primary_key=dialect.CLEARS_BY_PRIMARY_KEY,
+        )
     return cleared
 
 

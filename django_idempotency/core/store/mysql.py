@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 
 #: The lookup does not write the visit's event: the store logs it with ``LOG_EVENT``.
 LOGS_IN_LOOKUP = False
+#: Expired records in a claim's way are cleared by primary key: InnoDB's UPDATE or DELETE
+#: filtered on the key or the reference may scan (a small table, other scopes' rows) and waits
+#: for every locked row it passes, such as another key's claim still in flight.
+CLEARS_BY_PRIMARY_KEY = True
 
 _INSERT = """
 INSERT INTO {records} (
@@ -173,7 +178,8 @@ _REPLAYS, _CONFLICTS, _LAST_SEEN = (
 
 # ER_LOCK_DEADLOCK: InnoDB chose this transaction as a deadlock's victim and rolled it back.
 _DEADLOCK = 1213
-# Deadlocked claims retried (see ``claim``) before the deadlock is the store's WaitExpired.
+# Deadlocked claims retried at least (see ``claim``) before the deadlock is the store's
+# WaitExpired.
 DEADLOCK_RETRIES = 3
 
 
@@ -187,14 +193,26 @@ def claim(
     claim was all its transaction held (the engine's own block, no outer one), nothing else
     was lost, so it is simply made again, as PostgreSQL's waiting copy would have gone on.
     """
-    for _ in range(DEADLOCK_RETRIES):
+    # Copies behind a chain of released originals can each deadlock again: retried for as long
+    # as the claim's own bound (lock_timeout), and at least DEADLOCK_RETRIES times.
+    deadline = time.monotonic() + operation.lock_timeout
+    attempts = 0
+    while True:
         try:
             return _claim(connection, operation)
         except OperationalError as exc:
-            alone = connection.in_atomic_block and len(connection.atomic_blocks) == 1
+            attempts += 1
+            if attempts > DEADLOCK_RETRIES and time.monotonic() >= deadline:
+                raise
+            # The engine's block is the only one and opened the transaction itself (not one a
+            # caller began by turning autocommit off, whose writes the deadlock also undid).
+            alone = (
+                connection.in_atomic_block
+                and len(connection.atomic_blocks) == 1
+                and connection.commit_on_exit
+            )
             if not (alone and getattr(exc.__cause__, "args", (None,))[0] == _DEADLOCK):
                 raise
-    return _claim(connection, operation)
 
 
 def _claim(connection: BaseDatabaseWrapper, operation: Operation) -> tuple[int, datetime] | None:

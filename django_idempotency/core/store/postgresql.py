@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: The lookup writes the visit's event row itself (``logged`` below).
 LOGS_IN_LOOKUP = True
+#: The expired records in a claim's way are cleared by their key and reference filters.
+CLEARS_BY_PRIMARY_KEY = False
 
 
 # The claim in one round trip, its wait for a concurrent holder of the key or reference

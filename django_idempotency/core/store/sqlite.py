@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: The lookup does not write the visit's event: the store logs it with ``LOG_EVENT``.
 LOGS_IN_LOOKUP = False
+#: The expired records in a claim's way are cleared by their key and reference filters.
+CLEARS_BY_PRIMARY_KEY = False
 
 
 CLAIM = statement("""
