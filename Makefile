@@ -26,7 +26,7 @@ help:
 	@echo "make test         set the machine up (scripts/bootstrap.sh), then the whole suite on"
 	@echo "                  PostgreSQL ($(TEST_DATABASE_URL)), on SQLite and (make test-mariadb) on MariaDB, with coverage"
 	@echo "make test-fast    the SQLite tests (no server database, not e2e): no root, no services, 1-2 min"
-	@echo "make test-mariadb the concurrent-database and MariaDB tests on MariaDB ($(MARIADB_DATABASE_URL)),"
+	@echo "make test-mariadb the suite less the PostgreSQL-only tests on MariaDB ($(MARIADB_DATABASE_URL)),"
 	@echo "                  READ COMMITTED and (a smaller set) REPEATABLE READ; make test runs them too"
 	@echo "make test-oldest  the suite on the oldest supported stack (tox -e $(OLDEST_ENV))"
 	@echo "make test-nodrf   the tests that need no DRF, with DRF not installed (tox -e $(NODRF_ENV))"
@@ -89,15 +89,14 @@ test: bootstrap $(VENV)/.installed-test
 		&& [ $$status -eq 0 ]
 
 # -- MariaDB (issue 23) -----------------------------------------------------------------------
-# The tests that need a concurrent database (concurrent_db) or MariaDB itself (mysql), again on
-# MariaDB: under READ COMMITTED (Django's default), then the smaller mysql_rr set under
-# REPEATABLE READ (InnoDB's); then the example project's contract tests (tests/example/).
-# The end-to-end tests among them (the storms, a worker SIGKILLed mid-request, a session killed,
-# a private MariaDB server killed under load) are a few minutes of it. Under coverage: `make
-# test` combines them with the other runs.
+# The whole suite again on MariaDB under READ COMMITTED (Django's default): every door, the
+# admin, the example project's contract, and of the end-to-end tests those that need a concurrent
+# database (concurrent_db: the storms, a worker SIGKILLed mid-request, a session killed, a private
+# MariaDB server killed under load); then the mysql_rr set under REPEATABLE READ (InnoDB's).
+# Under coverage: `make test` combines them with the other runs.
 MARIADB_DATABASE_URL ?= mysql://root@127.0.0.1:3306/django_idempotency
 # Never the postgres tests (PostgreSQL itself: EXPLAIN plans, pg_terminate_backend ...).
-MARIADB_MARKS ?= (concurrent_db or mysql) and not postgres
+MARIADB_MARKS ?= not postgres and (not e2e or concurrent_db or mysql)
 MARIADB_RR_MARKS ?= mysql_rr and not postgres
 .PHONY: test-mariadb test-mariadb-runs
 test-mariadb: bootstrap $(VENV)/.installed-test
@@ -113,10 +112,6 @@ test-mariadb-runs:
 		if [ $$one -eq 5 ]; then echo "!! MariaDB run ($$level) collected no tests"; fi; \
 		[ $$one -eq 0 ] || status=$$one; \
 	done; \
-	echo "== pytest on MariaDB, the example's contract: tests/example/ (the rest of it)"; \
-	one=0; DATABASE_URL='$(MARIADB_DATABASE_URL)' $(BIN)/python -m coverage run -m pytest \
-		tests/example -m "not postgres and not ($(MARIADB_MARKS))" $(PYTEST_ARGS) || one=$$?; \
-	[ $$one -eq 0 ] || status=$$one; \
 	echo "== MariaDB runs: exit $$status; $$(( $$(date +%s) - started ))s"; exit $$status
 
 # The tests that need no service: SQLite in memory, without the PostgreSQL and end-to-end tests

@@ -134,6 +134,16 @@ def test_each_batch_is_one_delete_per_table_by_primary_key() -> None:
 
     assert (result.deleted, result.events_deleted, result.batches) == (25, 25, 3)
     deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 6
+    if connection.vendor == "mysql":
+        # Joined to the batch's primary keys (models/batches.py): an IN list gets planned as a
+        # scan that waits on rows live requests hold.
+        tables = [IdempotencyEvent._meta.db_table, IdempotencyRecord._meta.db_table] * 3
+        assert [
+            sql.startswith("DELETE t FROM JSON_TABLE(") and f"STRAIGHT_JOIN `{table}` AS t" in sql
+            for sql, table in zip(deletes, tables, strict=True)
+        ] == [True] * 6
+        return
     records_by_pk = f'DELETE FROM "{IdempotencyRecord._meta.db_table}" WHERE '
     events_by_record = f'DELETE FROM "{IdempotencyEvent._meta.db_table}" WHERE '
     assert [
@@ -142,7 +152,6 @@ def test_each_batch_is_one_delete_per_table_by_primary_key() -> None:
     assert [sql.startswith(records_by_pk) and '."id" IN (' in sql for sql in deletes[1::2]] == [
         True
     ] * 3
-    assert len(deletes) == 6
 
 
 @pytest.mark.django_db(databases=["default", "other"])
