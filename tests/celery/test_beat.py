@@ -86,7 +86,7 @@ def worker(run_worker: RunWorker) -> Iterator[dict[str, str]]:
 
 @pytest.mark.concurrent_db
 @pytest.mark.e2e
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases="__all__")  # the worker checks every alias
 def test_a_real_worker_purges_through_the_routine(worker: dict[str, str]) -> None:
     from tests.celery.app import app
 

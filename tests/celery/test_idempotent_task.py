@@ -27,7 +27,7 @@ def executions(label: str) -> int:
 
 @pytest.mark.concurrent_db
 @pytest.mark.e2e
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases="__all__")  # the worker checks every alias
 def test_a_redelivered_task_returns_the_stored_result_without_running(
     worker: dict[str, str],  # noqa: F811
 ) -> None:
@@ -63,7 +63,7 @@ def test_a_redelivered_task_returns_the_stored_result_without_running(
 
 @pytest.mark.concurrent_db
 @pytest.mark.e2e
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases="__all__")  # the worker checks every alias
 def test_a_copy_of_a_running_task_retries_later_and_never_runs_twice(
     worker: dict[str, str],  # noqa: F811
 ) -> None:

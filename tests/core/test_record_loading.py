@@ -37,8 +37,13 @@ def test_a_threads_connection_is_freed_after_it_loaded_a_record() -> None:
     def request() -> None:
         for _ in range(2):  # the second one finds the record the first stored
             perform_once(operation, lambda: HttpResponse(status=201))
-        seen.append(weakref.ref(connections["default"]))
-        connections["default"].close()
+        connection = connections["default"]
+        seen.append(weakref.ref(connection))
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+            # Django ignores close() on an in-memory database (the main thread's connection keeps
+            # the shared one alive); left open, Python 3.13 warns when it is collected.
+            connection.connection.close()
+        connection.close()
 
     worker = threading.Thread(target=request)
     worker.start()
