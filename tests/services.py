@@ -150,13 +150,16 @@ def kill_pids(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Signal the process by its PID, SIGKILL it if it does not go, and reap it."""
+def stop_process(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT
+) -> None:
+    """Signal the process by its PID, SIGKILL it if it does not go within ``timeout``, and reap
+    it."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(sig)
         try:
-            process.wait(timeout=STOP_TIMEOUT)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
@@ -303,6 +306,9 @@ class Cluster:
 
 # -- a private MariaDB server ------------------------------------------------------------------
 
+#: A clean shutdown flushes InnoDB's dirty pages: under a soak's load that takes a while.
+SHUTDOWN_TIMEOUT = 60.0
+
 
 def as_mysql() -> dict[str, Any]:
     """MariaDB runs as root only when told to: as root, start it as ``mysql``."""
@@ -378,6 +384,8 @@ class MariaDBServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Out of the caller's process group: a Ctrl-C at the terminal is not its.
+                start_new_session=True,
                 **as_mysql(),
             )
         wait_for_port(self.port, self.running)
@@ -404,7 +412,10 @@ class MariaDBServer:
         """``fast``: a shutdown (sessions ended, open transactions rolled back); ``immediate``:
         SIGKILL, no shutdown at all, InnoDB's crash recovery at the next start."""
         if self.process is not None:
-            stop_process(self.process, signal.SIGKILL if mode == "immediate" else signal.SIGTERM)
+            if mode == "immediate":
+                stop_process(self.process, signal.SIGKILL)
+            else:
+                stop_process(self.process, signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT)
         self.start()
 
     def stop(self) -> None:

@@ -229,8 +229,7 @@ class Services:
         if database == "mariadb":
             from .mariadb import Mariadb
 
-            # Its own directory: the server runs as ``mysql``, which cannot enter ``root``.
-            self.database = Mariadb(Path(tempfile.mkdtemp(prefix="idempotency-soak-mariadb-")))
+            self.database = Mariadb.private()
         else:
             self.database = Postgres.private(self.root)
         self.bouncer: Bouncer | None = None
