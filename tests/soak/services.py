@@ -129,8 +129,13 @@ class Database(Protocol):
     #: Whether the checker dates business rows by the database's clock (commit timestamps):
     #: only then may the nemesis skew the app servers' clocks.
     clock_safe: bool
-    port: int
-    root: Path
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def root(self) -> Path:
+        """The server's own directory (removed by ``Services.close``)."""
+        ...
 
     def init(self) -> None: ...
     def start(self) -> None: ...
