@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tests.services import MariaDBServer, free_port, private_dir
+
+from .services import Served
 
 #: The soak's server options on top of ``MariaDBServer``'s: a buffer pool for its load, each
 #: commit durable (the nemesis kills the server), no grant tables.
@@ -59,8 +60,7 @@ def translate(sql: str) -> str:
 
 
 @dataclass
-class Mariadb:
-    server: MariaDBServer
+class Mariadb(Served):
     vendor: str = "MariaDB"
     pooled: bool = False
     restart_modes: tuple[str, ...] = ("fast", "immediate")
@@ -74,29 +74,6 @@ class Mariadb:
         root = private_dir("idempotency-soak-mariadb-", "mysql")
         return cls(MariaDBServer(root=root, port=free_port(), options=OPTIONS))
 
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    @property
-    def root(self) -> Path:
-        return self.server.root
-
-    def url(self, database: str = "mysql", port: int | None = None) -> str:
-        return self.server.url(database, port)
-
-    def init(self) -> None:
-        self.server.init()
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def restart(self, mode: str) -> None:
-        self.server.restart(mode)
-
     def connect(self, url: str) -> Any:
         return connect(url)
 
@@ -104,11 +81,11 @@ class Mariadb:
         return translate(sql)
 
     def create_database(self, name: str) -> None:
-        with contextlib.closing(connect(self.url())) as conn, conn.cursor() as cursor:
+        with contextlib.closing(connect(self.server.url())) as conn, conn.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
 
     def terminate(self, database: str, pick: float, count: int) -> list[int]:
-        with contextlib.closing(connect(self.url())) as conn, conn.cursor() as cursor:
+        with contextlib.closing(connect(self.server.url())) as conn, conn.cursor() as cursor:
             cursor.execute(
                 "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s"
                 " AND ID <> CONNECTION_ID() ORDER BY ID",
