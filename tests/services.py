@@ -150,13 +150,16 @@ def kill_pids(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Signal the process by its PID, SIGKILL it if it does not go, and reap it."""
+def stop_process(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT
+) -> None:
+    """Signal the process by its PID, SIGKILL it if it does not go within ``timeout``, and reap
+    it."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(sig)
         try:
-            process.wait(timeout=STOP_TIMEOUT)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
@@ -213,6 +216,53 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True, connect_timeout=5)
 
 
+# -- a private database server -----------------------------------------------------------------
+
+
+@dataclass
+class DatabaseServer:
+    """A throw-away database server of the run's own, its data directory and log in ``root``, on
+    a port of its own: ``init()`` once, then ``start()``, ``restart(mode)`` (``fast``: a clean
+    shutdown; ``immediate``: none, crash recovery at the next start) and ``stop()`` at will."""
+
+    root: Path
+    port: int
+
+    #: ``scheme://user`` of its URLs, and the database they name unless told another.
+    address: ClassVar[str]
+    default_database: ClassVar[str]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str | None = None, port: int | None = None) -> str:
+        name = self.default_database if database is None else database
+        return f"{self.address}@127.0.0.1:{port or self.port}/{name}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, mode: str = "fast") -> None:
+        raise NotImplementedError
+
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
 # -- a private PostgreSQL cluster ----------------------------------------------------------------
 
 
@@ -227,30 +277,20 @@ def postgres_bin() -> Path:
 
 
 @dataclass
-class Cluster:
+class Cluster(DatabaseServer):
     """A throw-away PostgreSQL cluster in ``root``, on a port of its own, restarted at will.
 
     pg_ctl rather than pytest-postgresql's executor: that one runs initdb and the server as the
     current user, and PostgreSQL refuses to run as root, which tests here and CI are.
     """
 
-    root: Path
-    port: int
     max_connections: int = 200
     bin_dir: Path = field(default_factory=postgres_bin)
     #: More server settings (``-c name=value``).
     settings: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "server.log"
-
-    def url(self, database: str = "postgres", port: int | None = None) -> str:
-        return f"postgres://postgres@127.0.0.1:{port or self.port}/{database}"
+    address: ClassVar[str] = "postgres://postgres"
+    default_database: ClassVar[str] = "postgres"
 
     def init(self) -> None:
         subprocess.run(
@@ -303,6 +343,9 @@ class Cluster:
 
 # -- a private MariaDB server ------------------------------------------------------------------
 
+#: A clean shutdown flushes InnoDB's dirty pages: under a soak's load that takes a while.
+SHUTDOWN_TIMEOUT = 60.0
+
 
 def as_mysql() -> dict[str, Any]:
     """MariaDB runs as root only when told to: as root, start it as ``mysql``."""
@@ -312,27 +355,17 @@ def as_mysql() -> dict[str, Any]:
 
 
 @dataclass
-class MariaDBServer:
+class MariaDBServer(DatabaseServer):
     """A throw-away MariaDB server (``mariadbd``, no wrapper process, so the PID held is the
     server's) with its data directory, socket and log in ``root``, on a port of its own,
     stopped, killed and started again at will on the same port. Root over TCP, no password."""
 
-    root: Path
-    port: int
     #: More server options (the benchmark's: performance_schema on).
     options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "server.log"
-
-    def url(self, database: str = "", port: int | None = None) -> str:
-        return f"mysql://root@127.0.0.1:{port or self.port}/{database}"
+    address: ClassVar[str] = "mysql://root"
+    default_database: ClassVar[str] = ""
 
     def _options(self) -> list[str]:
         # A small redo log and buffer pool: the tests' databases are tiny.
@@ -378,6 +411,8 @@ class MariaDBServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Out of the caller's process group: a Ctrl-C at the terminal is not its.
+                start_new_session=True,
                 **as_mysql(),
             )
         wait_for_port(self.port, self.running)
@@ -404,15 +439,15 @@ class MariaDBServer:
         """``fast``: a shutdown (sessions ended, open transactions rolled back); ``immediate``:
         SIGKILL, no shutdown at all, InnoDB's crash recovery at the next start."""
         if self.process is not None:
-            stop_process(self.process, signal.SIGKILL if mode == "immediate" else signal.SIGTERM)
+            if mode == "immediate":
+                stop_process(self.process, signal.SIGKILL)
+            else:
+                stop_process(self.process, signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT)
         self.start()
 
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process, signal.SIGKILL)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 # -- PgBouncer ---------------------------------------------------------------------------------

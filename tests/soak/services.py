@@ -37,6 +37,7 @@ from tests.services import (
     Bouncer,
     CeleryWorker,
     Cluster,
+    DatabaseServer,
     as_postgres,
     children,
     connect,
@@ -66,6 +67,7 @@ __all__ = [
     "Cluster",
     "Database",
     "Postgres",
+    "Served",
     "Services",
     "as_postgres",
     "broker_url",
@@ -129,8 +131,13 @@ class Database(Protocol):
     #: Whether the checker dates business rows by the database's clock (commit timestamps):
     #: only then may the nemesis skew the app servers' clocks.
     clock_safe: bool
-    port: int
-    root: Path
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def root(self) -> Path:
+        """The server's own directory (removed by ``Services.close``)."""
+        ...
 
     def init(self) -> None: ...
     def start(self) -> None: ...
@@ -153,12 +160,44 @@ class Database(Protocol):
 
 
 @dataclass
-class Postgres:
+class Served:
+    """The soak's database on one of tests/services.py's servers, whose life cycle is the
+    server's: the backends add their dialect and their ``Database`` facts."""
+
+    server: DatabaseServer
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def root(self) -> Path:
+        return self.server.root
+
+    def url(self, database: str, port: int | None = None) -> str:
+        return self.server.url(database, port)
+
+    def init(self) -> None:
+        self.server.init()
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self, mode: str) -> None:
+        """``fast``: sessions ended, open transactions rolled back; ``immediate``: no shutdown
+        at all, crash recovery at the next start."""
+        self.server.restart(mode)
+
+
+@dataclass
+class Postgres(Served):
     """A private PostgreSQL cluster (tests/services.py's ``Cluster``) as the soak's database;
     commit timestamps on, by which the checker dates business rows (the app servers' clocks
     are skewed)."""
 
-    cluster: Cluster
     vendor: str = "PostgreSQL"
     pooled: bool = True
     restart_modes: tuple[str, ...] = ("fast", "immediate")
@@ -168,43 +207,18 @@ class Postgres:
     def private(cls, root: Path) -> Postgres:
         return cls(Cluster(root=root, port=free_port(), settings={"track_commit_timestamp": "on"}))
 
-    @property
-    def port(self) -> int:
-        return self.cluster.port
-
-    @property
-    def root(self) -> Path:
-        return self.cluster.root
-
     def connect(self, url: str) -> Any:
         return connect(url)
 
     def translate(self, sql: str) -> str:
         return sql
 
-    def init(self) -> None:
-        self.cluster.init()
-
-    def start(self) -> None:
-        self.cluster.start()
-
-    def stop(self) -> None:
-        self.cluster.stop()
-
-    def restart(self, mode: str) -> None:
-        """``fast``: sessions terminated, open transactions rolled back; ``immediate``: no
-        shutdown at all, crash recovery at the next start."""
-        self.cluster.restart(mode)
-
-    def url(self, database: str, port: int | None = None) -> str:
-        return self.cluster.url(database, port)
-
     def create_database(self, name: str) -> None:
-        with connect(self.cluster.url()) as conn:
+        with connect(self.server.url()) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
 
     def terminate(self, database: str, pick: float, count: int) -> list[int]:
-        with connect(self.cluster.url()) as conn:
+        with connect(self.server.url()) as conn:
             rows = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s"
                 " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
@@ -229,8 +243,7 @@ class Services:
         if database == "mariadb":
             from .mariadb import Mariadb
 
-            # Its own directory: the server runs as ``mysql``, which cannot enter ``root``.
-            self.database = Mariadb(Path(tempfile.mkdtemp(prefix="idempotency-soak-mariadb-")))
+            self.database = Mariadb.private()
         else:
             self.database = Postgres.private(self.root)
         self.bouncer: Bouncer | None = None
