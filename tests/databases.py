@@ -236,7 +236,13 @@ def copy_database(admin_url: str, template: str, name: str) -> None:
             " WHERE table_schema = %s AND table_type = 'BASE TABLE'",
             [template],
         ).fetchall()
-        for (table,) in tables:
+        references = admin.execute(
+            "SELECT table_name, referenced_table_name"
+            " FROM information_schema.referential_constraints"
+            " WHERE constraint_schema = %s",
+            [template],
+        ).fetchall()
+        for table in _referenced_first([name for (name,) in tables], references):
             _, create = admin.execute(f"SHOW CREATE TABLE `{template}`.`{table}`").fetchone()
             admin.execute(create)
             stored = admin.execute(
@@ -248,6 +254,29 @@ def copy_database(admin_url: str, template: str, name: str) -> None:
             admin.execute(
                 f"INSERT INTO `{table}` ({columns}) SELECT {columns} FROM `{template}`.`{table}`"
             )
+
+
+def _referenced_first(tables: list[str], references: Sequence[tuple[str, str]]) -> list[str]:
+    """``tables`` with every table after those its foreign keys reference: a table created
+    before the one it references (foreign_key_checks off) may not check that key until InnoDB
+    opens it afresh."""
+    ordered: list[str] = []
+    pending = sorted(tables)
+    while pending:
+        ready = [
+            table
+            for table in pending
+            if all(
+                parent in ordered or parent == table or parent not in pending
+                for child, parent in references
+                if child == table
+            )
+        ]
+        if not ready:  # a cycle: no order helps
+            ready = pending[:1]
+        ordered.extend(ready)
+        pending = [table for table in pending if table not in ready]
+    return ordered
 
 
 def drop_database(admin_url: str, name: str) -> None:
