@@ -212,7 +212,11 @@ def create_database(admin_url: str, name: str) -> None:
         if is_mariadb(admin_url):
             admin.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         else:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string())
+            admin.execute(
+                sql.SQL("CREATE DATABASE {}")
+                .format(sql.Identifier(name))
+                .as_string(admin.connection)
+            )
 
 
 def copy_database(admin_url: str, template: str, name: str) -> None:
@@ -225,7 +229,11 @@ def copy_database(admin_url: str, template: str, name: str) -> None:
     if not is_mariadb(admin_url):
         query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
         with _admin(admin_url) as admin:
-            admin.execute(query.format(sql.Identifier(name), sql.Identifier(template)).as_string())
+            admin.execute(
+                query.format(sql.Identifier(name), sql.Identifier(template)).as_string(
+                    admin.connection
+                )
+            )
         return
     create_database(admin_url, name)
     with _admin(admin_url) as admin:
@@ -285,7 +293,7 @@ def drop_database(admin_url: str, name: str) -> None:
     with _admin(admin_url) as admin:
         if not is_mariadb(admin_url):
             query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(query.format(sql.Identifier(name)).as_string())
+            admin.execute(query.format(sql.Identifier(name)).as_string(admin.connection))
             return
         left = admin.execute(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",

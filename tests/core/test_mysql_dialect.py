@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import django
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.utils import ConnectionHandler
@@ -200,12 +201,18 @@ def test_a_wait_past_the_lock_timeout_gives_up_and_leaves_the_session_alone(
     assert before != 1  # so the check above could fail
 
 
+# Django talks utf8mb4 to MySQL by default from 5.2 on, utf8 (3 bytes) before: an alias that
+# names no charset is refused there too.
+_DEFAULT_CHARSET = [] if django.VERSION >= (5, 2) else ["django_idempotency.E009"]
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({}, []),
-        ({"TIME_ZONE": "Europe/Paris"}, ["django_idempotency.E009"]),
+        ({}, _DEFAULT_CHARSET),
+        ({"TIME_ZONE": "Europe/Paris"}, ["django_idempotency.E009", *_DEFAULT_CHARSET]),
         ({"OPTIONS": {"charset": "utf8"}}, ["django_idempotency.E009"]),
+        ({"OPTIONS": {"charset": "utf8mb4"}}, []),
     ],
 )
 def test_a_mysql_alias_is_accepted_when_it_stores_utc_and_utf8mb4(
