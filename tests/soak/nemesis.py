@@ -58,14 +58,18 @@ AFTERMATH = 2.0
 Step = tuple[float, str, float, float, int]
 
 
-def schedule(seed: int, interval: float) -> Iterator[Step]:
+def schedule(
+    seed: int, interval: float, weights: Callable[[], dict[str, float]] = lambda: WEIGHTS
+) -> Iterator[Step]:
     """The seed's endless fault schedule: (pause before it, kind, target pick in [0, 1),
-    length in [0, 1), count 1-3). The same seed gives the same schedule."""
+    length in [0, 1), count 1-3). The same seed and weights give the same schedule; the
+    weights are read at each step (a quota's change as kinds reach it), and every step draws
+    the same numbers whatever they are."""
     rng = random.Random(f"{seed}-nemesis")
-    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
     while True:
         pause = min(rng.expovariate(1 / interval), 4 * interval)
-        kind = rng.choices(kinds, weights)[0]
+        now = weights()
+        kind = rng.choices(list(now), list(now.values()))[0]
         yield pause, kind, rng.random(), rng.random(), 1 + rng.randrange(3)
 
 
@@ -91,6 +95,9 @@ class Nemesis:
     #: Mean seconds between faults.
     interval: float = 2.0
     stopping: Callable[[], bool] = lambda: False
+    #: Faults of every kind the run must inject (``--faults-per-kind``): until each kind has
+    #: as many, the kinds below it are drawn evenly and the others not at all; 0 for none.
+    quota: int = 0
     #: The proxy between the app (servers, relay) and RabbitMQ; its faults are skipped without.
     broker: FaultProxy | None = None
     #: The proxy between the worker and RabbitMQ (reset like the other).
@@ -101,8 +108,37 @@ class Nemesis:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _busy: set[str] = field(default_factory=set)
 
+    def counts(self) -> Counter[str]:
+        """Faults injected (or being injected) so far, by kind."""
+        return Counter(fault.kind for fault in self.faults)
+
+    def applicable(self) -> list[str]:
+        """The kinds this run's services can take (no PgBouncer restart without PgBouncer, no
+        clock skew where rows are dated by the app's clock)."""
+        database = self.services.database
+        absent = {
+            "pgbouncer-restart": self.services.bouncer is None,
+            "clock-skew": not database.clock_safe,
+            "broker-cut-publish": self.broker is None,
+            "broker-reset": self.broker is None,
+        }
+        absent |= {
+            f"database-restart-{mode}": mode not in database.restart_modes
+            for mode in ("fast", "immediate")
+        }
+        return [kind for kind in WEIGHTS if not absent.get(kind, False)]
+
+    def below_quota(self) -> list[str]:
+        """The applicable kinds with fewer faults than the quota."""
+        counts = self.counts()
+        return [kind for kind in self.applicable() if counts[kind] < self.quota]
+
+    def _weights(self) -> dict[str, float]:
+        needed = self.below_quota()
+        return {kind: 1.0 for kind in needed} if needed else WEIGHTS
+
     async def run(self, until: float) -> None:
-        for pause, kind, pick, length, count in schedule(self.seed, self.interval):
+        for pause, kind, pick, length, count in schedule(self.seed, self.interval, self._weights):
             if self.now() + pause >= until or self.stopping():
                 break
             await asyncio.sleep(pause)

@@ -100,6 +100,10 @@ class Run:
     operations_limit: int | None = None
     #: ``--duration``: the longest the load was to last, in seconds.
     planned: float = 0.0
+    #: ``--faults-per-kind``: faults of every kind the load went on for (0: none asked).
+    fault_quota: int = 0
+    #: ``--interval``: the mean seconds between faults.
+    interval: float = 2.0
     #: The database server (``Database.vendor``), whether PgBouncer was in front of it, and
     #: whether the nemesis skewed clocks.
     database: str = "PostgreSQL"
@@ -184,6 +188,10 @@ def _replay(run: Run) -> str:
         args.append(f"--database={run.database.lower()}")
     if run.operations_limit:
         args += [f"--duration={run.planned:.0f}", f"--operations={run.operations_limit}"]
+    if run.fault_quota:
+        args.append(f"--faults-per-kind={run.fault_quota}")
+    if run.interval != 2.0:
+        args.append(f"--interval={run.interval:g}")
     return " ".join(args)
 
 
@@ -192,6 +200,11 @@ def _length(run: Run) -> str:
     minutes = f"{run.duration:.0f} s" + (
         f" ({run.duration / 60:.0f} min)" if run.duration >= 120 else ""
     )
+    if run.fault_quota and run.operations_limit and len(run.ops) >= run.operations_limit:
+        return (
+            f"{minutes} of load, until its {run.operations_limit:,} operations and "
+            f"{run.fault_quota:,} faults of every kind (one every {run.interval:g} s on average)"
+        )
     if run.operations_limit and len(run.ops) >= run.operations_limit:
         return f"{minutes} of load, until its {run.operations_limit:,} operations"
     if run.operations_limit:
