@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from .proxy import FaultProxy, is_amqp_publish
 from .services import AppServer, Services
 
@@ -83,6 +85,8 @@ class Fault:
     start: float
     end: float = 0.0
     detail: str = ""
+    #: Whether it has been applied (a restart finished, a window closed): only those count.
+    applied: bool = False
 
 
 @dataclass
@@ -109,8 +113,17 @@ class Nemesis:
     _busy: set[str] = field(default_factory=set)
 
     def counts(self) -> Counter[str]:
-        """Faults injected (or being injected) so far, by kind."""
-        return Counter(fault.kind for fault in self.faults)
+        """Faults applied so far, by kind (one still being applied may yet find no target)."""
+        return Counter(fault.kind for fault in self.faults if fault.applied)
+
+    def short(self) -> dict[str, int]:
+        """How many faults each applicable kind still lacks of the quota."""
+        counts = self.counts()
+        return {
+            kind: self.quota - counts[kind]
+            for kind in self.applicable()
+            if counts[kind] < self.quota
+        }
 
     def applicable(self) -> list[str]:
         """The kinds this run's services can take (no PgBouncer restart without PgBouncer, no
@@ -166,6 +179,7 @@ class Nemesis:
         self.faults.append(fault)
         try:
             fault.detail = await action()
+            fault.applied = True
         except NoTarget:  # nothing to hit after all (no publish to cut): skipped, not a fault
             self.faults.remove(fault)
             self.skipped[kind] += 1
@@ -244,9 +258,9 @@ class Nemesis:
     # -- the faults ---------------------------------------------------------------------------
 
     async def _kill_worker(self, app: AppServer, pick: float) -> str:
-        workers = app.worker_pids()
+        workers = [pid for pid in app.worker_pids() if not _is_resource_tracker(pid)]
         if not workers:
-            return f"{app.name}: no worker"
+            raise NoTarget(f"{app.name}: no worker")
         pid = workers[int(pick * len(workers))]
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -265,6 +279,8 @@ class Nemesis:
     async def _terminate(self, pick: float, count: int) -> str:
         database = self.services.database
         chosen = await asyncio.to_thread(database.terminate, "shop", pick, count)
+        if not chosen:
+            raise NoTarget("no session to end")
         return f"{len(chosen)} sessions"
 
     async def _restart_database(self, mode: str) -> str:
@@ -305,7 +321,10 @@ class Nemesis:
             self._busy.discard(app.name)
 
     async def _reset(self, proxy: FaultProxy, count: int) -> str:
-        return f"{proxy.reset(count)} connections on :{proxy.port}"
+        reset = proxy.reset(count)
+        if not reset:
+            raise NoTarget(f"no connection on :{proxy.port}")  # the node down, say
+        return f"{reset} connections on :{proxy.port}"
 
     async def _cut_publish(self, proxy: FaultProxy) -> str:
         """The next publish's bytes are written and dropped, its connection reset: the
@@ -335,3 +354,12 @@ class Nemesis:
         finally:
             proxy.heal()
             self._busy.discard(f"proxy{proxy.port}")
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    """Whether ``pid`` is multiprocessing's resource tracker (a child of uvicorn's master next to
+    its workers), which serves nothing: killing it is no fault."""
+    try:
+        return "resource_tracker" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return True  # gone already: nothing to kill either

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,8 @@ class Run:
     planned: float = 0.0
     #: ``--faults-per-kind``: faults of every kind the load went on for (0: none asked).
     fault_quota: int = 0
+    #: The kinds of fault the run could apply (``Nemesis.applicable``).
+    fault_kinds: list[str] = field(default_factory=list)
     #: ``--interval``: the mean seconds between faults.
     interval: float = 2.0
     #: The database server (``Database.vendor``), whether PgBouncer was in front of it, and
@@ -200,10 +202,13 @@ def _length(run: Run) -> str:
     minutes = f"{run.duration:.0f} s" + (
         f" ({run.duration / 60:.0f} min)" if run.duration >= 120 else ""
     )
-    if run.fault_quota and run.operations_limit and len(run.ops) >= run.operations_limit:
+    if run.fault_quota:
+        kinds = Counter(fault.kind for fault in run.faults)
+        least = min((kinds[kind] for kind in run.fault_kinds), default=0)
         return (
-            f"{minutes} of load, until its {run.operations_limit:,} operations and "
-            f"{run.fault_quota:,} faults of every kind (one every {run.interval:g} s on average)"
+            f"{minutes} of load, for {run.operations_limit or 0:,} operations and "
+            f"{run.fault_quota:,} faults of every kind (a fault every {run.interval:g} s on "
+            f"average): it made {len(run.ops):,} and at least {least:,} of every kind"
         )
     if run.operations_limit and len(run.ops) >= run.operations_limit:
         return f"{minutes} of load, until its {run.operations_limit:,} operations"

@@ -327,7 +327,9 @@ async def soak(
                     "manage.py",
                     "shell",
                     "-c",
-                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60, relay_after=RELAY_AFTER),
+                    # A deadline only for a run that dies without its ``finally``: the run stops
+                    # it after the drain, which the nemesis's settling (up to 180 s) precedes.
+                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 900, relay_after=RELAY_AFTER),
                 ],
                 cwd=REPO_ROOT,
                 env=_env(database.url("shop", proxies[0].port), env),
@@ -405,7 +407,7 @@ async def soak(
         ttl=ttl,
         cpus=os.cpu_count() or 0,
         ops=history.ops,
-        faults=nemesis.faults,
+        faults=[fault for fault in nemesis.faults if fault.applied],
         skipped=nemesis.skipped,
         verdict=verdict,
         purged=_purged(purge_log),
@@ -417,6 +419,7 @@ async def soak(
         issued_key_max_age=args.issued_key_max_age,
         operations_limit=args.operations,
         fault_quota=args.faults_per_kind,
+        fault_kinds=nemesis.applicable(),
         interval=args.interval,
         planned=duration,
         database=database.vendor,
@@ -441,6 +444,10 @@ async def soak(
     if args.write_docs:
         write_section(DOCS, section, run.database)
         print(f"soak: wrote its section of {DOCS}")
+    short = nemesis.short()
+    if short:
+        print(f"soak: FAULT QUOTA NOT MET ({args.faults_per_kind} of every kind); short: {short}")
+        return 2
     return 0 if verdict.ok else 1
 
 
