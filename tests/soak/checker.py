@@ -179,6 +179,9 @@ class _Check:
         self.doors = {door.name: door for door in doors}
         self.verdict = Verdict()
         self.allowed_reruns = 0
+        #: Task rows ``rolled-back-sent`` cannot judge: a request for their reference got a 5xx
+        #: or no answer, so a commit the client never heard of may have sent them.
+        self.unjudged_tasks = 0
         self.poison: list[PoisonTask] = []
         #: Rows by (door, token) and by (door, what an answer names them by: id or task id).
         self.rows: dict[tuple[str, str], list[Effect]] = defaultdict(list)
@@ -421,7 +424,10 @@ class _Check:
                 if attempt.status is None or attempt.status >= 500
             }
             for effect in self.snapshot.effects.get(name, []):
-                if effect.answer is None or effect.answer in named or effect.reference in unknown:
+                if effect.answer is None or effect.answer in named:
+                    continue
+                if effect.reference in unknown:
+                    self.unjudged_tasks += 1
                     continue
                 message = (
                     f"{name} {effect.reference}: task {effect.answer} made row {effect.id}; no "
@@ -509,6 +515,9 @@ class _Check:
             "re-runs after expiry (allowed)": self.allowed_reruns,
             **self.issued_key_counts(),
             "task messages left in the outbox": len(self.snapshot.outbox),
+            "task rows whose sender's outcome nobody heard (not judged by rolled-back-sent)": (
+                self.unjudged_tasks
+            ),
             "in-flight refusals (409)": sum(attempt.problem == IN_FLIGHT for attempt in attempts),
             "poison tasks sent (each kills its worker)": len(self.poison),
             "... stored as failed (422 task-abandoned)": sum(

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from .proxy import FaultProxy, is_amqp_publish
 from .services import AppServer, Services
 
@@ -58,14 +60,18 @@ AFTERMATH = 2.0
 Step = tuple[float, str, float, float, int]
 
 
-def schedule(seed: int, interval: float) -> Iterator[Step]:
+def schedule(
+    seed: int, interval: float, weights: Callable[[], dict[str, float]] = lambda: WEIGHTS
+) -> Iterator[Step]:
     """The seed's endless fault schedule: (pause before it, kind, target pick in [0, 1),
-    length in [0, 1), count 1-3). The same seed gives the same schedule."""
+    length in [0, 1), count 1-3). The same seed and weights give the same schedule; the
+    weights are read at each step (a quota's change as kinds reach it), and every step draws
+    the same numbers whatever they are."""
     rng = random.Random(f"{seed}-nemesis")
-    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
     while True:
         pause = min(rng.expovariate(1 / interval), 4 * interval)
-        kind = rng.choices(kinds, weights)[0]
+        now = weights()
+        kind = rng.choices(list(now), list(now.values()))[0]
         yield pause, kind, rng.random(), rng.random(), 1 + rng.randrange(3)
 
 
@@ -79,6 +85,8 @@ class Fault:
     start: float
     end: float = 0.0
     detail: str = ""
+    #: Whether it has been applied (a restart finished, a window closed): only those count.
+    applied: bool = False
 
 
 @dataclass
@@ -91,6 +99,9 @@ class Nemesis:
     #: Mean seconds between faults.
     interval: float = 2.0
     stopping: Callable[[], bool] = lambda: False
+    #: Faults of every kind the run must inject (``--faults-per-kind``): until each kind has
+    #: as many, the kinds below it are drawn evenly and the others not at all; 0 for none.
+    quota: int = 0
     #: The proxy between the app (servers, relay) and RabbitMQ; its faults are skipped without.
     broker: FaultProxy | None = None
     #: The proxy between the worker and RabbitMQ (reset like the other).
@@ -101,8 +112,46 @@ class Nemesis:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _busy: set[str] = field(default_factory=set)
 
+    def counts(self) -> Counter[str]:
+        """Faults applied so far, by kind (one still being applied may yet find no target)."""
+        return Counter(fault.kind for fault in self.faults if fault.applied)
+
+    def short(self) -> dict[str, int]:
+        """How many faults each applicable kind still lacks of the quota."""
+        counts = self.counts()
+        return {
+            kind: self.quota - counts[kind]
+            for kind in self.applicable()
+            if counts[kind] < self.quota
+        }
+
+    def applicable(self) -> list[str]:
+        """The kinds this run's services can take (no PgBouncer restart without PgBouncer, no
+        clock skew where rows are dated by the app's clock)."""
+        database = self.services.database
+        absent = {
+            "pgbouncer-restart": self.services.bouncer is None,
+            "clock-skew": not database.clock_safe,
+            "broker-cut-publish": self.broker is None,
+            "broker-reset": self.broker is None,
+        }
+        absent |= {
+            f"database-restart-{mode}": mode not in database.restart_modes
+            for mode in ("fast", "immediate")
+        }
+        return [kind for kind in WEIGHTS if not absent.get(kind, False)]
+
+    def below_quota(self) -> list[str]:
+        """The applicable kinds with fewer faults than the quota."""
+        counts = self.counts()
+        return [kind for kind in self.applicable() if counts[kind] < self.quota]
+
+    def _weights(self) -> dict[str, float]:
+        needed = self.below_quota()
+        return {kind: 1.0 for kind in needed} if needed else WEIGHTS
+
     async def run(self, until: float) -> None:
-        for pause, kind, pick, length, count in schedule(self.seed, self.interval):
+        for pause, kind, pick, length, count in schedule(self.seed, self.interval, self._weights):
             if self.now() + pause >= until or self.stopping():
                 break
             await asyncio.sleep(pause)
@@ -130,6 +179,7 @@ class Nemesis:
         self.faults.append(fault)
         try:
             fault.detail = await action()
+            fault.applied = True
         except NoTarget:  # nothing to hit after all (no publish to cut): skipped, not a fault
             self.faults.remove(fault)
             self.skipped[kind] += 1
@@ -208,9 +258,9 @@ class Nemesis:
     # -- the faults ---------------------------------------------------------------------------
 
     async def _kill_worker(self, app: AppServer, pick: float) -> str:
-        workers = app.worker_pids()
+        workers = [pid for pid in app.worker_pids() if not _is_resource_tracker(pid)]
         if not workers:
-            return f"{app.name}: no worker"
+            raise NoTarget(f"{app.name}: no worker")
         pid = workers[int(pick * len(workers))]
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -229,6 +279,8 @@ class Nemesis:
     async def _terminate(self, pick: float, count: int) -> str:
         database = self.services.database
         chosen = await asyncio.to_thread(database.terminate, "shop", pick, count)
+        if not chosen:
+            raise NoTarget("no session to end")
         return f"{len(chosen)} sessions"
 
     async def _restart_database(self, mode: str) -> str:
@@ -269,7 +321,10 @@ class Nemesis:
             self._busy.discard(app.name)
 
     async def _reset(self, proxy: FaultProxy, count: int) -> str:
-        return f"{proxy.reset(count)} connections on :{proxy.port}"
+        reset = proxy.reset(count)
+        if not reset:
+            raise NoTarget(f"no connection on :{proxy.port}")  # the node down, say
+        return f"{reset} connections on :{proxy.port}"
 
     async def _cut_publish(self, proxy: FaultProxy) -> str:
         """The next publish's bytes are written and dropped, its connection reset: the
@@ -299,3 +354,12 @@ class Nemesis:
         finally:
             proxy.heal()
             self._busy.discard(f"proxy{proxy.port}")
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    """Whether ``pid`` is multiprocessing's resource tracker (a child of uvicorn's master next to
+    its workers), which serves nothing: killing it is no fault."""
+    try:
+        return "resource_tracker" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return True  # gone already: nothing to kill either

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,12 @@ class Run:
     operations_limit: int | None = None
     #: ``--duration``: the longest the load was to last, in seconds.
     planned: float = 0.0
+    #: ``--faults-per-kind``: faults of every kind the load went on for (0: none asked).
+    fault_quota: int = 0
+    #: The kinds of fault the run could apply (``Nemesis.applicable``).
+    fault_kinds: list[str] = field(default_factory=list)
+    #: ``--interval``: the mean seconds between faults.
+    interval: float = 2.0
     #: The database server (``Database.vendor``), whether PgBouncer was in front of it, and
     #: whether the nemesis skewed clocks.
     database: str = "PostgreSQL"
@@ -184,6 +190,10 @@ def _replay(run: Run) -> str:
         args.append(f"--database={run.database.lower()}")
     if run.operations_limit:
         args += [f"--duration={run.planned:.0f}", f"--operations={run.operations_limit}"]
+    if run.fault_quota:
+        args.append(f"--faults-per-kind={run.fault_quota}")
+    if run.interval != 2.0:
+        args.append(f"--interval={run.interval:g}")
     return " ".join(args)
 
 
@@ -192,6 +202,14 @@ def _length(run: Run) -> str:
     minutes = f"{run.duration:.0f} s" + (
         f" ({run.duration / 60:.0f} min)" if run.duration >= 120 else ""
     )
+    if run.fault_quota:
+        kinds = Counter(fault.kind for fault in run.faults)
+        least = min((kinds[kind] for kind in run.fault_kinds), default=0)
+        return (
+            f"{minutes} of load, for {run.operations_limit or 0:,} operations and "
+            f"{run.fault_quota:,} faults of every kind (a fault every {run.interval:g} s on "
+            f"average): it made {len(run.ops):,} and at least {least:,} of every kind"
+        )
     if run.operations_limit and len(run.ops) >= run.operations_limit:
         return f"{minutes} of load, until its {run.operations_limit:,} operations"
     if run.operations_limit:

@@ -3,6 +3,8 @@
     python -m tests.soak              # 10 minutes, 32 clients
     python -m tests.soak --quick      # 90 seconds
     python -m tests.soak --duration=40m --operations=100000  # until either comes first
+    python -m tests.soak --duration=90m --operations=100000 --faults-per-kind=300 --interval=0.6
+        # past the operations until every kind of fault came 300 times (or at the duration)
     python -m tests.soak --seed 1234  # replay a run's fault schedule and workload choices
     python -m tests.soak --ports 18900-18999  # every port the run listens on from this range
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -128,6 +131,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help=(
             "FIRST-LAST: the ports the run listens on (default $SOAK_PORTS, else "
             "$IDEMPOTENCY_TEST_PORTS, else any free one)"
+        ),
+    )
+    parser.add_argument(
+        "--faults-per-kind",
+        type=int,
+        default=0,
+        help=(
+            "inject at least this many faults of every kind (drawn evenly until then); the load "
+            "goes on past --operations until they are in, or until --duration"
         ),
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/reliability.md")
@@ -315,7 +327,9 @@ async def soak(
                     "manage.py",
                     "shell",
                     "-c",
-                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 60, relay_after=RELAY_AFTER),
+                    # A deadline only for a run that dies without its ``finally``: the run stops
+                    # it after the drain, which the nemesis's settling (up to 180 s) precedes.
+                    _PURGE.format(seconds=duration + DRAIN_TIMEOUT + 900, relay_after=RELAY_AFTER),
                 ],
                 cwd=REPO_ROOT,
                 env=_env(database.url("shop", proxies[0].port), env),
@@ -348,7 +362,9 @@ async def soak(
             wait_ready=wait_ready,
             interval=args.interval,
             stopping=lambda: history is not None and (history.stopping or history.full),
+            quota=args.faults_per_kind,
         )
+        history.more_faults = lambda: bool(nemesis.below_quota())
         progress = asyncio.create_task(_progress(history, nemesis, duration))
         await asyncio.gather(
             nemesis.run(until=duration),
@@ -379,6 +395,9 @@ async def soak(
         history.ops, snapshot, DOORS, ttl, max_age=args.issued_key_max_age, poison=poison
     )
     history.dump(OUT / f"history-{seed}.jsonl")
+    with (OUT / f"faults-{seed}.jsonl").open("w", encoding="utf-8") as out:
+        for fault in nemesis.faults:
+            out.write(json.dumps(dataclasses.asdict(fault)) + "\n")
     run = Run(
         seed=seed,
         commit=_commit(),
@@ -388,7 +407,7 @@ async def soak(
         ttl=ttl,
         cpus=os.cpu_count() or 0,
         ops=history.ops,
-        faults=nemesis.faults,
+        faults=[fault for fault in nemesis.faults if fault.applied],
         skipped=nemesis.skipped,
         verdict=verdict,
         purged=_purged(purge_log),
@@ -399,6 +418,9 @@ async def soak(
         harness_cpu=cpu.harness_share,
         issued_key_max_age=args.issued_key_max_age,
         operations_limit=args.operations,
+        fault_quota=args.faults_per_kind,
+        fault_kinds=nemesis.applicable(),
+        interval=args.interval,
         planned=duration,
         database=database.vendor,
         pooled=database.pooled,
@@ -422,6 +444,10 @@ async def soak(
     if args.write_docs:
         write_section(DOCS, section, run.database)
         print(f"soak: wrote its section of {DOCS}")
+    short = nemesis.short()
+    if short:
+        print(f"soak: FAULT QUOTA NOT MET ({args.faults_per_kind} of every kind); short: {short}")
+        return 2
     return 0 if verdict.ok else 1
 
 

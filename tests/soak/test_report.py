@@ -134,6 +134,12 @@ def test_the_section_shows_seed_commit_latency_and_faults() -> None:
     assert "30 s of load, until its 2 operations" in text
     assert 'ARGS="--seed=7 --database=mariadb --duration=2400 --operations=2"' in text
     assert "PgBouncer" not in text
+    # A fault quota: the section says what the run made of it, not what it was asked.
+    quota = dataclasses.replace(full, fault_quota=300, fault_kinds=["reset", "stall"], interval=0.5)
+    text = markdown(quota)
+    assert "for 2 operations and 300 faults of every kind" in text
+    assert "at least 0 of every kind" in text  # no stall at all
+    assert "--faults-per-kind=300 --interval=0.5" in text
 
 
 def test_cpu_use_counts_the_soak_process_own_time() -> None:

@@ -25,6 +25,7 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,11 +139,19 @@ class PoisonSent:
 
 
 class History:
-    def __init__(self, t0: float, *, max_ops: int | None = None) -> None:
+    def __init__(
+        self,
+        t0: float,
+        *,
+        max_ops: int | None = None,
+        more_faults: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.t0 = t0
         self.ops: list[Op] = []
         #: The operation count at which the clients stop starting new ones (``--operations``).
         self.max_ops = max_ops
+        #: Whether the nemesis still owes faults (``--faults-per-kind``): the load goes on.
+        self.more_faults = more_faults
         self.poison: list[PoisonSent] = []
         self._ids = itertools.count(1)
         self.numbers = itertools.count(1)
@@ -157,8 +166,9 @@ class History:
 
     @property
     def full(self) -> bool:
-        """Whether the run has started as many operations as it was asked to."""
-        return self.max_ops is not None and len(self.ops) >= self.max_ops
+        """Whether the run has started as many operations as it was asked to, and the nemesis
+        has injected as many faults."""
+        return self.max_ops is not None and len(self.ops) >= self.max_ops and not self.more_faults()
 
     def new_op(self, **fields: Any) -> Op:
         op = Op(id=next(self._ids), started=self.now(), **fields)
