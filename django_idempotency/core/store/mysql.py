@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from ...models import IdempotencyRecord
 from ...models.clock import UtcNow
+from . import parameters
 from .names import BACKTICK_NAMES, statement
 
 if TYPE_CHECKING:
@@ -307,15 +308,15 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = {
-        "record_id": record_id,
-        "status": status,
-        "headers": headers,
-        "body": body,
-        "ttl": _microseconds(ttl),
-        "hold": None if hold is None else _microseconds(hold),
-        "keep_reference": keep_reference,
-    }
+    params = parameters.outcome(
+        record_id=record_id,
+        status=status,
+        headers=headers,
+        body=body,
+        keep_reference=keep_reference,
+        ttl=_microseconds(ttl),
+        hold=None if hold is None else _microseconds(hold),
+    )
     with connection.cursor() as cursor:
         cursor.execute(COMPLETE, params)
 
@@ -329,16 +330,13 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = {
-        "at": _datetime(connection, at),
-        "kind": kind,
-        "scope": operation.scope,
-        "key": operation.key,
-        "reference": operation.reference,
-        "fingerprint": operation.fingerprint,
-        "record_id": record_id,
-        "expires_at": _datetime(connection, expires_at),
-    }
+    params = parameters.event(
+        operation,
+        kind=kind,
+        record_id=record_id,
+        at=_datetime(connection, at),
+        expires_at=_datetime(connection, expires_at),
+    )
     with connection.cursor() as cursor:
         cursor.execute(LOG_EVENT, params)
 
