@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.apps import apps
 from django.db import connections, models, router, transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
@@ -17,10 +18,7 @@ from ..arguments import DEFAULT_PURGE_BATCH_SIZE
 from ..core import observers
 from .batches import delete_rows, update_rows
 from .clock import before, database_now
-from .records import IdempotencyEvent, IdempotencyRecord, holds_reference
-
-if TYPE_CHECKING:
-    from .records import IdempotencyRecordQuerySet
+from .holds import holds_reference
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ Progress = Callable[[PurgeResult], None]
 
 
 def purge_expired(
-    queryset: IdempotencyRecordQuerySet,
+    queryset: models.QuerySet[Any],
     *,
     batch_size: int = DEFAULT_PURGE_BATCH_SIZE,
     older_than: timedelta | None = None,
@@ -79,7 +77,8 @@ def purge_expired(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
-    alias = queryset._db or router.db_for_write(queryset.model)  # type: ignore[attr-defined]
+    IdempotencyRecord, IdempotencyEvent = _models()
+    alias = queryset._db or router.db_for_write(IdempotencyRecord)  # type: ignore[attr-defined]
     started = time.monotonic()
     State = IdempotencyRecord.State
     # Expiry is judged by the database's clock (PostgreSQL, MySQL): an app server with a clock
@@ -171,11 +170,11 @@ def purge_expired(
     return result
 
 
-def _oldest_due(due: IdempotencyRecordQuerySet, holding: Q) -> datetime | None:
+def _oldest_due(due: models.QuerySet[Any], holding: Q) -> datetime | None:
     """When the longest-waiting record this pass removes became due: a success at its
     expiry, a stripped row once its reference lapsed. One aggregate over the due rows, which
     the pass reads anyway."""
-    State = IdempotencyRecord.State
+    State = due.model.State
     found = due.aggregate(
         completed=Min("expires_at", filter=Q(state=State.COMPLETED)),
         held=Min("reference_expires_at", filter=Q(state=State.HELD) & ~holding),
@@ -218,3 +217,12 @@ def _in_batches(
         # Keyset paging: the next batch starts after this one instead of rescanning rows
         # that were skipped (locked by someone else) or kept.
         last_pk = ids[-1]
+
+
+def _models() -> tuple[Any, Any]:
+    """The record and event models, from the app registry: ``records.py`` delegates its
+    ``purge_expired`` here, so this module cannot import it back."""
+    return (
+        apps.get_model("django_idempotency", "IdempotencyRecord"),
+        apps.get_model("django_idempotency", "IdempotencyEvent"),
+    )

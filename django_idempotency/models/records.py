@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..arguments import DEFAULT_PURGE_BATCH_SIZE
 from .batches import delete_rows, update_rows
+from .holds import holds_reference
 from .partial_indexes import without_answered
 
 if TYPE_CHECKING:
@@ -108,13 +109,6 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
             now=now,
             progress=progress,
         )
-
-
-def holds_reference(at: Any) -> Q:
-    """Records whose reference is still held at ``at`` (a datetime or the database's clock)."""
-    return Q(reference__isnull=False) & (
-        Q(reference_expires_at__isnull=True) | Q(reference_expires_at__gt=at)
-    )
 
 
 class IdempotencyEventQuerySet(models.QuerySet["IdempotencyEvent"]):

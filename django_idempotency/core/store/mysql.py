@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from ...models import IdempotencyRecord
 from ...models.clock import UtcNow
-from . import parameters
 from .names import BACKTICK_NAMES, statement
+from .parameters import event_parameters, outcome_parameters
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -308,7 +308,7 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = parameters.outcome(
+    params = outcome_parameters(
         record_id=record_id,
         status=status,
         headers=headers,
@@ -330,7 +330,7 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = parameters.event(
+    params = event_parameters(
         operation,
         kind=kind,
         record_id=record_id,

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from ..operation import Operation
 
 
-def event(
+def event_parameters(
     operation: Operation, *, kind: str, record_id: int | None, at: Any, expires_at: Any
 ) -> dict[str, Any]:
     """``LOG_EVENT``'s parameters; ``at`` and ``expires_at`` as the dialect binds a moment."""
@@ -25,7 +25,7 @@ def event(
     }
 
 
-def outcome(
+def outcome_parameters(
     *, record_id: int, status: int, headers: Any, body: Any, keep_reference: bool, **timing: Any
 ) -> dict[str, Any]:
     """``COMPLETE``'s parameters; ``timing``: the record's lifetimes as the dialect binds them

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 
-from . import parameters
 from .names import statement
+from .parameters import event_parameters, outcome_parameters
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -252,7 +252,7 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = parameters.outcome(
+    params = outcome_parameters(
         record_id=record_id,
         status=status,
         headers=headers,
@@ -274,7 +274,7 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = parameters.event(
+    params = event_parameters(
         operation, kind=kind, record_id=record_id, at=at, expires_at=expires_at
     )
     # Outside a transaction the event need not wait for its WAL flush (``LOG_EVENT``).

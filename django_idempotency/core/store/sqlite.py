@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ...models import IdempotencyRecord
-from . import parameters
 from .names import statement
+from .parameters import event_parameters, outcome_parameters
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -162,7 +162,7 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = parameters.outcome(
+    params = outcome_parameters(
         record_id=record_id,
         status=status,
         headers=headers,
@@ -185,7 +185,7 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = parameters.event(
+    params = event_parameters(
         operation,
         kind=kind,
         record_id=record_id,
