@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import IdempotencyEvent, IdempotencyRecord, OutboxMessage
-from ..models.records import PurgeResult
+from ..models.purge import PurgeResult
 from .paging import EstimatedCountPaginator, IndexedChangeList, count_rows
 
 #: Characters of a stored body shown on the detail page; the rest is summarised.

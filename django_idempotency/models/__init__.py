@@ -1,9 +1,10 @@
 """The app's models, one module per concept, each with its query logic on its QuerySet.
 
-``records``: the key store (``IdempotencyRecord``) and its event log (``IdempotencyEvent``),
-with the purge; ``outbox``: task messages sent once their transaction commits
-(``OutboxMessage``); ``deliveries``: how often a task's message came back unfinished
-(``TaskDelivery``). Django's app registry and the migrations find the models here.
+``records``: the key store (``IdempotencyRecord``) and its event log (``IdempotencyEvent``);
+``purge``: how their expired rows go, in short batches; ``outbox``: task messages sent once
+their transaction commits (``OutboxMessage``); ``deliveries``: how often a task's message came
+back unfinished (``TaskDelivery``). Django's app registry and the migrations find the models
+here.
 """
 
 from .deliveries import TaskDelivery

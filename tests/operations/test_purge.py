@@ -17,7 +17,7 @@ from django_idempotency.arguments import parse_age
 from django_idempotency.core import store
 from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
-from django_idempotency.models.records import PurgeResult
+from django_idempotency.models.purge import PurgeResult
 from tests.conftest import race
 
 State = IdempotencyRecord.State

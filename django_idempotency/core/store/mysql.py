@@ -32,6 +32,7 @@ from django.utils import timezone
 from ...models import IdempotencyRecord
 from ...models.clock import UtcNow
 from .names import BACKTICK_NAMES, statement
+from .parameters import event_parameters, outcome_parameters
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -307,15 +308,15 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = {
-        "record_id": record_id,
-        "status": status,
-        "headers": headers,
-        "body": body,
-        "ttl": _microseconds(ttl),
-        "hold": None if hold is None else _microseconds(hold),
-        "keep_reference": keep_reference,
-    }
+    params = outcome_parameters(
+        record_id=record_id,
+        status=status,
+        headers=headers,
+        body=body,
+        keep_reference=keep_reference,
+        ttl=_microseconds(ttl),
+        hold=None if hold is None else _microseconds(hold),
+    )
     with connection.cursor() as cursor:
         cursor.execute(COMPLETE, params)
 
@@ -329,16 +330,13 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = {
-        "at": _datetime(connection, at),
-        "kind": kind,
-        "scope": operation.scope,
-        "key": operation.key,
-        "reference": operation.reference,
-        "fingerprint": operation.fingerprint,
-        "record_id": record_id,
-        "expires_at": _datetime(connection, expires_at),
-    }
+    params = event_parameters(
+        operation,
+        kind=kind,
+        record_id=record_id,
+        at=_datetime(connection, at),
+        expires_at=_datetime(connection, expires_at),
+    )
     with connection.cursor() as cursor:
         cursor.execute(LOG_EVENT, params)
 

@@ -25,6 +25,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 
 from .names import statement
+from .parameters import event_parameters, outcome_parameters
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -251,15 +252,15 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = {
-        "record_id": record_id,
-        "status": status,
-        "headers": headers,
-        "body": body,
-        "ttl": ttl,
-        "hold": hold,
-        "keep_reference": keep_reference,
-    }
+    params = outcome_parameters(
+        record_id=record_id,
+        status=status,
+        headers=headers,
+        body=body,
+        keep_reference=keep_reference,
+        ttl=ttl,
+        hold=hold,
+    )
     with connection.cursor() as cursor:
         cursor.execute(COMPLETE, params)
 
@@ -273,17 +274,11 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = {
-        "relaxed": not connection.in_atomic_block,
-        "at": at,
-        "kind": kind,
-        "scope": operation.scope,
-        "key": operation.key,
-        "reference": operation.reference,
-        "fingerprint": operation.fingerprint,
-        "record_id": record_id,
-        "expires_at": expires_at,
-    }
+    params = event_parameters(
+        operation, kind=kind, record_id=record_id, at=at, expires_at=expires_at
+    )
+    # Outside a transaction the event need not wait for its WAL flush (``LOG_EVENT``).
+    params["relaxed"] = not connection.in_atomic_block
     with connection.cursor() as cursor:
         cursor.execute(LOG_EVENT, params)
 

@@ -16,6 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ...models import IdempotencyRecord
 from .names import statement
+from .parameters import event_parameters, outcome_parameters
 
 if TYPE_CHECKING:
     from ..operation import Operation
@@ -161,16 +162,16 @@ def complete(
     ttl: timedelta,
     hold: timedelta | None,
 ) -> None:
-    params = {
-        "record_id": record_id,
-        "status": status,
-        "headers": headers,
-        "body": body,
-        "now": _datetime(connection, now),
-        "expires_at": _datetime(connection, now + ttl),
-        "reference_expires_at": None if hold is None else _datetime(connection, now + hold),
-        "keep_reference": keep_reference,
-    }
+    params = outcome_parameters(
+        record_id=record_id,
+        status=status,
+        headers=headers,
+        body=body,
+        keep_reference=keep_reference,
+        now=_datetime(connection, now),
+        expires_at=_datetime(connection, now + ttl),
+        reference_expires_at=None if hold is None else _datetime(connection, now + hold),
+    )
     with connection.cursor() as cursor:
         cursor.execute(COMPLETE, params)
 
@@ -184,16 +185,13 @@ def log_event(
     record_id: int | None,
     expires_at: datetime,
 ) -> None:
-    params = {
-        "at": _datetime(connection, at),
-        "kind": kind,
-        "scope": operation.scope,
-        "key": operation.key,
-        "reference": operation.reference,
-        "fingerprint": operation.fingerprint,
-        "record_id": record_id,
-        "expires_at": _datetime(connection, expires_at),
-    }
+    params = event_parameters(
+        operation,
+        kind=kind,
+        record_id=record_id,
+        at=_datetime(connection, at),
+        expires_at=_datetime(connection, expires_at),
+    )
     with connection.cursor() as cursor:
         cursor.execute(LOG_EVENT, params)
 

@@ -13,7 +13,7 @@ from ...arguments import (
     parse_purge_args,
 )
 from ...models import IdempotencyRecord
-from ...models.records import PurgeResult
+from ...models.purge import PurgeResult
 
 
 class Command(BaseCommand):
