@@ -12,8 +12,9 @@ Rules, for every operation:
   request's token;
 - replay-differs: an answer stored for a request differs from another answer to it (for a
   redirect: its status and Location);
-- key-ran-twice: one key, two bodies, both with effects; or a key reused with another body that
-  got a 2xx while the first answer was still stored;
+- key-ran-twice: one key, two bodies, both with effects (a body every attempt of which was
+  refused as expired is not the key's: it ran under its new key); or a key reused with another
+  body that got a 2xx while the first answer was still stored;
 - reference-twice: more than one success for one business reference;
 - unclean-5xx: a 5xx that is not application/problem+json;
 - in-flight: a record left in flight after the run (a ``held`` one, purged but for its
@@ -277,7 +278,10 @@ class _Check:
         tokens: dict[tuple[int, str, str], set[str]] = defaultdict(set)
         users: dict[tuple[int, str, str], list[int]] = defaultdict(list)
         for op in self.ops:
-            if op.key is not None:
+            # A request every attempt of which was refused as expired ran nothing under its
+            # key (``expired-key-ran`` holds it to that): its body, sent again under a new key,
+            # ran there.
+            if op.key is not None and not _only_refused_as_expired(op):
                 tokens[(op.user, op.door, op.key)].add(op.token)
                 users[(op.user, op.door, op.key)].append(op.id)
         for group, seen in tokens.items():
@@ -553,6 +557,11 @@ class _Check:
             counts["retries after the key's max age"] = len(late)
             counts["... of them replayed"] = sum(a.replayed for a in late)
         return counts
+
+
+def _only_refused_as_expired(op: Op) -> bool:
+    """Whether every attempt of ``op`` was answered, each by the refusal of its key as expired."""
+    return bool(op.attempts) and all(attempt.problem == EXPIRED for attempt in op.attempts)
 
 
 def _a_ttl_apart(found: list[Effect], ttl: float) -> bool:

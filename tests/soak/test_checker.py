@@ -324,6 +324,38 @@ def test_a_stale_key_refused_as_expired_then_a_new_key_runs_once() -> None:
     }
 
 
+def test_one_stale_key_refused_for_two_bodies_each_sent_again_under_its_own_key() -> None:
+    # Seen on a MariaDB soak (seed 847407827): a key another of the principal's clients reused
+    # was refused as expired for both bodies; each ran once, under its new key. Nothing ran
+    # under the stale key, so it ran no body twice.
+    first = _transfer(1, _expired(6.0), key="i1", token="t1")
+    shared = _transfer(2, _expired(8.0), key="i1", token="t2", kind="shared-key")
+    again = [
+        _transfer(
+            3,
+            _answer(201, _transfer_body(10, "t1"), at=6.5),
+            key="i2",
+            token="t1",
+            kind="rekeyed",
+            origin=1,
+        ),
+        _transfer(
+            4,
+            _answer(201, _transfer_body(11, "t2"), at=8.5),
+            key="i3",
+            token="t2",
+            kind="rekeyed",
+            origin=2,
+        ),
+    ]
+    rows = [_row(10, "t1", door="transfers", at=6.6), _row(11, "t2", door="transfers", at=8.6)]
+    verdict = _issued_check([first, shared, *again], rows)
+    assert verdict.ok, describe(verdict, [first, shared, *again])
+    # Had the stale key run one of them after all, that body has a row too many.
+    extra = [*rows, _row(12, "t2", door="transfers", at=8.1)]
+    assert "expired-key-ran" in _issued_check([first, shared, *again], extra).by_rule()
+
+
 def test_the_checkout_forms_expired_page_is_read_as_the_refusal() -> None:
     page = (
         b"<!doctype html><html><head><title>Issued Idempotency-Key expired</title></head>"
