@@ -37,7 +37,8 @@ help:
 	@echo "make clean        remove virtualenvs, caches, build output and the demo database"
 	@echo "make docs         the docs site into site/ (MkDocs, strict: broken links or anchors fail)"
 	@echo "make soak         10 minutes of randomized faults, every operation checked (ARGS=--quick: 90 s;"
-	@echo "                  ARGS='--duration=40m --operations=100000': until either comes first)"
+	@echo "                  ARGS='--duration=75m --operations=100000': until either comes first;"
+	@echo "                  --faults-per-kind=300: and every kind of fault 300 times; --database=mariadb)"
 
 # .venv/.installed-example, -test, -dev: the package in editable mode with that group.
 $(VENV)/.installed-%: pyproject.toml
