@@ -4,7 +4,7 @@ clears them is in ``purge.py``)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import models, router
 from django.db.models import Q
@@ -16,8 +16,8 @@ from .batches import delete_rows, update_rows
 from .holds import holds_reference
 from .partial_indexes import without_answered
 
-if TYPE_CHECKING:
-    from .purge import Progress, PurgeResult
+# ``PurgeResult`` lived here before: importing it from this module still works.
+from .purge import Progress, PurgeResult, purge_expired
 
 
 class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
@@ -98,8 +98,6 @@ class IdempotencyRecordQuerySet(models.QuerySet["IdempotencyRecord"]):
     ) -> PurgeResult:
         """Delete the expired records of this queryset, and their events, in short batches
         (``purge.purge_expired``: how, and what stays)."""
-        from .purge import purge_expired
-
         return purge_expired(
             self,
             batch_size=batch_size,
