@@ -1,4 +1,5 @@
-"""Routes the test app's ``OtherDatabaseExecution`` to the ``other`` alias."""
+"""Routes the test app's ``OtherDatabaseExecution`` and ``OtherDatabaseRecord`` proxies to the
+``other`` alias."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ OTHER = "other"
 
 class OtherDatabaseRouter:
     def _route(self, model: type[Any]) -> str | None:
-        return OTHER if model._meta.model_name == "otherdatabaseexecution" else None
+        routed = ("otherdatabaseexecution", "otherdatabaserecord")
+        return OTHER if model._meta.model_name in routed else None
 
     def db_for_read(self, model: type[Any], **hints: Any) -> str | None:
         return self._route(model)

@@ -78,7 +78,7 @@ def purge_expired(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
     IdempotencyRecord, IdempotencyEvent = _models()
-    alias = queryset._db or router.db_for_write(IdempotencyRecord)  # type: ignore[attr-defined]
+    alias = queryset._db or router.db_for_write(queryset.model)  # type: ignore[attr-defined]
     started = time.monotonic()
     State = IdempotencyRecord.State
     # Expiry is judged by the database's clock (PostgreSQL, MySQL): an app server with a clock

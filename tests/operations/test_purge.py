@@ -19,6 +19,7 @@ from django_idempotency.core.operation import Operation
 from django_idempotency.models import IdempotencyEvent, IdempotencyRecord
 from django_idempotency.models.purge import PurgeResult
 from tests.conftest import race
+from tests.testapp.models import OtherDatabaseRecord
 
 State = IdempotencyRecord.State
 Kind = IdempotencyEvent.Kind
@@ -165,6 +166,19 @@ def test_purges_the_database_it_is_given_and_only_that_one() -> None:
     assert (result.database, result.deleted, result.batches) == ("other", 30, 5)
     remaining = IdempotencyRecord.objects.using("other").values_list("pk", flat=True)
     assert set(remaining) == {r.pk for r in live_other}
+    assert IdempotencyRecord.objects.using("default").count() == len(on_default)
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_a_proxy_routed_elsewhere_purges_the_database_its_router_names() -> None:
+    # The router is asked about the model the purge was called on, not the store's record.
+    records(3, expired=True, using="other")
+    on_default = records(2, expired=True)
+
+    result = OtherDatabaseRecord.objects.purge_expired()
+
+    assert (result.database, result.deleted) == ("other", 3)
+    assert not IdempotencyRecord.objects.using("other").exists()
     assert IdempotencyRecord.objects.using("default").count() == len(on_default)
 
 
