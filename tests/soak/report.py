@@ -285,7 +285,7 @@ def markdown(run: Run) -> str:
         "without a fault (the ceiling of this machine with its load at the time). During "
         f"the load the {run.cpus} cores were {run.cpu_busy:.0%} busy, "
         f"{run.harness_cpu:.0%} of their time in the soak's own process (its clients, proxies "
-        "and nemesis), the rest in the servers, the worker and PostgreSQL."
+        f"and nemesis), the rest in the servers, the worker and {run.database}."
     )
     out.append("")
     found = (
@@ -302,7 +302,7 @@ def markdown(run: Run) -> str:
         "",
         "### Faults by kind",
         "",
-        "| fault | injected | skipped (target busy) |",
+        "| fault | injected | skipped (target busy, or nothing to hit) |",
         "|---|---:|---:|",
     ]
     kinds = Counter(fault.kind for fault in run.faults)

@@ -134,6 +134,7 @@ def test_the_section_shows_seed_commit_latency_and_faults() -> None:
     assert "30 s of load, until its 2 operations" in text
     assert 'ARGS="--seed=7 --database=mariadb --duration=2400 --operations=2"' in text
     assert "PgBouncer" not in text
+    assert "the worker and MariaDB." in text
     # A fault quota: the section says what the run made of it, not what it was asked.
     quota = dataclasses.replace(full, fault_quota=300, fault_kinds=["reset", "stall"], interval=0.5)
     text = markdown(quota)
