@@ -207,8 +207,9 @@ def _length(run: Run) -> str:
         least = min((kinds[kind] for kind in run.fault_kinds), default=0)
         return (
             f"{minutes} of load, for {run.operations_limit or 0:,} operations and "
-            f"{run.fault_quota:,} faults of every kind (a fault every {run.interval:g} s on "
-            f"average): it made {len(run.ops):,} and at least {least:,} of every kind"
+            f"{run.fault_quota:,} faults of every kind (the nemesis drawing one every "
+            f"{run.interval:g} s on average): it made {len(run.ops):,} and at least {least:,} of "
+            "every kind"
         )
     if run.operations_limit and len(run.ops) >= run.operations_limit:
         return f"{minutes} of load, until its {run.operations_limit:,} operations"

@@ -3,7 +3,7 @@
     python -m tests.soak              # 10 minutes, 32 clients
     python -m tests.soak --quick      # 90 seconds
     python -m tests.soak --duration=40m --operations=100000  # until either comes first
-    python -m tests.soak --duration=90m --operations=100000 --faults-per-kind=300 --interval=0.6
+    python -m tests.soak --duration=90m --operations=100000 --faults-per-kind=300 --interval=0.4
         # past the operations until every kind of fault came 300 times (or at the duration)
     python -m tests.soak --seed 1234  # replay a run's fault schedule and workload choices
     python -m tests.soak --ports 18900-18999  # every port the run listens on from this range
